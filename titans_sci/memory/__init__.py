@@ -1,0 +1,26 @@
+"""MIRAS memory core: a memory = architecture + attentional bias + retention + algorithm.
+
+Public pieces: :class:`MemoryConfig` (with presets ``titans``, ``moneta``, ``yaad``, ``memora``),
+:class:`NeuralMemory` (the module), :class:`MemoryState`, and the two implementations of the same
+function, :func:`recurrent` (token by token, the ground truth) and :func:`chunked` (chunk-parallel
+dual form), which take the internal ``[B, H, T, ...]`` layout.
+"""
+
+from .chunked import chunked
+from .config import PRESETS, MemoryConfig
+from .module import NeuralMemory
+from .recurrent import recurrent
+from .rule import Gates, MemoryRule, NonFiniteSurpriseError
+from .state import MemoryState
+
+__all__ = [
+    "PRESETS",
+    "Gates",
+    "MemoryConfig",
+    "MemoryRule",
+    "MemoryState",
+    "NeuralMemory",
+    "NonFiniteSurpriseError",
+    "chunked",
+    "recurrent",
+]

@@ -1,0 +1,149 @@
+"""``NeuralMemory``: learned initial memory weights plus checked inputs, over either implementation."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .chunked import chunked
+from .config import MemoryConfig
+from .recurrent import recurrent
+from .rule import Gates, MemoryRule
+from .state import MemoryState
+
+Implementation = Literal["chunked", "recurrent"]
+_IMPLEMENTATIONS = {"chunked": chunked, "recurrent": recurrent}
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class NeuralMemory(nn.Module):
+    """A bank of ``H`` MIRAS memories that learn at test time.
+
+    The initial free parameters of every memory matrix are outer-loop parameters
+    ``initial_weights[l]: [H, fan_in, fan_out]``; the initial momentum is zero.
+
+    Call ``memory(q, k, v, theta=..., eta=..., alpha=..., delta=..., state=None)`` with
+    ``q, k, v: [B, T, H, D]`` and gates ``[B, T, H]``; it returns the reads ``y: [B, T, H, D]``
+    (after each token's write) and the :class:`MemoryState` after the last token.
+    ``impl="recurrent"`` runs the token-by-token reference instead of the chunked path.
+    """
+
+    def __init__(self, config: MemoryConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.rule = MemoryRule.from_config(config)
+        self.initial_weights = nn.ParameterList(
+            nn.Parameter(torch.empty(config.num_heads, fan_in, fan_out))
+            for fan_in, fan_out in config.weight_shapes()
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for w in self.initial_weights:
+            nn.init.normal_(w, std=self.config.init_scale / math.sqrt(w.shape[1]))
+
+    def initial_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MemoryState:
+        """The learned initial memory for ``batch_size`` sequences (differentiable)."""
+        weights = tuple(
+            w.to(dtype or w.dtype).unsqueeze(0).expand(batch_size, *w.shape)
+            for w in self.initial_weights
+        )
+        momentum = tuple(torch.zeros_like(w) for w in weights) if self.config.uses_momentum else None
+        return MemoryState(weights, momentum)
+
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        theta: Tensor,
+        alpha: Tensor,
+        eta: Tensor | None = None,
+        delta: Tensor | None = None,
+        state: MemoryState | None = None,
+        impl: Implementation = "chunked",
+    ) -> tuple[Tensor, MemoryState]:
+        if impl not in _IMPLEMENTATIONS:
+            raise ValueError(f"impl={impl!r}; expected one of {sorted(_IMPLEMENTATIONS)}")
+        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
+        batch = q.shape[0]
+        if state is None:
+            state = self.initial_state(batch, q.dtype)
+        else:
+            self._check_state(state, batch, q)
+        gates = Gates(
+            theta=theta.transpose(1, 2),
+            eta=None if eta is None or not self.config.uses_momentum else eta.transpose(1, 2),
+            alpha=alpha.transpose(1, 2),
+            delta=None if not self.config.needs_delta else delta.transpose(1, 2),
+        )
+        heads_first = [x.transpose(1, 2) for x in (q, k, v)]
+        y, new_state = _IMPLEMENTATIONS[impl](self.rule, *heads_first, gates, state)
+        return y.transpose(1, 2), new_state
+
+    # -- input checks -------------------------------------------------------------------------
+
+    def _check_inputs(self, q: Tensor, k: Tensor, v: Tensor, **gates: Tensor | None) -> None:
+        cfg = self.config
+        for name, x in (("q", q), ("k", k), ("v", v)):
+            if not isinstance(x, Tensor):
+                raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if x.dtype not in _FLOAT_DTYPES:
+                raise ValueError(f"{name} has dtype {x.dtype}; expected a floating dtype")
+            if x.dim() != 4 or x.shape[2:] != (cfg.num_heads, cfg.head_dim):
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)}; expected [B, T, H={cfg.num_heads}, "
+                    f"D={cfg.head_dim}]"
+                )
+            if x.shape != q.shape or x.dtype != q.dtype:
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)} and dtype {x.dtype}; q has "
+                    f"{tuple(q.shape)} and {q.dtype}"
+                )
+        required = {"theta": True, "alpha": True, "eta": cfg.uses_momentum, "delta": cfg.needs_delta}
+        # (low, high) bounds of each gate; None is unbounded.
+        bounds = {"theta": (0.0, None), "eta": (0.0, 1.0), "alpha": (0.0, 1.0), "delta": (0.0, None)}
+        for name, gate in gates.items():
+            if gate is None:
+                if required[name]:
+                    why = {"eta": "the momentum algorithm", "delta": f"bias={cfg.bias!r}"}
+                    raise ValueError(f"gate {name} is required ({why.get(name, 'always')})")
+                continue
+            if not isinstance(gate, Tensor) or gate.dtype != q.dtype:
+                got = gate.dtype if isinstance(gate, Tensor) else type(gate).__name__
+                raise ValueError(f"gate {name} must be a tensor of dtype {q.dtype}, got {got}")
+            if gate.shape != q.shape[:3]:
+                raise ValueError(
+                    f"gate {name} has shape {tuple(gate.shape)}; expected [B, T, H] = "
+                    f"{tuple(q.shape[:3])}"
+                )
+            low, high = bounds[name]
+            if not bool(torch.isfinite(gate).all()):
+                raise ValueError(f"gate {name} has non-finite values")
+            if bool((gate < low).any()) or (high is not None and bool((gate > high).any())):
+                span = f"[{low}, {high}]" if high is not None else f">= {low}"
+                raise ValueError(f"gate {name} has values outside {span}")
+        for name, x in (("q", q), ("k", k), ("v", v)):
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} has non-finite values")
+
+    def _check_state(self, state: MemoryState, batch: int, q: Tensor) -> None:
+        if not isinstance(state, MemoryState):
+            raise ValueError(f"state must be a MemoryState, got {type(state).__name__}")
+        shapes = self.config.weight_shapes()
+        expected = [(batch, self.config.num_heads, *s) for s in shapes]
+        for part in ("weights", "momentum"):
+            tensors = getattr(state, part)
+            if tensors is None:
+                if part == "momentum" and self.config.uses_momentum:
+                    raise ValueError("state.momentum is None but the momentum algorithm needs it")
+                continue
+            got = [tuple(t.shape) for t in tensors]
+            if got != expected:
+                raise ValueError(f"state.{part} has shapes {got}; this memory expects {expected}")
+            if any(t.dtype != q.dtype for t in tensors):
+                raise ValueError(f"state.{part} dtype differs from the inputs' dtype {q.dtype}")

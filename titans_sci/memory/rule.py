@@ -1,0 +1,65 @@
+"""What both implementations share: the rule (architecture, bias, retention), gates, errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .architectures import MemoryArchitecture, build_architecture
+from .config import MemoryConfig
+from .objectives import AttentionalBias, RetentionMap
+
+
+class NonFiniteSurpriseError(FloatingPointError):
+    """The inner loop diverged: a token's surprise (memory gradient) is not finite."""
+
+    def __init__(self, step: int, batch: int, head: int) -> None:
+        self.step, self.batch, self.head = step, batch, head
+        super().__init__(
+            f"non-finite surprise at step {step} (batch {batch}, head {head}): the memory's "
+            "inner loop diverged; lower the step size theta or raise the forget gate alpha"
+        )
+
+
+@dataclass(frozen=True)
+class MemoryRule:
+    """The update rule of one memory: a config and the pieces it selects."""
+
+    config: MemoryConfig
+    architecture: MemoryArchitecture
+    bias: AttentionalBias
+    retention: RetentionMap
+
+    @classmethod
+    def from_config(cls, config: MemoryConfig) -> MemoryRule:
+        return cls(config, build_architecture(config), AttentionalBias(config), RetentionMap(config))
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Per token, per head gates in the internal layout ``[B, H, T]``.
+
+    ``theta``: step size; ``eta``: momentum (``None`` for plain GD); ``alpha``: forget rate;
+    ``delta``: Huber threshold or value radius (``None`` for biases that do not use it).
+    """
+
+    theta: Tensor
+    eta: Tensor | None
+    alpha: Tensor
+    delta: Tensor | None
+
+    def slice(self, start: int, end: int) -> Gates:
+        def cut(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[..., start:end]
+
+        return Gates(cut(self.theta), cut(self.eta), cut(self.alpha), cut(self.delta))
+
+
+def raise_if_not_finite(bad: Tensor, offset: int = 0) -> None:
+    """``bad: [B, H, N]`` marks tokens with a non-finite surprise; raise for the earliest one."""
+    if bool(bad.any()):
+        where = torch.nonzero(bad)
+        b, h, t = (int(i) for i in where[where[:, 2].argmin()])
+        raise NonFiniteSurpriseError(step=offset + t, batch=b, head=h)

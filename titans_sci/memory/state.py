@@ -1,0 +1,74 @@
+"""The memory state carried between calls, and the schedule of chunks over a sequence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class MemoryState:
+    """Per-sequence, per-head memory between calls.
+
+    Attributes:
+        weights: free parameters ``X_l: [B, H, fan_in, fan_out]`` of each memory matrix (the
+            memory weights themselves for the ``decay`` retention; the accumulator or logits for
+            the others, see :class:`~titans_sci.memory.config.MemoryConfig`).
+        momentum: ``S_l`` of the same shapes for the ``momentum`` algorithm, else ``None``.
+
+    A call that ends on a chunk boundary (its length a multiple of ``chunk_size``) followed by a
+    call that starts from its state computes exactly what one call over both pieces computes.
+    """
+
+    weights: tuple[Tensor, ...]
+    momentum: tuple[Tensor, ...] | None = None
+
+    def detach(self) -> MemoryState:
+        """The same values, cut from the autograd graph (truncated backpropagation)."""
+        momentum = None if self.momentum is None else tuple(m.detach() for m in self.momentum)
+        return MemoryState(tuple(w.detach() for w in self.weights), momentum)
+
+    @property
+    def batch_size(self) -> int:
+        return self.weights[0].shape[0]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Tokens ``[start, end)`` whose gradients share the memory at ``start``.
+
+    ``complete``: the segment is a whole chunk (or Memora's lag token), so its last token reads
+    the exactly mapped state; a sequence's trailing partial chunk is not complete.
+    """
+
+    start: int
+    end: int
+    complete: bool
+
+
+def chunk_segments(length: int, chunk_size: int, lag_token: bool) -> list[Segment]:
+    """Chunks of ``chunk_size`` tokens over ``length``; with ``lag_token`` each chunk's first token
+    is a segment of its own (Memora)."""
+    segments: list[Segment] = []
+    for start in range(0, length, chunk_size):
+        end = min(start + chunk_size, length)
+        complete = end - start == chunk_size
+        if lag_token and end - start > 1:
+            segments.append(Segment(start, start + 1, True))
+            start += 1
+        segments.append(Segment(start, end, complete))
+    return segments
+
+
+def decay_matrix(a: Tensor) -> Tensor:
+    """``P[..., t, i] = prod_{i < j <= t} a[..., j]`` for ``i <= t``, zero above the diagonal.
+
+    ``a: [..., n] -> [..., n, n]``; an exact cumulative product (no logarithms), so factors equal
+    to zero are handled.
+    """
+    n = a.shape[-1]
+    strictly_lower = torch.ones(n, n, dtype=torch.bool, device=a.device).tril(-1)
+    factors = torch.where(strictly_lower, a.unsqueeze(-1), torch.ones_like(a).unsqueeze(-1))
+    return torch.cumprod(factors, dim=-2).tril()
