@@ -6,10 +6,10 @@ function, :func:`recurrent` (token by token, the ground truth) and :func:`chunke
 dual form), which take the internal ``[B, H, T, ...]`` layout.
 """
 
-from .chunked import chunked
+from .chunk import chunked
 from .config import PRESETS, MemoryConfig
 from .module import NeuralMemory
-from .recurrent import recurrent
+from .naive import recurrent
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState
 

@@ -36,7 +36,7 @@ class MemoryArchitecture:
         raise NotImplementedError
 
     def forward(self, weights: Sequence[Tensor], x: Tensor) -> Tensor:
-        """``M_W(x)``: ``x [B, H, N, D] -> [B, H, N, D]`` with weights ``[B, H, fan_in, fan_out]``."""
+        """``M_W(x)``: ``x [B, H, N, D] -> [B, H, N, D]``, weights ``[B, H, fan_in, fan_out]``."""
         return self.apply(x, lambda i, u: u @ weights[i])
 
     def surprise_factors(
@@ -102,7 +102,9 @@ class MLPMemory(MemoryArchitecture):
         inv_sigma = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.config.ln_eps)
         normed = centred * inv_sigma
         g = out_grad(x + normed)
-        d = (g - g.mean(-1, keepdim=True) - normed * (g * normed).mean(-1, keepdim=True)) * inv_sigma
+        d = (
+            g - g.mean(-1, keepdim=True) - normed * (g * normed).mean(-1, keepdim=True)
+        ) * inv_sigma
         deltas = [d]
         for i in range(last - 1, -1, -1):
             d = (d @ weights[i + 1].transpose(-1, -2)) * _gelu_grad(pre_acts[i])

@@ -132,7 +132,9 @@ class MemoryConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"MemoryConfig.{name}={getattr(self, name)}; must be > 0")
         if self.elastic_threshold < 0:
-            raise ValueError(f"MemoryConfig.elastic_threshold={self.elastic_threshold}; must be >= 0")
+            raise ValueError(
+                f"MemoryConfig.elastic_threshold={self.elastic_threshold}; must be >= 0"
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> MemoryConfig:

@@ -1,4 +1,4 @@
-"""``NeuralMemory``: learned initial memory weights plus checked inputs, over either implementation."""
+"""``NeuralMemory``: learned initial memory weights, checked inputs, either implementation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .chunked import chunked
+from .chunk import chunked
 from .config import MemoryConfig
-from .recurrent import recurrent
+from .naive import recurrent
 from .rule import Gates, MemoryRule
 from .state import MemoryState
 
@@ -51,7 +51,9 @@ class NeuralMemory(nn.Module):
             w.to(dtype or w.dtype).unsqueeze(0).expand(batch_size, *w.shape)
             for w in self.initial_weights
         )
-        momentum = tuple(torch.zeros_like(w) for w in weights) if self.config.uses_momentum else None
+        momentum = (
+            tuple(torch.zeros_like(w) for w in weights) if self.config.uses_momentum else None
+        )
         return MemoryState(weights, momentum)
 
     def forward(
@@ -104,9 +106,19 @@ class NeuralMemory(nn.Module):
                     f"{name} has shape {tuple(x.shape)} and dtype {x.dtype}; q has "
                     f"{tuple(q.shape)} and {q.dtype}"
                 )
-        required = {"theta": True, "alpha": True, "eta": cfg.uses_momentum, "delta": cfg.needs_delta}
+        required = {
+            "theta": True,
+            "alpha": True,
+            "eta": cfg.uses_momentum,
+            "delta": cfg.needs_delta,
+        }
         # (low, high) bounds of each gate; None is unbounded.
-        bounds = {"theta": (0.0, None), "eta": (0.0, 1.0), "alpha": (0.0, 1.0), "delta": (0.0, None)}
+        bounds = {
+            "theta": (0.0, None),
+            "eta": (0.0, 1.0),
+            "alpha": (0.0, 1.0),
+            "delta": (0.0, None),
+        }
         for name, gate in gates.items():
             if gate is None:
                 if required[name]:

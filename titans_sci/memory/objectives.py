@@ -85,7 +85,7 @@ class RetentionMap:
         return torch.sign(x) * torch.relu(x.abs() - self.threshold)
 
     def read_scale(self, x: Tensor) -> Tensor | float:
-        """Factor on a chunk's parameter updates when read inside the chunk (``lq``: ``1/||X||``)."""
+        """Factor on a chunk's updates when read inside the chunk (``lq``: ``1/||X||``)."""
         if self.kind == "lq":
             return 1.0 / self._lq_normaliser(x)
         return 1.0

@@ -34,7 +34,9 @@ class MemoryRule:
 
     @classmethod
     def from_config(cls, config: MemoryConfig) -> MemoryRule:
-        return cls(config, build_architecture(config), AttentionalBias(config), RetentionMap(config))
+        return cls(
+            config, build_architecture(config), AttentionalBias(config), RetentionMap(config)
+        )
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ def _token_surprise(
     rule: MemoryRule, weights: list[Tensor], k: Tensor, v: Tensor, delta: Tensor | None
 ) -> list[Tensor]:
     """``d bias(M_W(k), v) / dW`` for one token per (batch, head), keeping the graph."""
+    outer = torch.is_grad_enabled()
     with torch.enable_grad():
-        leaves = [w if w.requires_grad else w.detach().requires_grad_() for w in weights]
+        leaves = [w if outer and w.requires_grad else w.detach().requires_grad_() for w in weights]
         error = rule.architecture.forward(leaves, k) - v
         loss = rule.bias.loss(error, delta).sum()
-        return list(torch.autograd.grad(loss, leaves, create_graph=torch.is_grad_enabled()))
+        return list(torch.autograd.grad(loss, leaves, create_graph=outer))
 
 
 def recurrent(

@@ -1,0 +1,23 @@
+# Single source of truth for the README's two commands: `make run` and `make test`.
+#
+# TORCH_SPEC is installed first and repeated in the project install so that nothing upgrades it.
+# On the project's CPU machines torch==2.13.0 resolves to a local CPU build; any other torch
+# pulls a multi-GB CUDA build. Override with e.g. `make setup TORCH_SPEC="torch>=2.4"`.
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: setup run test
+
+setup:
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e ".[test]" "$(TORCH_SPEC)"
+
+run: setup
+	$(VENV)/bin/titans-sci run
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2

@@ -1,0 +1,1 @@
+"""Domain adapters: DNA (I/O, tokenizers, reverse complement), time series, GluonTS bridge."""

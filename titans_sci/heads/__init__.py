@@ -1,0 +1,1 @@
+"""Task heads: sequence classification and point/probabilistic forecasting."""

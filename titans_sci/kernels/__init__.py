@@ -1,0 +1,1 @@
+"""Triton kernels for the chunked memory update and read, with device dispatch."""

@@ -1,0 +1,1 @@
+"""Neural-memory layer, attention (sliding window, persistent tokens) and blocks."""

@@ -1,0 +1,122 @@
+"""Chunk-parallel MIRAS memory in PyTorch (the dual form): the CPU path, differentiable.
+
+Inside a segment of ``n`` tokens starting from free parameters ``X_0``, momentum ``S_0`` and
+weights ``W_c = R(X_0)``, every surprise is taken at ``W_c`` and is, per weight matrix, a rank-1
+matrix ``g_j = u_j^T d_j`` (layer input times output gradient). Unrolling the recurrence of
+:mod:`~titans_sci.memory.naive` with ``a_t = 1 - alpha_t``:
+
+    P[t, i] = prod_{i<j<=t} a_j,   Q[i, j] = prod_{j<l<=i} eta_l,   m_t = prod_{l<=t} eta_l
+    beta_t  = prod_{j<=t} a_j,     f_t = sum_{i<=t} P[t, i] m_i
+    G[t, j] = theta_j sum_{j<=i<=t} P[t, i] Q[i, j]        (gd: G[t, j] = theta_j P[t, j], f = 0)
+
+    X_t = beta_t X_0 + f_t S_0 - sum_{j<=t} G[t, j] u_j^T d_j
+    S_n = m_n S_0 - sum_j theta_j Q[n, j] u_j^T d_j
+    V_t = beta_t W_c + s_c (f_t S_0 - sum_{j<=t} G[t, j] u_j^T d_j)     (weights read at t)
+
+so a layer's read of input ``r_t`` never materialises ``V_t``:
+``r_t V_t = beta_t r_t W_c + s_c (f_t r_t S_0 - sum_j G[t, j] (r_t . u_j) d_j)``, i.e.
+``(R U^T * G) D``, one masked matmul per layer, as in TTT-MLP's dual form. Segments run in
+sequence; everything inside a segment is batched over ``[B, H]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .rule import Gates, MemoryRule, raise_if_not_finite
+from .state import MemoryState, chunk_segments, decay_matrix
+
+
+def chunked(
+    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+) -> tuple[Tensor, MemoryState]:
+    """Reads ``y: [B, H, T, D]`` and the state after the last token; equals :func:`recurrent`."""
+    outputs: list[Tensor] = []
+    not_finite: list[Tensor] = []
+    segments = chunk_segments(q.shape[2], rule.config.chunk_size, rule.retention.lag_token)
+    for segment in segments:
+        tokens = slice(segment.start, segment.end)
+        y, state, bad = _segment(
+            rule,
+            q[:, :, tokens],
+            k[:, :, tokens],
+            v[:, :, tokens],
+            gates.slice(segment.start, segment.end),
+            state,
+            segment.complete,
+        )
+        outputs.append(y)
+        not_finite.append(bad)
+    if not_finite:
+        raise_if_not_finite(torch.cat(not_finite, dim=2))
+    y = torch.cat(outputs, dim=2) if outputs else q.new_zeros(q.shape)
+    return y, state
+
+
+def _segment(
+    rule: MemoryRule,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    g: Gates,
+    state: MemoryState,
+    complete: bool,
+) -> tuple[Tensor, MemoryState, Tensor]:
+    """One segment of ``n`` tokens: reads ``[B, H, n, D]``, the state at its end, and a
+    ``[B, H, n]`` mask of tokens whose surprise is not finite."""
+    retention, arch, bias = rule.retention, rule.architecture, rule.bias
+    x, s = state.weights, state.momentum
+    start_weights = [retention.weights(w) for w in x]
+    scales = [retention.read_scale(w) for w in x]
+
+    # Surprise factors of every token at the segment-start weights.
+    inputs, deltas = arch.surprise_factors(start_weights, k, lambda y: bias.grad(y - v, g.delta))
+    finite = [torch.isfinite(t).all(-1) for t in (*inputs, *deltas)]
+    bad = ~torch.stack(finite).all(0)
+
+    # Gate matrices of the unrolled recurrence.
+    keep = 1 - g.alpha
+    decay = decay_matrix(keep)  # P [B, H, n, n]
+    beta = torch.cumprod(keep, dim=-1)  # [B, H, n]
+    theta_cols = g.theta.unsqueeze(-2)
+    if s is not None:
+        assert g.eta is not None
+        carry = decay_matrix(g.eta)  # Q
+        mom = torch.cumprod(g.eta, dim=-1)  # m
+        coeff = (decay @ carry) * theta_cols  # G
+        f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
+    else:
+        coeff = decay * theta_cols
+
+    def layer(i: int, r: Tensor) -> Tensor:
+        z = beta.unsqueeze(-1) * (r @ start_weights[i])
+        correction = -((r @ inputs[i].transpose(-1, -2)) * coeff) @ deltas[i]
+        if s is not None:
+            correction = correction + f.unsqueeze(-1) * (r @ s[i])
+        return z + scales[i] * correction
+
+    y = arch.apply(q, layer)
+
+    # State at the segment end: the last row of the matrices above.
+    last_coeff = coeff[..., -1, :].unsqueeze(-1)
+    beta_end = beta[..., -1, None, None]
+    new_x = []
+    for i, w in enumerate(x):
+        update = -(inputs[i] * last_coeff).transpose(-1, -2) @ deltas[i]
+        if s is not None:
+            update = update + f[..., -1, None, None] * s[i]
+        new_x.append(beta_end * w + update)
+    new_s = None
+    if s is not None:
+        carry_end = (carry[..., -1, :] * g.theta).unsqueeze(-1)
+        mom_end = mom[..., -1, None, None]
+        new_s = tuple(
+            mom_end * m - (inputs[i] * carry_end).transpose(-1, -2) @ deltas[i]
+            for i, m in enumerate(s)
+        )
+
+    if complete and not retention.is_identity:
+        exact = arch.forward([retention.weights(w) for w in new_x], q[:, :, -1:])
+        y = torch.cat([y[:, :, :-1], exact], dim=2)
+    return y, MemoryState(tuple(new_x), new_s), bad

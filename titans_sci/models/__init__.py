@@ -1,0 +1,1 @@
+"""Backbones (Titans LMM, MAC, MAG, MAL), their config dataclasses and streaming state."""
