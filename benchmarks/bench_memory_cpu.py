@@ -13,7 +13,8 @@ own venv free of titans-pytorch and its dependencies. Without titans-pytorch ins
 ``--skip-peer``) the script times titans_sci alone and says that the peer is missing.
 
 Same memory on both sides: 8 heads of 64, MLP memory of depth 2 and expansion 4, chunk 64, and
-titans-pytorch's ``batch_size`` 64 so that its memory weights are committed every 64 tokens.
+titans-pytorch's ``batch_size`` 64 so that its memory weights are committed every 64 tokens
+(and ``default_step_transform_max_lr=1e-2``, see ``PEER_MAX_LR``).
 Rows, each timed as forward + backward of ``mean(y**2)`` to every input and parameter:
 
 * ``titans-pytorch NeuralMemory``: the peer's full module on ``x: [B, T, 512]`` (it includes its
@@ -58,6 +59,10 @@ HEAD_DIM = 64
 CHUNK = 64
 DEPTH = 2
 EXPANSION = 4
+# titans-pytorch's step size is ``max_lr * sigmoid(.)``; with its default ``max_lr=1`` the
+# untrained memory diverges to NaN within ~700 tokens of random input (batch_size 64). The value
+# changes no FLOP, only keeps the numbers finite; 1e-2 is its step transform's own default.
+PEER_MAX_LR = 1e-2
 
 Step = Callable[[], float]
 
@@ -217,6 +222,7 @@ def peer_step(batch: int, seq_len: int) -> Step:
         heads=HEADS,
         dim_head=HEAD_DIM,
         model=MemoryMLP(dim=HEAD_DIM, depth=DEPTH, expansion_factor=float(EXPANSION)),
+        default_step_transform_max_lr=PEER_MAX_LR,
     )
     x = torch.randn(batch, seq_len, DIM, requires_grad=True)
     return fwd_bwd_step(model, lambda: model(x)[0], [x])

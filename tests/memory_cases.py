@@ -97,6 +97,7 @@ def probe_loss(y: Tensor, state: MemoryState) -> Tensor:
 
 def relative_error(actual: Tensor, expected: Tensor) -> float:
     """``max |a - e| / max |e|`` (``max |a - e|`` when ``e`` is all zeros)."""
+    actual, expected = actual.detach(), expected.detach()
     scale = expected.abs().max().clamp_min(1e-30)
     return float((actual - expected).abs().max() / scale)
 

@@ -1,0 +1,297 @@
+"""Exact online learning, gradcheck, streaming state, shape properties and bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+from memory_cases import (
+    ARCHITECTURES,
+    PRESETS,
+    assert_close,
+    make_case,
+    relative_error,
+    run,
+)
+from titans_sci.memory import MemoryConfig, MemoryState, NeuralMemory, NonFiniteSurpriseError
+
+# -- exact online learning, written from the papers' per-token equations ------------------------
+
+
+def _memory(cfg: MemoryConfig, weights: list[Tensor], x: Tensor) -> Tensor:
+    if cfg.architecture == "linear":
+        return x @ weights[0]
+    h = x
+    for w in weights[:-1]:
+        h = F.gelu(h @ w)
+    return x + F.layer_norm(h @ weights[-1], (x.shape[-1],), eps=cfg.ln_eps)
+
+
+def _paper_loss(cfg: MemoryConfig, e: Tensor, delta: Tensor) -> Tensor:
+    if cfg.bias == "l2":  # Titans eq. 12 (with 1/2)
+        return 0.5 * (e**2).sum(-1)
+    if cfg.bias == "lp":  # MIRAS eq. 10 with remark 5's smooth |.|
+        return ((e**2 + cfg.eps) ** (cfg.p / 2)).sum(-1) / cfg.p
+    if cfg.bias == "huber":  # MIRAS eq. 16
+        small = torch.linalg.vector_norm(e, dim=-1) <= delta
+        return torch.where(small, 0.5 * (e**2).sum(-1), delta * (e**2 + cfg.eps).sqrt().sum(-1))
+    raise AssertionError(cfg.bias)
+
+
+def online_learning(case, steps: int) -> tuple[Tensor, list[Tensor]]:
+    """Per token: gradient at the current memory, update, read the updated memory."""
+    cfg = case.memory.config
+    batch = case.q.shape[0]
+    params = [p.detach().expand(batch, *p.shape) for p in case.memory.parameters()]
+    # Memora's state is the simplex point itself; the others keep free parameters A (or W).
+    state = (
+        [cfg.simplex_scale * torch.softmax(p, -2) for p in params]
+        if cfg.retention == "kl"
+        else params
+    )
+    momentum = [torch.zeros_like(p) for p in params]
+    g = {n: x.detach().transpose(1, 2) for n, x in case.gates.items()}
+    q, k, v = (x.detach().transpose(1, 2) for x in (case.q, case.k, case.v))
+
+    def weights_of(a: list[Tensor]) -> list[Tensor]:
+        if cfg.retention == "lq":  # Moneta eq. 24: W = A / ||A||_q^(q-2)
+            return [
+                x / x.abs().pow(cfg.q).sum((-2, -1), keepdim=True) ** ((cfg.q - 2) / cfg.q)
+                for x in a
+            ]
+        if cfg.retention == "elastic":  # FTRL elastic net: W = soft threshold of A
+            return [x.sign() * (x.abs() - cfg.elastic_threshold).clamp_min(0) for x in a]
+        return a
+
+    outputs = []
+    for t in range(steps):
+        theta, eta, alpha, delta = (
+            g[n][..., t, None, None] for n in ("theta", "eta", "alpha", "delta")
+        )
+        w = [x.clone().requires_grad_() for x in weights_of(state)]
+        e = _memory(cfg, w, k[:, :, t : t + 1]) - v[:, :, t : t + 1]
+        grads = torch.autograd.grad(_paper_loss(cfg, e, delta[..., 0]).sum(), w)
+        if cfg.retention == "kl":  # Memora eq. 27 with the forget gate 1 - alpha
+            state = [
+                cfg.simplex_scale * torch.softmax((1 - alpha) * x.log() - theta * gr, -2)
+                for x, gr in zip(state, grads, strict=True)
+            ]
+        elif cfg.algorithm == "momentum":  # Titans eqs. 13-14
+            momentum = [eta * m - theta * gr for m, gr in zip(momentum, grads, strict=True)]
+            state = [(1 - alpha) * x + m for x, m in zip(state, momentum, strict=True)]
+        else:
+            state = [(1 - alpha) * x - theta * gr for x, gr in zip(state, grads, strict=True)]
+        outputs.append(_memory(cfg, weights_of(state), q[:, :, t : t + 1]))
+    return torch.cat(outputs, 2).transpose(1, 2), weights_of(state)
+
+
+ONLINE_CASES = [(p, a, {}) for p in PRESETS for a in ARCHITECTURES] + [
+    ("titans", a, {"retention": "elastic", "elastic_threshold": 0.01}) for a in ARCHITECTURES
+]
+
+
+@pytest.mark.parametrize(("preset", "architecture", "overrides"), ONLINE_CASES)
+def test_chunk_size_one_is_exact_online_learning(preset, architecture, overrides):
+    case = make_case(preset, architecture, 24, 1, dtype=torch.float64, **overrides)
+    y_online, w_online = online_learning(case, 24)
+    with torch.no_grad():
+        y, state = run(case, "chunked")
+    assert_close("y", y, y_online, 1e-10)
+    retention = case.memory.rule.retention
+    for i, (x, w) in enumerate(zip(state.weights, w_online, strict=True)):
+        assert_close(f"memory weights[{i}]", retention.weights(x), w, 1e-10)
+
+
+def test_larger_chunks_differ_from_online_learning():
+    """Chunking is an approximation: frozen gradients change the result (the test can fail)."""
+    one = make_case("titans", "mlp", 32, 1, dtype=torch.float64)
+    many = make_case("titans", "mlp", 32, 16, dtype=torch.float64)
+    with torch.no_grad():
+        assert relative_error(run(many, "chunked")[0], run(one, "chunked")[0]) > 1e-4
+
+
+# -- gradcheck --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_gradcheck_chunked(preset: str, architecture: str):
+    case = make_case(preset, architecture, 5, 2, batch=1, heads=1, head_dim=3, dtype=torch.float64)
+    memory = case.memory
+    weights = [p.detach().unsqueeze(0).clone().requires_grad_() for p in memory.parameters()]
+    names = list(case.gates)
+
+    def f(q, k, v, *rest):
+        gates = dict(zip(names, rest[: len(names)], strict=True))
+        w = rest[len(names) :]
+        momentum = tuple(torch.zeros_like(x) for x in w) if memory.config.uses_momentum else None
+        y, state = memory(q, k, v, **gates, state=MemoryState(tuple(w), momentum))
+        return (y, *state.weights)
+
+    inputs = (case.q, case.k, case.v, *case.gates.values(), *weights)
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+# -- streaming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_state_over_two_halves_equals_whole(preset: str, architecture: str):
+    case = make_case(preset, architecture, 53, 16, dtype=torch.float64)
+    memory, split = case.memory, 32  # a chunk boundary; the second piece ends mid-chunk
+    whole_y, whole_state = run(case, "chunked")
+
+    def piece(sl: slice, state):
+        gates = {n: x[:, sl] for n, x in case.gates.items()}
+        return memory(case.q[:, sl], case.k[:, sl], case.v[:, sl], **gates, state=state)
+
+    y1, s1 = piece(slice(0, split), None)
+    y2, s2 = piece(slice(split, None), s1)
+    assert_close("y", torch.cat([y1, y2], 1), whole_y, 1e-12)
+    for a, b in zip(s2.weights, whole_state.weights, strict=True):
+        assert_close("state.weights", a, b, 1e-12)
+    # Gradients flow through the carried state into the first piece's inputs.
+    (grad,) = torch.autograd.grad(y2.sum(), case.k)
+    assert grad[:, :split].abs().sum() > 0
+
+
+# -- shapes (hypothesis) ------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    preset=st.sampled_from(PRESETS),
+    architecture=st.sampled_from(ARCHITECTURES),
+    batch=st.integers(1, 3),
+    length=st.integers(1, 40),
+    heads=st.integers(1, 3),
+    head_dim=st.integers(2, 6),
+    chunk_size=st.integers(1, 20),
+    seed=st.integers(0, 2**16),
+)
+def test_chunked_equals_recurrent_any_shape(
+    preset, architecture, batch, length, heads, head_dim, chunk_size, seed
+):
+    case = make_case(
+        preset,
+        architecture,
+        length,
+        chunk_size,
+        batch=batch,
+        heads=heads,
+        head_dim=head_dim,
+        dtype=torch.float64,
+        seed=seed,
+        expansion=2,
+    )
+    (y_ref, s_ref), (y, s) = run(case, "recurrent"), run(case, "chunked")
+    assert y.shape == (batch, length, heads, head_dim)
+    assert_close("y", y, y_ref, 1e-8)
+    for a, b in zip(s.weights, s_ref.weights, strict=True):
+        assert_close("state", a, b, 1e-8)
+    grads = torch.autograd.grad(y.square().sum(), [case.q, case.k, case.v])
+    grads_ref = torch.autograd.grad(y_ref.square().sum(), [case.q, case.k, case.v])
+    for name, a, b in zip("qkv", grads, grads_ref, strict=True):
+        assert_close(f"grad {name}", a, b, 1e-8)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def _call(case, **changes):
+    args = dict(q=case.q, k=case.k, v=case.v, **case.gates)
+    args.update(changes)
+    q, k, v = args.pop("q"), args.pop("k"), args.pop("v")
+    return case.memory(q, k, v, **args)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: {"q": c.q[0]}, "q has shape"),
+        (lambda c: {"k": c.k[:, :-1]}, "k has shape"),
+        (lambda c: {"v": c.v.to(torch.int64)}, "v has dtype"),
+        (lambda c: {"v": c.v.double()}, "v has shape .* and dtype"),
+        (lambda c: {"q": torch.zeros(2, 8, 2, 5)}, r"q has shape .* D=8"),
+        (
+            lambda c: {"v": c.v.detach().clone().index_fill_(1, torch.tensor([3]), float("nan"))},
+            "v has non-finite",
+        ),
+        (lambda c: {"theta": c.gates["theta"][:, :-1]}, "gate theta has shape"),
+        (
+            lambda c: {"alpha": c.gates["alpha"] + 1.5},
+            r"gate alpha has values outside \[0.0, 1.0\]",
+        ),
+        (lambda c: {"eta": None}, "gate eta is required"),
+        (lambda c: {"theta": -c.gates["theta"]}, "gate theta has values outside"),
+        (lambda c: {"eta": c.gates["eta"].double()}, "gate eta must be a tensor of dtype"),
+        (
+            lambda c: {"alpha": c.gates["alpha"].detach().clone().fill_(float("inf"))},
+            "gate alpha has non-finite",
+        ),
+    ],
+)
+def test_bad_input_names_the_tensor(change, message):
+    case = make_case("titans", "mlp", 8, 4)
+    with pytest.raises(ValueError, match=message):
+        _call(case, **change(case))
+
+
+def test_missing_delta_for_huber_bias():
+    case = make_case("yaad", "linear", 8, 4)
+    with pytest.raises(ValueError, match=re.escape("gate delta is required (bias='huber')")):
+        _call(case, delta=None)
+
+
+def test_state_from_another_config_is_rejected():
+    case = make_case("titans", "mlp", 8, 4)
+    other = NeuralMemory(case.memory.config.replace(expansion=2)).initial_state(2)
+    with pytest.raises(ValueError, match="state.weights has shapes"):
+        _call(case, state=other)
+    gd_state = NeuralMemory(case.memory.config.replace(algorithm="gd")).initial_state(2)
+    with pytest.raises(ValueError, match="state.momentum is None"):
+        _call(case, state=gd_state)
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="unknown memory preset 'atlas'"):
+        MemoryConfig.preset("atlas")
+    with pytest.raises(ValueError, match="chunk_size=300"):
+        MemoryConfig(chunk_size=300)
+    with pytest.raises(ValueError, match="MemoryConfig.bias='l3'"):
+        MemoryConfig(bias="l3")
+    with pytest.raises(ValueError, match="depth >= 2"):
+        MemoryConfig(depth=1)
+    with pytest.raises(ValueError, match=r"unknown MemoryConfig keys \['colour'\]"):
+        MemoryConfig.from_dict({"colour": "red"})
+    assert MemoryConfig.from_dict(MemoryConfig.preset("memora").to_dict()) == MemoryConfig.preset(
+        "memora"
+    )
+
+
+@pytest.mark.parametrize("impl", ["chunked", "recurrent"])
+def test_diverging_inner_loop_names_the_step(impl: str):
+    """A huge step size overflows the memory within a few tokens: an error, not NaN outputs."""
+    case = make_case("titans", "linear", 12, 4)
+    theta = torch.full_like(case.gates["theta"], 1e30)
+    with pytest.raises(NonFiniteSurpriseError, match=r"non-finite surprise at step (\d+)") as info:
+        _call(case, theta=theta)
+    assert 1 <= info.value.step < 12
+
+
+def test_divergence_step_is_the_same_in_both_paths():
+    case = make_case("titans", "linear", 12, 4)
+    theta = torch.full_like(case.gates["theta"], 1e30)
+    steps = []
+    for impl in ("chunked", "recurrent"):
+        with pytest.raises(NonFiniteSurpriseError) as info:
+            case.memory(case.q, case.k, case.v, **{**case.gates, "theta": theta}, impl=impl)
+        steps.append((info.value.step, info.value.batch, info.value.head))
+    assert steps[0] == steps[1]
