@@ -282,7 +282,7 @@ def test_diverging_inner_loop_names_the_step(impl: str):
     case = make_case("titans", "linear", 12, 4)
     theta = torch.full_like(case.gates["theta"], 1e30)
     with pytest.raises(NonFiniteSurpriseError, match=r"non-finite surprise at step (\d+)") as info:
-        _call(case, theta=theta)
+        _call(case, theta=theta, impl=impl)
     assert 1 <= info.value.step < 12
 
 
