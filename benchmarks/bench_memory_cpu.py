@@ -108,18 +108,19 @@ def count_flops(step: Step) -> int:
 def measure(rows: list[Row], warmup: int, reps: int) -> None:
     """Warm up each runnable row, then time the rows round-robin (``reps`` rounds), so that load
     from other processes on the machine hits every row alike; then count FLOPs."""
-    live = [row for row in rows if row.step is not None]
-    for row in live:
+    live = [(row, row.step) for row in rows if row.step is not None]
+    times: dict[str, list[float]] = {row.name: [] for row, _ in live}
+    for row, step in live:
         for _ in range(warmup):
-            row.loss = row.step()
-        row.seconds = []
+            row.loss = step()
     for _ in range(reps):
-        for row in live:
+        for row, step in live:
             start = time.perf_counter()
-            row.loss = row.step()
-            row.seconds.append(time.perf_counter() - start)
-    for row in live:
-        row.flops = count_flops(row.step)
+            row.loss = step()
+            times[row.name].append(time.perf_counter() - start)
+    for row, step in live:
+        row.seconds = times[row.name]
+        row.flops = count_flops(step)
         if not math.isfinite(row.loss):
             row.note = f"non-finite loss {row.loss}"
 
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown output path")
     args = parser.parse_args(argv)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     tokens = args.batch * args.seq_len
@@ -312,13 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     measure(rows, args.warmup, args.reps)
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = [
         f"# Memory fwd+bwd on CPU: B={args.batch}, T={args.seq_len}",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {args.threads}, "
-        f"1-min load avg at end {load:.2f}",
+        f"1-min load avg at start {load:.2f}",
         f"- torch {torch.__version__}, titans-pytorch {package_version('titans-pytorch')}, "
         f"python {platform.python_version()}",
         f"- memory: {HEADS} heads x {HEAD_DIM}, MLP depth {DEPTH} expansion {EXPANSION}, "
