@@ -35,17 +35,13 @@ def chunked(
     outputs: list[Tensor] = []
     not_finite: list[Tensor] = []
     segments = chunk_segments(q.shape[2], rule.config.chunk_size, rule.retention.lag_token)
-    for segment in segments:
-        tokens = slice(segment.start, segment.end)
-        y, state, bad = _segment(
-            rule,
-            q[:, :, tokens],
-            k[:, :, tokens],
-            v[:, :, tokens],
-            gates.slice(segment.start, segment.end),
-            state,
-            segment.complete,
-        )
+    # torch.split, not slicing: its backward is one concatenation instead of a zero-filled
+    # full-length gradient per segment.
+    sizes = [segment.end - segment.start for segment in segments]
+    qs, ks, vs = (x.split(sizes, dim=2) for x in (q, k, v))
+    pieces = zip(segments, qs, ks, vs, gates.split(sizes), strict=True)
+    for segment, qc, kc, vc, gc in pieces:
+        y, state, bad = _segment(rule, qc, kc, vc, gc, state, segment.complete)
         outputs.append(y)
         not_finite.append(bad)
     if not_finite:
@@ -72,8 +68,9 @@ def _segment(
 
     # Surprise factors of every token at the segment-start weights.
     inputs, deltas = arch.surprise_factors(start_weights, k, lambda y: bias.grad(y - v, g.delta))
-    finite = [torch.isfinite(t).all(-1) for t in (*inputs, *deltas)]
-    bad = ~torch.stack(finite).all(0)
+    # A non-finite layer input makes the gradients at its output non-finite too (GELU'(inf) is
+    # NaN), so the squared gradients of all layers summed per token flag every divergence.
+    bad = ~torch.isfinite(sum(d.square().sum(-1) for d in deltas))
 
     # Gate matrices of the unrolled recurrence.
     keep = 1 - g.alpha
@@ -89,34 +86,38 @@ def _segment(
     else:
         coeff = decay * theta_cols
 
+    beta_rows = beta.unsqueeze(-1)
+    f_rows = None if s is None else f.unsqueeze(-1)
+
     def layer(i: int, r: Tensor) -> Tensor:
-        z = beta.unsqueeze(-1) * (r @ start_weights[i])
-        correction = -((r @ inputs[i].transpose(-1, -2)) * coeff) @ deltas[i]
+        correction = ((r @ inputs[i].transpose(-1, -2)) * coeff) @ deltas[i]
         if s is not None:
-            correction = correction + f.unsqueeze(-1) * (r @ s[i])
-        return z + scales[i] * correction
+            correction = correction - f_rows * (r @ s[i])
+        if not (isinstance(scales[i], float) and scales[i] == 1.0):
+            correction = scales[i] * correction
+        return beta_rows * (r @ start_weights[i]) - correction
 
     y = arch.apply(q, layer)
 
     # State at the segment end: the last row of the matrices above.
     last_coeff = coeff[..., -1, :].unsqueeze(-1)
     beta_end = beta[..., -1, None, None]
-    new_x = []
+    new_x, new_s = [], []
     for i, w in enumerate(x):
-        update = -(inputs[i] * last_coeff).transpose(-1, -2) @ deltas[i]
-        if s is not None:
-            update = update + f[..., -1, None, None] * s[i]
-        new_x.append(beta_end * w + update)
-    new_s = None
+        update = (inputs[i] * last_coeff).transpose(-1, -2) @ deltas[i]
+        if s is None:
+            new_x.append(beta_end * w - update)
+        else:
+            new_x.append(beta_end * w + f[..., -1, None, None] * s[i] - update)
     if s is not None:
         carry_end = (carry[..., -1, :] * g.theta).unsqueeze(-1)
         mom_end = mom[..., -1, None, None]
-        new_s = tuple(
+        new_s = [
             mom_end * m - (inputs[i] * carry_end).transpose(-1, -2) @ deltas[i]
             for i, m in enumerate(s)
-        )
+        ]
 
     if complete and not retention.is_identity:
         exact = arch.forward([retention.weights(w) for w in new_x], q[:, :, -1:])
         y = torch.cat([y[:, :, :-1], exact], dim=2)
-    return y, MemoryState(tuple(new_x), new_s), bad
+    return y, MemoryState(tuple(new_x), None if s is None else tuple(new_s)), bad

@@ -78,12 +78,12 @@ class NeuralMemory(nn.Module):
         else:
             self._check_state(state, batch, q)
         gates = Gates(
-            theta=theta.transpose(1, 2),
+            theta=theta.transpose(1, 2).contiguous(),
             eta=None if eta is None or not self.config.uses_momentum else eta.transpose(1, 2),
-            alpha=alpha.transpose(1, 2),
+            alpha=alpha.transpose(1, 2).contiguous(),
             delta=None if not self.config.needs_delta else delta.transpose(1, 2),
         )
-        heads_first = [x.transpose(1, 2) for x in (q, k, v)]
+        heads_first = [x.transpose(1, 2).contiguous() for x in (q, k, v)]
         y, new_state = _IMPLEMENTATIONS[impl](self.rule, *heads_first, gates, state)
         return y.transpose(1, 2), new_state
 

@@ -52,11 +52,14 @@ class Gates:
     alpha: Tensor
     delta: Tensor | None
 
-    def slice(self, start: int, end: int) -> Gates:
-        def cut(x: Tensor | None) -> Tensor | None:
-            return None if x is None else x[..., start:end]
+    def split(self, sizes: list[int]) -> list[Gates]:
+        """Consecutive pieces of ``sizes`` tokens (``torch.split`` along time)."""
 
-        return Gates(cut(self.theta), cut(self.eta), cut(self.alpha), cut(self.delta))
+        def cut(x: Tensor | None) -> list[Tensor | None]:
+            return [None] * len(sizes) if x is None else list(x.split(sizes, dim=-1))
+
+        parts = zip(cut(self.theta), cut(self.eta), cut(self.alpha), cut(self.delta), strict=True)
+        return [Gates(*part) for part in parts]
 
 
 def raise_if_not_finite(bad: Tensor, offset: int = 0) -> None:
