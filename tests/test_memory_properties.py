@@ -165,14 +165,14 @@ def test_state_over_two_halves_equals_whole(preset: str, architecture: str):
 # -- shapes (hypothesis) ------------------------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     preset=st.sampled_from(PRESETS),
     architecture=st.sampled_from(ARCHITECTURES),
     batch=st.integers(1, 3),
     length=st.integers(1, 40),
     heads=st.integers(1, 3),
-    head_dim=st.integers(2, 6),
+    head_dim=st.integers(3, 6),
     chunk_size=st.integers(1, 20),
     seed=st.integers(0, 2**16),
 )
@@ -190,6 +190,11 @@ def test_chunked_equals_recurrent_any_shape(
         dtype=torch.float64,
         seed=seed,
         expansion=2,
+        # Shapes are the point here, so keep the inner loop well-conditioned (see
+        # test_memory_equivalence): a LayerNorm over 2 features has gain 1/sigma -> infinity.
+        theta_max=0.05,
+        alpha_max=0.01,
+        eps=1e-2,
     )
     (y_ref, s_ref), (y, s) = run(case, "recurrent"), run(case, "chunked")
     assert y.shape == (batch, length, heads, head_dim)

@@ -68,9 +68,12 @@ def _segment(
 
     # Surprise factors of every token at the segment-start weights.
     inputs, deltas = arch.surprise_factors(start_weights, k, lambda y: bias.grad(y - v, g.delta))
-    # A non-finite layer input makes the gradients at its output non-finite too (GELU'(inf) is
-    # NaN), so the squared gradients of all layers summed per token flag every divergence.
-    bad = ~torch.isfinite(sum(d.square().sum(-1) for d in deltas))
+    # The surprise u^T d of a layer is finite iff max|u| * max|d| is (the same float product).
+    finite = [
+        (u.abs().amax(-1) * d.abs().amax(-1)).isfinite()
+        for u, d in zip(inputs, deltas, strict=True)
+    ]
+    bad = ~torch.stack(finite).all(0)
 
     # Gate matrices of the unrolled recurrence.
     keep = 1 - g.alpha
