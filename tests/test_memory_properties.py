@@ -44,6 +44,10 @@ def _paper_loss(cfg: MemoryConfig, e: Tensor, delta: Tensor) -> Tensor:
     raise AssertionError(cfg.bias)
 
 
+def _simplex_scale(cfg: MemoryConfig, w: Tensor) -> float:
+    return cfg.simplex_scale if cfg.simplex_scale is not None else w.shape[-2] ** 0.5
+
+
 def online_learning(case, steps: int) -> tuple[Tensor, list[Tensor]]:
     """Per token: gradient at the current memory, update, read the updated memory."""
     cfg = case.memory.config
@@ -51,7 +55,7 @@ def online_learning(case, steps: int) -> tuple[Tensor, list[Tensor]]:
     params = [p.detach().expand(batch, *p.shape) for p in case.memory.parameters()]
     # Memora's state is the simplex point itself; the others keep free parameters A (or W).
     state = (
-        [cfg.simplex_scale * torch.softmax(p, -2) for p in params]
+        [_simplex_scale(cfg, p) * torch.softmax(p, -2) for p in params]
         if cfg.retention == "kl"
         else params
     )
@@ -79,7 +83,7 @@ def online_learning(case, steps: int) -> tuple[Tensor, list[Tensor]]:
         grads = torch.autograd.grad(_paper_loss(cfg, e, delta[..., 0]).sum(), w)
         if cfg.retention == "kl":  # Memora eq. 27 with the forget gate 1 - alpha
             state = [
-                cfg.simplex_scale * torch.softmax((1 - alpha) * x.log() - theta * gr, -2)
+                _simplex_scale(cfg, x) * torch.softmax((1 - alpha) * x.log() - theta * gr, -2)
                 for x, gr in zip(state, grads, strict=True)
             ]
         elif cfg.algorithm == "momentum":  # Titans eqs. 13-14

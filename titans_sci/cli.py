@@ -43,11 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run the main job. For now this is the associative-recall demo: the neural memory "
             "learns 16 key/value pairs at test time, with no outer training, and prints recall "
-            "accuracy per 256 tokens for the titans and yaad presets (linear and MLP memory)."
+            "accuracy per 256 tokens for the four presets (and Titans' linear memory)."
         ),
     )
     run.add_argument(
-        "--tokens", type=_positive_even, default=4096, help="stream length (default 4096)"
+        "--tokens", type=_positive_even, default=2048, help="stream length (default 2048)"
     )
     run.add_argument(
         "--batch", type=_positive, default=4, help="independent streams to average (default 4)"

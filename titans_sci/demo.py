@@ -33,17 +33,20 @@ NUM_PAIRS = 16
 HEAD_DIM = 64
 CHUNK_TOKENS = 256
 
-# Gates for the demo (constant over the stream).
-THETA_WRITE = 0.5  # step size on write tokens; query tokens use 0
-ETA = 0.5  # momentum
-ALPHA = 0.001  # forgetting (weight decay)
+# Gates for the demo (constant over the stream). In a model they are learned per token; here the
+# step size on write tokens is set per preset, because the retention changes what a step means:
+# Moneta's lq normaliser rescales steps (large ones diverge), Memora steps in logit space.
+STEP_SIZES = {"titans": 0.5, "yaad": 0.5, "moneta": 0.02, "memora": 1.0}
+ETA = 0.5  # momentum (titans only; the MIRAS presets use plain gradient descent)
+ALPHA = 0.001  # forgetting
 DELTA = 1.0  # Huber threshold of Yaad (only read by presets whose bias needs it)
 
 CONFIGS: tuple[tuple[str, str], ...] = (
     ("titans", "linear"),
     ("titans", "mlp"),
-    ("yaad", "linear"),
+    ("moneta", "mlp"),
     ("yaad", "mlp"),
+    ("memora", "mlp"),
 )
 
 
@@ -54,15 +57,13 @@ class RecallStream:
     q: torch.Tensor  # [B, T, 1, D]
     k: torch.Tensor  # [B, T, 1, D]
     v: torch.Tensor  # [B, T, 1, D]
-    theta: torch.Tensor  # [B, T, 1]
+    write: torch.Tensor  # [B, T, 1], 1.0 on write tokens and 0.0 on query tokens
     values: torch.Tensor  # [B, P, D], the candidate answers
     pair: torch.Tensor  # [B, T // 2], which pair each query token asks for
     writes_before: torch.Tensor  # [B, T // 2], how often that pair was written before the query
 
 
-def make_stream(
-    tokens: int, batch: int, generator: torch.Generator, theta_write: float = THETA_WRITE
-) -> RecallStream:
+def make_stream(tokens: int, batch: int, generator: torch.Generator) -> RecallStream:
     """Build ``batch`` independent streams of ``tokens`` tokens (query/write alternating)."""
     if tokens % 2:
         raise ValueError(f"tokens must be even (query/write pairs), got {tokens}")
@@ -89,8 +90,8 @@ def make_stream(
     q = torch.stack([k_pres, zeros], dim=2).reshape(batch, tokens, HEAD_DIM)
     k = torch.stack([k_pres, k_pres], dim=2).reshape(batch, tokens, HEAD_DIM)
     v = torch.stack([zeros, v_pres], dim=2).reshape(batch, tokens, HEAD_DIM)
-    theta = torch.zeros(batch, tokens)
-    theta[:, 1::2] = theta_write
+    write = torch.zeros(batch, tokens)
+    write[:, 1::2] = 1.0
 
     # Presentations of the same pair before each one: a running count per pair.
     onehot = F.one_hot(order, NUM_PAIRS)  # [B, P, NUM_PAIRS]
@@ -100,7 +101,7 @@ def make_stream(
         q=q[:, :, None],
         k=k[:, :, None],
         v=v[:, :, None],
-        theta=theta[:, :, None],
+        write=write[:, :, None],
         values=values,
         pair=order,
         writes_before=writes_before,
@@ -120,6 +121,7 @@ def run_config(
     stream: RecallStream,
     *,
     chunk_size: int = 16,
+    theta: float | None = None,
     eta: float = ETA,
     alpha: float = ALPHA,
     delta: float = DELTA,
@@ -135,7 +137,8 @@ def run_config(
         architecture=architecture,
     )
     mem = NeuralMemory(cfg).eval()
-    shape = stream.theta.shape
+    shape = stream.write.shape
+    theta_t = stream.write * (STEP_SIZES[preset] if theta is None else theta)
     eta_t = torch.full(shape, eta)
     alpha_t = torch.full(shape, alpha)
     delta_t = torch.full(shape, delta) if cfg.needs_delta else None
@@ -144,7 +147,7 @@ def run_config(
             stream.q,
             stream.k,
             stream.v,
-            theta=stream.theta,
+            theta=theta_t,
             eta=eta_t,
             alpha=alpha_t,
             delta=delta_t,
@@ -156,7 +159,7 @@ def run_config(
 
 
 def associative_recall(
-    tokens: int = 4096, batch: int = 4, seed: int = 0, configs=CONFIGS
+    tokens: int = 2048, batch: int = 4, seed: int = 0, configs=CONFIGS
 ) -> dict[str, torch.Tensor]:
     """Print the recall-accuracy table for each preset/architecture; return per-query results.
 
@@ -186,7 +189,7 @@ def associative_recall(
         f"{batch} streams x {tokens} tokens (query/write alternating), no outer training."
     )
     print(
-        f"Gates: theta={THETA_WRITE} on write tokens (0 on query tokens), eta={ETA}, "
+        f"Gates: theta on write tokens {STEP_SIZES} (0 on query tokens), eta={ETA}, "
         f"alpha={ALPHA}, delta={DELTA} (yaad). Recall = the read at a pair's query token, before "
         f"that pair's next write, is nearest (cosine) to its value; chance = 1/{NUM_PAIRS} = "
         f"{1 / NUM_PAIRS:.3f}."

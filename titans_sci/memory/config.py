@@ -83,14 +83,18 @@ class MemoryConfig:
             is an accumulator ``A`` and the memory its soft threshold ``S_gamma(A)`` with
             ``gamma = elastic_threshold`` (FTRL elastic net, MIRAS eq. 23).
         q: exponent of the ``lq`` normalisation.
-        simplex_scale: ``c``, the sum of each column of a ``kl`` memory.
+        simplex_scale: ``c``, the sum of each column of a ``kl`` memory; ``None`` takes
+            ``sqrt(fan_in)`` of each matrix, so its entries start at the scale of a standard
+            initialisation (with ``c = 1`` an MLP memory's entries are ``1/fan_in`` and it
+            barely learns: we measured chance-level recall in the associative-recall demo).
         elastic_threshold: ``gamma`` of the ``elastic`` soft threshold.
         algorithm: ``"momentum"``: ``S_t = eta_t S_{t-1} - theta_t g_t`` (Titans);
             ``"gd"``: plain gradient steps ``-theta_t g_t`` (MIRAS models; ``eta`` is unused).
         chunk_size: b, tokens per chunk whose gradients share the chunk-start memory (1 to 256).
         eps: smoothing constant of the smooth sign and absolute value.
         ln_eps: epsilon of the memory's LayerNorm.
-        init_scale: initial weights are ``N(0, init_scale^2 / fan_in)``.
+        init_scale: initial free parameters are ``N(0, init_scale^2 / fan_in)``; for ``kl`` they
+            are logits and ``N(0, init_scale^2)``.
     """
 
     num_heads: int = 8
@@ -102,7 +106,7 @@ class MemoryConfig:
     p: float = 3.0
     retention: Retention = "decay"
     q: float = 4.0
-    simplex_scale: float = 1.0
+    simplex_scale: float | None = None
     elastic_threshold: float = 1e-3
     algorithm: Algorithm = "momentum"
     chunk_size: int = 64
@@ -129,8 +133,9 @@ class MemoryConfig:
         if self.q <= 1:
             raise ValueError(f"MemoryConfig.q={self.q}; the lq retention needs q > 1")
         for name in ("simplex_scale", "eps", "ln_eps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"MemoryConfig.{name}={getattr(self, name)}; must be > 0")
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"MemoryConfig.{name}={value}; must be > 0")
         if self.elastic_threshold < 0:
             raise ValueError(
                 f"MemoryConfig.elastic_threshold={self.elastic_threshold}; must be >= 0"

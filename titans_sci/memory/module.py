@@ -43,7 +43,10 @@ class NeuralMemory(nn.Module):
 
     def reset_parameters(self) -> None:
         for w in self.initial_weights:
-            nn.init.normal_(w, std=self.config.init_scale / math.sqrt(w.shape[1]))
+            # Memora's free parameters are logits: a spread of order one keeps the softmax away
+            # from uniform columns, which would make every hidden unit of an MLP memory alike.
+            fan_in = 1 if self.config.retention == "kl" else w.shape[1]
+            nn.init.normal_(w, std=self.config.init_scale / math.sqrt(fan_in))
 
     def initial_state(self, batch_size: int, dtype: torch.dtype | None = None) -> MemoryState:
         """The learned initial memory for ``batch_size`` sequences (differentiable)."""

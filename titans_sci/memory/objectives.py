@@ -81,7 +81,8 @@ class RetentionMap:
         if self.kind == "lq":
             return x / self._lq_normaliser(x)
         if self.kind == "kl":
-            return self.scale * torch.softmax(x, dim=-2)
+            scale = self.scale if self.scale is not None else x.shape[-2] ** 0.5
+            return scale * torch.softmax(x, dim=-2)
         return torch.sign(x) * torch.relu(x.abs() - self.threshold)
 
     def read_scale(self, x: Tensor) -> Tensor | float:
