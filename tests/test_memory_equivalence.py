@@ -97,3 +97,10 @@ def test_every_bias_with_momentum(bias: str):
 def test_deeper_mlp_memory():
     case = make_case("titans", "mlp", 23, 8, dtype=torch.float64, depth=3)
     compare(case, FLOAT64_TOL, FLOAT64_TOL)
+
+
+@pytest.mark.parametrize("length", [255, 256, 300])
+def test_largest_chunk_size(length: int):
+    """Chunk size 256 (the largest allowed): one partial chunk, one exact chunk, and a tail."""
+    case = make_case("titans", "mlp", length, 256, dtype=torch.float64, **WELL_CONDITIONED)
+    compare(case, FLOAT64_TOL, FLOAT64_TOL)
