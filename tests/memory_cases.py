@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from titans_sci.memory import MemoryConfig, MemoryState, NeuralMemory
+from titans_sci.memory import Gates, MemoryConfig, MemoryState, NeuralMemory, chunked, recurrent
 
 PRESETS = ("titans", "moneta", "yaad", "memora")
 ARCHITECTURES = ("linear", "mlp")
@@ -81,8 +81,25 @@ def make_case(
     return Case(memory, q, k, v, gates)
 
 
-def run(case: Case, impl: str, state: MemoryState | None = None) -> tuple[Tensor, MemoryState]:
-    return case.memory(case.q, case.k, case.v, **case.gates, state=state, impl=impl)
+def run(case: Case, impl: str) -> tuple[Tensor, MemoryState]:
+    """One implementation called directly on the case (state: after the last token)."""
+    memory = case.memory
+    cfg = memory.config
+
+    def heads_first(x: Tensor) -> Tensor:
+        return x.transpose(1, 2)
+
+    gates = Gates(
+        theta=heads_first(case.gates["theta"]),
+        eta=heads_first(case.gates["eta"]) if cfg.uses_momentum else None,
+        alpha=heads_first(case.gates["alpha"]),
+        delta=heads_first(case.gates["delta"]) if cfg.needs_delta else None,
+    )
+    state = memory.initial_state(case.q.shape[0], case.q.dtype)
+    implementation = {"chunked": chunked, "recurrent": recurrent}[impl]
+    qkv = (heads_first(x) for x in (case.q, case.k, case.v))
+    y, state = implementation(memory.rule, *qkv, gates, state)
+    return heads_first(y), state
 
 
 def probe_loss(y: Tensor, state: MemoryState) -> Tensor:

@@ -145,25 +145,66 @@ def test_gradcheck_chunked(preset: str, architecture: str):
 # -- streaming ----------------------------------------------------------------------------------
 
 
+def _pieces(case, sizes: list[int], impl: str = "chunked"):
+    """Call the module on consecutive pieces of the case, carrying the state."""
+    outputs, state, start = [], None, 0
+    for size in sizes:
+        sl = slice(start, start + size)
+        gates = {n: x[:, sl] for n, x in case.gates.items()}
+        y, state = case.memory(
+            case.q[:, sl], case.k[:, sl], case.v[:, sl], **gates, state=state, impl=impl
+        )
+        outputs.append(y)
+        start += size
+    return torch.cat(outputs, 1), state
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_state_over_two_halves_equals_whole(preset: str, architecture: str):
     case = make_case(preset, architecture, 53, 16, dtype=torch.float64)
-    memory, split = case.memory, 32  # a chunk boundary; the second piece ends mid-chunk
-    whole_y, whole_state = run(case, "chunked")
-
-    def piece(sl: slice, state):
-        gates = {n: x[:, sl] for n, x in case.gates.items()}
-        return memory(case.q[:, sl], case.k[:, sl], case.v[:, sl], **gates, state=state)
-
-    y1, s1 = piece(slice(0, split), None)
-    y2, s2 = piece(slice(split, None), s1)
-    assert_close("y", torch.cat([y1, y2], 1), whole_y, 1e-12)
-    for a, b in zip(s2.weights, whole_state.weights, strict=True):
+    whole_y, whole_state = _pieces(case, [53])
+    halves_y, halves_state = _pieces(case, [32, 21])  # split at a chunk boundary
+    assert_close("y", halves_y, whole_y, 1e-12)
+    for a, b in zip(halves_state.weights, whole_state.weights, strict=True):
         assert_close("state.weights", a, b, 1e-12)
     # Gradients flow through the carried state into the first piece's inputs.
-    (grad,) = torch.autograd.grad(y2.square().sum(), case.k)
-    assert grad[:, :split].abs().max() > 1e-6
+    (grad,) = torch.autograd.grad(halves_y[:, 32:].square().sum(), case.k)
+    assert grad[:, :32].abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("impl", ["chunked", "recurrent"])
+@pytest.mark.parametrize("preset", PRESETS)
+def test_pieces_of_any_length_equal_one_call(preset: str, impl: str):
+    """Pieces that end mid-chunk: the state keeps the tokens since the last chunk boundary and
+    the next call replays them, so every read and the final state equal one call's."""
+    case = make_case(preset, "mlp", 53, 16, dtype=torch.float64)
+    whole_y, whole_state = _pieces(case, [53], impl)
+    for sizes in ([37, 16], [5, 1, 1, 30, 16], [1] * 53):
+        y, state = _pieces(case, sizes, impl)
+        assert_close(f"y {sizes}", y, whole_y, 1e-12)
+        for a, b in zip(state.weights, whole_state.weights, strict=True):
+            assert_close(f"state.weights {sizes}", a, b, 1e-12)
+        assert len(state.pending) == len(whole_state.pending) == 53 % 16
+        assert_close("pending k", state.pending.k, whole_state.pending.k, 0.0)
+
+
+def test_streaming_state_is_bounded():
+    """Token by token over many chunks, the state never holds more than one chunk of tokens."""
+    case = make_case("titans", "linear", 100, 8)
+    state = None
+    with torch.no_grad():
+        for t in range(100):
+            gates = {n: x[:, t : t + 1] for n, x in case.gates.items()}
+            _, state = case.memory(
+                case.q[:, t : t + 1],
+                case.k[:, t : t + 1],
+                case.v[:, t : t + 1],
+                **gates,
+                state=state,
+            )
+            assert state.pending is None or len(state.pending) < 8
+            assert state.weights[0].shape == (2, 2, 8, 8)
 
 
 # -- shapes (hypothesis) ------------------------------------------------------------------------

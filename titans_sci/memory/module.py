@@ -12,7 +12,7 @@ from .chunk import chunked
 from .config import MemoryConfig
 from .naive import recurrent
 from .rule import Gates, MemoryRule
-from .state import MemoryState
+from .state import MemoryState, PendingTokens
 
 Implementation = Literal["chunked", "recurrent"]
 _IMPLEMENTATIONS = {"chunked": chunked, "recurrent": recurrent}
@@ -82,13 +82,35 @@ class NeuralMemory(nn.Module):
             self._check_state(state, batch, q)
         gates = Gates(
             theta=theta.transpose(1, 2).contiguous(),
-            eta=None if eta is None or not self.config.uses_momentum else eta.transpose(1, 2),
+            eta=None if not self.config.uses_momentum else eta.transpose(1, 2).contiguous(),
             alpha=alpha.transpose(1, 2).contiguous(),
-            delta=None if not self.config.needs_delta else delta.transpose(1, 2),
+            delta=None if not self.config.needs_delta else delta.transpose(1, 2).contiguous(),
         )
-        heads_first = [x.transpose(1, 2).contiguous() for x in (q, k, v)]
-        y, new_state = _IMPLEMENTATIONS[impl](self.rule, *heads_first, gates, state)
-        return y.transpose(1, 2), new_state
+        q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+        replayed = 0
+        if state.pending is not None:
+            pending, replayed = state.pending, len(state.pending)
+            q, k, v = (
+                torch.cat(pair, dim=2)
+                for pair in zip((pending.q, pending.k, pending.v), (q, k, v), strict=True)
+            )
+            gates = pending.gates.cat(gates)
+            state = MemoryState(state.weights, state.momentum)
+
+        # Up to the last chunk boundary, then the tail from that boundary's state: the same
+        # reads as one call, and the boundary state plus the tail is what the next call needs.
+        length = q.shape[2]
+        boundary = length - length % self.config.chunk_size
+        run = _IMPLEMENTATIONS[impl]
+        sizes = [boundary, length - boundary]
+        (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
+        g0, g1 = gates.split(sizes)
+        y, state = run(self.rule, q0, k0, v0, g0, state)
+        if length > boundary:
+            y_tail, _ = run(self.rule, q1, k1, v1, g1, state)
+            y = torch.cat([y, y_tail], dim=2)
+            state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
+        return y[:, :, replayed:].transpose(1, 2), state
 
     # -- input checks -------------------------------------------------------------------------
 
@@ -162,3 +184,25 @@ class NeuralMemory(nn.Module):
                 raise ValueError(f"state.{part} has shapes {got}; this memory expects {expected}")
             if any(t.dtype != q.dtype for t in tensors):
                 raise ValueError(f"state.{part} dtype differs from the inputs' dtype {q.dtype}")
+        pending = state.pending
+        if pending is None:
+            return
+        cfg = self.config
+        if not isinstance(pending, PendingTokens):
+            raise ValueError(f"state.pending must be PendingTokens, got {type(pending).__name__}")
+        n = len(pending)
+        shape = (batch, cfg.num_heads, n, cfg.head_dim)
+        if not 0 < n < cfg.chunk_size or any(
+            x.shape != shape or x.dtype != q.dtype for x in (pending.q, pending.k, pending.v)
+        ):
+            raise ValueError(
+                f"state.pending holds q/k/v of shapes {tuple(pending.q.shape)}, "
+                f"{tuple(pending.k.shape)}, {tuple(pending.v.shape)}; this memory expects "
+                f"[B={batch}, H={cfg.num_heads}, n < {cfg.chunk_size}, D={cfg.head_dim}] "
+                f"of dtype {q.dtype}"
+            )
+        uses = {"theta": True, "eta": cfg.uses_momentum, "alpha": True, "delta": cfg.needs_delta}
+        for name, used in uses.items():
+            gate = getattr(pending.gates, name)
+            if (gate is None) == used or (gate is not None and gate.shape != shape[:3]):
+                raise ValueError(f"state.pending gate {name} does not fit this memory")

@@ -39,6 +39,9 @@ class MemoryRule:
         )
 
 
+_GATE_NAMES = ("theta", "eta", "alpha", "delta")
+
+
 @dataclass(frozen=True)
 class Gates:
     """Per token, per head gates in the internal layout ``[B, H, T]``.
@@ -51,6 +54,14 @@ class Gates:
     eta: Tensor | None
     alpha: Tensor
     delta: Tensor | None
+
+    def cat(self, later: Gates) -> Gates:
+        """These gates followed by ``later`` along time."""
+
+        def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+            return None if a is None or b is None else torch.cat([a, b], dim=-1)
+
+        return Gates(*(join(getattr(self, n), getattr(later, n)) for n in _GATE_NAMES))
 
     def split(self, sizes: list[int]) -> list[Gates]:
         """Consecutive pieces of ``sizes`` tokens (``torch.split`` along time)."""

@@ -7,6 +7,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .rule import Gates
+
+
+@dataclass(frozen=True)
+class PendingTokens:
+    """Tokens after the last chunk boundary, in the internal layout: ``q, k, v: [B, H, n, D]``
+    and gates ``[B, H, n]`` with ``n < chunk_size``."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    gates: Gates
+
+    def __len__(self) -> int:
+        return self.q.shape[2]
+
+    def detach(self) -> PendingTokens:
+        gates = Gates(*(None if x is None else x.detach() for x in vars(self.gates).values()))
+        return PendingTokens(self.q.detach(), self.k.detach(), self.v.detach(), gates)
+
 
 @dataclass
 class MemoryState:
@@ -17,18 +37,26 @@ class MemoryState:
             memory weights themselves for the ``decay`` retention; the accumulator or logits for
             the others, see :class:`~titans_sci.memory.config.MemoryConfig`).
         momentum: ``S_l`` of the same shapes for the ``momentum`` algorithm, else ``None``.
+        pending: the tokens after the last chunk boundary (fewer than ``chunk_size``), or
+            ``None``. ``weights`` and ``momentum`` are the state at that boundary.
 
-    A call that ends on a chunk boundary (its length a multiple of ``chunk_size``) followed by a
-    call that starts from its state computes exactly what one call over both pieces computes.
+    :class:`~titans_sci.memory.NeuralMemory` returns the state at the last chunk boundary plus
+    the pending tokens, and replays them at the start of the next call, so a sequence processed
+    in pieces of any lengths computes exactly what one call computes, in memory bounded by one
+    chunk. The bare implementations (:func:`~titans_sci.memory.chunked`,
+    :func:`~titans_sci.memory.recurrent`) return the state after the last token and take no
+    pending tokens.
     """
 
     weights: tuple[Tensor, ...]
     momentum: tuple[Tensor, ...] | None = None
+    pending: PendingTokens | None = None
 
     def detach(self) -> MemoryState:
         """The same values, cut from the autograd graph (truncated backpropagation)."""
         momentum = None if self.momentum is None else tuple(m.detach() for m in self.momentum)
-        return MemoryState(tuple(w.detach() for w in self.weights), momentum)
+        pending = None if self.pending is None else self.pending.detach()
+        return MemoryState(tuple(w.detach() for w in self.weights), momentum, pending)
 
     @property
     def batch_size(self) -> int:
@@ -55,10 +83,11 @@ def chunk_segments(length: int, chunk_size: int, lag_token: bool) -> list[Segmen
     for start in range(0, length, chunk_size):
         end = min(start + chunk_size, length)
         complete = end - start == chunk_size
-        if lag_token and end - start > 1:
+        if lag_token:  # the lag token's one-token segment is complete as soon as it exists
             segments.append(Segment(start, start + 1, True))
             start += 1
-        segments.append(Segment(start, end, complete))
+        if start < end:
+            segments.append(Segment(start, end, complete))
     return segments
 
 
