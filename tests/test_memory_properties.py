@@ -345,3 +345,16 @@ def test_divergence_step_is_the_same_in_both_paths():
             case.memory(case.q, case.k, case.v, **{**case.gates, "theta": theta}, impl=impl)
         steps.append((info.value.step, info.value.batch, info.value.head))
     assert steps[0] == steps[1]
+
+
+def test_pending_tokens_from_another_config_are_rejected():
+    case = make_case("titans", "linear", 13, 16)
+    _, state = _call(case)
+    assert len(state.pending) == 13
+    smaller_chunks = NeuralMemory(case.memory.config.replace(chunk_size=8))
+    with pytest.raises(ValueError, match=r"state.pending holds q/k/v of shapes .* n < 8"):
+        smaller_chunks(case.q, case.k, case.v, **case.gates, state=state)
+    gd = NeuralMemory(case.memory.config.replace(algorithm="gd"))
+    gd_state = MemoryState(state.weights, None, state.pending)
+    with pytest.raises(ValueError, match="state.pending gate eta does not fit"):
+        gd(case.q, case.k, case.v, **case.gates, state=gd_state)
