@@ -1,1 +1,16 @@
-"""Neural-memory layer, attention (sliding window, persistent tokens) and blocks."""
+"""Layers of the Titans backbone: the neural-memory layer, sliding-window attention with
+persistent tokens, and small blocks (causal depthwise convolution, SwiGLU, gated RMSNorm)."""
+
+from .attention import AttentionState, SlidingWindowAttention
+from .basic import CausalDepthwiseConv, GatedRMSNorm, SwiGLU
+from .memory_layer import MemoryLayerState, NeuralMemoryLayer
+
+__all__ = [
+    "AttentionState",
+    "CausalDepthwiseConv",
+    "GatedRMSNorm",
+    "MemoryLayerState",
+    "NeuralMemoryLayer",
+    "SlidingWindowAttention",
+    "SwiGLU",
+]

@@ -112,6 +112,25 @@ class NeuralMemory(nn.Module):
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
         return y[:, :, replayed:].transpose(1, 2), state
 
+    def read(self, q: Tensor, state: MemoryState | None = None) -> Tensor:
+        """``M(q)`` of the memory in ``state`` without writing: ``q: [B, T, H, D] -> [B, T, H, D]``.
+
+        The state must be at a chunk boundary (no pending tokens), e.g. after a call whose
+        length is a multiple of ``chunk_size``."""
+        cfg = self.config
+        if q.dim() != 4 or q.shape[2:] != (cfg.num_heads, cfg.head_dim):
+            raise ValueError(
+                f"q has shape {tuple(q.shape)}; expected [B, T, H={cfg.num_heads}, "
+                f"D={cfg.head_dim}]"
+            )
+        if state is None:
+            state = self.initial_state(q.shape[0], q.dtype)
+        self._check_state(state, q.shape[0], q)
+        if state.pending is not None:
+            raise ValueError("read() needs a state at a chunk boundary; it has pending tokens")
+        weights = [self.rule.retention.weights(w) for w in state.weights]
+        return self.rule.architecture.forward(weights, q.transpose(1, 2)).transpose(1, 2)
+
     # -- input checks -------------------------------------------------------------------------
 
     def _check_inputs(self, q: Tensor, k: Tensor, v: Tensor, **gates: Tensor | None) -> None:

@@ -1,0 +1,109 @@
+"""One config dataclass per backbone variant, serialisable to and from a plain dict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from titans_sci.memory import MemoryConfig
+
+
+def _default_memory() -> MemoryConfig:
+    return MemoryConfig.preset("titans", num_heads=4, head_dim=32, chunk_size=16)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """What every Titans backbone shares.
+
+    Attributes:
+        dim: model width D of the embeddings ``[B, T, D]`` the backbone takes.
+        depth: number of blocks.
+        memory: the per-head memory of every memory layer (any preset; its ``num_heads *
+            head_dim`` is the memory layer's inner width).
+        max_step: largest step size ``theta`` of the memory gates.
+        conv_kernel: kernel size of the causal depthwise convolution on q, k, v.
+        mlp_hidden: SwiGLU hidden width (``None``: 8/3 of ``dim``).
+        bidirectional: also run the backbone over the reversed sequence (same weights) and
+            average, for non-causal use such as sequence classification; no streaming then.
+    """
+
+    dim: int = 128
+    depth: int = 2
+    memory: MemoryConfig = field(default_factory=_default_memory)
+    max_step: float = 1.0
+    conv_kernel: int = 4
+    mlp_hidden: int | None = None
+    bidirectional: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.memory, dict):  # from_dict with a nested memory dict
+            object.__setattr__(self, "memory", MemoryConfig.from_dict(self.memory))
+        for name in ("dim", "depth", "conv_kernel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{type(self).__name__}.{name}={value!r}; expected an int >= 1")
+        if self.max_step <= 0:
+            raise ValueError(f"{type(self).__name__}.max_step={self.max_step}; must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LMMConfig(BackboneConfig):
+    """Titans (LMM): blocks of a memory layer and a SwiGLU MLP, no attention."""
+
+
+@dataclass(frozen=True)
+class _AttentionFields(BackboneConfig):
+    attention_heads: int = 4
+    num_persistent: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dim % self.attention_heads:
+            raise ValueError(
+                f"dim={self.dim} is not divisible by attention_heads={self.attention_heads}"
+            )
+        if self.num_persistent < 0:
+            raise ValueError(f"num_persistent={self.num_persistent}; expected >= 0")
+
+
+@dataclass(frozen=True)
+class MAGConfig(_AttentionFields):
+    """Titans (MAG): sliding-window attention (persistent tokens, ``window``) gated by the
+    memory branch."""
+
+    window: int = 64
+
+
+@dataclass(frozen=True)
+class MALConfig(_AttentionFields):
+    """Titans (MAL): a memory layer followed by sliding-window attention."""
+
+    window: int = 64
+
+
+@dataclass(frozen=True)
+class MACConfig(_AttentionFields):
+    """Titans (MAC): segments of ``segment_len`` tokens attend over [persistent | retrieved
+    memory | segment]; ``segment_len`` must be a multiple of the memory's ``chunk_size``."""
+
+    segment_len: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.segment_len < 1 or self.segment_len % self.memory.chunk_size:
+            raise ValueError(
+                f"MACConfig.segment_len={self.segment_len} must be a positive multiple of "
+                f"memory.chunk_size={self.memory.chunk_size}"
+            )
