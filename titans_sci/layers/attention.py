@@ -108,12 +108,9 @@ class SlidingWindowAttention(nn.Module):
         itself = offset == 0
         allowed = (in_window & valid[:, None, :]) | itself
         y = self._attend(q, k, v, allowed)
-        keep = self.window - 1
+        first_kept = max(0, k.shape[2] - (self.window - 1))
         new_state = AttentionState(
-            k[:, :, k.shape[2] - keep :] if keep else k[:, :, :0],
-            v[:, :, v.shape[2] - keep :] if keep else v[:, :, :0],
-            valid[:, valid.shape[1] - keep :] if keep else valid[:, :0],
-            start + t,
+            k[:, :, first_kept:], v[:, :, first_kept:], valid[:, first_kept:], start + t
         )
         return y, new_state
 

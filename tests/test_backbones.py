@@ -1,0 +1,213 @@
+"""Titans backbones: causality, streaming, padding, bidirectional use, configs and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import Tensor
+
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import (
+    MODELS,
+    BackboneState,
+    LMMConfig,
+    MACConfig,
+    MAGConfig,
+    MALConfig,
+    TitansLMM,
+    TitansMAC,
+    build_backbone,
+)
+
+DIM = 16
+VARIANTS = ("lmm", "mac", "mag", "mal")
+
+
+def make_config(variant: str, preset: str = "titans", **changes):
+    memory = MemoryConfig.preset(preset, num_heads=2, head_dim=8, chunk_size=4)
+    common = dict(dim=DIM, depth=2, memory=memory)
+    attention = dict(attention_heads=2, num_persistent=2)
+    config = {
+        "lmm": LMMConfig(**common),
+        "mac": MACConfig(**common, **attention, segment_len=8),
+        "mag": MAGConfig(**common, **attention, window=6),
+        "mal": MALConfig(**common, **attention, window=6),
+    }[variant]
+    return type(config).from_dict({**config.to_dict(), **changes})
+
+
+def make_model(variant: str, preset: str = "titans", **changes):
+    torch.manual_seed(0)
+    return build_backbone(make_config(variant, preset, **changes)).double()
+
+
+def embeddings(batch: int = 2, length: int = 29, seed: int = 1) -> Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, length, DIM, generator=gen, dtype=torch.float64)
+
+
+def stream(model, x: Tensor, sizes: list[int], mask: Tensor | None = None):
+    outputs, state, start = [], None, 0
+    for size in sizes:
+        piece_mask = None if mask is None else mask[:, start : start + size]
+        y, state = model(x[:, start : start + size], piece_mask, state)
+        outputs.append(y)
+        start += size
+    return torch.cat(outputs, dim=1), state
+
+
+@pytest.mark.parametrize("preset", ["titans", "yaad"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal(variant: str, preset: str):
+    """Changing inputs from position 17 on leaves every earlier output unchanged."""
+    model = make_model(variant, preset)
+    x = embeddings()
+    changed = x.clone()
+    changed[:, 17:] = torch.randn_like(changed[:, 17:])
+    h, _ = model(x)
+    h_changed, _ = model(changed)
+    assert torch.equal(h[:, :17], h_changed[:, :17])
+    assert not torch.allclose(h[:, 17:], h_changed[:, 17:])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_streaming_equals_one_call(variant: str):
+    """Pieces of any lengths (MAC: mid-segment too) give one call's outputs."""
+    model = make_model(variant)
+    x = embeddings(length=37)
+    whole, _ = model(x)
+    for sizes in ([16, 21], [5, 1, 12, 19], [1] * 37):
+        pieces, _ = stream(model, x, sizes)
+        torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_streaming_with_a_padding_mask(variant: str):
+    model = make_model(variant)
+    x = embeddings(length=30)
+    mask = torch.ones(2, 30, dtype=torch.bool)
+    mask[1, 25:] = False
+    whole, _ = model(x, mask)
+    pieces, _ = stream(model, x, [11, 3, 16], mask)
+    torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_streaming_state_does_not_grow(variant: str):
+    model = make_model(variant)
+    x = embeddings(batch=1, length=200)
+
+    def numel(state: BackboneState) -> int:
+        def size(obj) -> int:
+            if isinstance(obj, Tensor):
+                return obj.numel()
+            if isinstance(obj, (list, tuple)):
+                return sum(size(o) for o in obj)
+            if hasattr(obj, "__dict__"):
+                return sum(size(v) for v in vars(obj).values())
+            return 0
+
+        return size(state.blocks) + size(state.pending)
+
+    sizes = []
+    state = None
+    with torch.no_grad():
+        for start in range(0, 200, 10):
+            _, state = model(x[:, start : start + 10], state=state)
+            sizes.append(numel(state))
+    assert max(sizes[5:]) <= max(sizes[:5]), sizes
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_padding_content_is_ignored(variant: str):
+    """Whatever the padded positions hold, real positions get the same outputs; with the
+    padding at the start (left) or the end (right) of a sequence."""
+    model = make_model(variant)
+    x = embeddings(length=24)
+    mask = torch.ones(2, 24, dtype=torch.bool)
+    mask[0, :5] = False  # left padding
+    mask[1, 19:] = False  # right padding
+    other = torch.where(mask[..., None], x, 100 * torch.randn_like(x))
+    h, _ = model(x, mask)
+    h_other, _ = model(other, mask)
+    torch.testing.assert_close(h[mask], h_other[mask], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bidirectional(variant: str):
+    """Same weights read both directions: reversing the input reverses the output, and the
+    output at a position depends on later inputs; padding content is still ignored."""
+    model = make_model(variant, bidirectional=True)
+    x = embeddings(length=24)
+    h, state = model(x)
+    assert state is None
+    reversed_h, _ = model(x.flip(1))
+    torch.testing.assert_close(reversed_h.flip(1), h, rtol=1e-12, atol=1e-12)
+    changed = x.clone()
+    changed[:, -1] += 1.0
+    assert not torch.allclose(model(changed)[0][:, 0], h[:, 0])
+    mask = torch.ones(2, 24, dtype=torch.bool)
+    mask[:, 20:] = False
+    other = torch.where(mask[..., None], x, torch.randn_like(x))
+    torch.testing.assert_close(model(x, mask)[0][mask], model(other, mask)[0][mask])
+
+
+@pytest.mark.parametrize("preset", ["titans", "moneta", "yaad", "memora"])
+@pytest.mark.parametrize("architecture", ["mlp", "linear"])
+def test_any_memory_preset(preset: str, architecture: str):
+    memory = MemoryConfig.preset(
+        preset, num_heads=2, head_dim=8, chunk_size=4, architecture=architecture
+    )
+    model = build_backbone(MAGConfig(dim=DIM, depth=1, memory=memory, window=4))
+    h, _ = model(embeddings(length=9).float())
+    assert h.shape == (2, 9, DIM) and torch.isfinite(h).all()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_config_round_trip(variant: str):
+    config = make_config(variant, "memora", depth=3)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert type(config).from_dict(data) == config
+    assert MODELS[variant].config_class is type(config)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"unknown LMMConfig keys \['window'\]"):
+        LMMConfig.from_dict({"window": 3})
+    with pytest.raises(ValueError, match="segment_len=10 must be a positive multiple"):
+        make_config("mac", segment_len=10)
+    with pytest.raises(ValueError, match="not divisible by attention_heads=3"):
+        make_config("mag", attention_heads=3)
+    with pytest.raises(ValueError, match="TitansMAC takes a MACConfig, got LMMConfig"):
+        TitansMAC(make_config("lmm"))
+
+
+def test_bad_inputs_are_named():
+    model = make_model("mal")
+    x = embeddings(length=8)
+    with pytest.raises(ValueError, match=r"x has shape \(2, 8, 12\); expected embeddings"):
+        model(x[..., :12])
+    with pytest.raises(ValueError, match=r"mask is \(2, 7\) torch.bool; expected a bool"):
+        model(x, torch.ones(2, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask is \(2, 8\) torch.int64"):
+        model(x, torch.ones(2, 8, dtype=torch.long))
+    _, state = model(x)
+    with pytest.raises(ValueError, match="state comes from another backbone config"):
+        make_model("mal", window=5)(x, state=state)
+    with pytest.raises(ValueError, match="state comes from another backbone config"):
+        make_model("lmm")(x, state=state)
+    with pytest.raises(ValueError, match="state is for batch size 2; x has batch size 1"):
+        model(x[:1], state=state)
+    with pytest.raises(ValueError, match="bidirectional backbone does not stream"):
+        make_model("mal", bidirectional=True)(x, state=state)
+
+
+def test_lmm_gradients_reach_every_parameter():
+    model = make_model("lmm")
+    h, _ = model(embeddings(length=12))
+    h.square().sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not missing, missing
+    assert isinstance(model, TitansLMM)
