@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from titans_sci.memory import MemoryConfig
+from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError
 from titans_sci.models import (
     MODELS,
     BackboneState,
@@ -211,3 +211,22 @@ def test_lmm_gradients_reach_every_parameter():
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
     assert not missing, missing
     assert isinstance(model, TitansLMM)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_divergence_names_block_and_step(variant: str):
+    """A diverging memory is reported with its block and the step within this call."""
+    linear = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4).replace(
+        architecture="linear"  # an MLP memory's LayerNorm keeps its surprise bounded
+    )
+    # MAC: a segment of 4 chunks, so the overflow is met inside the first segment's writes.
+    segment = {"segment_len": 16} if variant == "mac" else {}
+    model = make_model(variant, max_step=1e30, memory=linear.to_dict(), **segment).float()
+    with torch.no_grad():
+        model.blocks[0].memory.to_gates.bias[: 2 * 2].fill_(30.0)  # theta = max_step
+    x = embeddings(length=20).float()
+    with pytest.raises(
+        NonFiniteSurpriseError, match=r"in block 0 \(Titans\w+\) at step (\d+)"
+    ) as info:
+        model(x)
+    assert 0 <= info.value.step < 20

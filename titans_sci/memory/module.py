@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .chunk import chunked
 from .config import MemoryConfig
 from .naive import recurrent
-from .rule import Gates, MemoryRule
+from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState, PendingTokens
 
 Implementation = Literal["chunked", "recurrent"]
@@ -105,9 +105,15 @@ class NeuralMemory(nn.Module):
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
         g0, g1 = gates.split(sizes)
-        y, state = run(self.rule, q0, k0, v0, g0, state)
+        try:
+            y, state = run(self.rule, q0, k0, v0, g0, state)
+        except NonFiniteSurpriseError as error:  # steps count from this call's first token
+            raise error.moved(-replayed) from None
         if length > boundary:
-            y_tail, _ = run(self.rule, q1, k1, v1, g1, state)
+            try:
+                y_tail, _ = run(self.rule, q1, k1, v1, g1, state)
+            except NonFiniteSurpriseError as error:
+                raise error.moved(boundary - replayed) from None
             y = torch.cat([y, y_tail], dim=2)
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
         return y[:, :, replayed:].transpose(1, 2), state

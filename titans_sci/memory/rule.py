@@ -15,11 +15,18 @@ from .objectives import AttentionalBias, RetentionMap
 class NonFiniteSurpriseError(FloatingPointError):
     """The inner loop diverged: a token's surprise (memory gradient) is not finite."""
 
-    def __init__(self, step: int, batch: int, head: int) -> None:
-        self.step, self.batch, self.head = step, batch, head
+    def __init__(self, step: int, batch: int, head: int, where: str = "") -> None:
+        self.step, self.batch, self.head, self.where = step, batch, head, where
+        place = f" in {where}" if where else ""
         super().__init__(
-            f"non-finite surprise at step {step} (batch {batch}, head {head}): the memory's "
-            "inner loop diverged; lower the step size theta or raise the forget gate alpha"
+            f"non-finite surprise{place} at step {step} (batch {batch}, head {head}): the "
+            "memory's inner loop diverged; lower the step size theta or raise the forget gate alpha"
+        )
+
+    def moved(self, steps: int = 0, where: str | None = None) -> NonFiniteSurpriseError:
+        """The same error with the step shifted by ``steps`` and/or a new location."""
+        return NonFiniteSurpriseError(
+            self.step + steps, self.batch, self.head, self.where if where is None else where
         )
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from titans_sci.layers.attention import AttentionState, SlidingWindowAttention
 from titans_sci.layers.basic import SwiGLU
 from titans_sci.layers.memory_layer import MemoryLayerState, NeuralMemoryLayer
+from titans_sci.memory import NonFiniteSurpriseError
 
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
 
@@ -145,7 +146,10 @@ class _MACBlock(nn.Module):
             retrieved = self._retrieve(seg, state)
             y = self.attention.forward_with_memory(seg, retrieved, seg_mask)
             seg = seg + y
-            m, state = self.memory(seg, seg_mask, state)
+            try:
+                m, state = self.memory(seg, seg_mask, state)
+            except NonFiniteSurpriseError as error:
+                raise error.moved(start) from None
             outputs.append(self.mlp(seg + self.gate(y, m)))
             if outputs[-1].shape[1] == self.segment_len:
                 boundary_state = state
@@ -192,7 +196,10 @@ class TitansBackbone(nn.Module):
     ) -> tuple[Tensor, BackboneState]:
         states = [None] * len(self.blocks) if state is None else list(state.blocks)
         for i, block in enumerate(self.blocks):
-            x, states[i] = block(x, mask, states[i])
+            try:
+                x, states[i] = block(x, mask, states[i])
+            except NonFiniteSurpriseError as error:
+                raise error.moved(where=f"block {i} ({type(self).__name__})") from None
         return self.norm(x), BackboneState(self.config.to_dict(), states)
 
     def _check(self, x: Tensor, mask: Tensor | None, state: BackboneState | None) -> None:
