@@ -201,7 +201,11 @@ def mib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / MIB:.1f}"
 
 
-def render(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) -> str:
+def load_avg() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+
+
+def render(rows: list[dict[str, Any]], args: argparse.Namespace, loads: tuple[float, float]) -> str:
     ok = [row for row in rows if "error" not in row]
     base = min(ok, key=lambda row: row["length"]) if ok else None
     params = f"{ok[0]['params']:,}" if ok else "n/a"
@@ -211,7 +215,7 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, load: float) ->
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {args.threads}, "
-        f"1-min load avg at start {load:.2f}",
+        f"1-min load avg {loads[0]:.2f} at start, {loads[1]:.2f} at end",
         f"- torch {torch.__version__}, python {platform.python_version()}",
         f"- model: TitansLMM(dim={DIM}, depth={DEPTH}), memory preset `titans` with {HEADS} "
         f"heads x {HEAD_DIM}, chunk {CHUNK}; {params} parameters; fp32, eval, inference_mode",
@@ -266,9 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(stream(args.worker, args.piece, args.seed)))
         return 0
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    load = load_avg()
     rows = [run_worker(length, args) for length in sorted(set(args.lengths))]
-    table = render(rows, args, load)
+    table = render(rows, args, (load, load_avg()))
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table)
