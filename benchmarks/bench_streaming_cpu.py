@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from machine import cpu_model
 from torch import Tensor, nn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -185,16 +186,6 @@ def run_worker(length: int, args: argparse.Namespace) -> dict[str, Any]:
         file=sys.stderr,
     )
     return row
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mib(value: int | None) -> str:

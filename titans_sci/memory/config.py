@@ -29,8 +29,10 @@ Choices the papers leave open (``reference/titans_miras.md`` section 6) and what
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
+
+from titans_sci._dicts import from_dict as build_from_dict
 
 Architecture = Literal["mlp", "linear"]
 Bias = Literal["l2", "lp", "huber", "value_robust"]
@@ -170,11 +172,7 @@ class MemoryConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown MemoryConfig keys {unknown}")
-        return cls(**data)
+        return build_from_dict(cls, data)
 
     def replace(self, **changes: Any) -> MemoryConfig:
         return replace(self, **changes)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from titans_sci._dicts import from_dict as build_from_dict
 from titans_sci.memory import MemoryConfig
 
 
@@ -51,11 +52,7 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys {unknown}")
-        return cls(**data)
+        return build_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
