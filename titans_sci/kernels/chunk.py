@@ -1,0 +1,82 @@
+"""The Triton path of the chunked memory: gate matrices in PyTorch, the rest in the kernels.
+
+:func:`triton_chunked` has the signature of :func:`titans_sci.memory.chunked` and computes the
+same function for the memories the kernels cover (:func:`supports`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from titans_sci.memory.rule import Gates, MemoryRule
+from titans_sci.memory.state import MemoryState, decay_matrix
+
+from .linear import LinearChunkFunction
+
+
+def supports(rule: MemoryRule) -> bool:
+    """Whether the kernels cover this memory: linear, l2 bias, Titans decay, any algorithm."""
+    cfg = rule.config
+    return (
+        cfg.architecture == "linear"
+        and cfg.bias == "l2"
+        and cfg.retention == "decay"
+        and cfg.head_dim in (16, 32, 64, 128)
+        and cfg.chunk_size in (16, 32, 64)
+    )
+
+
+def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
+    """``G, f, beta`` per chunk and the end-of-chunk rows, for gates padded to whole chunks.
+
+    Padded tokens get theta 0, eta 1 and alpha 0; the end rows are taken at each chunk's last
+    real token, so padding changes nothing."""
+    pad = -length % chunk
+    theta = F.pad(gates.theta, (0, pad))
+    keep = F.pad(1 - gates.alpha, (0, pad), value=1.0)
+    eta = torch.zeros_like(gates.theta) if gates.eta is None else gates.eta  # gd: no momentum
+    eta = F.pad(eta, (0, pad), value=1.0)
+    b, h, t = theta.shape
+    n = t // chunk
+    theta, keep, eta = (x.view(b, h, n, chunk) for x in (theta, keep, eta))
+    decay, carry = decay_matrix(keep), decay_matrix(eta)
+    beta, mom = torch.cumprod(keep, -1), torch.cumprod(eta, -1)
+    G = (decay @ carry) * theta.unsqueeze(-2)
+    f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
+    ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
+    ends[-1] = (length - 1) % chunk
+    chunks = torch.arange(n, device=theta.device)
+    g_end = G[:, :, chunks, ends]
+    c_end = carry[:, :, chunks, ends] * theta
+    return (
+        G,
+        f,
+        beta,
+        g_end,
+        c_end,
+        f[:, :, chunks, ends],
+        beta[:, :, chunks, ends],
+        mom[:, :, chunks, ends],
+    )
+
+
+def triton_chunked(
+    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+) -> tuple[Tensor, MemoryState]:
+    """Reads ``y: [B, H, T, D]`` and the state after the last token, through the kernels."""
+    if not supports(rule):
+        raise ValueError(f"the Triton kernels do not cover this memory: {rule.config}")
+    length = q.shape[2]
+    if length == 0:
+        return q.new_zeros(q.shape), state
+    chunk = rule.config.chunk_size
+    matrices = _gate_matrices(gates, chunk, length)
+    pad = -length % chunk
+    q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+    (w0,) = state.weights
+    s0 = torch.zeros_like(w0) if state.momentum is None else state.momentum[0]
+    y, w, s = LinearChunkFunction.apply(q, k, v, *matrices, w0, s0)
+    momentum = None if state.momentum is None else (s.to(s0.dtype),)
+    return y[:, :, :length], MemoryState((w.to(w0.dtype),), momentum)

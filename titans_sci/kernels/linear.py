@@ -1,0 +1,223 @@
+"""Triton kernels for the chunked Titans memory with a linear (matrix) memory.
+
+The memory of one head is ``W: [D, D]`` with momentum ``S``; per token ``e_t = k_t W_c - v_t``
+(l2 bias, gradient at the chunk-start ``W_c``), and a chunk of ``n`` tokens is (see
+:mod:`titans_sci.memory.chunk`, with ``u = k`` and ``d = e``)::
+
+    E  = K W - V
+    Y  = beta * (Q W) + f * (Q S) - ((Q K^T) * G) E          # reads after each write
+    W' = beta_n W + f_n S - K^T (g * E)                      # g = G[n-1, :]
+    S' = m_n S - K^T (c * E)                                 # c = theta * Q[n-1, :]
+
+The gate matrices ``G, f, beta`` and end-of-chunk vectors come from PyTorch (cheap, and autograd
+turns their gradients into gate gradients); the kernels do everything of size ``D``: one program
+per (batch x head, block of ``BV`` value columns) walks the chunks in order (forward) or in
+reverse (backward), keeping ``W`` and ``S`` (or their gradients) in fp32 on chip. Value columns
+are independent in every formula above, which is what lets ``D`` be split into blocks; the
+gradients that mix columns (q, k, gates) are summed over blocks afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+
+@triton.jit
+def _forward_kernel(
+    q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
+    w0, s0, y, w_out, s_out, w_chunks, s_chunks,
+    N, T,
+    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    rd = tl.arange(0, D)
+    rt = tl.arange(0, BT)
+    rv = i_v * BV + tl.arange(0, BV)
+    state_offsets = i_bh * D * D + rd[:, None] * D + rv[None, :]
+    w = tl.load(w0 + state_offsets).to(tl.float32)
+    s = tl.load(s0 + state_offsets).to(tl.float32)
+    for c in range(N):
+        tok = c * BT + rt
+        seq = i_bh * T * D
+        kc = tl.load(k + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
+        qc = tl.load(q + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
+        vc = tl.load(v + seq + tok[:, None] * D + rv[None, :]).to(tl.float32)
+        chunk_state = (i_bh * N + c) * D * D + rd[:, None] * D + rv[None, :]
+        tl.store(w_chunks + chunk_state, w)
+        tl.store(s_chunks + chunk_state, s)
+        gate = (i_bh * N + c) * BT
+        gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
+        fv = tl.load(f + gate + rt)
+        bv = tl.load(beta + gate + rt)
+        ge = tl.load(g_end + gate + rt)
+        ce = tl.load(c_end + gate + rt)
+        fe = tl.load(f_end + i_bh * N + c)
+        be = tl.load(beta_end + i_bh * N + c)
+        me = tl.load(m_end + i_bh * N + c)
+
+        e = tl.dot(kc, w) - vc
+        a = tl.dot(qc, tl.trans(kc)) * gm
+        out = bv[:, None] * tl.dot(qc, w) + fv[:, None] * tl.dot(qc, s) - tl.dot(a, e)
+        tl.store(y + seq + tok[:, None] * D + rv[None, :], out)
+        w_next = be * w + fe * s - tl.dot(tl.trans(kc), ge[:, None] * e)
+        s = me * s - tl.dot(tl.trans(kc), ce[:, None] * e)
+        w = w_next
+    tl.store(w_out + state_offsets, w)
+    tl.store(s_out + state_offsets, s)
+
+
+@triton.jit
+def _backward_kernel(
+    q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
+    w_chunks, s_chunks, dy, dw_out, ds_out,
+    dq, dk, dv, dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end, dw0, ds0,
+    N, T, BH,
+    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+):  # fmt: skip
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    rd = tl.arange(0, D)
+    rt = tl.arange(0, BT)
+    rv = i_v * BV + tl.arange(0, BV)
+    causal = rt[:, None] >= rt[None, :]
+    state_offsets = i_bh * D * D + rd[:, None] * D + rv[None, :]
+    dw = tl.load(dw_out + state_offsets).to(tl.float32)
+    ds = tl.load(ds_out + state_offsets).to(tl.float32)
+    part = i_v * BH + i_bh  # partial sums over value blocks: leading axis i_v
+    for step in range(N):
+        c = N - 1 - step
+        tok = c * BT + rt
+        seq = i_bh * T * D
+        kc = tl.load(k + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
+        qc = tl.load(q + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
+        vc = tl.load(v + seq + tok[:, None] * D + rv[None, :]).to(tl.float32)
+        dyc = tl.load(dy + seq + tok[:, None] * D + rv[None, :]).to(tl.float32)
+        chunk_state = (i_bh * N + c) * D * D + rd[:, None] * D + rv[None, :]
+        w = tl.load(w_chunks + chunk_state)
+        s = tl.load(s_chunks + chunk_state)
+        gate = (i_bh * N + c) * BT
+        gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
+        fv = tl.load(f + gate + rt)
+        bv = tl.load(beta + gate + rt)
+        ge = tl.load(g_end + gate + rt)
+        ce = tl.load(c_end + gate + rt)
+        fe = tl.load(f_end + i_bh * N + c)
+        be = tl.load(beta_end + i_bh * N + c)
+        me = tl.load(m_end + i_bh * N + c)
+
+        e = tl.dot(kc, w) - vc
+        qk = tl.dot(qc, tl.trans(kc))
+        a = qk * gm
+        qw = tl.dot(qc, w)
+        qs = tl.dot(qc, s)
+        kdw = tl.dot(kc, dw)
+        kds = tl.dot(kc, ds)
+        dye = tl.dot(dyc, tl.trans(e))  # [BT, BT]
+
+        de = -tl.dot(tl.trans(a), dyc) - ge[:, None] * kdw - ce[:, None] * kds
+        tl.store(dv + seq + tok[:, None] * D + rv[None, :], -de)
+
+        dye_g = dye * gm
+        dqc = (
+            tl.dot(bv[:, None] * dyc, tl.trans(w))
+            + tl.dot(fv[:, None] * dyc, tl.trans(s))
+            - tl.dot(dye_g, kc)
+        )
+        dkc = (
+            tl.dot(de, tl.trans(w))
+            - tl.dot(tl.trans(dye_g), qc)
+            - tl.dot(ge[:, None] * e, tl.trans(dw))
+            - tl.dot(ce[:, None] * e, tl.trans(ds))
+        )
+        partial_seq = part * T * D
+        tl.store(dq + partial_seq + tok[:, None] * D + rd[None, :], dqc)
+        tl.store(dk + partial_seq + tok[:, None] * D + rd[None, :], dkc)
+        partial_gate = (part * N + c) * BT
+        dgm = tl.where(causal, -dye * qk, 0.0)
+        tl.store(dG + (partial_gate + rt[:, None]) * BT + rt[None, :], dgm)
+        tl.store(dbeta + partial_gate + rt, tl.sum(qw * dyc, axis=1))
+        tl.store(df + partial_gate + rt, tl.sum(qs * dyc, axis=1))
+        tl.store(dg_end + partial_gate + rt, -tl.sum(kdw * e, axis=1))
+        tl.store(dc_end + partial_gate + rt, -tl.sum(kds * e, axis=1))
+        tl.store(dbeta_end + part * N + c, tl.sum(tl.sum(w * dw, axis=1), axis=0))
+        tl.store(df_end + part * N + c, tl.sum(tl.sum(s * dw, axis=1), axis=0))
+        tl.store(dm_end + part * N + c, tl.sum(tl.sum(s * ds, axis=1), axis=0))
+
+        dw_prev = tl.dot(tl.trans(qc), bv[:, None] * dyc) + be * dw + tl.dot(tl.trans(kc), de)
+        ds = tl.dot(tl.trans(qc), fv[:, None] * dyc) + fe * dw + me * ds
+        dw = dw_prev
+    tl.store(dw0 + state_offsets, dw)
+    tl.store(ds0 + state_offsets, ds)
+
+
+def _value_block(d: int) -> int:
+    return min(d, 64)
+
+
+class LinearChunkFunction(torch.autograd.Function):
+    """The chunked linear Titans memory given its gate matrices; see the module docstring.
+
+    Shapes (``N`` chunks of ``BT`` tokens, ``T = N * BT``): ``q, k, v: [B, H, T, D]``;
+    ``G: [B, H, N, BT, BT]``; ``f, beta, g_end, c_end: [B, H, N, BT]``;
+    ``f_end, beta_end, m_end: [B, H, N]``; ``w0, s0: [B, H, D, D]``.
+    Returns ``y: [B, H, T, D]`` (dtype of q) and fp32 ``w, s: [B, H, D, D]``.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end, w0, s0):
+        b, h, t, d = q.shape
+        n, bt = G.shape[2], G.shape[3]
+        gates = [x.float().contiguous() for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
+        q, k, v = (x.contiguous() for x in (q, k, v))
+        w0, s0 = w0.float().contiguous(), s0.float().contiguous()
+        y = torch.empty(b, h, t, d, dtype=torch.float32, device=q.device)
+        w_out, s_out = torch.empty_like(w0), torch.empty_like(s0)
+        w_chunks = torch.empty(b, h, n, d, d, dtype=torch.float32, device=q.device)
+        s_chunks = torch.empty_like(w_chunks)
+        bv = _value_block(d)
+        grid = (d // bv, b * h)
+        _forward_kernel[grid](
+            q, k, v, *gates, w0, s0, y, w_out, s_out, w_chunks, s_chunks,
+            n, t, D=d, BT=bt, BV=bv,
+        )  # fmt: skip
+        ctx.save_for_backward(q, k, v, *gates, w_chunks, s_chunks)
+        ctx.dtypes = [x.dtype for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
+        return y.to(q.dtype), w_out, s_out
+
+    @staticmethod
+    def backward(ctx, dy, dw_out, ds_out):
+        q, k, v, *gates, w_chunks, s_chunks = ctx.saved_tensors
+        b, h, t, d = q.shape
+        n, bt = gates[0].shape[2], gates[0].shape[3]
+        bv = _value_block(d)
+        blocks = d // bv
+        dev = q.device
+
+        def zeros_if_none(x: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+            return torch.zeros(shape, device=dev) if x is None else x.float().contiguous()
+
+        dy = zeros_if_none(dy, (b, h, t, d))
+        dw_out = zeros_if_none(dw_out, (b, h, d, d))
+        ds_out = zeros_if_none(ds_out, (b, h, d, d))
+
+        def partial(*shape: int) -> Tensor:
+            return torch.empty(blocks, b, h, *shape, dtype=torch.float32, device=dev)
+
+        dq, dk = partial(t, d), partial(t, d)
+        dv = torch.empty(b, h, t, d, dtype=torch.float32, device=dev)
+        dG = partial(n, bt, bt)
+        df, dbeta, dg_end, dc_end = (partial(n, bt) for _ in range(4))
+        df_end, dbeta_end, dm_end = (partial(n) for _ in range(3))
+        dw0 = torch.empty(b, h, d, d, dtype=torch.float32, device=dev)
+        ds0 = torch.empty_like(dw0)
+        _backward_kernel[(blocks, b * h)](
+            q, k, v, *gates, w_chunks, s_chunks, dy, dw_out, ds_out,
+            dq, dk, dv, dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end, dw0, ds0,
+            n, t, b * h, D=d, BT=bt, BV=bv,
+        )  # fmt: skip
+        sums = [x.sum(0) for x in (dq, dk)]
+        partials = (dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end)
+        gate_grads = [x.sum(0).to(dtype) for x, dtype in zip(partials, ctx.dtypes, strict=True)]
+        return (sums[0].to(q.dtype), sums[1].to(k.dtype), dv.to(v.dtype), *gate_grads, dw0, ds0)
