@@ -5,6 +5,11 @@ import os
 import pytest
 import torch
 
+if not torch.cuda.is_available():
+    # Triton kernels run on the CPU through Triton's interpreter; it must be set before Triton
+    # is first imported.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per xdist worker: the workers already use all cores, and more threads per
     # worker only oversubscribe the machine.

@@ -38,12 +38,14 @@ Architecture = Literal["mlp", "linear"]
 Bias = Literal["l2", "lp", "huber", "value_robust"]
 Retention = Literal["decay", "lq", "kl", "elastic"]
 Algorithm = Literal["momentum", "gd"]
+Backend = Literal["auto", "torch", "triton"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("mlp", "linear"),
     "bias": ("l2", "lp", "huber", "value_robust"),
     "retention": ("decay", "lq", "kl", "elastic"),
     "algorithm": ("momentum", "gd"),
+    "backend": ("auto", "torch", "triton"),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -95,6 +97,11 @@ class MemoryConfig:
         chunk_size: b, tokens per chunk whose gradients share the chunk-start memory (1 to 256).
         eps: smoothing constant of the smooth sign and absolute value.
         ln_eps: epsilon of the memory's LayerNorm.
+        backend: which implementation the chunked path uses. ``"auto"``: the Triton kernels on
+            CUDA tensors when they cover this memory (``titans_sci.kernels.supports``), else
+            PyTorch; ``"torch"``: always the chunked PyTorch path; ``"triton"``: always the
+            kernels (an error if they do not cover this memory or the tensors are not on CUDA,
+            unless ``TRITON_INTERPRET=1`` runs them on the CPU).
         init_scale: initial free parameters are ``N(0, init_scale^2 / fan_in)``; for ``kl`` they
             are logits and ``N(0, init_scale^2)``.
     """
@@ -115,6 +122,7 @@ class MemoryConfig:
     eps: float = 1e-6
     ln_eps: float = 1e-5
     init_scale: float = 1.0
+    backend: Backend = "auto"
 
     def __post_init__(self) -> None:
         for name, options in _CHOICES.items():

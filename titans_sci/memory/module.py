@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 import torch
@@ -16,6 +17,31 @@ from .state import MemoryState, PendingTokens
 
 Implementation = Literal["chunked", "recurrent"]
 _IMPLEMENTATIONS = {"chunked": chunked, "recurrent": recurrent}
+
+
+def _chunked_backend(rule: MemoryRule, on_cuda: bool):
+    """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form."""
+    backend = rule.config.backend
+    if backend == "torch":
+        return chunked
+    try:
+        from titans_sci.kernels import supports, triton_chunked
+    except ImportError as error:  # no Triton on this platform
+        if backend == "triton":
+            raise ValueError(f"backend='triton' but Triton cannot be imported: {error}") from None
+        return chunked
+    if backend == "auto":
+        return triton_chunked if on_cuda and supports(rule) else chunked
+    if not supports(rule):
+        raise ValueError(
+            "backend='triton' but the kernels do not cover this memory (they cover the linear "
+            "memory with the l2 bias and decay retention, head_dim 16/32/64/128, chunk 16/32/64)"
+        )
+    if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")
+    return triton_chunked
+
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -101,7 +127,11 @@ class NeuralMemory(nn.Module):
         # reads as one call, and the boundary state plus the tail is what the next call needs.
         length = q.shape[2]
         boundary = length - length % self.config.chunk_size
-        run = _IMPLEMENTATIONS[impl]
+        run = (
+            _IMPLEMENTATIONS[impl]
+            if impl == "recurrent"
+            else _chunked_backend(self.rule, q.is_cuda)
+        )
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
         g0, g1 = gates.split(sizes)

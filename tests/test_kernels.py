@@ -1,0 +1,128 @@
+"""Triton kernels against the chunked PyTorch path (on the CPU through Triton's interpreter).
+
+Outputs, final state (weights and momentum) and the gradients w.r.t. q, k, v, every gate and the
+initial weights and momentum, at odd lengths, every supported chunk size, with and without an
+initial state. Tolerances are relative to each tensor's largest entry: 2e-5 in fp32 (we measure
+~3e-7: both accumulate in fp32 in a different order), 3e-2 for bf16/fp16 inputs (their rounding
+of q, k, v against fp32 inputs).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memory_cases import assert_close, make_case
+from titans_sci.memory import Gates, MemoryConfig, MemoryState, NeuralMemory, chunked
+
+triton = pytest.importorskip("triton", reason="Triton is a dependency on Linux")
+from titans_sci.kernels import supports, triton_chunked  # noqa: E402
+
+FP32_TOL = 2e-5
+HALF_TOL = 3e-2
+
+
+def _heads_first(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(1, 2)
+
+
+def _run_both(case, initial_state: bool, dtype: torch.dtype = torch.float32):
+    memory = case.memory
+    cfg = memory.config
+    gates = Gates(
+        theta=_heads_first(case.gates["theta"]),
+        eta=_heads_first(case.gates["eta"]) if cfg.uses_momentum else None,
+        alpha=_heads_first(case.gates["alpha"]),
+        delta=None,
+    )
+    b, h, d = case.q.shape[0], cfg.num_heads, cfg.head_dim
+    gen = torch.Generator().manual_seed(5)
+    if initial_state:
+        w0 = (0.3 * torch.randn(b, h, d, d, generator=gen)).requires_grad_()
+        s0 = (0.1 * torch.randn(b, h, d, d, generator=gen)).requires_grad_()
+    else:
+        w0 = memory.initial_state(b).weights[0]
+        s0 = torch.zeros(b, h, d, d, requires_grad=True)
+    leaves = [case.q, case.k, case.v, *case.gates.values(), w0, s0]
+    names = ["q", "k", "v", *case.gates, "w0", "s0"]
+    results = {}
+    for name, implementation in (("torch", chunked), ("triton", triton_chunked)):
+        qkv = [_heads_first(x) for x in (case.q, case.k, case.v)]
+        if name == "triton":
+            qkv = [x.to(dtype) for x in qkv]
+        state = MemoryState((w0,), (s0,) if cfg.uses_momentum else None)
+        y, state = implementation(memory.rule, *qkv, gates, state)
+        weights = torch.linspace(-1, 1, y.numel()).view_as(y)
+        loss = (y.float() * weights).sum() + state.weights[0].square().sum()
+        if state.momentum is not None:
+            loss = loss + 0.5 * state.momentum[0].square().sum()
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        results[name] = (y.float(), state, grads)
+    return results, names
+
+
+def _compare(results, names, tol: float) -> None:
+    (y_ref, s_ref, g_ref), (y, s, g) = results["torch"], results["triton"]
+    assert_close("y", y, y_ref, tol)
+    assert_close("state.weights", s.weights[0], s_ref.weights[0], tol)
+    if s_ref.momentum is not None:
+        assert_close("state.momentum", s.momentum[0], s_ref.momentum[0], tol)
+    for name, a, b in zip(names, g, g_ref, strict=True):
+        assert_close(f"grad {name}", a, b, tol)
+
+
+@pytest.mark.parametrize("initial_state", [False, True], ids=["zero-state", "given-state"])
+@pytest.mark.parametrize("chunk_size", [16, 32, 64])
+@pytest.mark.parametrize("length", [1, 63, 100])
+@pytest.mark.parametrize("algorithm", ["momentum", "gd"])
+def test_linear_kernel_matches_chunked(algorithm, length, chunk_size, initial_state):
+    case = make_case(
+        "titans", "linear", length, chunk_size, head_dim=16, algorithm=algorithm, alpha_max=0.05
+    )
+    results, names = _run_both(case, initial_state)
+    _compare(results, names, FP32_TOL)
+
+
+@pytest.mark.parametrize("head_dim", [32, 64, 128])
+def test_linear_kernel_head_dims(head_dim: int):
+    """64 and 128 split the value columns into blocks of 64 (summed gradients over blocks)."""
+    case = make_case("titans", "linear", 37, 16, batch=1, heads=1, head_dim=head_dim)
+    results, names = _run_both(case, initial_state=True)
+    _compare(results, names, FP32_TOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_linear_kernel_half_inputs(dtype: torch.dtype):
+    """Half-precision q, k, v; the state and all accumulation stay fp32."""
+    case = make_case("titans", "linear", 40, 16, head_dim=16)
+    results, names = _run_both(case, initial_state=False, dtype=dtype)
+    _compare(results, names, HALF_TOL)
+    assert results["triton"][1].weights[0].dtype == torch.float32
+
+
+def test_module_dispatch_and_streaming_through_the_kernels():
+    """``backend="triton"`` runs the kernels inside NeuralMemory, pieces and all."""
+    case = make_case("titans", "linear", 45, 16, head_dim=16)
+    cfg = case.memory.config
+    outputs = {}
+    for backend in ("torch", "triton"):
+        memory = NeuralMemory(cfg.replace(backend=backend))
+        memory.load_state_dict(case.memory.state_dict())
+        state, ys = None, []
+        for sl in (slice(0, 20), slice(20, 21), slice(21, 45)):
+            gates = {n: x[:, sl] for n, x in case.gates.items()}
+            y, state = memory(case.q[:, sl], case.k[:, sl], case.v[:, sl], **gates, state=state)
+            ys.append(y)
+        outputs[backend] = (torch.cat(ys, 1), state)
+    assert_close("y", outputs["triton"][0], outputs["torch"][0], FP32_TOL)
+    assert_close("state", outputs["triton"][1].weights[0], outputs["torch"][1].weights[0], FP32_TOL)
+
+
+def test_supports_and_forced_backend_errors():
+    assert supports(NeuralMemory(MemoryConfig.preset("titans", architecture="linear")).rule)
+    assert not supports(NeuralMemory(MemoryConfig.preset("titans")).rule)  # MLP: not yet
+    assert not supports(NeuralMemory(MemoryConfig.preset("yaad", architecture="linear")).rule)
+    case = make_case("yaad", "linear", 8, 4, head_dim=16)
+    memory = NeuralMemory(case.memory.config.replace(backend="triton"))
+    with pytest.raises(ValueError, match="kernels do not cover this memory"):
+        memory(case.q, case.k, case.v, **case.gates)
