@@ -26,11 +26,17 @@ from torch import Tensor
 
 
 @triton.jit
+def _mm(a, b, P: tl.constexpr):
+    """``a @ b`` in fp32 with input precision ``P`` ("ieee" or "tf32")."""
+    return tl.dot(a, b, input_precision=P)
+
+
+@triton.jit
 def _forward_kernel(
     q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
     w0, s0, y, w_out, s_out, w_chunks, s_chunks,
     N, T,
-    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, P: tl.constexpr,
 ):  # fmt: skip
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     rd = tl.arange(0, D)
@@ -58,12 +64,12 @@ def _forward_kernel(
         be = tl.load(beta_end + i_bh * N + c)
         me = tl.load(m_end + i_bh * N + c)
 
-        e = tl.dot(kc, w) - vc
-        a = tl.dot(qc, tl.trans(kc)) * gm
-        out = bv[:, None] * tl.dot(qc, w) + fv[:, None] * tl.dot(qc, s) - tl.dot(a, e)
+        e = _mm(kc, w, P) - vc
+        a = _mm(qc, tl.trans(kc), P) * gm
+        out = bv[:, None] * _mm(qc, w, P) + fv[:, None] * _mm(qc, s, P) - _mm(a, e, P)
         tl.store(y + seq + tok[:, None] * D + rv[None, :], out)
-        w_next = be * w + fe * s - tl.dot(tl.trans(kc), ge[:, None] * e)
-        s = me * s - tl.dot(tl.trans(kc), ce[:, None] * e)
+        w_next = be * w + fe * s - _mm(tl.trans(kc), ge[:, None] * e, P)
+        s = me * s - _mm(tl.trans(kc), ce[:, None] * e, P)
         w = w_next
     tl.store(w_out + state_offsets, w)
     tl.store(s_out + state_offsets, s)
@@ -75,7 +81,7 @@ def _backward_kernel(
     w_chunks, s_chunks, dy, dw_out, ds_out,
     dq, dk, dv, dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end, dw0, ds0,
     N, T, BH,
-    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr,
+    D: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, P: tl.constexpr,
 ):  # fmt: skip
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     rd = tl.arange(0, D)
@@ -107,29 +113,29 @@ def _backward_kernel(
         be = tl.load(beta_end + i_bh * N + c)
         me = tl.load(m_end + i_bh * N + c)
 
-        e = tl.dot(kc, w) - vc
-        qk = tl.dot(qc, tl.trans(kc))
+        e = _mm(kc, w, P) - vc
+        qk = _mm(qc, tl.trans(kc), P)
         a = qk * gm
-        qw = tl.dot(qc, w)
-        qs = tl.dot(qc, s)
-        kdw = tl.dot(kc, dw)
-        kds = tl.dot(kc, ds)
-        dye = tl.dot(dyc, tl.trans(e))  # [BT, BT]
+        qw = _mm(qc, w, P)
+        qs = _mm(qc, s, P)
+        kdw = _mm(kc, dw, P)
+        kds = _mm(kc, ds, P)
+        dye = _mm(dyc, tl.trans(e), P)  # [BT, BT]
 
-        de = -tl.dot(tl.trans(a), dyc) - ge[:, None] * kdw - ce[:, None] * kds
+        de = -_mm(tl.trans(a), dyc, P) - ge[:, None] * kdw - ce[:, None] * kds
         tl.store(dv + seq + tok[:, None] * D + rv[None, :], -de)
 
         dye_g = dye * gm
         dqc = (
-            tl.dot(bv[:, None] * dyc, tl.trans(w))
-            + tl.dot(fv[:, None] * dyc, tl.trans(s))
-            - tl.dot(dye_g, kc)
+            _mm(bv[:, None] * dyc, tl.trans(w), P)
+            + _mm(fv[:, None] * dyc, tl.trans(s), P)
+            - _mm(dye_g, kc, P)
         )
         dkc = (
-            tl.dot(de, tl.trans(w))
-            - tl.dot(tl.trans(dye_g), qc)
-            - tl.dot(ge[:, None] * e, tl.trans(dw))
-            - tl.dot(ce[:, None] * e, tl.trans(ds))
+            _mm(de, tl.trans(w), P)
+            - _mm(tl.trans(dye_g), qc, P)
+            - _mm(ge[:, None] * e, tl.trans(dw), P)
+            - _mm(ce[:, None] * e, tl.trans(ds), P)
         )
         partial_seq = part * T * D
         tl.store(dq + partial_seq + tok[:, None] * D + rd[None, :], dqc)
@@ -145,8 +151,8 @@ def _backward_kernel(
         tl.store(df_end + part * N + c, tl.sum(tl.sum(s * dw, axis=1), axis=0))
         tl.store(dm_end + part * N + c, tl.sum(tl.sum(s * ds, axis=1), axis=0))
 
-        dw_prev = tl.dot(tl.trans(qc), bv[:, None] * dyc) + be * dw + tl.dot(tl.trans(kc), de)
-        ds = tl.dot(tl.trans(qc), fv[:, None] * dyc) + fe * dw + me * ds
+        dw_prev = _mm(tl.trans(qc), bv[:, None] * dyc, P) + be * dw + _mm(tl.trans(kc), de, P)
+        ds = _mm(tl.trans(qc), fv[:, None] * dyc, P) + fe * dw + me * ds
         dw = dw_prev
     tl.store(dw0 + state_offsets, dw)
     tl.store(ds0 + state_offsets, ds)
@@ -154,6 +160,11 @@ def _backward_kernel(
 
 def _value_block(d: int) -> int:
     return min(d, 64)
+
+
+def _precision(q: Tensor) -> str:
+    """fp32 inputs: exact fp32 products (what the PyTorch path computes); half inputs: TF32."""
+    return "ieee" if q.dtype == torch.float32 else "tf32"
 
 
 class LinearChunkFunction(torch.autograd.Function):
@@ -180,7 +191,7 @@ class LinearChunkFunction(torch.autograd.Function):
         grid = (d // bv, b * h)
         _forward_kernel[grid](
             q, k, v, *gates, w0, s0, y, w_out, s_out, w_chunks, s_chunks,
-            n, t, D=d, BT=bt, BV=bv,
+            n, t, D=d, BT=bt, BV=bv, P=_precision(q),
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, *gates, w_chunks, s_chunks)
         ctx.dtypes = [x.dtype for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
@@ -215,7 +226,7 @@ class LinearChunkFunction(torch.autograd.Function):
         _backward_kernel[(blocks, b * h)](
             q, k, v, *gates, w_chunks, s_chunks, dy, dw_out, ds_out,
             dq, dk, dv, dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end, dw0, ds0,
-            n, t, b * h, D=d, BT=bt, BV=bv,
+            n, t, b * h, D=d, BT=bt, BV=bv, P=_precision(q),
         )  # fmt: skip
         sums = [x.sum(0) for x in (dq, dk)]
         partials = (dG, df, dbeta, dg_end, dc_end, df_end, dbeta_end, dm_end)
