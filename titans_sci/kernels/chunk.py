@@ -40,7 +40,7 @@ def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
     eta = F.pad(eta, (0, pad), value=1.0)
     b, h, t = theta.shape
     n = t // chunk
-    theta, keep, eta = (x.view(b, h, n, chunk) for x in (theta, keep, eta))
+    theta, keep, eta = (x.reshape(b, h, n, chunk) for x in (theta, keep, eta))
     decay, carry = decay_matrix(keep), decay_matrix(eta)
     beta, mom = torch.cumprod(keep, -1), torch.cumprod(eta, -1)
     G = (decay @ carry) * theta.unsqueeze(-2)
@@ -48,18 +48,12 @@ def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
     ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
     ends[-1] = (length - 1) % chunk
     chunks = torch.arange(n, device=theta.device)
-    g_end = G[:, :, chunks, ends]
-    c_end = carry[:, :, chunks, ends] * theta
-    return (
-        G,
-        f,
-        beta,
-        g_end,
-        c_end,
-        f[:, :, chunks, ends],
-        beta[:, :, chunks, ends],
-        mom[:, :, chunks, ends],
-    )
+
+    def at_ends(x: Tensor) -> Tensor:
+        return x[:, :, chunks, ends]
+
+    c_end = at_ends(carry) * theta
+    return G, f, beta, at_ends(G), c_end, at_ends(f), at_ends(beta), at_ends(mom)
 
 
 def triton_chunked(
