@@ -9,6 +9,17 @@ The memory of one head is ``W: [D, D]`` with momentum ``S``; per token ``e_t = k
     W' = beta_n W + f_n S - K^T (g * E)                      # g = G[n-1, :]
     S' = m_n S - K^T (c * E)                                 # c = theta * Q[n-1, :]
 
+Backward, per chunk in reverse, given ``dY`` and the gradients ``dW', dS'`` of the next chunk's
+start state (``A = (Q K^T) * G``)::
+
+    dE = -A^T dY - g * (K dW') - c * (K dS')          dV = -dE
+    dQ = (beta dY) W^T + (f dY) S^T - ((dY E^T) * G) K
+    dK = dE W^T - ((dY E^T) * G)^T Q - (g E) dW'^T - (c E) dS'^T
+    dG = -(dY E^T) * (Q K^T)  (lower triangle)        dbeta = rowsum(QW * dY), df = rowsum(QS * dY)
+    dg = -rowsum(K dW' * E), dc = -rowsum(K dS' * E)  dbeta_n = <W, dW'>, df_n = <S, dW'>,
+    dm_n = <S, dS'>
+    dW = Q^T (beta dY) + beta_n dW' + K^T dE          dS = Q^T (f dY) + f_n dW' + m_n dS'
+
 The gate matrices ``G, f, beta`` and end-of-chunk vectors come from PyTorch (cheap, and autograd
 turns their gradients into gate gradients); the kernels do everything of size ``D``: one program
 per (batch x head, block of ``BV`` value columns) walks the chunks in order (forward) or in
