@@ -14,18 +14,24 @@ from titans_sci.memory.rule import Gates, MemoryRule
 from titans_sci.memory.state import MemoryState, decay_matrix
 
 from .linear import LinearChunkFunction
+from .mlp import mlp_forward
 
 
-def supports(rule: MemoryRule) -> bool:
-    """Whether the kernels cover this memory: linear, l2 bias, Titans decay, any algorithm."""
+def supports(rule: MemoryRule, training: bool = True) -> bool:
+    """Whether the kernels cover this memory: the l2 bias and Titans decay (momentum or plain
+    GD), head dims 16 to 128, chunks 16 to 64; the linear memory for training and inference, the
+    MLP memory of depth 2 for inference only (``training=False``: no autograd)."""
     cfg = rule.config
-    return (
-        cfg.architecture == "linear"
-        and cfg.bias == "l2"
+    common = (
+        cfg.bias == "l2"
         and cfg.retention == "decay"
         and cfg.head_dim in (16, 32, 64, 128)
         and cfg.chunk_size in (16, 32, 64)
     )
+    if cfg.architecture == "linear":
+        return common
+    hidden = cfg.expansion * cfg.head_dim
+    return common and not training and cfg.depth == 2 and hidden % min(hidden, 64) == 0
 
 
 def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
@@ -60,8 +66,10 @@ def triton_chunked(
     rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
 ) -> tuple[Tensor, MemoryState]:
     """Reads ``y: [B, H, T, D]`` and the state after the last token, through the kernels."""
-    if not supports(rule):
-        raise ValueError(f"the Triton kernels do not cover this memory: {rule.config}")
+    training = torch.is_grad_enabled()
+    if not supports(rule, training):
+        why = " with autograd (the MLP kernel is forward-only)" if supports(rule, False) else ""
+        raise ValueError(f"the Triton kernels do not cover this memory{why}: {rule.config}")
     length = q.shape[2]
     if length == 0:
         return q.new_zeros(q.shape), state
@@ -69,8 +77,15 @@ def triton_chunked(
     matrices = _gate_matrices(gates, chunk, length)
     pad = -length % chunk
     q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
-    (w0,) = state.weights
-    s0 = torch.zeros_like(w0) if state.momentum is None else state.momentum[0]
-    y, w, s = LinearChunkFunction.apply(q, k, v, *matrices, w0, s0)
-    momentum = None if state.momentum is None else (s.to(s0.dtype),)
-    return y[:, :, :length], MemoryState((w.to(w0.dtype),), momentum)
+    momentum = state.momentum or tuple(torch.zeros_like(w) for w in state.weights)
+    if rule.config.architecture == "linear":
+        y, w, s = LinearChunkFunction.apply(q, k, v, *matrices, *state.weights, *momentum)
+        new_weights, new_momentum = (w,), (s,)
+    else:
+        y, new_weights, new_momentum = mlp_forward(
+            q, k, v, matrices, state.weights, momentum, rule.config.ln_eps
+        )
+    dtype = state.weights[0].dtype
+    weights = tuple(w.to(dtype) for w in new_weights)
+    kept = None if state.momentum is None else tuple(s.to(dtype) for s in new_momentum)
+    return y[:, :, :length], MemoryState(weights, kept)
