@@ -769,14 +769,26 @@ def specs(args: argparse.Namespace) -> list[Spec]:
             ours_core("linear", "torch", torch.float32),
         ),
         Spec(
+            "ours-mlp-triton-bf16",
+            "ours MLP memory depth 2, Triton forward kernel (core; inference only)",
+            "bf16 q,k,v",
+            ours_core("mlp", "triton", torch.bfloat16),
+        ),
+        Spec(
+            "ours-mlp-triton-fp32",
+            "ours MLP memory depth 2, Triton forward kernel (core; inference only)",
+            "fp32",
+            ours_core("mlp", "triton", torch.float32),
+        ),
+        Spec(
             "ours-mlp-torch",
-            "ours MLP memory depth 2, chunked PyTorch (core; no MLP kernel yet)",
+            "ours MLP memory depth 2, chunked PyTorch (core; no MLP backward kernel yet)",
             "fp32",
             ours_core("mlp", "torch", torch.float32),
         ),
         Spec(
             "ours-mlp-projected",
-            "ours MLP memory depth 2 + projections, chunked PyTorch (no MLP kernel yet)",
+            "ours MLP memory depth 2 + projections, chunked PyTorch (no MLP backward kernel yet)",
             "fp32",
             ours_projected,
         ),
