@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from titans_sci.memory.rule import Gates, MemoryRule
-from titans_sci.memory.state import MemoryState, decay_matrix
+from titans_sci.memory.state import MemoryState, chunk_gates
 
 from .linear import LinearChunkFunction
 from .mlp import mlp_forward
@@ -40,17 +40,14 @@ def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
     Padded tokens get theta 0, eta 1 and alpha 0; the end rows are taken at each chunk's last
     real token, so padding changes nothing."""
     pad = -length % chunk
-    theta = F.pad(gates.theta, (0, pad))
-    keep = F.pad(1 - gates.alpha, (0, pad), value=1.0)
+    theta, alpha = F.pad(gates.theta, (0, pad)), F.pad(gates.alpha, (0, pad))
     eta = torch.zeros_like(gates.theta) if gates.eta is None else gates.eta  # gd: no momentum
     eta = F.pad(eta, (0, pad), value=1.0)
     b, h, t = theta.shape
     n = t // chunk
-    theta, keep, eta = (x.reshape(b, h, n, chunk) for x in (theta, keep, eta))
-    decay, carry = decay_matrix(keep), decay_matrix(eta)
-    beta, mom = torch.cumprod(keep, -1), torch.cumprod(eta, -1)
-    G = (decay @ carry) * theta.unsqueeze(-2)
-    f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
+    theta, alpha, eta = (x.reshape(b, h, n, chunk) for x in (theta, alpha, eta))
+    unrolled = chunk_gates(theta, alpha, eta)
+    G, f, beta, carry, mom = unrolled.coeff, unrolled.f, unrolled.beta, unrolled.carry, unrolled.mom
     ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
     ends[-1] = (length - 1) % chunk
     chunks = torch.arange(n, device=theta.device)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .rule import Gates, MemoryRule, raise_if_not_finite
-from .state import MemoryState, chunk_segments, decay_matrix
+from .state import MemoryState, chunk_gates, chunk_segments
 
 
 def chunked(
@@ -76,18 +76,14 @@ def _segment(
     bad = ~torch.stack(finite).all(0)
 
     # Gate matrices of the unrolled recurrence.
-    keep = 1 - g.alpha
-    decay = decay_matrix(keep)  # P [B, H, n, n]
-    beta = torch.cumprod(keep, dim=-1)  # [B, H, n]
-    theta_cols = g.theta.unsqueeze(-2)
-    if s is not None:
-        assert g.eta is not None
-        carry = decay_matrix(g.eta)  # Q
-        mom = torch.cumprod(g.eta, dim=-1)  # m
-        coeff = (decay @ carry) * theta_cols  # G
-        f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
-    else:
-        coeff = decay * theta_cols
+    unrolled = chunk_gates(g.theta, g.alpha, g.eta if s is not None else None)
+    beta, coeff, carry, mom, f = (
+        unrolled.beta,
+        unrolled.coeff,
+        unrolled.carry,
+        unrolled.mom,
+        unrolled.f,
+    )
 
     beta_rows = beta.unsqueeze(-1)
     f_rows = None if s is None else f.unsqueeze(-1)

@@ -101,3 +101,33 @@ def decay_matrix(a: Tensor) -> Tensor:
     strictly_lower = torch.ones(n, n, dtype=torch.bool, device=a.device).tril(-1)
     factors = torch.where(strictly_lower, a.unsqueeze(-1), torch.ones_like(a).unsqueeze(-1))
     return torch.cumprod(factors, dim=-2).tril()
+
+
+@dataclass(frozen=True)
+class ChunkGates:
+    """The gates of a chunk of ``n`` tokens, unrolled (see :mod:`titans_sci.memory.chunk`).
+
+    ``decay = P`` and ``coeff = G``: ``[..., n, n]``; ``beta``: ``[..., n]``. With momentum also
+    ``carry = Q: [..., n, n]``, ``mom = m: [..., n]`` and ``f: [..., n]``; else ``None``.
+    """
+
+    decay: Tensor
+    beta: Tensor
+    coeff: Tensor
+    carry: Tensor | None = None
+    mom: Tensor | None = None
+    f: Tensor | None = None
+
+
+def chunk_gates(theta: Tensor, alpha: Tensor, eta: Tensor | None) -> ChunkGates:
+    """``P, beta, G`` (and ``Q, m, f`` when ``eta`` is given) from gates ``[..., n]``."""
+    keep = 1 - alpha
+    decay = decay_matrix(keep)
+    beta = torch.cumprod(keep, dim=-1)
+    theta_cols = theta.unsqueeze(-2)
+    if eta is None:
+        return ChunkGates(decay, beta, decay * theta_cols)
+    carry = decay_matrix(eta)
+    mom = torch.cumprod(eta, dim=-1)
+    f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
+    return ChunkGates(decay, beta, (decay @ carry) * theta_cols, carry, mom, f)
