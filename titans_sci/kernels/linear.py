@@ -43,6 +43,28 @@ def _mm(a, b, P: tl.constexpr):
 
 
 @triton.jit
+def _load_chunk_gates(G, f, beta, g_end, c_end, f_end, beta_end, m_end, chunk, BT: tl.constexpr):
+    """The unrolled gates of chunk number ``chunk`` (counting over batch x head and chunks)."""
+    rt = tl.arange(0, BT)
+    gate = chunk * BT
+    gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
+    fv = tl.load(f + gate + rt)
+    bv = tl.load(beta + gate + rt)
+    ge = tl.load(g_end + gate + rt)
+    ce = tl.load(c_end + gate + rt)
+    return (
+        gm,
+        fv,
+        bv,
+        ge,
+        ce,
+        tl.load(f_end + chunk),
+        tl.load(beta_end + chunk),
+        tl.load(m_end + chunk),
+    )
+
+
+@triton.jit
 def _forward_kernel(
     q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
     w0, s0, y, w_out, s_out, w_chunks, s_chunks,
@@ -65,15 +87,9 @@ def _forward_kernel(
         chunk_state = (i_bh * N + c) * D * D + rd[:, None] * D + rv[None, :]
         tl.store(w_chunks + chunk_state, w)
         tl.store(s_chunks + chunk_state, s)
-        gate = (i_bh * N + c) * BT
-        gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
-        fv = tl.load(f + gate + rt)
-        bv = tl.load(beta + gate + rt)
-        ge = tl.load(g_end + gate + rt)
-        ce = tl.load(c_end + gate + rt)
-        fe = tl.load(f_end + i_bh * N + c)
-        be = tl.load(beta_end + i_bh * N + c)
-        me = tl.load(m_end + i_bh * N + c)
+        gm, fv, bv, ge, ce, fe, be, me = _load_chunk_gates(
+            G, f, beta, g_end, c_end, f_end, beta_end, m_end, i_bh * N + c, BT
+        )
 
         e = _mm(kc, w, P) - vc
         a = _mm(qc, tl.trans(kc), P) * gm
@@ -114,15 +130,9 @@ def _backward_kernel(
         chunk_state = (i_bh * N + c) * D * D + rd[:, None] * D + rv[None, :]
         w = tl.load(w_chunks + chunk_state)
         s = tl.load(s_chunks + chunk_state)
-        gate = (i_bh * N + c) * BT
-        gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
-        fv = tl.load(f + gate + rt)
-        bv = tl.load(beta + gate + rt)
-        ge = tl.load(g_end + gate + rt)
-        ce = tl.load(c_end + gate + rt)
-        fe = tl.load(f_end + i_bh * N + c)
-        be = tl.load(beta_end + i_bh * N + c)
-        me = tl.load(m_end + i_bh * N + c)
+        gm, fv, bv, ge, ce, fe, be, me = _load_chunk_gates(
+            G, f, beta, g_end, c_end, f_end, beta_end, m_end, i_bh * N + c, BT
+        )
 
         e = _mm(kc, w, P) - vc
         qk = _mm(qc, tl.trans(kc), P)

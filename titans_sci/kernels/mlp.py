@@ -24,13 +24,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .linear import _load_chunk_gates, _mm
+
 _SQRT1_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
-
-
-@triton.jit
-def _mm(a, b, P: tl.constexpr):
-    return tl.dot(a, b, input_precision=P)
 
 
 @triton.jit
@@ -63,15 +60,9 @@ def _mlp_forward_kernel(
         kc = tl.load(k + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
         qc = tl.load(q + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
         vc = tl.load(v + seq + tok[:, None] * D + rd[None, :]).to(tl.float32)
-        gate = (i_bh * N + c) * BT
-        gm = tl.load(G + (gate + rt[:, None]) * BT + rt[None, :])
-        fv = tl.load(f + gate + rt)
-        bv = tl.load(beta + gate + rt)
-        ge = tl.load(g_end + gate + rt)
-        ce = tl.load(c_end + gate + rt)
-        fe = tl.load(f_end + i_bh * N + c)
-        be = tl.load(beta_end + i_bh * N + c)
-        me = tl.load(m_end + i_bh * N + c)
+        gm, fv, bv, ge, ce, fe, be, me = _load_chunk_gates(
+            G, f, beta, g_end, c_end, f_end, beta_end, m_end, i_bh * N + c, BT
+        )
 
         # Keys through the chunk-start memory: Z1, A1 to scratch, O accumulated.
         o = tl.zeros((BT, D), dtype=tl.float32)
