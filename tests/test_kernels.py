@@ -5,8 +5,8 @@ gradients w.r.t. q, k, v, every gate and the initial weights and momentum, at od
 supported chunk size, with and without an initial state. Tolerances are relative to each
 tensor's largest entry: 2e-5 in fp32 (we measure ~3e-7: both accumulate in fp32 in a different
 order); for bf16/fp16 inputs, against the PyTorch path on the same rounded values in fp32, 1e-2
-(the kernels take TF32 products for half inputs on a GPU). MLP memory (forward only): outputs and
-final state, 1e-4 in fp32.
+(the kernels take TF32 products for half inputs on a GPU). MLP memory: outputs and final state
+without autograd, 1e-4 in fp32; with autograd, every gradient too, 2e-4.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def test_module_dispatch_and_streaming_through_the_kernels():
 
 def test_supports_and_forced_backend_errors():
     assert supports(NeuralMemory(MemoryConfig.preset("titans", architecture="linear")).rule)
-    assert not supports(NeuralMemory(MemoryConfig.preset("titans")).rule)  # MLP: inference only
+    assert supports(NeuralMemory(MemoryConfig.preset("titans")).rule)
+    assert not supports(NeuralMemory(MemoryConfig.preset("titans", depth=3)).rule)
     assert not supports(NeuralMemory(MemoryConfig.preset("yaad", architecture="linear")).rule)
     case = make_case("yaad", "linear", 8, 4, head_dim=16)
     memory = NeuralMemory(case.memory.config.replace(backend="triton"))
@@ -131,7 +132,7 @@ def test_supports_and_forced_backend_errors():
         memory(case.q, case.k, case.v, **case.gates)
 
 
-# -- the MLP memory's forward (inference) kernel -----------------------------------------------
+# -- the MLP memory's kernels -----------------------------------------------
 
 MLP_TOL = 1e-4  # measured ~1e-5: the MLP's LayerNorm amplifies fp32 reordering a little
 
@@ -189,18 +190,65 @@ def test_mlp_forward_kernel_bf16_inputs():
     _compare_mlp(*_mlp_both(case, initial_state=False, dtype=torch.bfloat16), HALF_TOL)
 
 
-def test_mlp_kernel_is_inference_only():
-    """With autograd on, "auto" keeps the PyTorch path and a forced "triton" says why not."""
-    rule = NeuralMemory(MemoryConfig.preset("titans", head_dim=16, chunk_size=16)).rule
-    assert supports(rule, training=False) and not supports(rule, training=True)
-    case = make_case("titans", "mlp", 20, 16, head_dim=16)
-    memory = NeuralMemory(case.memory.config.replace(backend="triton"))
-    with pytest.raises(ValueError, match="the MLP memory of depth 2 without autograd"):
-        memory(case.q, case.k, case.v, **case.gates)
-    with torch.no_grad():
-        y, _ = memory(case.q, case.k, case.v, **case.gates)
-        y_ref, _ = NeuralMemory(case.memory.config.replace(backend="torch"))(
-            case.q, case.k, case.v, **case.gates
-        )
-    assert torch.isfinite(y).all()
-    assert y.shape == y_ref.shape
+def _mlp_gradients(case, initial_state: bool):
+    """Outputs, final state and gradients of a probe loss through both paths, with autograd."""
+    memory = case.memory
+    cfg = memory.config
+    b = case.q.shape[0]
+    gen = torch.Generator().manual_seed(11)
+    start = memory.initial_state(b)
+    weights = tuple(
+        (w + 0.05 * torch.randn(w.shape, generator=gen) if initial_state else w.detach())
+        .clone()
+        .requires_grad_()
+        for w in start.weights
+    )
+    momentum = tuple(
+        (0.05 * torch.randn(w.shape, generator=gen) if initial_state else torch.zeros_like(w))
+        .clone()
+        .requires_grad_()
+        for w in weights
+    )
+    leaves = [case.q, case.k, case.v, *case.gates.values(), *weights, *momentum]
+    names = ["q", "k", "v", *case.gates, "w1", "w2", "s1", "s2"]
+    gates = Gates(
+        theta=_heads_first(case.gates["theta"]),
+        eta=_heads_first(case.gates["eta"]) if cfg.uses_momentum else None,
+        alpha=_heads_first(case.gates["alpha"]),
+        delta=None,
+    )
+    results = {}
+    for name, implementation in (("torch", chunked), ("triton", triton_chunked)):
+        state = MemoryState(weights, momentum if cfg.uses_momentum else None)
+        qkv = [_heads_first(x) for x in (case.q, case.k, case.v)]
+        y, state = implementation(memory.rule, *qkv, gates, state)
+        loss = (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
+        for part in (state.weights, state.momentum or ()):
+            loss = loss + sum(w.square().sum() for w in part)
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        results[name] = (y, state, grads)
+    return results, names
+
+
+@pytest.mark.parametrize("initial_state", [False, True], ids=["learned-state", "given-state"])
+@pytest.mark.parametrize("chunk_size", [16, 32])
+@pytest.mark.parametrize("length", [1, 63])
+@pytest.mark.parametrize("algorithm", ["momentum", "gd"])
+def test_mlp_kernels_gradients_match_chunked(algorithm, length, chunk_size, initial_state):
+    """Forward and backward kernels of the MLP memory: every gradient, 2e-4 in fp32 (measured
+    ~3e-6; the backward recomputes each chunk, in a different order than autograd)."""
+    case = make_case("titans", "mlp", length, chunk_size, batch=1, head_dim=16, algorithm=algorithm)
+    results, names = _mlp_gradients(case, initial_state)
+    (y_ref, s_ref, g_ref), (y, s, g) = results["torch"], results["triton"]
+    assert_close("y", y, y_ref, MLP_TOL)
+    for i, (a, b) in enumerate(zip(s.weights, s_ref.weights, strict=True)):
+        assert_close(f"state.weights[{i}]", a, b, MLP_TOL)
+    for name, a, b in zip(names, g, g_ref, strict=True):
+        assert_close(f"grad {name}", a, b, 2e-4)
+
+
+def test_mlp_kernels_gradients_chunk_64_head_dim_32():
+    case = make_case("titans", "mlp", 70, 64, batch=1, heads=1, head_dim=32)
+    results, names = _mlp_gradients(case, initial_state=True)
+    for name, a, b in zip(names, results["triton"][2], results["torch"][2], strict=True):
+        assert_close(f"grad {name}", a, b, 2e-4)

@@ -14,13 +14,13 @@ from titans_sci.memory.rule import Gates, MemoryRule
 from titans_sci.memory.state import MemoryState, chunk_gates
 
 from .linear import LinearChunkFunction
-from .mlp import mlp_forward
+from .mlp import MLPChunkFunction, mlp_forward
 
 
-def supports(rule: MemoryRule, training: bool = True) -> bool:
+def supports(rule: MemoryRule) -> bool:
     """Whether the kernels cover this memory: the l2 bias and Titans decay (momentum or plain
-    GD), head dims 16 to 128, chunks 16 to 64; the linear memory for training and inference, the
-    MLP memory of depth 2 for inference only (``training=False``: no autograd)."""
+    GD), head dims 16 to 128, chunks 16 to 64, and the linear memory or the MLP memory of
+    depth 2."""
     cfg = rule.config
     common = (
         cfg.bias == "l2"
@@ -31,7 +31,7 @@ def supports(rule: MemoryRule, training: bool = True) -> bool:
     if cfg.architecture == "linear":
         return common
     hidden = cfg.expansion * cfg.head_dim
-    return common and not training and cfg.depth == 2 and hidden % min(hidden, 64) == 0
+    return common and cfg.depth == 2 and hidden % min(hidden, 64) == 0
 
 
 def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
@@ -63,10 +63,8 @@ def triton_chunked(
     rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
 ) -> tuple[Tensor, MemoryState]:
     """Reads ``y: [B, H, T, D]`` and the state after the last token, through the kernels."""
-    training = torch.is_grad_enabled()
-    if not supports(rule, training):
-        why = " with autograd (the MLP kernel is forward-only)" if supports(rule, False) else ""
-        raise ValueError(f"the Triton kernels do not cover this memory{why}: {rule.config}")
+    if not supports(rule):
+        raise ValueError(f"the Triton kernels do not cover this memory: {rule.config}")
     length = q.shape[2]
     if length == 0:
         return q.new_zeros(q.shape), state
@@ -78,6 +76,11 @@ def triton_chunked(
     if rule.config.architecture == "linear":
         y, w, s = LinearChunkFunction.apply(q, k, v, *matrices, *state.weights, *momentum)
         new_weights, new_momentum = (w,), (s,)
+    elif torch.is_grad_enabled():  # the MLP kernels keep each chunk's state for the backward
+        y, w1, w2, s1, s2 = MLPChunkFunction.apply(
+            q, k, v, *matrices, *state.weights, *momentum, rule.config.ln_eps
+        )
+        new_weights, new_momentum = (w1, w2), (s1, s2)
     else:
         y, new_weights, new_momentum = mlp_forward(
             q, k, v, matrices, state.weights, momentum, rule.config.ln_eps

@@ -30,14 +30,13 @@ def _chunked_backend(rule: MemoryRule, on_cuda: bool):
         if backend == "triton":
             raise ValueError(f"backend='triton' but Triton cannot be imported: {error}") from None
         return chunked
-    training = torch.is_grad_enabled()
     if backend == "auto":
-        return triton_chunked if on_cuda and supports(rule, training) else chunked
-    if not supports(rule, training):
+        return triton_chunked if on_cuda and supports(rule) else chunked
+    if not supports(rule):
         raise ValueError(
             "backend='triton' but the kernels do not cover this memory (they cover the l2 bias "
-            "with decay retention, head_dim 16/32/64/128, chunk 16/32/64: the linear memory, and "
-            "the MLP memory of depth 2 without autograd)"
+            "with decay retention, head_dim 16/32/64/128, chunk 16/32/64, and the linear memory "
+            "or the MLP memory of depth 2)"
         )
     if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")
