@@ -298,14 +298,18 @@ def ours_module(batch: int, seq_len: int) -> Workload:
     return make_workload(run, [*x.values(), *memory.parameters()])
 
 
-def ours_projected(batch: int, seq_len: int) -> Workload:
+def ours_projected(backend: str) -> Callable[[int, int], Workload]:
     """The MLP memory behind bench_memory_cpu's minimal projections: x [B, T, 512] -> [B, T, 512],
     like titans-pytorch's module."""
-    from titans_sci.memory import NeuralMemory
 
-    model = ProjectedMemory(NeuralMemory(memory_config("mlp"))).cuda()
-    x = torch.randn(batch, seq_len, DIM, device="cuda", requires_grad=True)
-    return make_workload(lambda: model(x), [x, *model.parameters()])
+    def build(batch: int, seq_len: int) -> Workload:
+        from titans_sci.memory import NeuralMemory
+
+        model = ProjectedMemory(NeuralMemory(memory_config("mlp", backend))).cuda()
+        x = torch.randn(batch, seq_len, DIM, device="cuda", requires_grad=True)
+        return make_workload(lambda: model(x), [x, *model.parameters()])
+
+    return build
 
 
 def titans_pytorch(depth: int, batch_size: int | None) -> Callable[[int, int], Workload]:
@@ -595,8 +599,10 @@ RATIOS = [
     ("ours linear Triton bf16 / fla gated delta rule", "ours-linear-triton-bf16", "fla-gdr"),
     ("ours linear Triton bf16 / fla TTT-linear", "ours-linear-triton-bf16", "fla-ttt"),
     ("ours linear Triton fp32 / titans-pytorch linear", "ours-linear-triton-fp32", "tp-linear"),
+    ("ours MLP core (Triton) / titans-pytorch MLP", "ours-mlp-triton-fp32", "tp-mlp"),
+    ("ours MLP Triton bf16 / fla gated delta rule", "ours-mlp-triton-bf16", "fla-gdr"),
+    ("ours MLP + projections (Triton) / titans-pytorch MLP", "ours-mlp-projected-triton", "tp-mlp"),
     ("ours MLP core (PyTorch) / titans-pytorch MLP", "ours-mlp-torch", "tp-mlp"),
-    ("ours MLP + projections / titans-pytorch MLP", "ours-mlp-projected", "tp-mlp"),
 ]
 
 
@@ -770,27 +776,33 @@ def specs(args: argparse.Namespace) -> list[Spec]:
         ),
         Spec(
             "ours-mlp-triton-bf16",
-            "ours MLP memory depth 2, Triton forward kernel (core; inference only)",
+            "ours MLP memory depth 2, Triton kernels (core)",
             "bf16 q,k,v",
             ours_core("mlp", "triton", torch.bfloat16),
         ),
         Spec(
             "ours-mlp-triton-fp32",
-            "ours MLP memory depth 2, Triton forward kernel (core; inference only)",
+            "ours MLP memory depth 2, Triton kernels (core)",
             "fp32",
             ours_core("mlp", "triton", torch.float32),
         ),
         Spec(
             "ours-mlp-torch",
-            "ours MLP memory depth 2, chunked PyTorch (core; no MLP backward kernel yet)",
+            "ours MLP memory depth 2, chunked PyTorch (core)",
             "fp32",
             ours_core("mlp", "torch", torch.float32),
         ),
         Spec(
-            "ours-mlp-projected",
-            "ours MLP memory depth 2 + projections, chunked PyTorch (no MLP backward kernel yet)",
+            "ours-mlp-projected-triton",
+            "ours MLP memory depth 2 + projections, Triton kernels",
             "fp32",
-            ours_projected,
+            ours_projected("triton"),
+        ),
+        Spec(
+            "ours-mlp-projected",
+            "ours MLP memory depth 2 + projections, chunked PyTorch",
+            "fp32",
+            ours_projected("torch"),
         ),
         Spec(
             "tp-mlp",
