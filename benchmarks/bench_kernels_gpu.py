@@ -63,8 +63,9 @@ CHECK_SEQ_LEN = 2048
 MIN_REPS = 3
 # Tolerances of the correctness table, on max|a - b| / max|b|. IEEE fp32: both sides accumulate in
 # fp32 in a different order (the interpreter tests see ~3e-7). TF32 rounds the kernel's matmul
-# inputs to 10 mantissa bits. bf16 rounds q, k, v (the value tests/test_kernels.py uses).
-TOLERANCES = {"ieee": 1e-4, "tf32": 1e-2, "bf16": 3e-2}
+# inputs to 10 mantissa bits. bf16 rounds q, k, v against the fp32 reference's unrounded values;
+# the MLP memory's LayerNorms amplify that rounding (a CPU dry run at T=128 saw up to 4e-2).
+TOLERANCES = {"ieee": 1e-4, "tf32": 1e-2, "bf16": 3e-2, "mlp bf16": 1e-1}
 
 Step = Callable[[], object]
 
@@ -158,10 +159,11 @@ CHECK_NAMES = (
 )
 
 
-def run_linear_core(
+def run_core_check(
     memory: nn.Module, backend: str, data: dict[str, Tensor], dtype: torch.dtype, seed: int
 ) -> dict[str, Tensor]:
-    """Reads, final state and gradients of ``<y, dy> + <W, dW> + <S, dS>`` (random cotangents)."""
+    """Reads, final state and gradients of ``<y, dy> + <W, dW> + <S, dS>`` (random cotangents;
+    for the MLP memory W and S are its first layer's)."""
     from titans_sci.memory import Gates
 
     leaves = leaves_of(data, dtype)
@@ -189,27 +191,29 @@ def max_relative_errors(got: dict[str, Tensor], ref: dict[str, Tensor]) -> dict[
     }
 
 
-def correctness(tokens: int, with_bf16: bool) -> dict[str, dict[str, float] | str]:
+def correctness(
+    tokens: int, with_bf16: bool, architecture: str = "linear"
+) -> dict[str, dict[str, float] | str]:
     """Columns of max relative errors (or an error line) against the fp32 chunked PyTorch path."""
     from titans_sci.memory import NeuralMemory
 
     batch = tokens // CHECK_SEQ_LEN
     torch.manual_seed(0)
-    memory = NeuralMemory(memory_config("linear", backend="triton")).cuda()
+    memory = NeuralMemory(memory_config(architecture, backend="triton")).cuda()
     data = memory_inputs(batch, CHECK_SEQ_LEN, seed=1)
     columns: dict[str, dict[str, float] | str] = {}
-    fp32_label = "fp32, kernel dots ieee"
+    fp32_label = f"{architecture} fp32, kernel dots ieee"
     try:
-        ref = run_linear_core(memory, "torch", data, torch.float32, seed=2)
+        ref = run_core_check(memory, "torch", data, torch.float32, seed=2)
     except Exception as error:  # reported in the table
         traceback.print_exc()
         return {fp32_label: f"reference failed: {short(error)}"}
     cases = [(fp32_label, torch.float32)]
     if with_bf16:
-        cases.append(("bf16 q,k,v, kernel dots tf32", torch.bfloat16))
+        cases.append((f"{architecture} bf16 q,k,v, kernel dots tf32", torch.bfloat16))
     for label, dtype in cases:
         try:
-            got = run_linear_core(memory, "triton", data, dtype, seed=2)
+            got = run_core_check(memory, "triton", data, dtype, seed=2)
             columns[label] = max_relative_errors(got, ref)
             del got
         except Exception as error:  # reported in the table
@@ -521,8 +525,8 @@ def correctness_table(columns: dict[str, dict[str, float] | str]) -> list[str]:
     labels = list(columns)
 
     def tolerance(label: str) -> float:
-        if label.startswith("bf16"):
-            return TOLERANCES["bf16"]
+        if "bf16" in label:
+            return TOLERANCES["mlp bf16" if label.startswith("mlp") else "bf16"]
         return TOLERANCES["ieee"] if label.endswith("ieee") else TOLERANCES["tf32"]
 
     lines = [
@@ -708,7 +712,8 @@ def render(
         f"## Correctness: Triton kernels vs chunked PyTorch (fp32, TF32 off), T={CHECK_SEQ_LEN}, "
         f"B={args.tokens // CHECK_SEQ_LEN}",
         "",
-        "Max relative error max|a - b| / max|b| of the linear Titans memory (chunk 64).",
+        "Max relative error max|a - b| / max|b| of the Titans memory, linear and MLP (chunk 64; "
+        "for the MLP, W and S are its first layer's).",
         "",
         *correctness_table(checks),
         "",
@@ -877,6 +882,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_check:
         log("correctness check (in process)")
         checks.update(correctness(args.tokens, with_bf16=True))
+        write()
+        log("correctness check of the MLP kernels")
+        checks.update(correctness(args.tokens, with_bf16=True, architecture="mlp"))
         write()
 
     rows = specs(args)
