@@ -185,9 +185,10 @@ def test_mlp_forward_kernel_head_dims(head_dim: int):
     _compare_mlp(*_mlp_both(case, initial_state=True), MLP_TOL)
 
 
-def test_mlp_forward_kernel_bf16_inputs():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mlp_forward_kernel_half_inputs(dtype: torch.dtype):
     case = make_case("titans", "mlp", 40, 16, head_dim=16)
-    _compare_mlp(*_mlp_both(case, initial_state=False, dtype=torch.bfloat16), HALF_TOL)
+    _compare_mlp(*_mlp_both(case, initial_state=False, dtype=dtype), HALF_TOL)
 
 
 def _mlp_gradients(case, initial_state: bool):
@@ -247,8 +248,9 @@ def test_mlp_kernels_gradients_match_chunked(algorithm, length, chunk_size, init
         assert_close(f"grad {name}", a, b, 2e-4)
 
 
-def test_mlp_kernels_gradients_chunk_64_head_dim_32():
-    case = make_case("titans", "mlp", 70, 64, batch=1, heads=1, head_dim=32)
+@pytest.mark.parametrize(("head_dim", "chunk_size"), [(32, 64), (64, 16), (128, 16)])
+def test_mlp_kernels_gradients_wider_heads(head_dim: int, chunk_size: int):
+    case = make_case("titans", "mlp", 70, chunk_size, batch=1, heads=1, head_dim=head_dim)
     results, names = _mlp_gradients(case, initial_state=True)
     for name, a, b in zip(names, results["triton"][2], results["torch"][2], strict=True):
         assert_close(f"grad {name}", a, b, 2e-4)
