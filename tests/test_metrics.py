@@ -1,0 +1,36 @@
+"""Classification metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from titans_sci.evaluation.metrics import classification_metrics
+
+
+def test_binary_metrics_by_hand():
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    p1 = np.array([0.9, 0.4, 0.2, 0.6, 0.8, 0.1])  # predictions: 1 0 0 1 1 0
+    m = classification_metrics(labels, np.stack([1 - p1, p1], axis=1))
+    tp, tn, fp, fn = 2, 2, 1, 1
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    mcc = (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    assert m["mcc"] == pytest.approx(mcc)
+    assert m["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    # AUROC: 8 of the 9 positive/negative pairs are ordered correctly.
+    assert m["auroc"] == pytest.approx(8 / 9)
+
+
+def test_multiclass_and_degenerate_cases():
+    labels = np.array([0, 1, 2, 2])
+    probs = np.eye(3)[[0, 1, 2, 1]]
+    m = classification_metrics(labels, probs)
+    assert m["accuracy"] == pytest.approx(0.75)
+    assert 0 < m["auroc"] <= 1
+    assert math.isnan(classification_metrics(np.array([1, 1]), np.eye(2)[[1, 0]])["auroc"])
+    with pytest.raises(ValueError, match="labels outside 0..1"):
+        classification_metrics(np.array([0, 2]), np.eye(2))
+    with pytest.raises(ValueError, match="probabilities have shape"):
+        classification_metrics(np.array([0, 1, 1]), np.eye(2))

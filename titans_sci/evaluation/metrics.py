@@ -1,0 +1,40 @@
+"""Classification metrics (scikit-learn): accuracy, MCC, F1 and AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Metrics of ``probabilities: [N, K]`` (rows sum to 1) against integer ``labels: [N]``.
+
+    ``accuracy``; ``mcc`` (Matthews correlation); ``f1`` (binary F1 of class 1 when K = 2, else
+    macro F1); ``auroc`` (of class 1 when K = 2, else one-vs-rest macro; NaN when only one class
+    is present in ``labels``, where it is undefined).
+    """
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"probabilities have shape {probabilities.shape}; expected [N={labels.shape[0]}, K]"
+        )
+    k = probabilities.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels outside 0..{k - 1}: found {labels.min()}..{labels.max()}")
+    predicted = probabilities.argmax(axis=1)
+    binary = k == 2
+    result = {
+        "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "mcc": float(metrics.matthews_corrcoef(labels, predicted)),
+        "f1": float(metrics.f1_score(labels, predicted, average="binary" if binary else "macro")),
+    }
+    if len(np.unique(labels)) < 2:
+        result["auroc"] = float("nan")
+    elif binary:
+        result["auroc"] = float(metrics.roc_auc_score(labels, probabilities[:, 1]))
+    else:
+        result["auroc"] = float(
+            metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=list(range(k)))
+        )
+    return result
