@@ -1,0 +1,288 @@
+"""Registry of the data sets bundled under the repository's ``datasets/`` folder.
+
+Each data set is a folder ``datasets/<collection>/<task path>/`` holding its split files and a
+``manifest.toml`` that records where the data come from, the license, the sequence length, the
+number of classes and, for every split, the file name, the number of data rows (header excluded)
+and the sha256 of the file as stored. :func:`verify` checks the files against their manifest.
+
+The folder is found relative to the package (a source checkout); set ``TITANS_SCI_DATASETS`` to
+point somewhere else.
+
+Command line::
+
+    python -m titans_sci.data.registry list
+    python -m titans_sci.data.registry verify [NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import sys
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+__all__ = [
+    "DATASETS_DIR",
+    "DatasetManifest",
+    "SplitInfo",
+    "datasets_dir",
+    "list_datasets",
+    "load_manifest",
+    "main",
+    "read_manifest",
+    "verify",
+]
+
+ENV_VAR = "TITANS_SCI_DATASETS"
+MANIFEST_NAME = "manifest.toml"
+
+#: The repository's ``datasets/`` folder, or ``$TITANS_SCI_DATASETS`` when set at import time.
+#: Functions below read the environment variable again at each call (see :func:`datasets_dir`).
+DATASETS_DIR: Path = Path(
+    os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2] / "datasets"
+).resolve()
+
+
+def datasets_dir() -> Path:
+    """The data set root: ``$TITANS_SCI_DATASETS`` if set now, else the repo's ``datasets/``."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).resolve()
+    return Path(__file__).resolve().parents[2] / "datasets"
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """One split of a data set: absolute file path, data rows (header excluded), sha256."""
+
+    file: Path
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """The parsed ``manifest.toml`` of one bundled data set."""
+
+    name: str
+    description: str
+    source: str
+    license: str
+    sequence_length: int
+    num_classes: int
+    splits: dict[str, SplitInfo]
+    test_only: bool = False
+    note: str = ""
+    path: Path | None = None  # the manifest file itself
+
+    @property
+    def directory(self) -> Path | None:
+        return None if self.path is None else self.path.parent
+
+
+def _require(table: dict[str, Any], key: str, kind: type, where: str, label: str) -> Any:
+    if key not in table:
+        raise ValueError(f"{where}: missing key {label!r}")
+    value = table[key]
+    # bool is a subclass of int: do not accept true/false where a number is required.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(
+            f"{where}: key {label!r} must be {kind.__name__}, got {type(value).__name__} "
+            f"({value!r})"
+        )
+    return value
+
+
+def read_manifest(
+    path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> DatasetManifest:
+    """Parse one ``manifest.toml``. Raises ``ValueError`` naming the file and the bad key.
+
+    When ``root`` is given, the manifest's ``name`` must equal its folder relative to ``root``.
+    """
+    path = Path(path).resolve()
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from exc
+
+    name = _require(data, "name", str, where, "name")
+    if root is not None:
+        expected = path.parent.relative_to(Path(root).resolve()).as_posix()
+        if name != expected:
+            raise ValueError(
+                f"{where}: key 'name' is {name!r} but the manifest lives in {expected!r}"
+            )
+    description = _require(data, "description", str, where, "description")
+    source = _require(data, "source", str, where, "source")
+    license_ = _require(data, "license", str, where, "license")
+    sequence_length = _require(data, "sequence_length", int, where, "sequence_length")
+    num_classes = _require(data, "num_classes", int, where, "num_classes")
+    if sequence_length <= 0:
+        raise ValueError(f"{where}: key 'sequence_length' must be positive")
+    if num_classes < 2:
+        raise ValueError(f"{where}: key 'num_classes' must be at least 2")
+    test_only = data.get("test_only", False)
+    if not isinstance(test_only, bool):
+        raise ValueError(f"{where}: key 'test_only' must be bool, got {type(test_only).__name__}")
+    note = data.get("note", "")
+    if not isinstance(note, str):
+        raise ValueError(f"{where}: key 'note' must be str, got {type(note).__name__}")
+
+    raw_splits = _require(data, "splits", dict, where, "splits")
+    if not raw_splits:
+        raise ValueError(f"{where}: key 'splits' is empty")
+    splits: dict[str, SplitInfo] = {}
+    for split, table in raw_splits.items():
+        label = f"splits.{split}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: key {label!r} must be a table")
+        file = _require(table, "file", str, where, f"{label}.file")
+        rows = _require(table, "rows", int, where, f"{label}.rows")
+        sha256 = _require(table, "sha256", str, where, f"{label}.sha256")
+        if rows < 0:
+            raise ValueError(f"{where}: key '{label}.rows' must be non-negative")
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"{where}: key '{label}.sha256' must be 64 lowercase hex digits")
+        splits[split] = SplitInfo(file=(path.parent / file).resolve(), rows=rows, sha256=sha256)
+    if test_only and set(splits) != {"test"}:
+        raise ValueError(
+            f"{where}: key 'splits' must hold only 'test' when test_only = true, "
+            f"got {sorted(splits)}"
+        )
+
+    return DatasetManifest(
+        name=name,
+        description=description,
+        source=source,
+        license=license_,
+        sequence_length=sequence_length,
+        num_classes=num_classes,
+        splits=splits,
+        test_only=test_only,
+        note=note,
+        path=path,
+    )
+
+
+def list_datasets(root: str | os.PathLike[str] | None = None) -> list[DatasetManifest]:
+    """Every data set under ``root`` (default :func:`datasets_dir`), sorted by name."""
+    root = Path(root) if root is not None else datasets_dir()
+    manifests = [read_manifest(p, root) for p in sorted(root.rglob(MANIFEST_NAME))]
+    return sorted(manifests, key=lambda m: m.name)
+
+
+def load_manifest(name: str, root: str | os.PathLike[str] | None = None) -> DatasetManifest:
+    """The manifest of the data set ``name`` (e.g. ``"gue/prom/prom_core_tata"``)."""
+    root = Path(root) if root is not None else datasets_dir()
+    path = root / name / MANIFEST_NAME
+    if name and not Path(name).is_absolute() and ".." not in Path(name).parts and path.is_file():
+        return read_manifest(path, root)
+    known = ", ".join(m.name for m in list_datasets(root)) or "(none)"
+    raise ValueError(f"unknown data set {name!r} under {root}; known: {known}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _count_rows(path: Path) -> int:
+    """Data rows of a CSV (optionally gzipped): non-empty lines after the header."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        lines = sum(1 for line in f if line.strip())
+    return max(lines - 1, 0)
+
+
+def verify(manifest: DatasetManifest) -> list[str]:
+    """Problems with the files of ``manifest``: missing file, sha256 or row count mismatch.
+
+    An empty list means every split is present and matches its manifest entry.
+    """
+    problems: list[str] = []
+    for split, info in manifest.splits.items():
+        prefix = f"{manifest.name} [{split}] {info.file}"
+        if not info.file.is_file():
+            problems.append(f"{prefix}: missing file")
+            continue
+        actual = _sha256(info.file)
+        if actual != info.sha256:
+            problems.append(f"{prefix}: sha256 mismatch (expected {info.sha256}, got {actual})")
+        try:
+            rows = _count_rows(info.file)
+        except (OSError, EOFError, zlib.error) as exc:
+            problems.append(f"{prefix}: cannot read rows ({exc})")
+            continue
+        if rows != info.rows:
+            problems.append(f"{prefix}: row count mismatch (expected {info.rows}, got {rows})")
+    return problems
+
+
+def _describe(m: DatasetManifest) -> str:
+    sizes = " / ".join(f"{s}={info.rows}" for s, info in m.splits.items())
+    extra = "  test-only" if m.test_only else ""
+    return f"{m.name:<44} len={m.sequence_length:<4} classes={m.num_classes}  {sizes}{extra}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m titans_sci.data.registry",
+        description="List or verify the bundled data sets.",
+    )
+    parser.add_argument("command", choices=["list", "verify"])
+    parser.add_argument("names", nargs="*", help="data set names (default: all)")
+    parser.add_argument(
+        "--root", type=Path, default=None, help=f"data set folder (default: ${ENV_VAR} or repo)"
+    )
+    args = parser.parse_args(argv)
+
+    try:
+        if args.names:
+            manifests = [load_manifest(n, args.root) for n in args.names]
+        else:
+            manifests = list_datasets(args.root)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not manifests:
+        print(f"error: no {MANIFEST_NAME} under {args.root or datasets_dir()}", file=sys.stderr)
+        return 2
+
+    if args.command == "list":
+        for m in manifests:
+            print(_describe(m))
+        return 0
+
+    failed = 0
+    for m in manifests:
+        problems = verify(m)
+        if problems:
+            failed += 1
+            print(f"FAIL {m.name}")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            total = sum(info.rows for info in m.splits.values())
+            print(f"ok   {m.name} ({len(m.splits)} splits, {total} rows)")
+    print(f"{len(manifests) - failed}/{len(manifests)} data sets verified")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
