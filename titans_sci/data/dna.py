@@ -1,0 +1,510 @@
+"""DNA adapter: sequence readers, tokenizers, reverse complement, batching and embedding.
+
+Readers turn FASTA, FASTQ, GenBank, CSV and TSV files (plain or gzip) into
+:class:`SequenceRecord` lists, validating every base against the IUPAC nucleotide alphabet.
+Tokenizers map sequences to integer ids that share five special tokens
+(``[PAD]=0, [CLS]=1, [SEP]=2, [MASK]=3, [UNK]=4``). Batching helpers pad id lists and group
+sequences of similar length; :class:`DNAEmbedding` embeds the ids, optionally with a
+soft-mask (lowercase) channel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+import torch
+from Bio import SeqIO
+from Bio.Seq import reverse_complement as _bio_reverse_complement
+from torch import Tensor, nn
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "PAD_ID",
+    "CLS_ID",
+    "SEP_ID",
+    "MASK_ID",
+    "UNK_ID",
+    "SequenceRecord",
+    "read_sequences",
+    "validate_sequence",
+    "NucleotideTokenizer",
+    "KmerTokenizer",
+    "reverse_complement",
+    "reverse_complement_ids",
+    "pad_batch",
+    "length_buckets",
+    "DNAEmbedding",
+]
+
+SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
+PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
+
+IUPAC_NUCLEOTIDES = "ACGTUNRYKMSWBDHV"
+_INVALID_BASE = re.compile(f"[^{IUPAC_NUCLEOTIDES}{IUPAC_NUCLEOTIDES.lower()}]")
+_NON_ACGT = re.compile("[^ACGT]")
+
+_SEQIO_FORMATS = {
+    ".fa": "fasta",
+    ".fasta": "fasta",
+    ".fna": "fasta",
+    ".fq": "fastq",
+    ".fastq": "fastq",
+    ".gb": "genbank",
+    ".gbk": "genbank",
+    ".genbank": "genbank",
+}
+_TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t"}
+
+
+# --------------------------------------------------------------------------------------------
+# Records and readers
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    """One named DNA sequence, as read from a file.
+
+    Attributes:
+        id: record identifier (FASTA/FASTQ/GenBank id, or ``"row<n>"`` for CSV/TSV, 1-based).
+        sequence: the bases as written in the file; case is kept (lowercase = soft-masked).
+        label: integer class label from a CSV/TSV ``label`` column, else ``None``.
+    """
+
+    id: str
+    sequence: str
+    label: int | None = None
+
+
+def validate_sequence(sequence: str, *, source: str, record: str) -> str:
+    """Check that ``sequence`` is non-empty IUPAC nucleotide text and return it unchanged.
+
+    Allowed letters are ``ACGTUNRYKMSWBDHV`` in either case (lowercase = soft-masked).
+
+    Raises:
+        ValueError: naming ``source`` (the file), ``record`` and, for a bad character, its
+            1-based position and the character itself.
+    """
+    if not sequence:
+        raise ValueError(f"{source}: record {record!r} has an empty sequence")
+    bad = _INVALID_BASE.search(sequence)
+    if bad is not None:
+        raise ValueError(
+            f"{source}: record {record!r} has invalid character {bad.group()!r} at position "
+            f"{bad.start() + 1} (allowed: IUPAC nucleotide codes {IUPAC_NUCLEOTIDES}, any case)"
+        )
+    return sequence
+
+
+def _split_suffix(path: Path) -> tuple[str, bool]:
+    """Return the format suffix (lowercase, ``.gz`` stripped) and whether the file is gzip."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    if compressed:
+        suffixes = suffixes[:-1]
+    return (suffixes[-1] if suffixes else ""), compressed
+
+
+def _open_text(path: Path, compressed: bool) -> IO[str]:
+    """Open ``path`` for reading text, through gzip when ``compressed``."""
+    if compressed:
+        return gzip.open(path, "rt")
+    return open(path)
+
+
+def read_sequences(path: str | Path) -> list[SequenceRecord]:
+    """Read every record of a FASTA, FASTQ, GenBank, CSV or TSV file (optionally ``.gz``).
+
+    The format is chosen by suffix: ``.fa/.fasta/.fna``, ``.fq/.fastq``,
+    ``.gb/.gbk/.genbank``, ``.csv``, ``.tsv``, each optionally followed by ``.gz``.
+    Every sequence is validated with :func:`validate_sequence`; nothing is dropped. Case is
+    kept as read, except that Biopython reads GenBank bases uppercase (no soft mask there).
+
+    Raises:
+        ValueError: unknown suffix, a file with no records, a parse error, an empty record,
+            an invalid character, or (CSV/TSV) a missing ``sequence`` column or non-integer
+            label; the message names the file.
+    """
+    path = Path(path)
+    suffix, compressed = _split_suffix(path)
+    if suffix in _SEQIO_FORMATS:
+        records = _read_seqio(path, _SEQIO_FORMATS[suffix], compressed)
+    elif suffix in _TABLE_SEPARATORS:
+        records = _read_table(path, _TABLE_SEPARATORS[suffix], compressed)
+    else:
+        known = ", ".join(sorted([*_SEQIO_FORMATS, *_TABLE_SEPARATORS]))
+        raise ValueError(f"{path}: unknown sequence file suffix {suffix!r} (known: {known})")
+    if not records:
+        raise ValueError(f"{path}: no records found")
+    return records
+
+
+def _read_seqio(path: Path, fmt: str, compressed: bool) -> list[SequenceRecord]:
+    """Read a FASTA/FASTQ/GenBank file with ``Bio.SeqIO`` in format ``fmt``."""
+    records = []
+    with _open_text(path, compressed) as handle:
+        try:
+            for index, rec in enumerate(SeqIO.parse(handle, fmt), start=1):
+                name = rec.id or f"#{index}"
+                try:
+                    sequence = str(rec.seq)
+                except ValueError as err:  # e.g. a GenBank CONTIG record without bases
+                    raise ValueError(f"{path}: record {name!r}: {err}") from err
+                validate_sequence(sequence, source=str(path), record=name)
+                records.append(SequenceRecord(id=name, sequence=sequence))
+        except ValueError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: cannot parse as {fmt}: {err}") from err
+    return records
+
+
+def _read_table(path: Path, sep: str, compressed: bool) -> list[SequenceRecord]:
+    """Read a CSV/TSV file with a ``sequence`` column and an optional integer ``label``."""
+    with _open_text(path, compressed) as handle:
+        frame = pd.read_csv(handle, sep=sep, dtype=str, keep_default_na=False)
+    if "sequence" not in frame.columns:
+        raise ValueError(
+            f"{path}: no 'sequence' column (columns: {', '.join(map(str, frame.columns))})"
+        )
+    labels = frame["label"] if "label" in frame.columns else [None] * len(frame)
+    records = []
+    for row, (sequence, label) in enumerate(zip(frame["sequence"], labels, strict=True), 1):
+        name = f"row{row}"
+        validate_sequence(sequence, source=str(path), record=name)
+        records.append(
+            SequenceRecord(id=name, sequence=sequence, label=_parse_label(label, path, name))
+        )
+    return records
+
+
+def _parse_label(value: str | None, path: Path, record: str) -> int | None:
+    """Parse a CSV/TSV label cell as an integer (``None`` when there is no label column)."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"{path}: record {record!r} has label {value!r}, which is not an integer"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizers
+# --------------------------------------------------------------------------------------------
+
+
+def _as_id_list(ids: Sequence[int] | Tensor) -> list[int]:
+    """Turn a 1-D tensor or a sequence of ints into a list of Python ints."""
+    if isinstance(ids, Tensor):
+        if ids.dim() != 1:
+            raise ValueError(f"expected 1-D ids, got shape {tuple(ids.shape)}")
+        return [int(i) for i in ids.tolist()]
+    return [int(i) for i in ids]
+
+
+class NucleotideTokenizer:
+    """One token per base: specials ``0..4``, then ``A=5, C=6, G=7, T=8, N=9``.
+
+    ``U`` maps to ``T``; IUPAC ambiguity codes ``RYKMSWBDHV`` map to ``N``; lowercase
+    (soft-masked) bases map to the id of their uppercase form. With ``keep_soft_mask=True``,
+    :meth:`encode_with_mask` also reports which positions were lowercase.
+    """
+
+    BASES: tuple[str, ...] = ("A", "C", "G", "T", "N")
+
+    def __init__(self, keep_soft_mask: bool = False) -> None:
+        self.keep_soft_mask = keep_soft_mask
+        self.tokens: tuple[str, ...] = SPECIAL_TOKENS + self.BASES
+        self.token_to_id = {token: i for i, token in enumerate(self.tokens)}
+        upper = {base: self.token_to_id[base] for base in self.BASES}
+        upper["U"] = upper["T"]
+        upper.update({code: upper["N"] for code in "RYKMSWBDHV"})
+        self._char_to_id = {**upper, **{c.lower(): i for c, i in upper.items()}}
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (specials + ``ACGTN``): 10."""
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        """Id of ``[PAD]``."""
+        return PAD_ID
+
+    def encode(self, seq: str) -> list[int]:
+        """Map each base of ``seq`` to its id; length ``len(seq)``.
+
+        Raises:
+            ValueError: a character that is not an IUPAC nucleotide code (1-based position).
+        """
+        try:
+            return [self._char_to_id[c] for c in seq]
+        except KeyError:
+            validate_sequence(seq, source="NucleotideTokenizer.encode", record="<input>")
+            raise  # unreachable: validate_sequence raises for every unknown character
+
+    def encode_with_mask(self, seq: str) -> tuple[list[int], list[bool]]:
+        """Return ``(ids, soft_mask)``, both of length ``len(seq)``; True = lowercase base.
+
+        Raises:
+            ValueError: if the tokenizer was built with ``keep_soft_mask=False``.
+        """
+        if not self.keep_soft_mask:
+            raise ValueError("encode_with_mask needs NucleotideTokenizer(keep_soft_mask=True)")
+        return self.encode(seq), [c.islower() for c in seq]
+
+    def decode(self, ids: Sequence[int] | Tensor, soft_mask: Sequence[bool] | None = None) -> str:
+        """Map ids back to bases (uppercase, or lowercase where ``soft_mask`` is True).
+
+        ``[PAD]``, ``[CLS]`` and ``[SEP]`` are skipped; ``[MASK]`` and ``[UNK]`` stand for an
+        unknown base and decode to ``N``. Ambiguity codes and ``U`` do not survive a round trip
+        (they decode to ``N`` and ``T``).
+        """
+        id_list = _as_id_list(ids)
+        mask = [False] * len(id_list) if soft_mask is None else list(soft_mask)
+        if len(mask) != len(id_list):
+            raise ValueError(f"soft_mask has length {len(mask)}, ids have {len(id_list)}")
+        out = []
+        for i, lower in zip(id_list, mask, strict=True):
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"id {i} is outside the vocabulary [0, {self.vocab_size})")
+            if i in (PAD_ID, CLS_ID, SEP_ID):
+                continue
+            base = "N" if i in (MASK_ID, UNK_ID) else self.tokens[i]
+            out.append(base.lower() if lower else base)
+        return "".join(out)
+
+
+class KmerTokenizer:
+    """k-mer tokens over ``ACGT`` taken every ``stride`` bases (default 1 = overlapping).
+
+    Ids: specials ``0..4``, then the ``4**k`` k-mers in lexicographic order (``AA..A = 5``).
+    Sequences are uppercased and ``U`` read as ``T``; a k-mer holding any other base (``N``
+    or an ambiguity code) becomes ``[UNK]``. ``stride`` must lie in ``1..k`` and the k-mers
+    must cover the sequence exactly, i.e. ``(len(seq) - k) % stride == 0``; otherwise
+    :meth:`encode` raises rather than drop the tail.
+    """
+
+    def __init__(self, k: int, stride: int | None = None) -> None:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        stride = 1 if stride is None else stride
+        if not 1 <= stride <= k:
+            raise ValueError(f"stride must be in 1..k={k}, got {stride}")
+        self.k = k
+        self.stride = stride
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids: ``5 + 4**k``."""
+        return len(SPECIAL_TOKENS) + 4**self.k
+
+    @property
+    def pad_id(self) -> int:
+        """Id of ``[PAD]``."""
+        return PAD_ID
+
+    def kmer_to_id(self, kmer: str) -> int:
+        """Id of one uppercase k-mer; ``[UNK]`` if it holds a base other than ``ACGT``."""
+        if len(kmer) != self.k:
+            raise ValueError(f"k-mer {kmer!r} does not have length k={self.k}")
+        if _NON_ACGT.search(kmer):
+            return UNK_ID
+        return len(SPECIAL_TOKENS) + int(kmer.translate(_ACGT_TO_DIGITS), 4)
+
+    def id_to_kmer(self, token_id: int) -> str:
+        """The k-mer of a non-special id."""
+        index = token_id - len(SPECIAL_TOKENS)
+        if not 0 <= index < 4**self.k:
+            raise ValueError(f"id {token_id} is not a k-mer id for k={self.k}")
+        digits = []
+        for _ in range(self.k):
+            index, digit = divmod(index, 4)
+            digits.append("ACGT"[digit])
+        return "".join(reversed(digits))
+
+    def encode(self, seq: str) -> list[int]:
+        """Ids of the k-mers starting at ``0, stride, 2*stride, ...``.
+
+        Returns a list of length ``(len(seq) - k) // stride + 1``.
+
+        Raises:
+            ValueError: a non-IUPAC character, or a length the k-mers do not cover exactly.
+        """
+        validate_sequence(seq, source="KmerTokenizer.encode", record="<input>")
+        seq = seq.upper().replace("U", "T")
+        span = len(seq) - self.k
+        if span < 0 or span % self.stride:
+            raise ValueError(
+                f"sequence of length {len(seq)} is not covered by k-mers of k={self.k}, "
+                f"stride={self.stride}: need length >= k and (length - k) % stride == 0"
+            )
+        return [self.kmer_to_id(seq[i : i + self.k]) for i in range(0, span + 1, self.stride)]
+
+    def decode(self, ids: Sequence[int] | Tensor) -> str:
+        """Rebuild the sequence: the first k-mer, then the last ``stride`` bases of each next.
+
+        ``[PAD]``, ``[CLS]`` and ``[SEP]`` are skipped; ``[MASK]`` and ``[UNK]`` decode to a
+        k-mer of ``N``. Exact for uppercase ``ACGT`` input; lossy around ``[UNK]`` (with
+        stride 1, each ``[UNK]`` k-mer turns its last base into ``N``).
+        """
+        kmers = []
+        for i in _as_id_list(ids):
+            if i in (PAD_ID, CLS_ID, SEP_ID):
+                continue
+            kmers.append("N" * self.k if i in (MASK_ID, UNK_ID) else self.id_to_kmer(i))
+        if not kmers:
+            return ""
+        return kmers[0] + "".join(kmer[self.k - self.stride :] for kmer in kmers[1:])
+
+
+_ACGT_TO_DIGITS = str.maketrans("ACGT", "0123")
+
+
+# --------------------------------------------------------------------------------------------
+# Reverse complement
+# --------------------------------------------------------------------------------------------
+
+
+def reverse_complement(seq: str) -> str:
+    """IUPAC-aware reverse complement that keeps case (``"acgTR"`` -> ``"YAcgt"``)."""
+    return _bio_reverse_complement(seq)
+
+
+def _complement_table(tokenizer: NucleotideTokenizer) -> Tensor:
+    """Lookup ``[vocab_size]`` long: id -> id of its complement (specials and N unchanged)."""
+    table = torch.arange(tokenizer.vocab_size)
+    for a, b in (("A", "T"), ("C", "G")):
+        ia, ib = tokenizer.token_to_id[a], tokenizer.token_to_id[b]
+        table[ia], table[ib] = ib, ia
+    return table
+
+
+def reverse_complement_ids(
+    ids: Tensor, tokenizer: NucleotideTokenizer, mask: Tensor | None = None
+) -> Tensor:
+    """Reverse complement single-nucleotide ids within the real (unpadded) part of each row.
+
+    Args:
+        ids: ``[B, T]`` long ids from a :class:`NucleotideTokenizer`.
+        tokenizer: the tokenizer that produced ``ids``.
+        mask: ``[B, T]`` bool, True = real token; ``None`` = every position is real. Only the
+            real positions are reversed (in their own order), so left or right padding stays
+            where it is.
+
+    Returns:
+        ``[B, T]`` long: A<->T, C<->G, N and special ids unchanged, real tokens reversed.
+    """
+    if not isinstance(tokenizer, NucleotideTokenizer):
+        raise TypeError("reverse_complement_ids needs single-nucleotide ids (NucleotideTokenizer)")
+    if ids.dim() != 2:
+        raise ValueError(f"ids must be [B, T], got shape {tuple(ids.shape)}")
+    if mask is None:
+        mask = torch.ones_like(ids, dtype=torch.bool)
+    if mask.shape != ids.shape or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be bool of shape {tuple(ids.shape)}")
+    complemented = _complement_table(tokenizer).to(ids.device)[ids]
+    # Real positions of each row, in order, come first in ``real_positions``.
+    real_positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    rank = mask.long().cumsum(dim=1) - 1  # rank of each real position among its row's
+    length = mask.long().sum(dim=1, keepdim=True)
+    mirrored_rank = (length - 1 - rank).clamp(min=0)
+    source = torch.gather(real_positions, 1, mirrored_rank)
+    reversed_ids = torch.gather(complemented, 1, source)
+    return torch.where(mask, reversed_ids, ids)
+
+
+# --------------------------------------------------------------------------------------------
+# Batching
+# --------------------------------------------------------------------------------------------
+
+
+def pad_batch(
+    id_lists: Sequence[Sequence[int]], pad_id: int, side: str = "right"
+) -> tuple[Tensor, Tensor]:
+    """Pad id lists to a common length.
+
+    Args:
+        id_lists: ``B`` lists of ids (may differ in length).
+        pad_id: id written into padding positions.
+        side: ``"right"`` (pad after the tokens) or ``"left"`` (pad before).
+
+    Returns:
+        ``(ids, mask)``: ``[B, T]`` long and ``[B, T]`` bool (True = real token), with ``T``
+        the longest length.
+    """
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    if len(id_lists) == 0:
+        raise ValueError("pad_batch needs at least one sequence")
+    width = max(len(ids) for ids in id_lists)
+    out = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.bool)
+    for row, ids in enumerate(id_lists):
+        n = len(ids)
+        start = 0 if side == "right" else width - n
+        out[row, start : start + n] = torch.as_tensor(list(ids), dtype=torch.long)
+        mask[row, start : start + n] = True
+    return out, mask
+
+
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, shuffle: bool = False, seed: int = 0
+) -> list[list[int]]:
+    """Group indices into batches of sequences with similar lengths.
+
+    Indices are sorted by length (stable), cut into chunks of ``batch_size`` (the last may be
+    smaller) and, if ``shuffle``, the order of the chunks is shuffled with ``seed``. Every
+    index ``0..len(lengths)-1`` appears exactly once; each batch is sorted by length.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        random.Random(seed).shuffle(batches)
+    return batches
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding
+# --------------------------------------------------------------------------------------------
+
+
+class DNAEmbedding(nn.Module):
+    """Token embedding with an optional soft-mask (lowercase) channel.
+
+    The soft-mask channel is an ``nn.Embedding(2, dim, padding_idx=0)`` added to the token
+    embedding: uppercase positions add zero, soft-masked positions add a learned vector. So
+    ``soft_mask=None`` equals an all-False mask, and padding positions stay zero.
+    """
+
+    def __init__(
+        self, vocab_size: int, dim: int, pad_id: int = PAD_ID, soft_mask_channel: bool = False
+    ) -> None:
+        super().__init__()
+        self.tokens = nn.Embedding(vocab_size, dim, padding_idx=pad_id)
+        self.soft_mask = nn.Embedding(2, dim, padding_idx=0) if soft_mask_channel else None
+
+    def forward(self, ids: Tensor, soft_mask: Tensor | None = None) -> Tensor:
+        """Embed ``ids [B, T]`` (and ``soft_mask [B, T]`` bool, True = lowercase) to
+        ``[B, T, dim]``."""
+        out = self.tokens(ids)
+        if soft_mask is not None:
+            if self.soft_mask is None:
+                raise ValueError("soft_mask given but DNAEmbedding has soft_mask_channel=False")
+            if soft_mask.shape != ids.shape:
+                raise ValueError(
+                    f"soft_mask shape {tuple(soft_mask.shape)} != ids shape {tuple(ids.shape)}"
+                )
+            out = out + self.soft_mask(soft_mask.long())
+        return out
