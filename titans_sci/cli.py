@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from titans_sci import __version__
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        from titans_sci.genomics import format_summary, run_task
+
+        try:
+            result = run_task(args.task, args.out)
+        except ValueError as error:
+            print(f"titans-sci: {error}", file=sys.stderr)
+            return 2
+        print(format_summary(result))
+        print(f"results in {Path(args.out) / result['task']['name']}")
+        return 0
     from titans_sci.demo import associative_recall
 
     associative_recall(tokens=args.tokens, batch=args.batch, seed=args.seed)
@@ -46,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
             "accuracy per 256 tokens for the four presets (and Titans' linear memory)."
         ),
     )
+    run.add_argument(
+        "task",
+        nargs="?",
+        default=None,
+        help="a task file (tasks/*.toml); without one, the associative-recall demo",
+    )
+    run.add_argument("--out", default="runs", help="where task results go (default runs/)")
     run.add_argument(
         "--tokens", type=_positive_even, default=2048, help="stream length (default 2048)"
     )

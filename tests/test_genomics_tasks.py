@@ -1,0 +1,105 @@
+"""Genomic task files: checking, the two protocols end to end on real data, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from titans_sci.cli import main
+from titans_sci.data.registry import load_manifest
+from titans_sci.genomics import load_task, run_task
+
+TINY = """
+[model]
+variant = "lmm"
+dim = 16
+depth = 1
+memory = {{ preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }}
+[training]
+epochs = 2
+max_train = 128
+batch_size = 32
+"""
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
+
+
+def _real_csv(tmp_path, split: str, rows: int) -> str:
+    """A real subset of bundled GUE prom_core_tata as a user CSV (both classes)."""
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits[split].file)
+    subset = frame.groupby("label").head(rows // 2)
+    path = tmp_path / f"{split}.csv"
+    subset.to_csv(path, index=False)
+    return path.name
+
+
+def test_train_dev_test_on_user_files(tmp_path):
+    names = {s: _real_csv(tmp_path, s, n) for s, n in (("train", 128), ("dev", 40), ("test", 40))}
+    task = _write(
+        tmp_path / "task.toml",
+        f'[task]\nname = "user"\ntrain = "{names["train"]}"\ndev = "{names["dev"]}"\n'
+        f'test = "{names["test"]}"\nseeds = [1, 2]\n' + TINY.format(),
+    )
+    result = run_task(task, tmp_path / "runs")
+    assert len(result["runs"]) == 2
+    assert set(result["summary"]) == {"accuracy", "mcc", "f1", "auroc"}
+    saved = json.loads((tmp_path / "runs" / "user" / "results.json").read_text())
+    assert saved["summary"] == result["summary"]
+    assert (tmp_path / "runs" / "user" / "runs.csv").read_text().startswith("seed,")
+
+
+def test_kfold_on_a_test_only_set(tmp_path):
+    name = _real_csv(tmp_path, "test", 60)
+    task = _write(
+        tmp_path / "task.toml",
+        f'[task]\nname = "folds"\ntest = "{name}"\nprotocol = "kfold"\nfolds = 2\n' + TINY.format(),
+    )
+    result = run_task(task, tmp_path / "runs")
+    assert len(result["runs"]) == 2
+    assert "stratified 2-fold on the test split" in result["protocol"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[task]\nname = "x"\ndataset = "gue/prom/prom_core_tata"\n[optimizer]\n', "unknown table"),
+        ('[task]\nname = "x"\ndataset = "gue/prom/prom_core_tata"\ncolour = 1\n', "colour"),
+        ('[task]\nname = "x"\ndataset = "gue/prom/prom_core_tata"\n[training]\nepochs = "5"\n',
+         r"\[training\] epochs = '5' should be int"),
+        ('[model]\nvariant = "lmm"\n', "missing the \\[task\\] table"),
+        ('[task]\nname = "x"\ndataset = "d"\nprotocol = "cv"\n', "protocol = 'cv'"),
+        ('[task]\nname = "x"\n', "needs either dataset or train/dev/test"),
+        ('[task]\nname = "x"\ndataset = "d"\n[model]\nvariant = "rnn"\n', "variant = 'rnn'"),
+        ("[task\n", "cannot read the task file"),
+    ],
+)  # fmt: skip
+def test_bad_task_files_name_file_and_key(tmp_path, text: str, message: str):
+    path = _write(tmp_path / "bad.toml", text)
+    with pytest.raises(ValueError, match=message) as info:
+        load_task(path)
+    assert str(path) in str(info.value)
+
+
+def test_bundled_task_files_parse():
+    for name in ("gue_prom_core_tata", "gb_human_nontata_promoters"):
+        task = load_task(f"tasks/{name}.toml")
+        assert load_manifest(task.task.dataset).name == task.task.dataset
+
+
+def test_cli_runs_a_task_and_reports_bad_ones(tmp_path, capsys):
+    names = {s: _real_csv(tmp_path, s, 40) for s in ("train", "dev", "test")}
+    task = _write(
+        tmp_path / "cli.toml",
+        f'[task]\nname = "cli"\ntrain = "{names["train"]}"\ndev = "{names["dev"]}"\n'
+        f'test = "{names["test"]}"\n' + TINY.format(),
+    )
+    assert main(["run", str(task), "--out", str(tmp_path / "runs")]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    bad = _write(tmp_path / "bad.toml", '[task]\nname = "x"\n')
+    assert main(["run", str(bad)]) == 2
+    assert "needs either dataset" in capsys.readouterr().err
