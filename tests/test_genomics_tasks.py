@@ -103,3 +103,25 @@ def test_cli_runs_a_task_and_reports_bad_ones(tmp_path, capsys):
     bad = _write(tmp_path / "bad.toml", '[task]\nname = "x"\n')
     assert main(["run", str(bad)]) == 2
     assert "needs either dataset" in capsys.readouterr().err
+
+
+def test_unknown_and_missing_labels_are_named(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("sequence,label\nACGTACGT,0\nTTTTACGT,1\n")
+    dev = tmp_path / "dev.csv"
+    dev.write_text("sequence,label\nACGTACGA,0\nACGTACGC,7\n")
+    nolabel = tmp_path / "test.csv"
+    nolabel.write_text("sequence\nACGTACGT\n")
+    task = _write(
+        tmp_path / "t.toml",
+        '[task]\nname = "x"\ntrain = "train.csv"\ndev = "dev.csv"\ntest = "dev.csv"\n',
+    )
+    from titans_sci.genomics import load_splits
+
+    with pytest.raises(ValueError, match=r"dev.csv: record row2 has label 7, which the training"):
+        load_splits(load_task(task))
+    task2 = _write(
+        tmp_path / "t2.toml", '[task]\nname = "x"\ntrain = "train.csv"\ntest = "test.csv"\n'
+    )
+    with pytest.raises(ValueError, match=r"test.csv: records without a label"):
+        load_splits(load_task(task2))

@@ -163,7 +163,23 @@ def load_splits(task: GenomicTask) -> dict[str, list[SequenceRecord]]:
     else:
         base = task.source.parent if task.source else Path.cwd()
         files = {n: base / getattr(spec, n) for n in ("train", "dev", "test") if getattr(spec, n)}
-    return {name: _read(Path(file)) for name, file in files.items()}
+    splits = {name: _read(Path(file)) for name, file in files.items()}
+    _check_labels(splits, files)
+    return splits
+
+
+def _check_labels(splits: dict[str, list[SequenceRecord]], files: dict[str, Path]) -> None:
+    """Labels are 0..K-1, and dev/test hold no label that training never saw."""
+    known = {r.label for r in splits.get("train", [])}
+    for name, records in splits.items():
+        for record in records:
+            if record.label < 0:
+                raise ValueError(f"{files[name]}: record {record.id} has label {record.label} < 0")
+            if known and record.label not in known:
+                raise ValueError(
+                    f"{files[name]}: record {record.id} has label {record.label}, which the "
+                    f"training split does not have (it has {sorted(known)})"
+                )
 
 
 def _encode(records: list[SequenceRecord]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
