@@ -46,11 +46,14 @@ def test_train_dev_test_on_user_files(tmp_path):
         f'test = "{names["test"]}"\nseeds = [1, 2]\n' + TINY.format(),
     )
     result = run_task(task, tmp_path / "runs")
-    assert len(result["runs"]) == 2
-    assert set(result["summary"]) == {"accuracy", "mcc", "f1", "auroc"}
+    assert len(result["runs"]) == 2 * 3  # two seeds x (Titans, k-mer LR, CNN)
+    assert set(result["summary"]) == {"titans", "kmer_lr", "cnn"}
+    for metrics in result["summary"].values():
+        assert set(metrics) == {"accuracy", "mcc", "f1", "auroc"}
+        assert metrics["accuracy"]["n"] == 2
     saved = json.loads((tmp_path / "runs" / "user" / "results.json").read_text())
     assert saved["summary"] == result["summary"]
-    assert (tmp_path / "runs" / "user" / "runs.csv").read_text().startswith("seed,")
+    assert (tmp_path / "runs" / "user" / "runs.csv").read_text().startswith("seed,model,")
 
 
 def test_kfold_on_a_test_only_set(tmp_path):
@@ -60,8 +63,8 @@ def test_kfold_on_a_test_only_set(tmp_path):
         f'[task]\nname = "folds"\ntest = "{name}"\nprotocol = "kfold"\nfolds = 2\n' + TINY.format(),
     )
     result = run_task(task, tmp_path / "runs")
-    assert len(result["runs"]) == 2
-    assert "stratified 2-fold on the test split" in result["protocol"]
+    assert len(result["runs"]) == 2 * 3
+    assert "stratified 2-fold cross-validation on the test split" in result["protocol"]
 
 
 @pytest.mark.parametrize(

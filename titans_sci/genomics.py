@@ -17,12 +17,16 @@ A task file (see ``tasks/*.toml``)::
     bidirectional = true
     memory = { preset = "titans", num_heads = 4, head_dim = 16, chunk_size = 16 }
 
-    [training]
+    [training]                  # for the Titans classifier and the CNN baseline alike
     epochs = 5
     batch_size = 32
     lr = 3e-3
     max_train = 0               # 0: every training sequence
     rc_augment = true
+
+    [baselines]                 # run side by side on the same splits
+    kmer_lr = true              # 4-mer frequencies + logistic regression (C chosen on dev)
+    cnn = true                  # a small CNN (titans_sci.models.baselines.SmallCNN)
 
 Protocol ``train_dev_test``: train on train, keep the epoch with the best dev accuracy, report
 test once, for every seed; ``kfold``: stratified K-fold on the only split, the held-out fold as
@@ -42,14 +46,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from titans_sci._dicts import from_dict
-from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
+from titans_sci.data.dna import (
+    NucleotideTokenizer,
+    SequenceRecord,
+    pad_batch,
+    read_sequences,
+    reverse_complement_ids,
+)
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.evaluation.protocol import select_on_dev, stratified_folds, summarize
+from titans_sci.heads.classification import average_probabilities
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import MODELS
+from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier
 
 if sys.version_info >= (3, 11):
@@ -89,10 +102,17 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class BaselineSpec:
+    kmer_lr: bool = True
+    cnn: bool = True
+
+
+@dataclass(frozen=True)
 class GenomicTask:
     task: TaskSpec
     model: ModelSpec = field(default_factory=ModelSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
+    baselines: BaselineSpec = field(default_factory=BaselineSpec)
     source: Path | None = None
 
 
@@ -102,6 +122,7 @@ _TYPES = {
                           "memory": dict}),
     "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "max_train": int,
                                 "rc_augment": bool}),
+    "baselines": (BaselineSpec, {"kmer_lr": bool, "cnn": bool}),
 }  # fmt: skip
 
 
@@ -143,7 +164,7 @@ def load_task(path: str | Path) -> GenomicTask:
     variant = parts["model"].variant
     if variant not in MODELS:
         raise ValueError(f"{path}: [model] variant = {variant!r}; expected one of {sorted(MODELS)}")
-    return GenomicTask(parts["task"], parts["model"], parts["training"], path)
+    return GenomicTask(parts["task"], parts["model"], parts["training"], parts["baselines"], path)
 
 
 def _read(path: Path) -> list[SequenceRecord]:
@@ -200,45 +221,55 @@ def _build_model(task: GenomicTask, num_classes: int) -> DNAClassifier:
     return DNAClassifier(backbone, num_classes)
 
 
+def _subsample(records: list[SequenceRecord], limit: int, seed: int) -> list[SequenceRecord]:
+    if not limit or len(records) <= limit:
+        return records
+    pick = np.random.default_rng(seed).choice(len(records), size=limit, replace=False)
+    return [records[i] for i in sorted(pick)]
+
+
+def _num_classes(splits: dict[str, list[SequenceRecord]]) -> int:
+    return max(2, max(r.label for records in splits.values() for r in records) + 1)
+
+
 def train_and_select(
     task: GenomicTask,
     splits: dict[str, list[SequenceRecord]],
     seed: int,
+    model: nn.Module,
 ) -> dict[str, float]:
-    """One run of the Titans classifier: train, select the epoch on dev, test once."""
+    """Train a neural classifier (``model(ids, mask) -> logits``), keep the epoch with the best
+    dev accuracy, test once. RC augmentation in training (if set) and both strands averaged in
+    evaluation, for every model alike."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    train_records = splits["train"]
     cfg = task.training
-    if cfg.max_train and len(train_records) > cfg.max_train:
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(len(train_records), size=cfg.max_train, replace=False)
-        train_records = [train_records[i] for i in sorted(pick)]
-    labels_all = [r.label for s in splits.values() for r in s]
-    num_classes = max(2, int(max(labels_all)) + 1)
-    model = _build_model(task, num_classes)
+    tokenizer = NucleotideTokenizer()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    ids, mask, labels = _encode(train_records)
+    ids, mask, labels = _encode(_subsample(splits["train"], cfg.max_train, seed))
     dev, test = _encode(splits["dev"]), _encode(splits["test"])
 
     def train_epoch(epoch: int) -> None:
         model.train()
         for batch in torch.randperm(len(labels), generator=gen).split(cfg.batch_size):
-            x = ids[batch]
+            x, m = ids[batch], mask[batch]
             if cfg.rc_augment:
-                x = model.rc_augment(x, mask[batch], gen)
-            loss = torch.nn.functional.cross_entropy(model(x, mask[batch]), labels[batch])
+                flip = torch.rand(len(batch), generator=gen) < 0.5
+                x = torch.where(flip[:, None], reverse_complement_ids(x, tokenizer, m), x)
+            loss = nn.functional.cross_entropy(model(x, m), labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
-    def evaluate(data: tuple[torch.Tensor, ...]) -> dict[str, float]:
+    @torch.no_grad()
+    def evaluate(data: tuple[Tensor, ...]) -> dict[str, float]:
         model.eval()
         x, m, y = data
-        probs = torch.cat(
-            [model.predict_proba(x[i], m[i]) for i in torch.arange(len(y)).split(256)]
-        )
-        return classification_metrics(y.numpy(), probs.numpy())
+        probs = []
+        for i in torch.arange(len(y)).split(256):
+            rc = reverse_complement_ids(x[i], tokenizer, m[i])
+            probs.append(average_probabilities(model(x[i], m[i]), model(rc, m[i])))
+        return classification_metrics(y.numpy(), torch.cat(probs).numpy())
 
     selection = select_on_dev(
         cfg.epochs,
@@ -251,55 +282,98 @@ def train_and_select(
     return {**selection.test_metrics, "best_epoch": float(selection.best_epoch)}
 
 
+def kmer_baseline(
+    task: GenomicTask, splits: dict[str, list[SequenceRecord]], seed: int
+) -> dict[str, float]:
+    """k-mer (k=4) frequencies + logistic regression; the inverse regularisation C is chosen on
+    dev among 0.1, 1 and 10, then the test set is evaluated once."""
+    train = _subsample(splits["train"], task.training.max_train, seed)
+
+    def fit(c: float) -> KmerLogisticRegression:
+        return KmerLogisticRegression(k=4, C=c).fit(
+            [r.sequence for r in train], [r.label for r in train]
+        )
+
+    def score(model: KmerLogisticRegression, records: list[SequenceRecord]) -> dict[str, float]:
+        probs = model.predict_proba([r.sequence for r in records])
+        return classification_metrics(np.array([r.label for r in records]), probs)
+
+    fitted = {c: fit(c) for c in (0.1, 1.0, 10.0)}
+    best = max(fitted, key=lambda c: score(fitted[c], splits["dev"])["accuracy"])
+    return {**score(fitted[best], splits["test"]), "C": best}
+
+
+def _runs_of_one_split(
+    task: GenomicTask, splits: dict[str, list[SequenceRecord]], seed: int
+) -> list[dict[str, Any]]:
+    classes = _num_classes(splits)
+    titans = _build_model(task, classes)
+    cnn = SmallCNN(NucleotideTokenizer().vocab_size, classes)
+    runs = [{"model": "titans", **train_and_select(task, splits, seed, titans)}]
+    if task.baselines.kmer_lr:
+        runs.append({"model": "kmer_lr", **kmer_baseline(task, splits, seed)})
+    if task.baselines.cnn:
+        runs.append({"model": "cnn", **train_and_select(task, splits, seed, cnn)})
+    return runs
+
+
 def run_task(path: str | Path, out_dir: str | Path = "runs") -> dict[str, Any]:
-    """Run a task file; write ``<out_dir>/<name>/results.json`` and ``runs.csv``; return them."""
+    """Run a task file (the Titans classifier and the baselines on the same splits); write
+    ``<out_dir>/<name>/results.json`` and ``runs.csv``; return the results."""
     task = load_task(path)
     splits = load_splits(task)
-    runs: list[dict[str, float]] = []
+    runs: list[dict[str, Any]] = []
     spec = task.task
     if spec.protocol == "train_dev_test":
         missing = sorted({"train", "dev", "test"} - set(splits))
         if missing:
             raise ValueError(f"{task.source}: protocol train_dev_test needs splits {missing}")
         for seed in spec.seeds:
-            runs.append({"seed": float(seed), **train_and_select(task, splits, seed)})
+            runs += [{"seed": seed, **r} for r in _runs_of_one_split(task, splits, seed)]
+        protocol = f"train / select on dev / test once, seeds {spec.seeds}"
     else:
         records = splits["test"] if "test" in splits else splits["train"]
-        labels = [r.label for r in records]
         seed = spec.seeds[0]
-        for fold, (train_idx, test_idx) in enumerate(stratified_folds(labels, spec.folds, seed)):
-            rng = np.random.default_rng(seed + fold)
-            train_idx = rng.permutation(train_idx)
+        folds = stratified_folds([r.label for r in records], spec.folds, seed)
+        for fold, (train_idx, test_idx) in enumerate(folds):
+            train_idx = np.random.default_rng(seed + fold).permutation(train_idx)
             n_dev = max(1, len(train_idx) // 10)
             fold_splits = {
                 "train": [records[i] for i in train_idx[n_dev:]],
                 "dev": [records[i] for i in train_idx[:n_dev]],
                 "test": [records[i] for i in test_idx],
             }
-            runs.append({"fold": float(fold), **train_and_select(task, fold_splits, seed)})
-    metrics = [
-        {k: v for k, v in r.items() if k not in ("seed", "fold", "best_epoch")} for r in runs
-    ]
+            runs += [{"fold": fold, **r} for r in _runs_of_one_split(task, fold_splits, seed)]
+        protocol = (
+            f"stratified {spec.folds}-fold cross-validation on the test split "
+            "(10% of each training part as dev)"
+        )
+    summary = {}
+    for name in dict.fromkeys(r["model"] for r in runs):
+        metrics = [{k: r[k] for k in _METRICS} for r in runs if r["model"] == name]
+        summary[name] = summarize(metrics)
     result = {
         "task": asdict(task.task),
         "model": asdict(task.model),
         "training": asdict(task.training),
-        "protocol": spec.protocol
-        + (
-            f" (stratified {spec.folds}-fold on the test split)" if spec.protocol == "kfold" else ""
-        ),
+        "baselines": asdict(task.baselines),
+        "protocol": protocol,
         "runs": runs,
-        "summary": summarize(metrics),
+        "summary": summary,
     }
     directory = Path(out_dir) / spec.name
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomic(directory / "results.json", json.dumps(result, indent=2))
+    columns = list(dict.fromkeys(k for r in runs for k in r))
     with open(directory / "runs.csv.tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(runs[0]))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(runs)
     (directory / "runs.csv.tmp").replace(directory / "runs.csv")
     return result
+
+
+_METRICS = ("accuracy", "mcc", "f1", "auroc")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -309,8 +383,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    """One line per metric: mean +- std over the runs."""
-    lines = [f"{result['task']['name']}: {result['protocol']}, {len(result['runs'])} run(s)"]
-    for name, stats in result["summary"].items():
-        lines.append(f"  {name:>8}: {stats['mean']:.4f} +- {stats['std']:.4f}")
+    """Per model, one line per metric: mean +- std over the runs."""
+    lines = [f"{result['task']['name']}: {result['protocol']}"]
+    for model, metrics in result["summary"].items():
+        cells = ", ".join(f"{n} {s['mean']:.4f} +- {s['std']:.4f}" for n, s in metrics.items())
+        lines.append(f"  {model:>8}: {cells}")
     return "\n".join(lines)
