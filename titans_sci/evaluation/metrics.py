@@ -24,10 +24,14 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         raise ValueError(f"labels outside 0..{k - 1}: found {labels.min()}..{labels.max()}")
     predicted = probabilities.argmax(axis=1)
     binary = k == 2
+    # MCC is 0 when labels and predictions hold a single class between them (sklearn's value,
+    # without its warning); F1 is 0 where it is undefined.
+    single = len(np.union1d(labels, predicted)) < 2
+    average = "binary" if binary else "macro"
     result = {
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
-        "mcc": float(metrics.matthews_corrcoef(labels, predicted)),
-        "f1": float(metrics.f1_score(labels, predicted, average="binary" if binary else "macro")),
+        "mcc": 0.0 if single else float(metrics.matthews_corrcoef(labels, predicted)),
+        "f1": float(metrics.f1_score(labels, predicted, average=average, zero_division=0.0)),
     }
     if len(np.unique(labels)) < 2:
         result["auroc"] = float("nan")
