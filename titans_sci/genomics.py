@@ -320,7 +320,11 @@ def _runs_of_one_split(
 def run_task(path: str | Path, out_dir: str | Path = "runs") -> dict[str, Any]:
     """Run a task file (the Titans classifier and the baselines on the same splits); write
     ``<out_dir>/<name>/results.json`` and ``runs.csv``; return the results."""
-    task = load_task(path)
+    return run(load_task(path), out_dir)
+
+
+def run(task: GenomicTask, out_dir: str | Path = "runs") -> dict[str, Any]:
+    """:func:`run_task` for a task built in code."""
     splits = load_splits(task)
     runs: list[dict[str, Any]] = []
     spec = task.task

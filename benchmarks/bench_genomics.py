@@ -1,0 +1,177 @@
+"""Genomic benchmark runs: Titans (LMM and a hybrid, from scratch) and the two baselines on every
+bundled GUE task and both Genomic Benchmarks sets, next to published numbers.
+
+Each (task, model) result is kept in ``benchmarks/results/genomics.json`` with its budget,
+machine, date and wall time, so the table can be filled over several sessions; the markdown
+table ``benchmarks/results/genomics.md`` is rebuilt from it after every task. Run from the
+repository root::
+
+    .venv/bin/python benchmarks/bench_genomics.py --tasks gue/prom/prom_core_tata --variants lmm mag
+
+The metric is MCC for GUE (as DNABERT-2 reports it) and accuracy for Genomic Benchmarks (as its
+authors report their CNN). Genomic Benchmarks sets ship only their test split here: those runs
+use stratified 5-fold cross-validation on it, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from machine import cpu_model
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from titans_sci.data.registry import list_datasets  # noqa: E402
+from titans_sci.genomics import (  # noqa: E402
+    BaselineSpec,
+    GenomicTask,
+    ModelSpec,
+    TaskSpec,
+    TrainingSpec,
+    run,
+)
+
+RESULTS = REPO / "benchmarks" / "results"
+
+# Published numbers: GUE MCC x 100 of DNABERT-2 (Zhou et al. 2024, pretrained, fine-tuned);
+# Genomic Benchmarks accuracy x 100 of the benchmark authors' CNN (Gresova et al. 2023).
+PUBLISHED = {
+    "gue/prom/prom_core_all": ("DNABERT-2 MCC", 69.37),
+    "gue/prom/prom_core_notata": ("DNABERT-2 MCC", 68.04),
+    "gue/prom/prom_core_tata": ("DNABERT-2 MCC", 74.17),
+    "gue/tf/0": ("DNABERT-2 MCC", 71.99),
+    "gue/tf/1": ("DNABERT-2 MCC", 76.06),
+    "gue/tf/2": ("DNABERT-2 MCC", 66.52),
+    "gue/tf/3": ("DNABERT-2 MCC", 58.54),
+    "gue/tf/4": ("DNABERT-2 MCC", 77.43),
+    "gue/mouse/0": ("DNABERT-2 MCC", 56.76),
+    "gue/mouse/2": ("DNABERT-2 MCC", 79.32),
+    "gue/mouse/3": ("DNABERT-2 MCC", 66.47),
+    "gue/mouse/4": ("DNABERT-2 MCC", 52.66),
+    "genomic_benchmarks/human_nontata_promoters": ("CNN accuracy", 84.6),
+    "genomic_benchmarks/human_enhancers_cohn": ("CNN accuracy", 69.5),
+}
+
+
+def metric_of(name: str) -> str:
+    return "accuracy" if name.startswith("genomic_benchmarks/") else "mcc"
+
+
+def build_task(name: str, variant: str, args: argparse.Namespace, baselines: bool) -> GenomicTask:
+    test_only = name.startswith("genomic_benchmarks/")
+    memory = {"preset": args.preset, "num_heads": 4, "head_dim": args.dim // 4, "chunk_size": 16}
+    return GenomicTask(
+        TaskSpec(
+            name=f"{name.replace('/', '_')}_{variant}",
+            dataset=name,
+            protocol="kfold" if test_only else "train_dev_test",
+            folds=args.folds,
+            seeds=args.seeds[:1] if test_only else args.seeds,
+        ),
+        ModelSpec(variant=variant, dim=args.dim, depth=args.depth, memory=memory),
+        TrainingSpec(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=args.max_train
+        ),
+        BaselineSpec(kmer_lr=baselines, cnn=baselines),
+    )
+
+
+def budget(args: argparse.Namespace) -> str:
+    train = "all" if not args.max_train else f"<= {args.max_train}"
+    return (
+        f"{args.epochs} epochs, train {train}, batch {args.batch_size}, lr {args.lr}, "
+        f"dim {args.dim}, depth {args.depth}, memory {args.preset}"
+    )
+
+
+def render(store: dict[str, dict]) -> str:
+    names = [m.name for m in list_datasets()]
+    models = ["titans lmm", "titans mag", "titans mac", "titans mal", "kmer_lr", "cnn"]
+    shown = [m for m in models if any(f"{n}|{m}" in store for n in names)]
+    lines = [
+        "# Genomic benchmarks: Titans from scratch vs baselines vs published",
+        "",
+        "Metric: MCC x 100 (GUE, as DNABERT-2 reports it) or accuracy x 100 (Genomic "
+        "Benchmarks). Mean +- std over seeds (GUE: train, select the epoch on dev, test once) "
+        "or folds (Genomic Benchmarks: **only the test split is available here, so these are "
+        "stratified 5-fold cross-validation numbers on it**, not comparable one to one with "
+        "train-split numbers). Each cell's budget, machine and date are listed below the table. "
+        "`-`: not run yet.",
+        "",
+        "| task | published | " + " | ".join(shown) + " |",
+        "| --- | ---: |" + " ---: |" * len(shown),
+    ]
+    for name in names:
+        label, value = PUBLISHED.get(name, ("-", None))
+        published = "-" if value is None else f"{value:.2f} ({label})"
+        cells = []
+        for model in shown:
+            entry = store.get(f"{name}|{model}")
+            cells.append("-" if entry is None else f"{entry['mean']:.2f} +- {entry['std']:.2f}")
+        lines.append(f"| {name} | {published} | " + " | ".join(cells) + " |")
+    lines += ["", "## Budgets", ""]
+    for key, entry in sorted(store.items()):
+        lines.append(
+            f"- {key}: n={entry['n']}, {entry['budget']}; {entry['seconds']:.0f} s wall for the "
+            f"task's runs; {entry['machine']}; {entry['date']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=[m.name for m in list_datasets()])
+    parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--max-train", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--preset", default="titans")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--store", type=Path, default=RESULTS / "genomics.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "genomics.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    store = json.loads(args.store.read_text()) if args.store.exists() else {}
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    for name in args.tasks:
+        metric = metric_of(name)
+        for i, variant in enumerate(args.variants):
+            start = time.perf_counter()
+            result = run(build_task(name, variant, args, baselines=i == 0), RESULTS / "runs")
+            seconds = time.perf_counter() - start
+            for model, summary in result["summary"].items():
+                key = f"{name}|{'titans ' + variant if model == 'titans' else model}"
+                stats = summary[metric]
+                store[key] = {
+                    "mean": 100 * stats["mean"],
+                    "std": 100 * stats["std"],
+                    "n": int(stats["n"]),
+                    "metric": metric,
+                    "budget": budget(args),
+                    "protocol": result["protocol"],
+                    "seconds": seconds,
+                    "machine": machine,
+                    "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+                }
+                print(f"{key}: {100 * stats['mean']:.2f} +- {100 * stats['std']:.2f}", flush=True)
+            args.store.parent.mkdir(parents=True, exist_ok=True)
+            args.store.write_text(json.dumps(store, indent=1, sort_keys=True))
+            args.out.write_text(render(store))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
