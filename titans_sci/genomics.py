@@ -307,12 +307,14 @@ def _runs_of_one_split(
     task: GenomicTask, splits: dict[str, list[SequenceRecord]], seed: int
 ) -> list[dict[str, Any]]:
     classes = _num_classes(splits)
+    torch.manual_seed(seed)  # each model's initialisation depends on the seed alone
     titans = _build_model(task, classes)
-    cnn = SmallCNN(NucleotideTokenizer().vocab_size, classes)
     runs = [{"model": "titans", **train_and_select(task, splits, seed, titans)}]
     if task.baselines.kmer_lr:
         runs.append({"model": "kmer_lr", **kmer_baseline(task, splits, seed)})
     if task.baselines.cnn:
+        torch.manual_seed(seed)
+        cnn = SmallCNN(NucleotideTokenizer().vocab_size, classes)
         runs.append({"model": "cnn", **train_and_select(task, splits, seed, cnn)})
     return runs
 
