@@ -46,6 +46,22 @@ def _gelu_grad(z):
 
 
 @triton.jit
+def _layer_norm(o, EPS, D: tl.constexpr):
+    """``(normed, 1 / sigma)`` of the rows of ``o`` (LayerNorm without affine)."""
+    centred = o - (tl.sum(o, axis=1) / D)[:, None]
+    inv_sigma = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + EPS)
+    return centred * inv_sigma[:, None], inv_sigma
+
+
+@triton.jit
+def _ln_backward(g, normed, inv_sigma, D: tl.constexpr):
+    """``dL/do`` of ``normed = LN(o)`` given ``g = dL/dnormed`` (no affine)."""
+    mean_g = tl.sum(g, axis=1) / D
+    mean_gn = tl.sum(g * normed, axis=1) / D
+    return (g - mean_g[:, None] - normed * mean_gn[:, None]) * inv_sigma[:, None]
+
+
+@triton.jit
 def _mlp_forward_kernel(
     q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
     w1, w2, s1, s2, y, z_scratch, a_scratch, d_scratch, w1c, w2c, s1c, s2c,
@@ -91,17 +107,10 @@ def _mlp_forward_kernel(
             tl.store(z_scratch + scratch + rt[:, None] * E + cols[None, :], z1)
             tl.store(a_scratch + scratch + rt[:, None] * E + cols[None, :], a1)
             o += _mm(a1, w2b, P)
-        # LayerNorm and its backward: d2 = (g - mean(g) - n * mean(g * n)) / sigma, g = e.
-        mean = tl.sum(o, axis=1) / D
-        centred = o - mean[:, None]
-        inv_sigma = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + EPS)
-        normed = centred * inv_sigma[:, None]
+        # LayerNorm, the error, and the LayerNorm's backward: d2.
+        normed, inv_sigma = _layer_norm(o, EPS, D)
         err = kc + normed - vc
-        d2 = (
-            err
-            - (tl.sum(err, axis=1) / D)[:, None]
-            - normed * (tl.sum(err * normed, axis=1) / D)[:, None]
-        ) * inv_sigma[:, None]
+        d2 = _ln_backward(err, normed, inv_sigma, D)
         # d1 = (d2 W2^T) * gelu'(Z1), block by block, to scratch.
         for eb in range(E // BE):
             cols = eb * BE + re
@@ -127,10 +136,7 @@ def _mlp_forward_kernel(
             zq2 += bv[:, None] * _mm(aq1, w2b, P) + fv[:, None] * _mm(aq1, s2b, P)
             aa += _mm(aq1, tl.trans(a1), P)
         zq2 -= _mm(aa * gm, d2, P)
-        mean = tl.sum(zq2, axis=1) / D
-        centred = zq2 - mean[:, None]
-        inv_sigma = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + EPS)
-        out = qc + centred * inv_sigma[:, None]
+        out = qc + _layer_norm(zq2, EPS, D)[0]
         tl.store(y + seq + tok[:, None] * D + rd[None, :], out)
 
         # State at the chunk end, block by block, in place.
@@ -185,14 +191,6 @@ def _gelu_grad2(z):
 
 
 @triton.jit
-def _ln_backward(g, normed, inv_sigma, D: tl.constexpr):
-    """``dL/do`` of ``normed = LN(o)`` given ``g = dL/dnormed`` (no affine)."""
-    mean_g = tl.sum(g, axis=1) / D
-    mean_gn = tl.sum(g * normed, axis=1) / D
-    return (g - mean_g[:, None] - normed * mean_gn[:, None]) * inv_sigma[:, None]
-
-
-@triton.jit
 def _mlp_backward_kernel(
     q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end,
     w1c, w2c, s1c, s2c, dy, dw1, ds1, dw2, ds2, scratch,
@@ -238,10 +236,7 @@ def _mlp_backward_kernel(
             tl.store(scratch + sp, z1)
             tl.store(scratch + sp + BT * E, a1)
             o += _mm(a1, w2b, P)
-        mean = tl.sum(o, axis=1) / D
-        centred = o - mean[:, None]
-        inv_sigma = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + EPS)
-        normed = centred * inv_sigma[:, None]
+        normed, inv_sigma = _layer_norm(o, EPS, D)
         err = kc + normed - vc
         d2 = _ln_backward(err, normed, inv_sigma, D)
         qk = _mm(qc, tl.trans(kc), P)
@@ -269,10 +264,7 @@ def _mlp_backward_kernel(
             aa += _mm(aq1, tl.trans(a1), P)
         ba = aa * gm
         zq2 -= _mm(ba, d2, P)
-        mean = tl.sum(zq2, axis=1) / D
-        centred = zq2 - mean[:, None]
-        inv_sigma_q = 1.0 / tl.sqrt(tl.sum(centred * centred, axis=1) / D + EPS)
-        normed_q = centred * inv_sigma_q[:, None]
+        normed_q, inv_sigma_q = _layer_norm(zq2, EPS, D)
 
         # -- backward: the read ----------------------------------------------------------------
         dzq2 = _ln_backward(dyc, normed_q, inv_sigma_q, D)
