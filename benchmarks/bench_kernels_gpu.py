@@ -52,6 +52,7 @@ from bench_memory_cpu import (
     HEADS,
     PEER_MAX_LR,
     ProjectedMemory,
+    make_peer,
     package_version,
 )
 from machine import cpu_model
@@ -321,18 +322,7 @@ def titans_pytorch(depth: int, batch_size: int | None) -> Callable[[int, int], W
     included), fp32; ``depth`` 1 is a linear memory."""
 
     def build(batch: int, seq_len: int) -> Workload:
-        from titans_pytorch import MemoryMLP
-        from titans_pytorch import NeuralMemory as PeerMemory
-
-        model = PeerMemory(
-            dim=DIM,
-            chunk_size=CHUNK,
-            batch_size=batch_size,
-            heads=HEADS,
-            dim_head=HEAD_DIM,
-            model=MemoryMLP(dim=HEAD_DIM, depth=depth, expansion_factor=float(EXPANSION)),
-            default_step_transform_max_lr=PEER_MAX_LR,
-        ).cuda()
+        model = make_peer(depth, batch_size).cuda()
         x = torch.randn(batch, seq_len, DIM, device="cuda", requires_grad=True)
         return make_workload(lambda: model(x)[0], [x, *model.parameters()])
 

@@ -203,19 +203,26 @@ def ours_projected_step(batch: int, seq_len: int) -> Step:
 # ----------------------------------------------------------------------------- titans-pytorch
 
 
-def peer_step(batch: int, seq_len: int) -> Step:
+def make_peer(depth: int = DEPTH, batch_size: int | None = CHUNK) -> nn.Module:
+    """titans-pytorch's ``NeuralMemory`` in the configuration every benchmark compares against:
+    8 heads of 64, MLP memory of ``depth`` (1: linear) and expansion 4, chunk 64, memory
+    committed every ``batch_size`` tokens."""
     from titans_pytorch import MemoryMLP
     from titans_pytorch import NeuralMemory as PeerMemory
 
-    model = PeerMemory(
+    return PeerMemory(
         dim=DIM,
         chunk_size=CHUNK,
-        batch_size=CHUNK,
+        batch_size=batch_size,
         heads=HEADS,
         dim_head=HEAD_DIM,
-        model=MemoryMLP(dim=HEAD_DIM, depth=DEPTH, expansion_factor=float(EXPANSION)),
+        model=MemoryMLP(dim=HEAD_DIM, depth=depth, expansion_factor=float(EXPANSION)),
         default_step_transform_max_lr=PEER_MAX_LR,
     )
+
+
+def peer_step(batch: int, seq_len: int) -> Step:
+    model = make_peer()
     x = torch.randn(batch, seq_len, DIM, requires_grad=True)
     return fwd_bwd_step(model, lambda: model(x)[0], [x])
 
