@@ -154,6 +154,33 @@ def _mlp_forward_kernel(
             tl.store(s2 + p2, me * s2b - _mm(tl.trans(a1), ce[:, None] * d2, P))
 
 
+def _run_forward(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    gate_matrices: tuple[Tensor, ...],
+    state: tuple[Tensor, ...],
+    ln_eps: float,
+    save: bool,
+) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor]]:
+    """Run the forward kernel: fp32 ``y``, the state after the last chunk ``[W1, W2, S1, S2]``,
+    the fp32 gate matrices, and (``save``) every chunk's start state for the backward."""
+    b, h, t, d = q.shape
+    e = state[0].shape[-1]
+    n, bt = gate_matrices[0].shape[2], gate_matrices[0].shape[3]
+    gates = [x.float().contiguous() for x in gate_matrices]
+    final = [x.float().contiguous().clone() for x in state]
+    y = torch.empty(b, h, t, d, dtype=torch.float32, device=q.device)
+    scratch = [torch.empty(b * h, bt, e, dtype=torch.float32, device=q.device) for _ in range(3)]
+    shape = (b * h, n, d * e) if save else (1,)
+    chunks = [torch.empty(shape, dtype=torch.float32, device=q.device) for _ in range(4)]
+    _mlp_forward_kernel[(b * h,)](
+        q, k, v, *gates, *final, y, *scratch, *chunks,
+        n, t, ln_eps, D=d, E=e, BT=bt, BE=min(e, 64), P=_precision(q), SAVE=save,
+    )  # fmt: skip
+    return y, final, gates, chunks
+
+
 def mlp_forward(
     q: Tensor,
     k: Tensor,
@@ -167,21 +194,10 @@ def mlp_forward(
 
     ``q, k, v: [B, H, T, D]`` padded to whole chunks; ``gate_matrices`` as for the linear
     kernel; ``weights = (W1 [B, H, D, E], W2 [B, H, E, D])`` and ``momentum`` alike."""
-    b, h, t, d = q.shape
-    e = weights[0].shape[-1]
-    G = gate_matrices[0]
-    n, bt = G.shape[2], G.shape[3]
-    gates = [x.float().contiguous() for x in gate_matrices]
     q, k, v = (x.contiguous() for x in (q, k, v))
-    w1, w2 = (w.float().contiguous().clone() for w in weights)
-    s1, s2 = (s.float().contiguous().clone() for s in momentum)
-    y = torch.empty(b, h, t, d, dtype=torch.float32, device=q.device)
-    scratch = [torch.empty(b * h, bt, e, dtype=torch.float32, device=q.device) for _ in range(3)]
-    precision = _precision(q)
-    _mlp_forward_kernel[(b * h,)](
-        q, k, v, *gates, w1, w2, s1, s2, y, *scratch, y, y, y, y,
-        n, t, ln_eps, D=d, E=e, BT=bt, BE=min(e, 64), P=precision, SAVE=False,
-    )  # fmt: skip
+    y, (w1, w2, s1, s2), _, _ = _run_forward(
+        q, k, v, gate_matrices, (*weights, *momentum), ln_eps, save=False
+    )
     return y.to(q.dtype), (w1, w2), (s1, s2)
 
 
@@ -418,23 +434,9 @@ class MLPChunkFunction(torch.autograd.Function):
     def forward(
         ctx, q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end, w1, w2, s1, s2, eps
     ):
-        b, h, t, d = q.shape
-        e = w1.shape[-1]
-        n, bt = G.shape[2], G.shape[3]
-        gates = [x.float().contiguous() for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
         q, k, v = (x.contiguous() for x in (q, k, v))
-        state = [x.float().contiguous().clone() for x in (w1, w2, s1, s2)]
-        y = torch.empty(b, h, t, d, dtype=torch.float32, device=q.device)
-        scratch = [
-            torch.empty(b * h, bt, e, dtype=torch.float32, device=q.device) for _ in range(3)
-        ]
-        chunks = [
-            torch.empty(b * h, n, d * e, dtype=torch.float32, device=q.device) for _ in range(4)
-        ]
-        _mlp_forward_kernel[(b * h,)](
-            q, k, v, *gates, *state, y, *scratch, *chunks,
-            n, t, eps, D=d, E=e, BT=bt, BE=min(e, 64), P=_precision(q), SAVE=True,
-        )  # fmt: skip
+        matrices = (G, f, beta, g_end, c_end, f_end, beta_end, m_end)
+        y, state, gates, chunks = _run_forward(q, k, v, matrices, (w1, w2, s1, s2), eps, save=True)
         ctx.save_for_backward(q, k, v, *gates, *chunks)
         ctx.eps = eps
         ctx.dtypes = [x.dtype for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end, w1, w2)]
