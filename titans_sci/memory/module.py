@@ -22,8 +22,8 @@ _IMPLEMENTATIONS = {"chunked": chunked, "recurrent": recurrent}
 def _chunked_backend(rule: MemoryRule, on_cuda: bool):
     """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form."""
     backend = rule.config.backend
-    if backend == "torch":
-        return chunked
+    if backend == "torch" or (backend == "auto" and not on_cuda):
+        return chunked  # no Triton import for a decision already made
     try:
         from titans_sci.kernels import supports, triton_chunked
     except ImportError as error:  # no Triton on this platform
@@ -31,7 +31,7 @@ def _chunked_backend(rule: MemoryRule, on_cuda: bool):
             raise ValueError(f"backend='triton' but Triton cannot be imported: {error}") from None
         return chunked
     if backend == "auto":
-        return triton_chunked if on_cuda and supports(rule) else chunked
+        return triton_chunked if supports(rule) else chunked
     if not supports(rule):
         raise ValueError(
             "backend='triton' but the kernels do not cover this memory (they cover the l2 bias "
