@@ -20,6 +20,7 @@ from titans_sci.models import (
     TitansMAC,
     build_backbone,
 )
+from titans_sci.models.backbones import reverse_order
 
 DIM = 16
 VARIANTS = ("lmm", "mac", "mag", "mal")
@@ -152,6 +153,27 @@ def test_bidirectional(variant: str):
     mask[:, 20:] = False
     other = torch.where(mask[..., None], x, torch.randn_like(x))
     torch.testing.assert_close(model(x, mask)[0][mask], model(other, mask)[0][mask])
+
+
+def test_reverse_order_mirrors_real_tokens_only():
+    mask = torch.tensor([[True, True, True, False, False], [False, True, True, True, True]])
+    order = reverse_order(mask, 5, mask.device)
+    assert order.tolist() == [[2, 1, 0, 3, 4], [0, 4, 3, 2, 1]]
+    torch.testing.assert_close(order.gather(1, order), torch.arange(5).expand(2, 5))
+    assert reverse_order(None, 4, mask.device).tolist() == [[3, 2, 1, 0]]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bidirectional_right_padding_equals_the_sequence_alone(variant: str):
+    """Each sequence is reversed over its own real tokens, so right padding (as ``pad_batch``
+    makes it) changes nothing: a sequence gets the same outputs in any batch."""
+    model = make_model(variant, bidirectional=True)
+    x = embeddings(length=24)
+    mask = torch.ones(2, 24, dtype=torch.bool)
+    mask[1, 17:] = False
+    h, _ = model(x, mask)
+    alone, _ = model(x[1:, :17])
+    torch.testing.assert_close(h[1, :17], alone[0], rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("preset", ["titans", "moneta", "yaad", "memora"])

@@ -88,3 +88,33 @@ def test_classifier_rejects_bad_ids(name: str):
     ids, mask = _batch(_split(name, "test")["sequence"].head(2).tolist())
     with pytest.raises(ValueError, match="mask is"):
         model(ids, mask[:, :-1])
+
+
+@pytest.mark.parametrize("stem_kernel", [0, 9])
+def test_padding_never_changes_a_prediction(stem_kernel: int):
+    """With and without the convolutional stem: a right-padded sequence gets the logits it
+    gets alone (so a prediction does not depend on the batch it is in), and with left padding
+    the padded ids, whatever they are, never reach the logits."""
+    torch.manual_seed(0)
+    model = DNAClassifier(
+        LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True), 2, stem_kernel=stem_kernel
+    ).eval()
+    sequence = _split("gue/prom/prom_core_tata", "test")["sequence"].iloc[0][:40]
+    ids, _ = _batch([sequence])
+    pad = torch.randint(0, 5, (1, 7))  # real-base ids at padded positions: must be ignored
+    right = torch.cat([ids, pad], 1)
+    right_mask = torch.arange(47)[None] < 40
+    torch.testing.assert_close(model(right, right_mask), model(ids), rtol=1e-4, atol=1e-5)
+    left_mask = torch.arange(47)[None] >= 7
+    left, other = torch.cat([pad, ids], 1), torch.cat([torch.randint(0, 5, (1, 7)), ids], 1)
+    torch.testing.assert_close(model(left, left_mask), model(other, left_mask))
+
+
+def test_classifier_rejects_a_bad_stem_or_pool():
+    config = LMMConfig(dim=32, depth=1, memory=MEMORY)
+    with pytest.raises(ValueError, match="kernel_size=4"):
+        DNAClassifier(config, 2, stem_kernel=4)
+    with pytest.raises(ValueError, match="stem_kernel=-1"):
+        DNAClassifier(config, 2, stem_kernel=-1)
+    with pytest.raises(ValueError, match="pool='sum'"):
+        DNAClassifier(config, 2, pool="sum")

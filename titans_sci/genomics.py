@@ -15,12 +15,14 @@ A task file (see ``tasks/*.toml``)::
     dim = 64
     depth = 2
     bidirectional = true
+    stem_kernel = 9             # convolutional stem over 9 bases (0: none)
+    pool = "max"                # head pooling: max | mean
     memory = { preset = "titans", num_heads = 4, head_dim = 16, chunk_size = 16 }
 
     [training]                  # for the Titans classifier and the CNN baseline alike
     epochs = 5
     batch_size = 32
-    lr = 3e-3
+    lr = 1e-3
     max_train = 0               # 0: every training sequence
     rc_augment = true
 
@@ -89,6 +91,8 @@ class ModelSpec:
     dim: int = 64
     depth: int = 2
     bidirectional: bool = True
+    stem_kernel: int = 9
+    pool: str = "max"
     memory: dict[str, Any] = field(default_factory=lambda: {"preset": "titans"})
 
 
@@ -96,7 +100,7 @@ class ModelSpec:
 class TrainingSpec:
     epochs: int = 5
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     max_train: int = 0
     rc_augment: bool = True
 
@@ -119,7 +123,7 @@ class GenomicTask:
 _TYPES = {
     "task": (TaskSpec, {"name": str, "protocol": str, "folds": int, "seeds": list}),
     "model": (ModelSpec, {"variant": str, "dim": int, "depth": int, "bidirectional": bool,
-                          "memory": dict}),
+                          "stem_kernel": int, "pool": str, "memory": dict}),
     "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "max_train": int,
                                 "rc_augment": bool}),
     "baselines": (BaselineSpec, {"kmer_lr": bool, "cnn": bool}),
@@ -218,7 +222,7 @@ def _build_model(task: GenomicTask, num_classes: int) -> DNAClassifier:
     backbone = config_class(
         dim=spec.dim, depth=spec.depth, memory=memory, bidirectional=spec.bidirectional
     )
-    return DNAClassifier(backbone, num_classes)
+    return DNAClassifier(backbone, num_classes, stem_kernel=spec.stem_kernel, pool=spec.pool)
 
 
 def _subsample(records: list[SequenceRecord], limit: int, seed: int) -> list[SequenceRecord]:

@@ -1,13 +1,15 @@
 """Layers of the Titans backbone: the neural-memory layer, sliding-window attention with
-persistent tokens, and small blocks (causal depthwise convolution, SwiGLU, gated RMSNorm)."""
+persistent tokens, and small blocks (causal depthwise convolution, a convolutional stem,
+SwiGLU, gated RMSNorm)."""
 
 from .attention import AttentionState, SlidingWindowAttention
-from .basic import CausalDepthwiseConv, GatedRMSNorm, SwiGLU
+from .basic import CausalDepthwiseConv, ConvStem, GatedRMSNorm, SwiGLU
 from .memory_layer import MemoryLayerState, NeuralMemoryLayer
 
 __all__ = [
     "AttentionState",
     "CausalDepthwiseConv",
+    "ConvStem",
     "GatedRMSNorm",
     "MemoryLayerState",
     "NeuralMemoryLayer",

@@ -32,6 +32,32 @@ class CausalDepthwiseConv(nn.Module):
         return y.transpose(1, 2), padded[:, padded.shape[1] - (self.kernel_size - 1) :]
 
 
+class ConvStem(nn.Module):
+    """A dense 1-D convolution over time ("same" padding) and GELU: ``[B, T, C] -> [B, T, C]``.
+
+    It turns token embeddings into local (k-mer-like) features before a sequence backbone.
+    ``mask: [B, T]`` (True = real token) zeroes padded positions before and after the
+    convolution, so padding acts like the zeros beyond a sequence's ends and its content never
+    reaches a real position. It looks both ways: for non-causal use (classification).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 9) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 != 1:
+            raise ValueError(f"ConvStem kernel_size={kernel_size}; expected an odd int >= 1")
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != x.shape[:2]):
+            got = f"{mask.dtype} {tuple(mask.shape)}"
+            raise ValueError(f"mask is {got}; expected a bool tensor [B, T] = {tuple(x.shape[:2])}")
+        keep = None if mask is None else mask.unsqueeze(-1).to(x.dtype)  # [B, T, 1]
+        if keep is not None:
+            x = x * keep
+        y = F.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        return y if keep is None else y * keep
+
+
 class SwiGLU(nn.Module):
     """``W_3 (silu(W_1 x) * W_2 x)`` with hidden width ``8/3 * dim`` rounded up to 8."""
 

@@ -5,7 +5,9 @@ embeddings, ``mask: [B, T]`` bool (True = real token), ``h: [B, T, D]``. Feeding
 pieces, carrying the returned state, gives exactly the outputs of one call (MAC replays the
 current partial segment, so this holds at any split, not only at segment boundaries), and the
 state never grows with the length processed. With ``bidirectional=True`` the same weights also
-read the reversed sequence and the two are averaged; such a backbone does not stream.
+read the reversed sequence and the two are averaged; such a backbone does not stream. The
+reversal is per sequence and over its real tokens only (padding stays where it is), so a
+right-padded sequence gets exactly the outputs it gets alone, whatever the batch.
 """
 
 from __future__ import annotations
@@ -187,8 +189,9 @@ class TitansBackbone(nn.Module):
         self._check(x, mask, state)
         if self.config.bidirectional:
             forward, _ = self._causal(x, mask, None)
-            backward, _ = self._causal(_flip(x), _flip(mask), None)
-            return (forward + backward.flip(1)) / 2, None
+            order = reverse_order(mask, x.shape[1], x.device)
+            backward, _ = self._causal(_gather_time(x, order), mask, None)
+            return (forward + _gather_time(backward, order)) / 2, None
         return self._causal(x, mask, state)
 
     def _causal(
@@ -284,5 +287,22 @@ def _all_real(x: Tensor, mask: Tensor | None) -> Tensor:
     return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 
 
-def _flip(x: Tensor | None) -> Tensor | None:
-    return None if x is None else x.flip(1)
+def reverse_order(mask: Tensor | None, length: int, device: torch.device) -> Tensor:
+    """Time indices ``[B, T]`` (or ``[1, T]`` without a mask) that reverse each sequence's real
+    tokens among their own positions and leave padded positions in place: position ``p`` of
+    rank ``r`` among a row's ``n`` real tokens takes the real token of rank ``n - 1 - r``. The
+    permutation is its own inverse."""
+    positions = torch.arange(length, device=device)
+    if mask is None:
+        return positions.flip(0)[None]
+    # Real positions first (in order), then padded ones: real_positions[b, r] for rank r.
+    key = torch.where(mask, positions, positions + length)
+    real_positions = key.argsort(dim=1)
+    rank = mask.long().cumsum(dim=1) - 1
+    mirrored = (mask.sum(dim=1, keepdim=True) - 1 - rank).clamp_min(0)
+    return torch.where(mask, real_positions.gather(1, mirrored), positions)
+
+
+def _gather_time(x: Tensor, order: Tensor) -> Tensor:
+    """``x [B, T, D]`` reordered in time by ``order [B or 1, T]``."""
+    return x.gather(1, order[..., None].expand(x.shape[0], -1, x.shape[-1]))
