@@ -39,9 +39,6 @@ folds) and written to the run directory as JSON and CSV.
 from __future__ import annotations
 
 import copy
-import csv
-import json
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +47,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from titans_sci._dicts import from_dict
+from titans_sci._results import write_results
+from titans_sci._toml import read_tables
 from titans_sci.data.dna import (
     NucleotideTokenizer,
     SequenceRecord,
@@ -66,11 +64,6 @@ from titans_sci.memory import MemoryConfig
 from titans_sci.models import MODELS
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -133,31 +126,7 @@ _TYPES = {
 def load_task(path: str | Path) -> GenomicTask:
     """Read and check a task file: unknown tables or keys and wrong types name the file and key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the task file: {error}") from None
-    unknown = sorted(set(data) - set(_TYPES))
-    if unknown:
-        raise ValueError(f"{path}: unknown table(s) {unknown}; expected {sorted(_TYPES)}")
-    if "task" not in data:
-        raise ValueError(f"{path}: missing the [task] table")
-    parts = {}
-    for table, (cls, types) in _TYPES.items():
-        values = data.get(table, {})
-        for key, value in values.items():
-            expected = types.get(key)
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                values[key] = value
-            if expected is not None and not isinstance(value, expected):
-                raise ValueError(
-                    f"{path}: [{table}] {key} = {value!r} should be {expected.__name__}"
-                )
-        try:
-            parts[table] = from_dict(cls, values)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{path}: [{table}] {error}") from None
+    parts = read_tables(path, _TYPES)
     task = parts["task"]
     if task.protocol not in ("train_dev_test", "kfold"):
         raise ValueError(
@@ -371,25 +340,11 @@ def run(task: GenomicTask, out_dir: str | Path = "runs") -> dict[str, Any]:
         "runs": runs,
         "summary": summary,
     }
-    directory = Path(out_dir) / spec.name
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(directory / "results.json", json.dumps(result, indent=2))
-    columns = list(dict.fromkeys(k for r in runs for k in r))
-    with open(directory / "runs.csv.tmp", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(runs)
-    (directory / "runs.csv.tmp").replace(directory / "runs.csv")
+    write_results(Path(out_dir) / spec.name, result, runs)
     return result
 
 
 _METRICS = ("accuracy", "mcc", "f1", "auroc")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def format_summary(result: dict[str, Any]) -> str:

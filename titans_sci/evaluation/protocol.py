@@ -34,9 +34,11 @@ def select_on_dev(
     snapshot: Callable[[], Any],
     restore: Callable[[Any], None],
     evaluate_test: Callable[[], dict[str, float]],
+    patience: int | None = None,
 ) -> Selection:
     """Train ``epochs`` epochs, keep the weights of the best dev score (the earliest on ties),
-    restore them, and evaluate the test set once."""
+    restore them, and evaluate the test set once. With ``patience``, stop early once that many
+    epochs in a row have not improved the best dev score."""
     if epochs < 1:
         raise ValueError(f"epochs={epochs}; expected >= 1")
     best_epoch, best_score, best = -1, -math.inf, None
@@ -49,6 +51,8 @@ def select_on_dev(
         scores.append(score)
         if score > best_score:
             best_epoch, best_score, best = epoch, score, snapshot()
+        elif patience is not None and epoch - best_epoch >= patience:
+            break
     restore(best)
     return Selection(best_epoch, scores, dict(evaluate_test()))
 

@@ -1,0 +1,142 @@
+"""The Titans forecaster and its heads: shapes, invariances, losses, configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from titans_sci.heads.forecasting import PointHead, QuantileHead, StudentTHead
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import LMMConfig, MACConfig, MAGConfig, MALConfig
+from titans_sci.models.forecaster import MODES, ForecasterConfig, TitansForecaster
+
+MEMORY = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
+HEADS = ("point", "student_t", "quantile")
+
+
+def make(mode: str = "channel_independent", head: str = "point", **kw) -> TitansForecaster:
+    torch.manual_seed(0)
+    backbone = kw.pop("backbone", LMMConfig(dim=16, depth=1, memory=MEMORY))
+    config = ForecasterConfig(
+        lookback=40, horizon=12, channels=3, backbone=backbone, mode=mode, head=head,
+        patch_len=8, stride=4, **kw,
+    )  # fmt: skip
+    return TitansForecaster(config).double().eval()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("head", HEADS)
+def test_shapes_losses_and_point_forecasts(mode: str, head: str):
+    model = make(mode, head)
+    x, y = torch.randn(5, 40, 3).double(), torch.randn(5, 12, 3).double()
+    assert model.predict(x).shape == (5, 12, 3)
+    loss = model.loss(x, y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_instance_norm_makes_forecasts_affine_equivariant(mode: str):
+    """Shifting and scaling a window shifts and scales its forecast the same way, per channel
+    (RevIN): forecast(a x + b) = a forecast(x) + b, up to the 1e-5 added to the variance."""
+    model = make(mode)
+    x = torch.randn(4, 40, 3).double()
+    a, b = torch.tensor([2.0, 0.5, 10.0]).double(), torch.tensor([-3.0, 100.0, 0.1]).double()
+    expected = a * model.predict(x) + b
+    torch.testing.assert_close(model.predict(a * x + b), expected, rtol=1e-3, atol=1e-3)
+    assert not torch.allclose(model.predict(x + 1), model.predict(x) + 2)  # not trivially true
+
+
+def test_channel_independent_mode_keeps_channels_apart():
+    """Channel-independent: a channel's forecast depends on that channel alone (shared weights,
+    so permuting channels permutes forecasts); multivariate mode mixes them."""
+    x = torch.randn(2, 40, 3).double()
+    changed = x.clone()
+    changed[:, :, 2] += torch.randn(2, 40).double()
+    model = make("channel_independent")
+    torch.testing.assert_close(model.predict(changed)[..., :2], model.predict(x)[..., :2])
+    torch.testing.assert_close(model.predict(x[..., [2, 0, 1]]), model.predict(x)[..., [2, 0, 1]])
+    mixed = make("multivariate")
+    assert not torch.allclose(mixed.predict(changed)[..., :2], mixed.predict(x)[..., :2])
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        MAGConfig(dim=16, depth=1, memory=MEMORY, window=4),
+        MALConfig(dim=16, depth=1, memory=MEMORY, window=4),
+        MACConfig(dim=16, depth=1, memory=MEMORY, segment_len=4),
+    ],
+)
+def test_any_backbone_variant(backbone):
+    model = make("channel_independent", "student_t", backbone=backbone)
+    assert model.predict(torch.randn(2, 40, 3).double()).shape == (2, 12, 3)
+
+
+def test_quantile_head_is_monotone_and_its_loss_is_the_pinball_loss():
+    head = QuantileHead(4, horizon=2, channels=1, quantiles=(0.9, 0.1, 0.5))
+    loc, scale = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
+    q = head(torch.randn(3, 4), loc, scale)
+    assert q.shape == (3, 2, 1, 3) and (q.diff(dim=-1) >= 0).all()
+    assert torch.equal(head.point(q), q[..., 1])  # levels sorted: 0.1, 0.5, 0.9
+    target = torch.randn(3, 2, 1)
+    e = target[..., None] - q
+    tau = torch.tensor([0.1, 0.5, 0.9])
+    expected = torch.where(e >= 0, tau * e, (tau - 1) * e).mean()
+    torch.testing.assert_close(head.loss(q, target, loc, scale), expected)
+    with pytest.raises(ValueError, match="quantiles"):
+        QuantileHead(4, 2, 1, quantiles=(0.0, 0.5))
+
+
+def test_student_t_loss_is_the_scale_free_negative_log_likelihood():
+    """The loss is the NLL of the target in units of the window's scale, so multiplying the
+    data by 10 leaves it unchanged."""
+    head = StudentTHead(4, horizon=3, channels=2)
+    features = torch.randn(2, 4)
+    target = torch.randn(2, 3, 2)
+    loc, scale = torch.zeros(2, 1, 2), torch.ones(2, 1, 2)
+    dist = head(features, loc, scale)
+    torch.testing.assert_close(head.loss(dist, target, loc, scale), -dist.log_prob(target).mean())
+    scaled = head(features, loc, 10 * scale)
+    torch.testing.assert_close(
+        head.loss(scaled, 10 * target, loc, 10 * scale), head.loss(dist, target, loc, scale)
+    )
+    assert (dist.df > 2).all()
+    torch.testing.assert_close(head.point(dist), dist.mean)
+
+
+def test_point_head_loss_is_mse_in_window_units():
+    head = PointHead(4, horizon=3, channels=2)
+    out = head(torch.randn(2, 4), torch.zeros(2, 1, 2), 5 * torch.ones(2, 1, 2))
+    target = torch.randn(2, 3, 2)
+    loc, scale = torch.zeros(2, 1, 2), 5 * torch.ones(2, 1, 2)
+    torch.testing.assert_close(
+        head.loss(out, target, loc, scale), ((out - target) / 5).pow(2).mean()
+    )
+
+
+def test_config_round_trip_and_errors():
+    config = ForecasterConfig(
+        lookback=96, horizon=24, channels=7, backbone=MAGConfig(dim=16, memory=MEMORY, window=8)
+    )
+    again = ForecasterConfig.from_dict(config.to_dict())
+    assert again == config and isinstance(again.backbone, MAGConfig)
+    assert config.num_patches == 12
+    with pytest.raises(ValueError, match="patch_len=16 is longer than lookback=8"):
+        ForecasterConfig(lookback=8, horizon=4)
+    with pytest.raises(ValueError, match="mode='both'"):
+        ForecasterConfig(lookback=96, horizon=4, mode="both")
+    with pytest.raises(ValueError, match="head='normal'"):
+        ForecasterConfig(lookback=96, horizon=4, head="normal")
+    with pytest.raises(ValueError, match="unknown ForecasterConfig keys"):
+        ForecasterConfig.from_dict({"lookback": 96, "horizon": 4, "colour": 1})
+    with pytest.raises(ValueError, match="bidirectional"):
+        TitansForecaster(
+            ForecasterConfig(lookback=96, horizon=4, backbone=LMMConfig(bidirectional=True))
+        )
+    model = make()
+    with pytest.raises(ValueError, match=r"x has shape \(2, 40, 2\); expected \[B, 40, 3\]"):
+        model.predict(torch.randn(2, 40, 2).double())
+    with pytest.raises(ValueError, match=r"y has shape"):
+        model.loss(torch.randn(2, 40, 3).double(), torch.randn(2, 11, 3).double())

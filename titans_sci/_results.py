@@ -1,0 +1,24 @@
+"""Writing a task's results: ``results.json`` and ``runs.csv``, each replaced atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+
+def write_results(directory: Path, result: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """``directory/results.json`` (the whole ``result``) and ``directory/runs.csv`` (one row
+    per run, columns in order of first appearance). Each file is written to a temporary name
+    and renamed, so a reader never sees half a file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(directory / "results.json")
+    columns = list(dict.fromkeys(k for r in runs for k in r))
+    with open(directory / "runs.csv.tmp", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(runs)
+    (directory / "runs.csv.tmp").replace(directory / "runs.csv")
