@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import fcntl
-import json
 import os
 import sys
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import torch
 from machine import cpu_model
+from store import save
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -121,7 +120,7 @@ def budget(args: argparse.Namespace, max_train: int) -> str:
 
 
 def render(store: dict[str, dict]) -> str:
-    names = [m.name for m in list_datasets()]
+    names = [m.name for m in list_datasets(kind="dna")]
     models = ["titans lmm", "titans mag", "titans mac", "titans mal", "kmer_lr", "cnn"]
     shown = [m for m in models if any(f"{n}|{m}" in store for n in names)]
     lines = [
@@ -154,23 +153,9 @@ def render(store: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(entries: dict[str, dict], store_path: Path, table_path: Path) -> None:
-    """Merge ``entries`` into the JSON store and rebuild the table, under a file lock, so that
-    several benchmark processes (one per core) can fill the same table."""
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(store_path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        store = json.loads(store_path.read_text()) if store_path.exists() else {}
-        store.update(entries)
-        for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True)),
-                           (table_path, render(store))):  # fmt: skip
-            path.with_suffix(".tmp").write_text(text)
-            path.with_suffix(".tmp").replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", nargs="+", default=[m.name for m in list_datasets()])
+    parser.add_argument("--tasks", nargs="+", default=[m.name for m in list_datasets(kind="dna")])
     parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--folds", type=int, default=5)
@@ -216,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                     "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
                 }
                 print(f"{key}: {100 * stats['mean']:.2f} +- {100 * stats['std']:.2f}", flush=True)
-            save(entries, args.store, args.out)
+            save(entries, args.store, args.out, render)
     return 0
 
 

@@ -49,7 +49,7 @@ SMALL = "gue/mouse/3"  # the smallest bundled data set, for the copy-and-corrupt
 
 @pytest.fixture(scope="module")
 def manifests() -> dict[str, DatasetManifest]:
-    return {m.name: m for m in list_datasets(REPO / "datasets")}
+    return {m.name: m for m in list_datasets(REPO / "datasets", kind="dna")}
 
 
 def _copy_dataset(name: str, root: Path) -> Path:
@@ -213,7 +213,7 @@ def test_cli_verify_and_list_exit_zero():
     env = {k: v for k, v in os.environ.items() if k != registry.ENV_VAR}
     for command in ("verify", "list"):
         proc = subprocess.run(
-            [sys.executable, "-m", "titans_sci.data.registry", command],
+            [sys.executable, "-m", "titans_sci.data.registry", command, "--kind", "dna"],
             cwd=REPO,
             env=env,
             capture_output=True,

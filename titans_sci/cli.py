@@ -10,16 +10,32 @@ from pathlib import Path
 from titans_sci import __version__
 
 
+def _task_module(path: str):
+    """The module that runs a task file: ``[task] kind`` = "classification" (the default,
+    genomic classification) or "forecasting"."""
+    import importlib
+
+    from titans_sci._toml import tomllib
+
+    try:
+        kind = tomllib.loads(Path(path).read_text()).get("task", {}).get("kind", "classification")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError) as error:
+        raise ValueError(f"{path}: cannot read the task file: {error}") from None
+    modules = {"classification": "titans_sci.genomics", "forecasting": "titans_sci.forecasting"}
+    if kind not in modules:
+        raise ValueError(f"{path}: [task] kind = {kind!r}; expected one of {sorted(modules)}")
+    return importlib.import_module(modules[kind])
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.task is not None:
-        from titans_sci.genomics import format_summary, run_task
-
         try:
-            result = run_task(args.task, args.out)
+            module = _task_module(args.task)
+            result = module.run_task(args.task, args.out)
         except ValueError as error:
             print(f"titans-sci: {error}", file=sys.stderr)
             return 2
-        print(format_summary(result))
+        print(module.format_summary(result))
         print(f"results in {Path(args.out) / result['task']['name']}")
         return 0
     from titans_sci.demo import associative_recall

@@ -69,6 +69,7 @@ from titans_sci.models.dna_classifier import DNAClassifier
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
+    kind: str = "classification"
     dataset: str | None = None
     train: str | None = None
     dev: str | None = None
@@ -114,7 +115,7 @@ class GenomicTask:
 
 
 _TYPES = {
-    "task": (TaskSpec, {"name": str, "protocol": str, "folds": int, "seeds": list}),
+    "task": (TaskSpec, {"name": str, "kind": str, "protocol": str, "folds": int, "seeds": list}),
     "model": (ModelSpec, {"variant": str, "dim": int, "depth": int, "bidirectional": bool,
                           "stem_kernel": int, "pool": str, "memory": dict}),
     "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "max_train": int,
@@ -128,6 +129,8 @@ def load_task(path: str | Path) -> GenomicTask:
     path = Path(path)
     parts = read_tables(path, _TYPES)
     task = parts["task"]
+    if task.kind != "classification":
+        raise ValueError(f"{path}: [task] kind = {task.kind!r}; this reader takes 'classification'")
     if task.protocol not in ("train_dev_test", "kfold"):
         raise ValueError(
             f"{path}: [task] protocol = {task.protocol!r}; expected train_dev_test|kfold"
@@ -153,6 +156,8 @@ def load_splits(task: GenomicTask) -> dict[str, list[SequenceRecord]]:
     spec = task.task
     if spec.dataset is not None:
         manifest = load_manifest(spec.dataset)
+        if manifest.kind != "dna":
+            raise ValueError(f"data set {spec.dataset!r} is {manifest.kind}, not DNA sequences")
         files = {name: info.file for name, info in manifest.splits.items()}
     else:
         base = task.source.parent if task.source else Path.cwd()

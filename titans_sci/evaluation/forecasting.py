@@ -30,8 +30,7 @@ class PointErrors:
         """Add a batch: ``prediction`` and ``target`` of the same shape (e.g. ``[B, H, C]``)."""
         if prediction.shape != target.shape:
             raise ValueError(
-                f"prediction has shape {tuple(prediction.shape)}; target has "
-                f"{tuple(target.shape)}"
+                f"prediction has shape {tuple(prediction.shape)}; target has {tuple(target.shape)}"
             )
         error = (prediction - target).double()
         self.squared += float(error.square().sum())

@@ -53,7 +53,7 @@ class ForecasterConfig:
         patch_len: steps per patch.
         stride: steps between patch starts.
         head: ``"point"``, ``"student_t"`` or ``"quantile"``.
-        quantiles: the quantile head's levels.
+        quantiles: the quantile head's levels (kept sorted, the order of its output axis).
         instance_norm: normalise each window (and undo it on the forecast).
         dropout: dropout on the patch embeddings and before the head.
     """
@@ -86,7 +86,7 @@ class ForecasterConfig:
             raise ValueError(f"ForecasterConfig.head={self.head!r}; expected one of {list(HEADS)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"ForecasterConfig.dropout={self.dropout}; expected in [0, 1)")
-        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        object.__setattr__(self, "quantiles", tuple(sorted(float(q) for q in self.quantiles)))
 
     @property
     def num_patches(self) -> int:

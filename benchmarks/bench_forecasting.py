@@ -1,0 +1,358 @@
+"""Forecasting benchmarks: Titans next to the Titans paper and to GluonTS' own models.
+
+Two parts, each filling ``benchmarks/results/forecasting.json`` (one entry per data set and
+model, with budget, machine, date and wall time) and rebuilding ``forecasting.md`` from it, so
+the tables can be filled over several sessions:
+
+1. Long horizon (``--long``): ETTh1, ETTh2, ETTm1, Weather; lookback 96, horizons
+   96/192/336/720; MSE and MAE on the scaled data over every stride-1 test window. Titans (the
+   task files ``tasks/forecast_*.toml``, LMM and MAG) and GluonTS' PatchTST and DLinear trained on
+   the same scaled training rows (each channel a series; GluonTS' own window sampler; the
+   checkpoint with the lowest loss on the validation rows), then asked for every test window.
+2. GluonTS protocol (``--m4``): M4 Hourly (414 series, horizon 48): ``TitansEstimator`` against
+   GluonTS' DeepAR, PatchTST and DLinear; ``make_evaluation_predictions`` and ``Evaluator``:
+   MASE, sMAPE, mean weighted quantile loss.
+
+GluonTS' torch models need ``gluonts[torch]`` (lightning), which the library does not depend
+on: run this from a benchmark environment that has it, e.g.::
+
+    python -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install torch==2.13.0 \\
+        "gluonts[torch]==0.17.0" -e .
+    /tmp/bench-venv/bin/python benchmarks/bench_forecasting.py --long ett/ETTh1 --variants lmm
+    /tmp/bench-venv/bin/python benchmarks/bench_forecasting.py --m4
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import cpu_model
+from store import save
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from titans_sci.data.registry import load_manifest  # noqa: E402
+from titans_sci.data.timeseries import load_dataset, make_splits  # noqa: E402
+from titans_sci.evaluation.forecasting import PointErrors  # noqa: E402
+from titans_sci.forecasting import load_task, run  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
+# The Titans paper's Table 3 (neural memory in the Simba framework), MSE / MAE averaged over
+# horizons 96/192/336/720 with lookback 96 (inferred; see shared/reference/titans_miras.md 5.6).
+PAPER = {
+    "ett/ETTh1": (0.420, 0.421),
+    "ett/ETTh2": (0.336, 0.382),
+    "ett/ETTm1": (0.358, 0.387),
+    "weather": (0.231, 0.265),
+}
+
+
+def machine(threads: int) -> str:
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {threads} torch thread(s), "
+        f"torch {torch.__version__}"
+    )
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+# ----------------------------------------------------------------------------- Titans, long
+
+
+def titans_long(name: str, variant: str, args: argparse.Namespace) -> dict:
+    task = load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml")
+    model = dataclasses.replace(task.model, variant=variant)
+    spec = dataclasses.replace(
+        task.task, name=f"{task.task.name}_{variant}", horizons=args.horizons
+    )
+    training = dataclasses.replace(task.training, epochs=args.epochs)
+    task = dataclasses.replace(task, task=spec, model=model, training=training)
+    result = run(task, RESULTS / "runs")
+    summary = result["summary"]
+    budget = (
+        f"{training.epochs} epochs max (patience {training.patience}), "
+        f"<= {training.max_train_windows or 'all'} windows per epoch, batch {training.batch_size}, "
+        f"lr {training.lr}, dim {model.dim}, depth {model.depth}, {model.mode}, patch "
+        f"{model.patch_len}/{model.stride}, seeds {spec.seeds}"
+    )
+    entries = {}
+    for key, model_name in (("titans", f"titans {variant}"), ("last_value", "last value")):
+        per_h = {
+            h: {m: s[m]["mean"] for m in ("mse", "mae")}
+            for h, s in summary[key]["horizons"].items()
+        }
+        entries[f"{name}|{model_name}"] = {"horizons": per_h, "budget": budget}
+    return entries
+
+
+# ----------------------------------------------------------------------------- GluonTS, long
+
+
+def _series(values: np.ndarray, start, freq: str) -> list[dict]:
+    return [
+        {"start": start, "target": values[:, c].astype(np.float32), "item_id": str(c)}
+        for c in range(values.shape[1])
+    ]
+
+
+def gluonts_long(name: str, peer: str, args: argparse.Namespace) -> dict:
+    """Train GluonTS' ``peer`` on the scaled training rows of ``name`` (one series per channel),
+    select on the validation rows, and score its mean forecast on every test window."""
+    import lightning.pytorch as pl
+    from gluonts.dataset.common import ListDataset
+
+    table = load_dataset(name)
+    freq = load_manifest(name).freq
+    rule = load_manifest(name).split_rule
+    per_h = {}
+    budget = ""
+    for horizon in args.horizons:
+        pl.seed_everything(1, workers=True)
+        splits = make_splits(table, rule, 96, horizon)
+        scaled = splits.scaler.transform(table.values)
+        tr, va = splits.borders.train, splits.borders.val
+        start = table.timestamps[0].to_period(freq)
+        train = ListDataset(_series(scaled[tr[0] : tr[1]], start, freq), freq=freq)
+        val_start = table.timestamps[va[0]].to_period(freq)
+        val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
+        channels = scaled.shape[1]
+        batches = max(1, args.peer_windows * channels // args.peer_batch)
+        estimator = _estimator(peer, horizon, freq, args, batches)
+        budget = (
+            f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
+            f"(= Titans' windows per epoch), lowest validation loss, context 96, seed 1"
+        )
+        predictor = estimator.train(train, validation_data=val)
+        predictor.batch_size = 1024
+        errors = PointErrors()
+        for x, y in torch.utils.data.DataLoader(splits.test, batch_size=256):
+            entries = [
+                {"start": start, "target": x[b, :, c].numpy()}
+                for b in range(x.shape[0])
+                for c in range(channels)
+            ]
+            means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
+            prediction = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
+            errors.update(prediction.float(), y)
+        per_h[str(horizon)] = errors.result()
+    return {f"{name}|{peer}": {"horizons": per_h, "budget": budget}}
+
+
+def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, batches: int):
+    trainer = {
+        "max_epochs": args.epochs,
+        "accelerator": "cpu",
+        "enable_progress_bar": False,
+        "logger": False,
+    }
+    common = {
+        "prediction_length": horizon,
+        "batch_size": args.peer_batch,
+        "num_batches_per_epoch": batches,
+        "trainer_kwargs": trainer,
+    }
+    if peer == "patchtst":
+        from gluonts.torch.model.patch_tst import PatchTSTEstimator
+
+        return PatchTSTEstimator(context_length=96, patch_len=16, stride=8, **common)
+    if peer == "dlinear":
+        from gluonts.torch.model.d_linear import DLinearEstimator
+
+        return DLinearEstimator(context_length=96, **common)
+    if peer == "deepar":
+        from gluonts.torch.model.deepar import DeepAREstimator
+
+        return DeepAREstimator(freq=freq, context_length=96, **common)
+    raise ValueError(f"unknown peer {peer!r}")
+
+
+# ----------------------------------------------------------------------------- M4 Hourly
+
+
+def m4_hourly(models: list[str], args: argparse.Namespace) -> dict:
+    """GluonTS protocol on M4 Hourly: train on the training parts, forecast the 48 test points,
+    score with GluonTS' Evaluator."""
+    import lightning.pytorch as pl
+    from gluonts.dataset.common import ListDataset
+    from gluonts.evaluation import Evaluator, make_evaluation_predictions
+
+    from titans_sci.data.timeseries import read_m4
+    from titans_sci.models.gluonts_estimator import TitansEstimator
+
+    manifest = load_manifest("m4/hourly")
+    series = read_m4(manifest.splits["train"].file, manifest.splits["test"].file)
+    horizon, freq = 48, "h"
+    train = ListDataset(
+        [{"start": s["start"], "target": s["target"], "item_id": s["item_id"]} for s in series],
+        freq=freq,
+    )
+    test = ListDataset(  # the held-out 48 points appended: make_evaluation_predictions hides them
+        [
+            {
+                "start": s["start"],
+                "target": np.concatenate([s["target"], s["test"]]),
+                "item_id": s["item_id"],
+            }
+            for s in series
+        ],
+        freq=freq,
+    )
+    entries = {}
+    for model in models:
+        pl.seed_everything(1, workers=True)
+        start = time.perf_counter()
+        if model == "titans lmm":
+            estimator = TitansEstimator(
+                prediction_length=horizon,
+                freq=freq,
+                context_length=args.m4_context,
+                epochs=args.epochs,
+                batches_per_epoch=args.m4_batches,
+                batch_size=32,
+                seed=1,
+            )
+        else:
+            estimator = _estimator(model, horizon, freq, args, args.m4_batches)
+            estimator.batch_size = 32
+        predictor = estimator.train(train)
+        forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
+        agg, _ = Evaluator(quantiles=[0.1 * i for i in range(1, 10)], num_workers=None)(
+            targets, forecasts
+        )
+        entries[f"m4/hourly|{model}"] = {
+            "mase": agg["MASE"],
+            "smape": agg["sMAPE"],
+            "mean_wql": agg["mean_wQuantileLoss"],
+            "budget": f"{args.epochs} epochs of {args.m4_batches} batches of 32, context "
+            f"{args.m4_context}, seed 1",
+            "seconds": time.perf_counter() - start,
+        }
+        print(model, {k: v for k, v in entries[f"m4/hourly|{model}"].items() if k != "budget"})
+    return entries
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def render(store: dict[str, dict]) -> str:
+    lines = [
+        "# Forecasting: Titans next to the Titans paper and GluonTS' models",
+        "",
+        "## Long horizon (lookback 96)",
+        "",
+        "Test MSE / MAE on the scaled data (scaler fitted on the training rows), every stride-1 "
+        "test window, the last partial batch kept. Paper: the Titans paper's Table 3 (neural "
+        "memory inside the Simba framework), averaged over the four horizons. Budgets below.",
+        "",
+    ]
+    models = ["titans lmm", "titans mag", "patchtst", "dlinear", "last value"]
+    for name in LONG:
+        shown = [m for m in models if f"{name}|{m}" in store]
+        if not shown:
+            continue
+        lines += [f"### {name}", "", "| horizon | paper Titans | " + " | ".join(shown) + " |"]
+        lines.append("| --- | ---: |" + " ---: |" * len(shown))
+        horizons = sorted({h for m in shown for h in store[f"{name}|{m}"]["horizons"]}, key=int)
+        for h in horizons:
+            cells = []
+            for m in shown:
+                r = store[f"{name}|{m}"]["horizons"].get(h)
+                cells.append("-" if r is None else f"{r['mse']:.3f} / {r['mae']:.3f}")
+            lines.append(f"| {h} | | " + " | ".join(cells) + " |")
+        cells = []
+        for m in shown:
+            rs = store[f"{name}|{m}"]["horizons"]
+            if len(rs) == 4:
+                mse = np.mean([r["mse"] for r in rs.values()])
+                mae = np.mean([r["mae"] for r in rs.values()])
+                cells.append(f"**{mse:.3f} / {mae:.3f}**")
+            else:
+                cells.append("-")
+        paper = PAPER[name]
+        lines += [f"| average | {paper[0]:.3f} / {paper[1]:.3f} | " + " | ".join(cells) + " |", ""]
+    m4 = {k: v for k, v in store.items() if k.startswith("m4/hourly|")}
+    if m4:
+        lines += [
+            "## GluonTS protocol: M4 Hourly (414 series, horizon 48)",
+            "",
+            "`make_evaluation_predictions` + `Evaluator` (quantiles 0.1..0.9); 100 samples.",
+            "",
+            "| model | MASE | sMAPE | mean wQuantileLoss |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for key, r in m4.items():
+            cells = f"{r['mase']:.3f} | {r['smape']:.3f} | {r['mean_wql']:.3f}"
+            lines.append(f"| {key.split('|')[1]} | {cells} |")
+        lines.append("")
+    lines += ["## Budgets", ""]
+    for key, entry in sorted(store.items()):
+        lines.append(
+            f"- {key}: {entry['budget']}; {entry['seconds']:.0f} s wall; {entry['machine']}; "
+            f"{entry['date']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--long", nargs="*", default=None, help="data sets (default: all four)")
+    parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
+    parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
+    parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--peer-windows", type=int, default=8000)
+    parser.add_argument("--peer-batch", type=int, default=224)
+    parser.add_argument("--m4", action="store_true")
+    parser.add_argument(
+        "--m4-models", nargs="+", default=["titans lmm", "deepar", "patchtst", "dlinear"]
+    )
+    parser.add_argument("--m4-batches", type=int, default=50)
+    parser.add_argument("--m4-context", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--store", type=Path, default=RESULTS / "forecasting.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "forecasting.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    stamp = {"machine": machine(args.threads), "date": today()}
+    names = list(LONG) if args.long == [] else (args.long or [])
+    for name in names:
+        jobs = [(titans_long, v) for v in args.variants] + [(gluonts_long, p) for p in args.peers]
+        for job, label in jobs:
+            start = time.perf_counter()
+            entries = job(name, label, args)
+            seconds = time.perf_counter() - start
+            for entry in entries.values():
+                entry.update(stamp, seconds=seconds)
+            save(entries, args.store, args.out, render)
+            for key, entry in entries.items():
+                avg = {
+                    m: np.mean([r[m] for r in entry["horizons"].values()]) for m in ("mse", "mae")
+                }
+                print(
+                    f"{key} ({label}): average MSE {avg['mse']:.4f} MAE {avg['mae']:.4f}",
+                    flush=True,
+                )
+    if args.m4:
+        entries = m4_hourly(args.m4_models, args)
+        for entry in entries.values():
+            entry.update(stamp)
+        save(entries, args.store, args.out, render)
+    if not names and not args.m4:
+        parser.error("nothing to run: give --long [DATASET ...] and/or --m4")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

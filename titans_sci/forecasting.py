@@ -1,0 +1,279 @@
+"""Long-horizon forecasting tasks: one TOML file describes data, model, training and protocol.
+
+A task file (see ``tasks/*.toml``)::
+
+    [task]
+    kind = "forecasting"
+    name = "etth1"
+    dataset = "ett/ETTh1"          # a bundled data set (titans_sci.data.registry)
+    # or: file = "my.csv", date_column = "date", split_rule = "ratio_70_10_20"
+    columns = []                    # [] = every numeric column
+    lookback = 96
+    horizons = [96, 192, 336, 720]
+    seeds = [1]
+
+    [model]                         # a TitansForecaster
+    variant = "lmm"                 # lmm | mac | mag | mal
+    mode = "channel_independent"    # or "multivariate"
+    dim = 64
+    depth = 2
+    patch_len = 16
+    stride = 8
+    dropout = 0.1
+    memory = { preset = "titans", num_heads = 4, head_dim = 16, chunk_size = 4 }
+
+    [training]
+    epochs = 10
+    batch_size = 32
+    lr = 1e-3
+    patience = 3                    # early stopping on validation MSE
+    max_train_windows = 0           # > 0: a seeded random subset of windows per epoch
+
+Protocol: chronological splits (ETT 12/4/4 months, others 70/10/20), a scaler fitted on the
+training rows only, stride-1 windows with validation and test windows starting ``lookback``
+steps before their border; train with MSE, keep the epoch with the lowest validation MSE, report
+test MSE and MAE (scaled data, every window, the last partial batch kept) once per seed and
+horizon, next to the last-value baseline on the same windows. Results go to
+``<out>/<name>/results.json`` and ``runs.csv``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from titans_sci._results import write_results
+from titans_sci._toml import read_tables
+from titans_sci.data.registry import load_manifest
+from titans_sci.data.timeseries import ForecastSplits, load_dataset, make_splits, read_series
+from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
+from titans_sci.evaluation.protocol import select_on_dev, summarize
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import MODELS
+from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str = "forecasting"
+    dataset: str | None = None
+    file: str | None = None
+    date_column: str = "date"
+    split_rule: str | None = None
+    columns: list[str] = field(default_factory=list)
+    lookback: int = 96
+    horizons: list[int] = field(default_factory=lambda: [96, 192, 336, 720])
+    seeds: list[int] = field(default_factory=lambda: [1])
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    variant: str = "lmm"
+    mode: str = "channel_independent"
+    dim: int = 64
+    depth: int = 2
+    patch_len: int = 16
+    stride: int = 8
+    head: str = "point"
+    dropout: float = 0.1
+    memory: dict[str, Any] = field(
+        default_factory=lambda: {"preset": "titans", "num_heads": 4, "head_dim": 16}
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    patience: int = 3
+    max_train_windows: int = 0
+
+
+@dataclass(frozen=True)
+class ForecastTask:
+    task: TaskSpec
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    source: Path | None = None
+
+
+_TYPES = {
+    "task": (TaskSpec, {"name": str, "kind": str, "dataset": str, "file": str,
+                        "date_column": str, "split_rule": str, "columns": list, "lookback": int,
+                        "horizons": list, "seeds": list}),
+    "model": (ModelSpec, {"variant": str, "mode": str, "dim": int, "depth": int,
+                          "patch_len": int, "stride": int, "head": str, "dropout": float,
+                          "memory": dict}),
+    "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "patience": int,
+                                "max_train_windows": int}),
+}  # fmt: skip
+
+
+def load_task(path: str | Path) -> ForecastTask:
+    """Read and check a forecasting task file; errors name the file, table and key."""
+    path = Path(path)
+    parts = read_tables(path, _TYPES)
+    task = parts["task"]
+    if task.kind != "forecasting":
+        raise ValueError(f"{path}: [task] kind = {task.kind!r}; this reader takes 'forecasting'")
+    if (task.dataset is None) == (task.file is None):
+        raise ValueError(f"{path}: [task] needs exactly one of dataset or file")
+    if task.file is not None and task.split_rule is None:
+        raise ValueError(f"{path}: [task] file needs split_rule (ratio_70_10_20, ett_hour, ...)")
+    bad = [h for h in task.horizons if not isinstance(h, int) or isinstance(h, bool) or h < 1]
+    if not task.horizons or bad:
+        raise ValueError(f"{path}: [task] horizons = {task.horizons!r}; expected ints >= 1")
+    if parts["model"].variant not in MODELS:
+        raise ValueError(
+            f"{path}: [model] variant = {parts['model'].variant!r}; expected one of "
+            f"{sorted(MODELS)}"
+        )
+    return ForecastTask(task, parts["model"], parts["training"], path)
+
+
+def _table_and_rule(task: ForecastTask):
+    spec = task.task
+    columns = spec.columns or None
+    if spec.dataset is not None:
+        manifest = load_manifest(spec.dataset)
+        table = load_dataset(spec.dataset)
+        if columns:
+            missing = [c for c in columns if c not in table.columns]
+            if missing:
+                raise ValueError(f"{spec.dataset}: no column(s) {missing}; has {table.columns}")
+            keep = [table.columns.index(c) for c in columns]
+            table = type(table)(
+                table.source, table.timestamps, table.values[:, keep], list(columns), table.freq
+            )
+        return table, spec.split_rule or manifest.split_rule
+    file = Path(spec.file)
+    if not file.is_absolute() and task.source is not None:
+        file = task.source.parent / file
+    return read_series(file, spec.date_column, columns), spec.split_rule
+
+
+def build_forecaster(task: ForecastTask, horizon: int, channels: int) -> TitansForecaster:
+    """The task's :class:`TitansForecaster` for one horizon."""
+    spec = task.model
+    memory_args = dict(spec.memory)
+    preset = memory_args.pop("preset", "titans")
+    memory_args.setdefault("chunk_size", 4)
+    backbone = MODELS[spec.variant].config_class(
+        dim=spec.dim, depth=spec.depth, memory=MemoryConfig.preset(preset, **memory_args)
+    )
+    config = ForecasterConfig(
+        lookback=task.task.lookback,
+        horizon=horizon,
+        channels=channels,
+        backbone=backbone,
+        mode=spec.mode,
+        patch_len=spec.patch_len,
+        stride=spec.stride,
+        head=spec.head,
+        dropout=spec.dropout,
+    )
+    return TitansForecaster(config)
+
+
+def train_and_test(
+    task: ForecastTask, splits: ForecastSplits, horizon: int, seed: int
+) -> dict[str, float]:
+    """Train one forecaster (MSE, AdamW), keep the epoch with the lowest validation MSE (early
+    stopping with the task's patience), and evaluate the test windows once."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    cfg = task.training
+    model = build_forecaster(task, horizon, len(splits.columns))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+
+    def train_epoch(epoch: int) -> None:
+        model.train()
+        order = torch.randperm(len(splits.train), generator=gen)
+        if cfg.max_train_windows:
+            order = order[: cfg.max_train_windows]
+        loader = DataLoader(Subset(splits.train, order.tolist()), batch_size=cfg.batch_size)
+        for x, y in loader:
+            loss = model.loss(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        return model.predict(x)
+
+    selection = select_on_dev(
+        cfg.epochs,
+        train_epoch,
+        score_dev=lambda: -evaluate_windows(predict, splits.val)["mse"],
+        snapshot=lambda: copy.deepcopy(model.state_dict()),
+        restore=model.load_state_dict,
+        evaluate_test=lambda: evaluate_windows(predict, splits.test),
+        patience=cfg.patience,
+    )
+    return {
+        **selection.test_metrics,
+        "val_mse": -max(selection.dev_scores),
+        "best_epoch": float(selection.best_epoch),
+        "epochs_run": float(len(selection.dev_scores)),
+    }
+
+
+def run_task(path: str | Path, out_dir: str | Path = "runs") -> dict[str, Any]:
+    """Run a forecasting task file; write ``<out_dir>/<name>/results.json`` and ``runs.csv``."""
+    return run(load_task(path), out_dir)
+
+
+def run(task: ForecastTask, out_dir: str | Path = "runs") -> dict[str, Any]:
+    """:func:`run_task` for a task built in code."""
+    table, rule = _table_and_rule(task)
+    runs: list[dict[str, Any]] = []
+    for horizon in task.task.horizons:
+        splits = make_splits(table, rule, task.task.lookback, horizon)
+        naive = evaluate_windows(lambda x, h=horizon: last_value_forecast(x, h), splits.test)
+        runs.append({"horizon": horizon, "model": "last_value", "seed": 0, **naive})
+        for seed in task.task.seeds:
+            metrics = train_and_test(task, splits, horizon, seed)
+            runs.append({"horizon": horizon, "model": "titans", "seed": seed, **metrics})
+    summary: dict[str, dict[str, Any]] = {}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        per_horizon = {}
+        for h in task.task.horizons:
+            mine = [r for r in runs if (r["model"], r["horizon"]) == (model, h)]
+            per_horizon[str(h)] = summarize([{"mse": r["mse"], "mae": r["mae"]} for r in mine])
+        means = {
+            m: float(np.mean([s[m]["mean"] for s in per_horizon.values()])) for m in ("mse", "mae")
+        }
+        summary[model] = {"horizons": per_horizon, "average": means}
+    result = {
+        "task": asdict(task.task),
+        "model": asdict(task.model),
+        "training": asdict(task.training),
+        "split_rule": rule,
+        "columns": list(table.columns),
+        "runs": runs,
+        "summary": summary,
+    }
+    write_results(Path(out_dir) / task.task.name, result, runs)
+    return result
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """Per model: MSE/MAE per horizon and their average."""
+    lines = [f"{result['task']['name']}: test MSE / MAE on scaled data (mean over seeds)"]
+    for model, summary in result["summary"].items():
+        cells = ", ".join(
+            f"H={h} {s['mse']['mean']:.4f}/{s['mae']['mean']:.4f}"
+            for h, s in summary["horizons"].items()
+        )
+        avg = summary["average"]
+        lines.append(f"  {model:>10}: {cells}; average {avg['mse']:.4f}/{avg['mae']:.4f}")
+    return "\n".join(lines)
