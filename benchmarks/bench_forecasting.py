@@ -29,6 +29,7 @@ import dataclasses
 import datetime as dt
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,6 +153,7 @@ def gluonts_long(name: str, peer: str, args: argparse.Namespace) -> dict:
 
 def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, batches: int):
     trainer = {
+        "default_root_dir": tempfile.mkdtemp(prefix="gluonts-"),  # lightning's checkpoints
         "max_epochs": args.epochs,
         "accelerator": "cpu",
         "enable_progress_bar": False,
@@ -232,9 +234,9 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> dict:
             targets, forecasts
         )
         entries[f"m4/hourly|{model}"] = {
-            "mase": agg["MASE"],
-            "smape": agg["sMAPE"],
-            "mean_wql": agg["mean_wQuantileLoss"],
+            "mase": float(agg["MASE"]),
+            "smape": float(agg["sMAPE"]),
+            "mean_wql": float(agg["mean_wQuantileLoss"]),
             "budget": f"{args.epochs} epochs of {args.m4_batches} batches of 32, context "
             f"{args.m4_context}, seed 1",
             "seconds": time.perf_counter() - start,
