@@ -139,3 +139,41 @@ def test_cli_runs_a_forecasting_task(tmp_path, capsys):
     bad = _write(tmp_path / "bad.toml", '[task]\nkind = "weather"\nname = "x"\n')
     assert main(["run", str(bad)]) == 2
     assert "kind = 'weather'" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
+    """``titans-sci run TASK`` killed (SIGKILL) once its first checkpoint is on disk, then run
+    again with ``--resume``, reports exactly the numbers of an uninterrupted run; the killed
+    run leaves no results.json that could pass for a finished one."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    name = _real_csv(tmp_path, rows=1500)
+    text = (
+        f'[task]\nkind = "forecasting"\nname = "NAME"\nfile = "{name}"\n'
+        'split_rule = "ratio_70_10_20"\nlookback = 48\nhorizons = [12, 24]\n'
+        + TINY.replace("epochs = 2", "epochs = 4")
+    )
+    _write(tmp_path / "whole.toml", text.replace("NAME", "whole"))
+    _write(tmp_path / "killed.toml", text.replace("NAME", "killed"))
+    out = tmp_path / "runs"
+    command = [sys.executable, "-m", "titans_sci.cli", "run", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen([*command, str(tmp_path / "killed.toml")])
+    first = out / "killed" / "checkpoints" / "h12_seed1" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    assert not (out / "killed" / "results.json").exists(), "the run finished before the kill"
+    assert (
+        main(["run", "--quiet", "--resume", "--out", str(out), str(tmp_path / "killed.toml")]) == 0
+    )
+    assert main(["run", "--quiet", "--out", str(out), str(tmp_path / "whole.toml")]) == 0
+    killed = json.loads((out / "killed" / "results.json").read_text())
+    whole = json.loads((out / "whole" / "results.json").read_text())
+    assert killed["summary"] == whole["summary"]
+    assert [r["mse"] for r in killed["runs"]] == [r["mse"] for r in whole["runs"]]

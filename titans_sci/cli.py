@@ -31,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.task is not None:
         try:
             module = _task_module(args.task)
-            result = module.run_task(args.task, args.out)
+            result = module.run_task(args.task, args.out, args.resume, not args.quiet)
         except ValueError as error:
             print(f"titans-sci: {error}", file=sys.stderr)
             return 2
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a task file (tasks/*.toml); without one, the associative-recall demo",
     )
     run.add_argument("--out", default="runs", help="where task results go (default runs/)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted task from its checkpoints (same numbers as one go)",
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument(
         "--tokens", type=_positive_even, default=2048, help="stream length (default 2048)"
     )

@@ -39,7 +39,6 @@ horizon, next to the last-value baseline on the same windows. Results go to
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +52,11 @@ from titans_sci._toml import read_tables
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import ForecastSplits, load_dataset, make_splits, read_series
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
-from titans_sci.evaluation.protocol import select_on_dev, summarize
+from titans_sci.evaluation.protocol import summarize
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import MODELS
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+from titans_sci.train import TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
@@ -184,56 +184,61 @@ def build_forecaster(task: ForecastTask, horizon: int, channels: int) -> TitansF
 
 
 def train_and_test(
-    task: ForecastTask, splits: ForecastSplits, horizon: int, seed: int
+    task: ForecastTask,
+    splits: ForecastSplits,
+    horizon: int,
+    seed: int,
+    directory: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Train one forecaster (MSE, AdamW), keep the epoch with the lowest validation MSE (early
-    stopping with the task's patience), and evaluate the test windows once."""
+    stopping with the task's patience), and evaluate the test windows once. With
+    ``directory``, checkpoint every epoch there (and with ``resume``, continue from it)."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     cfg = task.training
     model = build_forecaster(task, horizon, len(splits.columns))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
-    def train_epoch(epoch: int) -> None:
-        model.train()
+    def batches(epoch: int, gen: torch.Generator):
         order = torch.randperm(len(splits.train), generator=gen)
         if cfg.max_train_windows:
             order = order[: cfg.max_train_windows]
-        loader = DataLoader(Subset(splits.train, order.tolist()), batch_size=cfg.batch_size)
-        for x, y in loader:
-            loss = model.loss(x, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        yield from DataLoader(Subset(splits.train, order.tolist()), batch_size=cfg.batch_size)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         model.eval()
         return model.predict(x)
 
-    selection = select_on_dev(
-        cfg.epochs,
-        train_epoch,
+    config = TrainConfig(cfg.epochs, cfg.lr, patience=cfg.patience)
+    trainer = Trainer(model, config, seed, directory, progress)
+    result = trainer.fit(
+        batches,
+        loss=lambda batch: model.loss(*batch),
         score_dev=lambda: -evaluate_windows(predict, splits.val)["mse"],
-        snapshot=lambda: copy.deepcopy(model.state_dict()),
-        restore=model.load_state_dict,
-        evaluate_test=lambda: evaluate_windows(predict, splits.test),
-        patience=cfg.patience,
+        resume=resume,
     )
     return {
-        **selection.test_metrics,
-        "val_mse": -max(selection.dev_scores),
-        "best_epoch": float(selection.best_epoch),
-        "epochs_run": float(len(selection.dev_scores)),
+        **evaluate_windows(predict, splits.test),
+        "val_mse": -max(result.dev_scores),
+        "best_epoch": float(result.best_epoch),
+        "epochs_run": float(len(result.dev_scores)),
     }
 
 
-def run_task(path: str | Path, out_dir: str | Path = "runs") -> dict[str, Any]:
-    """Run a forecasting task file; write ``<out_dir>/<name>/results.json`` and ``runs.csv``."""
-    return run(load_task(path), out_dir)
+def run_task(
+    path: str | Path, out_dir: str | Path = "runs", resume: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Run a forecasting task file; write ``<out_dir>/<name>/results.json`` and ``runs.csv``.
+    Every training run checkpoints under ``<out_dir>/<name>/checkpoints/``; ``resume``
+    continues an interrupted task from there and reaches the numbers of an uninterrupted one."""
+    return run(load_task(path), out_dir, resume, progress)
 
 
-def run(task: ForecastTask, out_dir: str | Path = "runs") -> dict[str, Any]:
+def run(
+    task: ForecastTask, out_dir: str | Path = "runs", resume: bool = False, progress: bool = False
+) -> dict[str, Any]:
     """:func:`run_task` for a task built in code."""
+    checkpoints = Path(out_dir) / task.task.name / "checkpoints"
     table, rule = _table_and_rule(task)
     runs: list[dict[str, Any]] = []
     for horizon in task.task.horizons:
@@ -241,7 +246,8 @@ def run(task: ForecastTask, out_dir: str | Path = "runs") -> dict[str, Any]:
         naive = evaluate_windows(lambda x, h=horizon: last_value_forecast(x, h), splits.test)
         runs.append({"horizon": horizon, "model": "last_value", "seed": 0, **naive})
         for seed in task.task.seeds:
-            metrics = train_and_test(task, splits, horizon, seed)
+            place = checkpoints / f"h{horizon}_seed{seed}"
+            metrics = train_and_test(task, splits, horizon, seed, place, resume, progress)
             runs.append({"horizon": horizon, "model": "titans", "seed": seed, **metrics})
     summary: dict[str, dict[str, Any]] = {}
     for model in dict.fromkeys(r["model"] for r in runs):

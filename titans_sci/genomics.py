@@ -38,7 +38,6 @@ folds) and written to the run directory as JSON and CSV.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,12 +57,13 @@ from titans_sci.data.dna import (
 )
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import classification_metrics
-from titans_sci.evaluation.protocol import select_on_dev, stratified_folds, summarize
+from titans_sci.evaluation.protocol import stratified_folds, summarize
 from titans_sci.heads.classification import average_probabilities
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import MODELS
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.train import TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
@@ -215,29 +215,31 @@ def train_and_select(
     splits: dict[str, list[SequenceRecord]],
     seed: int,
     model: nn.Module,
+    directory: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
 ) -> dict[str, float]:
     """Train a neural classifier (``model(ids, mask) -> logits``), keep the epoch with the best
     dev accuracy, test once. RC augmentation in training (if set) and both strands averaged in
-    evaluation, for every model alike."""
+    evaluation, for every model alike. With ``directory``, checkpoint every epoch there (and
+    with ``resume``, continue from the checkpoint)."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     cfg = task.training
     tokenizer = NucleotideTokenizer()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     ids, mask, labels = _encode(_subsample(splits["train"], cfg.max_train, seed))
     dev, test = _encode(splits["dev"]), _encode(splits["test"])
 
-    def train_epoch(epoch: int) -> None:
-        model.train()
+    def batches(epoch: int, gen: torch.Generator):
         for batch in torch.randperm(len(labels), generator=gen).split(cfg.batch_size):
             x, m = ids[batch], mask[batch]
             if cfg.rc_augment:
                 flip = torch.rand(len(batch), generator=gen) < 0.5
                 x = torch.where(flip[:, None], reverse_complement_ids(x, tokenizer, m), x)
-            loss = nn.functional.cross_entropy(model(x, m), labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            yield x, m, labels[batch]
+
+    def loss(batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        x, m, y = batch
+        return nn.functional.cross_entropy(model(x, m), y)
 
     @torch.no_grad()
     def evaluate(data: tuple[Tensor, ...]) -> dict[str, float]:
@@ -249,15 +251,9 @@ def train_and_select(
             probs.append(average_probabilities(model(x[i], m[i]), model(rc, m[i])))
         return classification_metrics(y.numpy(), torch.cat(probs).numpy())
 
-    selection = select_on_dev(
-        cfg.epochs,
-        train_epoch,
-        score_dev=lambda: evaluate(dev)["accuracy"],
-        snapshot=lambda: copy.deepcopy(model.state_dict()),
-        restore=model.load_state_dict,
-        evaluate_test=lambda: evaluate(test),
-    )
-    return {**selection.test_metrics, "best_epoch": float(selection.best_epoch)}
+    trainer = Trainer(model, TrainConfig(cfg.epochs, cfg.lr), seed, directory, progress)
+    result = trainer.fit(batches, loss, lambda: evaluate(dev)["accuracy"], resume)
+    return {**evaluate(test), "best_epoch": float(result.best_epoch)}
 
 
 def kmer_baseline(
@@ -282,29 +278,53 @@ def kmer_baseline(
 
 
 def _runs_of_one_split(
-    task: GenomicTask, splits: dict[str, list[SequenceRecord]], seed: int
+    task: GenomicTask,
+    splits: dict[str, list[SequenceRecord]],
+    seed: int,
+    checkpoints: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
+    """Titans and the baselines on one split; neural models checkpoint under
+    ``checkpoints/<model>`` when given."""
     classes = _num_classes(splits)
+
+    def place(model: str) -> Path | None:
+        return None if checkpoints is None else checkpoints / model
+
     torch.manual_seed(seed)  # each model's initialisation depends on the seed alone
     titans = _build_model(task, classes)
-    runs = [{"model": "titans", **train_and_select(task, splits, seed, titans)}]
+    runs = [
+        {
+            "model": "titans",
+            **train_and_select(task, splits, seed, titans, place("titans"), resume, progress),
+        }
+    ]
     if task.baselines.kmer_lr:
         runs.append({"model": "kmer_lr", **kmer_baseline(task, splits, seed)})
     if task.baselines.cnn:
         torch.manual_seed(seed)
         cnn = SmallCNN(NucleotideTokenizer().vocab_size, classes)
-        runs.append({"model": "cnn", **train_and_select(task, splits, seed, cnn)})
+        metrics = train_and_select(task, splits, seed, cnn, place("cnn"), resume, progress)
+        runs.append({"model": "cnn", **metrics})
     return runs
 
 
-def run_task(path: str | Path, out_dir: str | Path = "runs") -> dict[str, Any]:
+def run_task(
+    path: str | Path, out_dir: str | Path = "runs", resume: bool = False, progress: bool = False
+) -> dict[str, Any]:
     """Run a task file (the Titans classifier and the baselines on the same splits); write
-    ``<out_dir>/<name>/results.json`` and ``runs.csv``; return the results."""
-    return run(load_task(path), out_dir)
+    ``<out_dir>/<name>/results.json`` and ``runs.csv``; return the results. Every neural
+    training run checkpoints under ``<out_dir>/<name>/checkpoints/``; ``resume`` continues an
+    interrupted task from there and reaches the numbers of an uninterrupted one."""
+    return run(load_task(path), out_dir, resume, progress)
 
 
-def run(task: GenomicTask, out_dir: str | Path = "runs") -> dict[str, Any]:
+def run(
+    task: GenomicTask, out_dir: str | Path = "runs", resume: bool = False, progress: bool = False
+) -> dict[str, Any]:
     """:func:`run_task` for a task built in code."""
+    checkpoints = Path(out_dir) / task.task.name / "checkpoints"
     splits = load_splits(task)
     runs: list[dict[str, Any]] = []
     spec = task.task
@@ -313,7 +333,9 @@ def run(task: GenomicTask, out_dir: str | Path = "runs") -> dict[str, Any]:
         if missing:
             raise ValueError(f"{task.source}: protocol train_dev_test needs splits {missing}")
         for seed in spec.seeds:
-            runs += [{"seed": seed, **r} for r in _runs_of_one_split(task, splits, seed)]
+            place = checkpoints / f"seed{seed}"
+            one = _runs_of_one_split(task, splits, seed, place, resume, progress)
+            runs += [{"seed": seed, **r} for r in one]
         protocol = f"train / select on dev / test once, seeds {spec.seeds}"
     else:
         records = splits["test"] if "test" in splits else splits["train"]
@@ -327,7 +349,9 @@ def run(task: GenomicTask, out_dir: str | Path = "runs") -> dict[str, Any]:
                 "dev": [records[i] for i in train_idx[:n_dev]],
                 "test": [records[i] for i in test_idx],
             }
-            runs += [{"fold": fold, **r} for r in _runs_of_one_split(task, fold_splits, seed)]
+            place = checkpoints / f"fold{fold}"
+            one = _runs_of_one_split(task, fold_splits, seed, place, resume, progress)
+            runs += [{"fold": fold, **r} for r in one]
         protocol = (
             f"stratified {spec.folds}-fold cross-validation on the test split "
             "(10% of each training part as dev)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,36 @@ class Selection:
     best_epoch: int
     dev_scores: list[float]
     test_metrics: dict[str, float]
+
+
+@dataclass
+class DevSelection:
+    """The running state of select-on-dev: every dev score so far, the best one and its
+    weights. Plain data, so a trainer can checkpoint it and resume.
+
+    ``update(epoch, score, snapshot)`` records an epoch's dev score (higher is better; the
+    earliest epoch wins ties) and calls ``snapshot()`` only when the score improves;
+    ``should_stop(epoch)`` is True once ``patience`` epochs in a row have not improved it.
+    """
+
+    patience: int | None = None
+    scores: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -math.inf
+    best: Any = None
+
+    def update(self, epoch: int, score: float, snapshot: Callable[[], Any]) -> bool:
+        score = float(score)
+        if math.isnan(score):
+            raise ValueError(f"the dev score of epoch {epoch} is NaN")
+        self.scores.append(score)
+        if score > self.best_score:
+            self.best_epoch, self.best_score, self.best = epoch, score, snapshot()
+            return True
+        return False
+
+    def should_stop(self, epoch: int) -> bool:
+        return self.patience is not None and epoch - self.best_epoch >= self.patience
 
 
 def select_on_dev(
@@ -41,20 +71,14 @@ def select_on_dev(
     epochs in a row have not improved the best dev score."""
     if epochs < 1:
         raise ValueError(f"epochs={epochs}; expected >= 1")
-    best_epoch, best_score, best = -1, -math.inf, None
-    scores = []
+    selection = DevSelection(patience)
     for epoch in range(epochs):
         train_epoch(epoch)
-        score = float(score_dev())
-        if math.isnan(score):
-            raise ValueError(f"the dev score of epoch {epoch} is NaN")
-        scores.append(score)
-        if score > best_score:
-            best_epoch, best_score, best = epoch, score, snapshot()
-        elif patience is not None and epoch - best_epoch >= patience:
+        selection.update(epoch, score_dev(), snapshot)
+        if selection.should_stop(epoch):
             break
-    restore(best)
-    return Selection(best_epoch, scores, dict(evaluate_test()))
+    restore(selection.best)
+    return Selection(selection.best_epoch, selection.scores, dict(evaluate_test()))
 
 
 def stratified_folds(

@@ -1,0 +1,173 @@
+"""One trainer for every task: epochs of AdamW steps, the epoch with the best dev score kept
+(early stopping with patience), a checkpoint after every epoch, and exact resume.
+
+The task supplies three callables, so the trainer knows nothing of DNA or series:
+``batches(epoch, generator)`` yields the epoch's batches (drawing any randomness from
+``generator``), ``loss(batch)`` returns the scalar training loss, and ``score_dev()`` the dev
+score (higher is better). After every epoch the trainer writes ``checkpoint.pt`` (weights,
+optimizer, random states, the selection so far) atomically into its directory; ``fit(...,
+resume=True)`` continues from it and ends exactly where an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from titans_sci.evaluation.protocol import DevSelection
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: ``epochs`` at most, AdamW with ``lr`` and ``weight_decay``, gradient
+    norm clipping at ``clip_norm`` (None: off), early stopping after ``patience`` epochs
+    without a better dev score (None: off)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float = 0.01
+    clip_norm: float | None = None
+    patience: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs}; expected >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr}; expected > 0")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :meth:`Trainer.fit` did: the selected epoch, every dev score and mean training
+    loss, and whether it stopped early."""
+
+    best_epoch: int
+    dev_scores: list[float]
+    train_losses: list[float]
+    stopped_early: bool
+
+
+class Trainer:
+    """Trains ``model`` by epochs and keeps the weights of its best dev score.
+
+    Args:
+        model: any module; its weights at the end of :meth:`fit` are the selected epoch's.
+        config: epochs, optimizer, clipping and patience.
+        seed: seeds the batch generator handed to ``batches``; the caller seeds the model's
+            initialisation (and torch's global generator, used by dropout) before building it.
+        directory: where ``checkpoint.pt`` goes after every epoch (None: no checkpoints).
+        progress: show a progress bar over each epoch's batches.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        seed: int,
+        directory: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.model, self.config = model, config
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator().manual_seed(seed)
+        self.directory = None if directory is None else Path(directory)
+        self.progress = progress
+
+    def fit(
+        self,
+        batches: Callable[[int, torch.Generator], Iterable[Any]],
+        loss: Callable[[Any], Tensor],
+        score_dev: Callable[[], float],
+        resume: bool = False,
+    ) -> TrainResult:
+        """Train, select on dev, restore the selected weights. With ``resume``, continue from
+        the directory's checkpoint if there is one (a finished run is not trained again)."""
+        selection = DevSelection(self.config.patience)
+        losses: list[float] = []
+        start = 0
+        if resume and self.directory is not None and (self.directory / CHECKPOINT).exists():
+            start, selection, losses = self._load()
+        epoch, stopped = start, start > 0 and selection.should_stop(start - 1)
+        while epoch < self.config.epochs and not stopped:
+            losses.append(self._train_epoch(epoch, batches, loss))
+            selection.update(epoch, score_dev(), lambda: copy.deepcopy(self.model.state_dict()))
+            stopped = selection.should_stop(epoch)
+            epoch += 1
+            self._save(epoch, selection, losses)
+        self.model.load_state_dict(selection.best)
+        return TrainResult(selection.best_epoch, list(selection.scores), losses, stopped)
+
+    def _train_epoch(
+        self,
+        epoch: int,
+        batches: Callable[[int, torch.Generator], Iterable[Any]],
+        loss_of: Callable[[Any], Tensor],
+    ) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        steps = tqdm(
+            batches(epoch, self.generator),
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            disable=not self.progress,
+            leave=False,
+        )
+        for batch in steps:
+            loss = loss_of(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the training loss is {loss.item()} in epoch {epoch}")
+            self.optimizer.zero_grad()
+            loss.backward()
+            if self.config.clip_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+            self.optimizer.step()
+            total, count = total + loss.item(), count + 1
+        return total / count if count else math.nan
+
+    def _save(self, epochs_done: int, selection: DevSelection, losses: list[float]) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = {
+            "epochs_done": epochs_done,
+            "config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "selection": asdict(selection),
+            "train_losses": losses,
+        }
+        tmp = self.directory / (CHECKPOINT + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.directory / CHECKPOINT)
+
+    def _load(self) -> tuple[int, DevSelection, list[float]]:
+        path = self.directory / CHECKPOINT
+        try:
+            state = torch.load(path, weights_only=False)
+            self.model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, OSError, EOFError, pickle.UnpicklingError) as error:
+            raise ValueError(f"{path}: cannot resume from this checkpoint: {error}") from None
+        if state["config"] != asdict(self.config):
+            raise ValueError(
+                f"{path}: the checkpoint was written with {state['config']}, not "
+                f"{asdict(self.config)}; resume with the same settings or start afresh"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["epochs_done"], DevSelection(**state["selection"]), state["train_losses"]
