@@ -70,17 +70,11 @@ class NeuralMemoryLayer(nn.Module):
         with torch.no_grad():
             self.to_gates.bias.copy_(bias.flatten())
 
-    def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:
-        return MemoryLayerState(
-            self.conv.initial_state(batch, like), self.memory.initial_state(batch, like.dtype)
-        )
-
-    def forward(
-        self, x: Tensor, mask: Tensor | None = None, state: MemoryLayerState | None = None
-    ) -> tuple[Tensor, MemoryLayerState]:
+    def _memory_inputs(self, x: Tensor, mask: Tensor | None, state: MemoryLayerState):
+        """Normalised ``x``, the memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T,
+        H]`` (a dict of theta, eta, alpha, delta) and the convolution's next state."""
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
-        state = state or self.initial_state(b, x)
         xn = self.norm(x)
         keep = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
         if keep is not None:
@@ -96,11 +90,34 @@ class NeuralMemoryLayer(nn.Module):
         theta = self.max_step * torch.sigmoid(raw[:, :, 0])
         eta, alpha = torch.sigmoid(raw[:, :, 1]), torch.sigmoid(raw[:, :, 2])
         delta = F.softplus(raw[:, :, 3])
-        if mask is not None:
-            real = mask.unsqueeze(-1).to(x.dtype)
-            theta, alpha = theta * real, alpha * real
-        y, memory_state = self.memory(
-            q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta, state=state.memory
+        if keep is not None:
+            theta, alpha = theta * keep, alpha * keep
+        gates = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta}
+        return xn, (q, k, v), gates, conv_state
+
+    @torch.no_grad()
+    def surprise(
+        self, x: Tensor, mask: Tensor | None = None, state: MemoryLayerState | None = None
+    ) -> Tensor:
+        """Each token's surprise per head ``[B, T, H]``: the norm of the gradient of the
+        memory's attentional bias at the token, with the weights the memory writes it with
+        (see :meth:`NeuralMemory.surprise`); padded tokens get their (unused) value too."""
+        state = state or self.initial_state(x.shape[0], x)
+        _, (q, k, v), gates, _ = self._memory_inputs(x, mask, state)
+        return self.memory.surprise(q, k, v, **gates, state=state.memory)
+
+    def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:
+        return MemoryLayerState(
+            self.conv.initial_state(batch, like), self.memory.initial_state(batch, like.dtype)
         )
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, state: MemoryLayerState | None = None
+    ) -> tuple[Tensor, MemoryLayerState]:
+        b, t, _ = x.shape
+        h, d = self.config.num_heads, self.config.head_dim
+        state = state or self.initial_state(b, x)
+        xn, (q, k, v), gates, conv_state = self._memory_inputs(x, mask, state)
+        y, memory_state = self.memory(q, k, v, **gates, state=state.memory)
         y = self.out_norm(y.reshape(b, t, h * d), self.to_out_gate(xn))
         return self.out(y), MemoryLayerState(conv_state, memory_state)

@@ -107,12 +107,7 @@ class NeuralMemory(nn.Module):
             state = self.initial_state(batch, q.dtype)
         else:
             self._check_state(state, batch, q)
-        gates = Gates(
-            theta=theta.transpose(1, 2).contiguous(),
-            eta=None if not self.config.uses_momentum else eta.transpose(1, 2).contiguous(),
-            alpha=alpha.transpose(1, 2).contiguous(),
-            delta=None if not self.config.needs_delta else delta.transpose(1, 2).contiguous(),
-        )
+        gates = self._gates(theta, eta, alpha, delta)
         q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
         replayed = 0
         if state.pending is not None:
@@ -149,6 +144,35 @@ class NeuralMemory(nn.Module):
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
         return y[:, :, replayed:].transpose(1, 2), state
 
+    @torch.no_grad()
+    def surprise(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        *,
+        theta: Tensor,
+        alpha: Tensor,
+        eta: Tensor | None = None,
+        delta: Tensor | None = None,
+        state: MemoryState | None = None,
+    ) -> Tensor:
+        """Each token's surprise ``[B, T, H]``: the norm of the gradient of its attentional
+        bias with respect to the memory's weights, at the weights the memory writes it with
+        (those of its chunk's start, as in :meth:`forward`). Inputs as :meth:`forward`; the
+        state must be at a chunk boundary (no pending tokens)."""
+        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
+        if state is None:
+            state = self.initial_state(q.shape[0], q.dtype)
+        self._check_state(state, q.shape[0], q)
+        if state.pending is not None:
+            raise ValueError("surprise() needs a state at a chunk boundary; it has pending tokens")
+        gates = self._gates(theta, eta, alpha, delta)
+        trace: list[Tensor] = []
+        q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+        recurrent(self.rule, q, k, v, gates, state, trace)
+        return torch.stack(trace, dim=1) if trace else q.new_zeros(q.shape[0], 0, q.shape[1])
+
     def read(self, q: Tensor, state: MemoryState | None = None) -> Tensor:
         """``M(q)`` of the memory in ``state`` without writing: ``q: [B, T, H, D] -> [B, T, H, D]``.
 
@@ -167,6 +191,21 @@ class NeuralMemory(nn.Module):
             raise ValueError("read() needs a state at a chunk boundary; it has pending tokens")
         weights = [self.rule.retention.weights(w) for w in state.weights]
         return self.rule.architecture.forward(weights, q.transpose(1, 2)).transpose(1, 2)
+
+    def _gates(
+        self, theta: Tensor, eta: Tensor | None, alpha: Tensor, delta: Tensor | None
+    ) -> Gates:
+        """The gates ``[B, T, H]`` in the internal layout ``[B, H, T]`` (unused ones None)."""
+
+        def internal(x: Tensor) -> Tensor:
+            return x.transpose(1, 2).contiguous()
+
+        return Gates(
+            theta=internal(theta),
+            eta=internal(eta) if self.config.uses_momentum else None,
+            alpha=internal(alpha),
+            delta=internal(delta) if self.config.needs_delta else None,
+        )
 
     # -- input checks -------------------------------------------------------------------------
 

@@ -35,9 +35,17 @@ def _token_surprise(
 
 
 def recurrent(
-    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+    rule: MemoryRule,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    gates: Gates,
+    state: MemoryState,
+    surprise: list[Tensor] | None = None,
 ) -> tuple[Tensor, MemoryState]:
-    """Reads ``y: [B, H, T, D]`` and the state after the last token."""
+    """Reads ``y: [B, H, T, D]`` and the state after the last token. With a ``surprise`` list,
+    also append each token's surprise ``||g_t||`` (the norm of its gradient over all the
+    memory's weights): one ``[B, H]`` tensor per token."""
     retention, arch = rule.retention, rule.architecture
     x = list(state.weights)
     s = None if state.momentum is None else list(state.momentum)
@@ -53,6 +61,9 @@ def recurrent(
             grads = _token_surprise(rule, start_weights, k[:, :, tok], v[:, :, tok], delta)
             bad = torch.stack([~torch.isfinite(g).flatten(2).all(-1) for g in grads]).any(0)
             raise_if_not_finite(bad.unsqueeze(-1), offset=t)
+            if surprise is not None:
+                squares = sum(g.detach().square().flatten(2).sum(-1) for g in grads)
+                surprise.append(squares.sqrt())
             theta = gates.theta[..., t, None, None]
             keep = 1 - gates.alpha[..., t, None, None]
             if s is not None:

@@ -194,6 +194,32 @@ class TitansBackbone(nn.Module):
             return (forward + _gather_time(backward, order)) / 2, None
         return self._causal(x, mask, state)
 
+    @torch.no_grad()
+    def surprise(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """How surprised each memory layer is by each token, reading left to right: ``[B, T,
+        L, H]`` for ``L`` memory layers (one per block) of ``H`` heads. A token's surprise is
+        the norm of the gradient of its memory's attentional bias with respect to the memory's
+        weights when the memory writes it (see :meth:`NeuralMemory.surprise`): large where the
+        memory did not expect what it read. Bidirectional backbones report the forward pass."""
+        self._check(x, mask, None)
+        layers = [m for m in self.modules() if isinstance(m, NeuralMemoryLayer)]
+        calls: dict[NeuralMemoryLayer, list[tuple]] = {layer: [] for layer in layers}
+
+        def record(layer: NeuralMemoryLayer, args: tuple, kwargs: dict) -> None:
+            calls[layer].append((args, kwargs))
+
+        hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in layers]
+        try:
+            self._causal(x, mask, None)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        traces = [
+            torch.cat([layer.surprise(*args, **kwargs) for args, kwargs in calls[layer]], dim=1)
+            for layer in layers
+        ]
+        return torch.stack(traces, dim=2)
+
     def _causal(
         self, x: Tensor, mask: Tensor | None, state: BackboneState | None
     ) -> tuple[Tensor, BackboneState]:

@@ -1,0 +1,79 @@
+"""The memory's surprise: the gradient norm that drives each write, per token and head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from titans_sci.memory import MemoryConfig, NeuralMemory
+from titans_sci.models import LMMConfig, MACConfig, MAGConfig, MALConfig, build_backbone
+
+
+def _gates(b: int, t: int, h: int, theta: float = 0.5):
+    full = torch.full((b, t, h), 1.0, dtype=torch.float64)
+    return {"theta": theta * full, "eta": 0.0 * full, "alpha": 0.0 * full, "delta": full}
+
+
+def test_linear_memory_surprise_has_the_closed_form():
+    """Linear memory, l2 bias, chunk size 1: the first token's gradient is k^T (k W - v), whose
+    Frobenius norm is ||k|| ||k W - v||; later tokens use the weights after earlier writes."""
+    torch.manual_seed(0)
+    config = MemoryConfig.preset(
+        "titans", num_heads=2, head_dim=4, chunk_size=1, architecture="linear"
+    )
+    memory = NeuralMemory(config).double()
+    q, k, v = (torch.randn(1, 3, 2, 4, dtype=torch.float64) for _ in range(3))
+    surprise = memory.surprise(q, k, v, **_gates(1, 3, 2))
+    assert surprise.shape == (1, 3, 2)
+    w = memory.initial_weights[0].detach()  # [H, D, D]
+    for t in range(3):
+        error = torch.einsum("hd,hde->he", k[0, t], w) - v[0, t]
+        expected = k[0, t].norm(dim=-1) * error.norm(dim=-1)
+        torch.testing.assert_close(surprise[0, t], expected)
+        w = w - 0.5 * torch.einsum("hd,he->hde", k[0, t], error)  # plain GD step, theta 0.5
+
+
+def test_surprise_falls_as_a_repeated_pair_is_learned():
+    """The same key/value pair written again and again: each write leaves less to learn."""
+    torch.manual_seed(0)
+    config = MemoryConfig.preset("titans", num_heads=1, head_dim=8, chunk_size=1)
+    memory = NeuralMemory(config).double()
+    k = torch.nn.functional.normalize(torch.randn(1, 1, 1, 8, dtype=torch.float64), dim=-1)
+    v = torch.randn(1, 1, 1, 8, dtype=torch.float64)
+    k, v = k.expand(1, 12, 1, 8), v.expand(1, 12, 1, 8)
+    surprise = memory.surprise(k, k, v, **_gates(1, 12, 1, theta=0.3))[0, :, 0]
+    assert (surprise.diff() < 0).all(), surprise
+    assert surprise[-1] < 0.2 * surprise[0]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LMMConfig(dim=16, depth=2),
+        MAGConfig(dim=16, depth=2, window=4),
+        MALConfig(dim=16, depth=1, window=4),
+        MACConfig(dim=16, depth=2, segment_len=16),
+    ],
+    ids=["lmm", "mag", "mal", "mac"],
+)
+def test_backbone_surprise_is_per_token_layer_and_head_and_causal(config):
+    memory = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
+    torch.manual_seed(0)
+    model = build_backbone(type(config)(**{**config.__dict__, "memory": memory})).double()
+    x = torch.randn(2, 37, 16, dtype=torch.float64)
+    surprise = model.surprise(x)
+    assert surprise.shape == (2, 37, config.depth, 2)
+    assert torch.isfinite(surprise).all() and (surprise > 0).all()
+    changed = x.clone()
+    changed[:, 30:] += 1.0
+    torch.testing.assert_close(model.surprise(changed)[:, :28], surprise[:, :28])
+    assert not torch.allclose(model.surprise(changed)[:, 30:], surprise[:, 30:])
+
+
+def test_surprise_refuses_a_state_with_pending_tokens():
+    config = MemoryConfig.preset("titans", num_heads=1, head_dim=4, chunk_size=4)
+    memory = NeuralMemory(config).double()
+    q = torch.randn(1, 6, 1, 4, dtype=torch.float64)
+    _, state = memory(q, q, q, **_gates(1, 6, 1))
+    with pytest.raises(ValueError, match="pending tokens"):
+        memory.surprise(q, q, q, **_gates(1, 6, 1), state=state)
