@@ -1,9 +1,21 @@
 """titans-sci: Titans/MIRAS neural long-term memory for genomics and time series.
 
 Subpackages: ``memory`` (MIRAS core), ``layers``, ``models``, ``kernels`` (Triton),
-``data`` (DNA and time-series adapters), ``heads``, ``evaluation``.
+``data`` (DNA and time-series adapters), ``heads``, ``evaluation``; ``load`` opens a trained
+model (see :mod:`titans_sci.api`).
 """
+
+from pathlib import Path
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def load(path: str | Path):
+    """A trained model saved by titans-sci (a folder with ``model.safetensors`` and
+    ``model.json``): a ``SequenceClassifier`` or ``Forecaster`` with ``predict`` and
+    ``surprise`` (see :mod:`titans_sci.api`)."""
+    from titans_sci.api import load as load_model
+
+    return load_model(path)

@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Subset
 
 from titans_sci._results import write_results
 from titans_sci._toml import read_tables
+from titans_sci.api import save_model
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import ForecastSplits, load_dataset, make_splits, read_series
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
@@ -217,12 +218,25 @@ def train_and_test(
         score_dev=lambda: -evaluate_windows(predict, splits.val)["mse"],
         resume=resume,
     )
-    return {
+    metrics = {
         **evaluate_windows(predict, splits.test),
         "val_mse": -max(result.dev_scores),
         "best_epoch": float(result.best_epoch),
         "epochs_run": float(len(result.dev_scores)),
     }
+    if directory is not None:
+        meta = {
+            "task": task.task.name,
+            "dataset": task.task.dataset,
+            "columns": list(splits.columns),
+            "date_column": task.task.date_column,
+            "scaler_mean": splits.scaler.mean.tolist(),
+            "scaler_scale": splits.scaler.scale.tolist(),
+            "seed": seed,
+            **metrics,
+        }
+        save_model(directory / "model", model, meta)
+    return metrics
 
 
 def run_task(

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from titans_sci._results import write_results
 from titans_sci._toml import read_tables
+from titans_sci.api import save_model
 from titans_sci.data.dna import (
     NucleotideTokenizer,
     SequenceRecord,
@@ -253,7 +254,11 @@ def train_and_select(
 
     trainer = Trainer(model, TrainConfig(cfg.epochs, cfg.lr), seed, directory, progress)
     result = trainer.fit(batches, loss, lambda: evaluate(dev)["accuracy"], resume)
-    return {**evaluate(test), "best_epoch": float(result.best_epoch)}
+    metrics = {**evaluate(test), "best_epoch": float(result.best_epoch)}
+    if directory is not None and isinstance(model, DNAClassifier):
+        meta = {"task": task.task.name, "dataset": task.task.dataset, "seed": seed, **metrics}
+        save_model(directory / "model", model, meta)
+    return metrics
 
 
 def kmer_baseline(

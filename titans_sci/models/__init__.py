@@ -14,6 +14,23 @@ def build_backbone(config: BackboneConfig) -> TitansBackbone:
     raise ValueError(f"no backbone takes a {type(config).__name__}")
 
 
+def backbone_to_dict(config: BackboneConfig) -> dict:
+    """``config`` as a plain dict with its ``variant`` (lmm, mac, mag or mal), for JSON."""
+    for name, model in MODELS.items():
+        if type(config) is model.config_class:
+            return {"variant": name, **config.to_dict()}
+    raise ValueError(f"no backbone takes a {type(config).__name__}")
+
+
+def backbone_from_dict(data: dict) -> BackboneConfig:
+    """The inverse of :func:`backbone_to_dict` (a missing ``variant`` means lmm)."""
+    data = dict(data)
+    variant = data.pop("variant", "lmm")
+    if variant not in MODELS:
+        raise ValueError(f"backbone variant={variant!r}; expected one of {sorted(MODELS)}")
+    return MODELS[variant].config_class.from_dict(data)
+
+
 __all__ = [
     "MODELS",
     "BackboneConfig",
@@ -27,5 +44,7 @@ __all__ = [
     "TitansMAC",
     "TitansMAG",
     "TitansMAL",
+    "backbone_from_dict",
+    "backbone_to_dict",
     "build_backbone",
 ]

@@ -22,7 +22,7 @@ from titans_sci.data.dna import DNAEmbedding, NucleotideTokenizer, reverse_compl
 from titans_sci.heads.classification import ClassificationHead, average_probabilities
 from titans_sci.layers import ConvStem
 
-from . import build_backbone
+from . import backbone_from_dict, backbone_to_dict, build_backbone
 from .config import BackboneConfig
 
 
@@ -56,13 +56,33 @@ class DNAClassifier(nn.Module):
         self.stem = ConvStem(backbone.dim, stem_kernel) if stem_kernel else None
         self.backbone = build_backbone(backbone)
         self.head = ClassificationHead(backbone.dim, num_classes, dropout, pool)
+        self.settings = {
+            "backbone": backbone_to_dict(backbone),
+            "num_classes": num_classes,
+            "dropout": dropout,
+            "stem_kernel": stem_kernel,
+            "pool": pool,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> DNAClassifier:
+        """Rebuild a classifier (untrained) from its :attr:`settings` dict."""
+        settings = dict(settings)
+        return cls(backbone_from_dict(settings.pop("backbone")), **settings)
+
+    def _features(self, ids: Tensor, mask: Tensor | None) -> Tensor:
+        x = self.embedding(ids)
+        return x if self.stem is None else self.stem(x, mask)
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        x = self.embedding(ids)
-        if self.stem is not None:
-            x = self.stem(x, mask)
-        h, _ = self.backbone(x, mask)
+        h, _ = self.backbone(self._features(ids, mask), mask)
         return self.head(h, mask)
+
+    @torch.no_grad()
+    def surprise(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The memories' surprise at each base, reading 5' to 3': ``[B, T, L, H]`` (``L``
+        memory layers of ``H`` heads; see ``TitansBackbone.surprise``)."""
+        return self.backbone.surprise(self._features(ids, mask), mask)
 
     def reverse_complement(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """The other strand of ``ids`` (padding stays where it is)."""

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from titans_sci._dicts import from_dict as build_from_dict
 from titans_sci.heads.forecasting import HEADS, QuantileHead
 
-from . import MODELS, build_backbone
+from . import backbone_from_dict, backbone_to_dict, build_backbone
 from .config import BackboneConfig, LMMConfig
 
 MODES = ("channel_independent", "multivariate")
@@ -95,7 +95,7 @@ class ForecasterConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["backbone"] = {"variant": _variant_of(self.backbone), **self.backbone.to_dict()}
+        data["backbone"] = backbone_to_dict(self.backbone)
         data["quantiles"] = list(self.quantiles)
         return data
 
@@ -103,19 +103,8 @@ class ForecasterConfig:
     def from_dict(cls, data: dict[str, Any]) -> ForecasterConfig:
         data = dict(data)
         if isinstance(data.get("backbone"), dict):
-            backbone = dict(data["backbone"])
-            variant = backbone.pop("variant", "lmm")
-            if variant not in MODELS:
-                raise ValueError(f"backbone variant={variant!r}; expected one of {sorted(MODELS)}")
-            data["backbone"] = MODELS[variant].config_class.from_dict(backbone)
+            data["backbone"] = backbone_from_dict(data["backbone"])
         return build_from_dict(cls, data)
-
-
-def _variant_of(config: BackboneConfig) -> str:
-    for name, model in MODELS.items():
-        if type(config) is model.config_class:
-            return name
-    raise ValueError(f"no backbone takes a {type(config).__name__}")
 
 
 class TitansForecaster(nn.Module):
@@ -184,6 +173,17 @@ class TitansForecaster(nn.Module):
             out = self.head(features, ci_loc, ci_scale)
             return _regroup(out, batch, cfg.channels)
         return self.head(features, loc, scale)
+
+    @torch.no_grad()
+    def surprise(self, x: Tensor) -> Tensor:
+        """The backbone memories' surprise at each patch of ``x [B, L, C]``: ``[B, C', N, L',
+        H]`` for ``C'`` patch sequences per window (``C`` channel-independent, 1 multivariate),
+        ``N`` patches, ``L'`` memory layers and ``H`` heads (see ``TitansBackbone.surprise``)."""
+        self._check(x)
+        normalised, _, _ = self._normalise(x)
+        tokens = self.embed(self._patches(normalised)) + self.position
+        surprise = self.backbone.surprise(tokens)  # [B * C', N, L', H]
+        return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
 
     def loss(self, x: Tensor, y: Tensor) -> Tensor:
         """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``, in units

@@ -1,0 +1,133 @@
+"""The public API: models saved by task runs load, predict and show their surprise."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import titans_sci
+from titans_sci.data.registry import load_manifest
+from titans_sci.forecasting import run_task as run_forecast
+from titans_sci.genomics import run_task as run_genomics
+
+GENOMIC = """
+[task]
+name = "api"
+train = "train.csv"
+dev = "dev.csv"
+test = "dev.csv"
+[model]
+dim = 16
+depth = 1
+memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
+[training]
+epochs = 1
+[baselines]
+kmer_lr = false
+cnn = false
+"""
+
+FORECAST = """
+[task]
+kind = "forecasting"
+name = "api"
+file = "series.csv"
+split_rule = "ratio_70_10_20"
+columns = ["HUFL", "OT"]
+lookback = 48
+horizons = [12]
+[model]
+dim = 16
+depth = 1
+patch_len = 8
+stride = 4
+memory = { preset = "titans", num_heads = 2, head_dim = 8 }
+[training]
+epochs = 1
+max_train_windows = 128
+"""
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("genomics")
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
+    frame.groupby("label").head(64).to_csv(root / "train.csv", index=False)
+    frame.tail(40).to_csv(root / "dev.csv", index=False)
+    (root / "task.toml").write_text(GENOMIC)
+    run_genomics(root / "task.toml", root / "runs")
+    return root / "runs" / "api" / "checkpoints" / "seed1" / "titans" / "model"
+
+
+@pytest.fixture(scope="module")
+def forecaster_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecasting")
+    frame = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(1200)
+    frame.to_csv(root / "series.csv", index=False)
+    (root / "task.toml").write_text(FORECAST)
+    run_forecast(root / "task.toml", root / "runs")
+    return root, root / "runs" / "api" / "checkpoints" / "h12_seed1" / "model"
+
+
+def test_classifier_predicts_a_fasta_with_lowercase_and_n(classifier_dir, tmp_path):
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["test"].file).head(3)
+    seqs = frame["sequence"].tolist()
+    seqs[1] = seqs[1][:20].lower() + "NNNN" + seqs[1][24:]  # soft-masked bases and Ns
+    fasta = tmp_path / "new.fa"
+    fasta.write_text("".join(f">r{i} test\n{s}\n" for i, s in enumerate(seqs)))
+    model = titans_sci.load(classifier_dir)
+    table = model.predict(fasta)
+    assert table["id"].tolist() == ["r0", "r1", "r2"]
+    np.testing.assert_allclose(table[["p_0", "p_1"]].sum(axis=1), 1.0, rtol=1e-6)
+    again = model.predict(seqs)  # strings give the same numbers
+    np.testing.assert_allclose(again[["p_0", "p_1"]], table[["p_0", "p_1"]], rtol=1e-6)
+    trace = model.surprise(seqs[0])
+    assert trace.shape == (len(seqs[0]), 1, 2) and np.isfinite(trace).all()
+    meta = json.loads((classifier_dir / "model.json").read_text())
+    assert meta["meta"]["task"] == "api" and "mcc" in meta["meta"]
+
+
+def test_forecaster_predicts_the_next_steps_in_data_units(forecaster_dir):
+    root, model_dir = forecaster_dir
+    model = titans_sci.load(model_dir)
+    out = model.predict(root / "series.csv")
+    assert list(out.columns) == ["step", "timestamp", "HUFL", "OT"]
+    assert len(out) == 12
+    last = pd.read_csv(root / "series.csv")["date"].iloc[-1]
+    assert out["timestamp"].iloc[0] == pd.Timestamp(last) + pd.Timedelta(hours=1)
+    # In data units: near the series' own level, not the scaled one.
+    ot = pd.read_csv(root / "series.csv")["OT"]
+    assert abs(out["OT"].mean() - ot.tail(48).mean()) < 3 * ot.std()
+    assert model.surprise(root / "series.csv").shape[:2] == (2, 12)
+
+
+def test_bad_model_folders_are_named(classifier_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"model.json: not a saved titans-sci model"):
+        titans_sci.load(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    info = json.loads((classifier_dir / "model.json").read_text())
+    info["settings"]["backbone"]["dim"] = 32
+    (other / "model.json").write_text(json.dumps(info))
+    (other / "model.safetensors").write_bytes((classifier_dir / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="do not fit the model"):
+        titans_sci.load(other)
+    with pytest.raises(ValueError, match="record 'seq1'"):
+        titans_sci.load(classifier_dir).predict(["ACGTXACGT"])
+
+
+def test_saving_is_atomic_and_replaces(classifier_dir, tmp_path):
+    from titans_sci.api import save_model
+
+    model = titans_sci.load(classifier_dir).model
+    target = tmp_path / "saved"
+    save_model(target, model, {"n": 1})
+    save_model(target, model, {"n": 2})
+    assert json.loads((target / "model.json").read_text())["meta"] == {"n": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]  # no staging left behind
+    with pytest.raises(TypeError, match="cannot save a Linear"):
+        save_model(tmp_path / "x", torch.nn.Linear(2, 2), {})

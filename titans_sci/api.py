@@ -1,0 +1,183 @@
+"""The public API: save and load trained models, predict, and look at the memory's surprise.
+
+A saved model is a folder with ``model.safetensors`` (the weights) and ``model.json`` (what the
+model is and what it needs to be used: its settings, and for a forecaster the columns, the
+training scaler, the frequency). ``titans_sci.load(folder)`` returns a
+:class:`SequenceClassifier` or a :class:`Forecaster`::
+
+    import titans_sci
+    model = titans_sci.load("runs/gue_prom_core_tata/checkpoints/seed1/titans/model")
+    table = model.predict("my_sequences.fasta")      # id, length, p_0, p_1, prediction
+    trace = model.surprise("ACGTTATAAAAGG...")       # [T, layers, heads]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from titans_sci.data.dna import NucleotideTokenizer, pad_batch, read_sequences, validate_sequence
+from titans_sci.data.timeseries import TimeSeriesTable, read_series
+from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+
+WEIGHTS, CONFIG = "model.safetensors", "model.json"
+FORMAT = 1
+
+
+def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``model`` (a :class:`DNAClassifier` or :class:`TitansForecaster`) and ``meta``
+    (JSON-able facts a user of the model needs) to ``directory``, atomically: the folder
+    appears complete or not at all, replacing an older one."""
+    directory = Path(directory)
+    if isinstance(model, DNAClassifier):
+        info = {"kind": "dna_classifier", "settings": model.settings}
+    elif isinstance(model, TitansForecaster):
+        info = {"kind": "forecaster", "config": model.config.to_dict()}
+    else:
+        raise TypeError(f"cannot save a {type(model).__name__}")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(weights, staging / WEIGHTS)
+        text = json.dumps({"format": FORMAT, **info, "meta": meta}, indent=2)
+        (staging / CONFIG).write_text(text)
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.replace(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def load(path: str | Path) -> SequenceClassifier | Forecaster:
+    """A saved model (see :func:`save_model`), ready to predict; errors name the file."""
+    path = Path(path)
+    config_path = path / CONFIG
+    try:
+        info = json.loads(config_path.read_text())
+        kind = info["kind"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{config_path}: not a saved titans-sci model ({error})") from None
+    if kind == "dna_classifier":
+        model: nn.Module = DNAClassifier.from_settings(info["settings"])
+        wrapper: type = SequenceClassifier
+    elif kind == "forecaster":
+        model = TitansForecaster(ForecasterConfig.from_dict(info["config"]))
+        wrapper = Forecaster
+    else:
+        raise ValueError(f"{config_path}: unknown model kind {kind!r}")
+    try:
+        model.load_state_dict(load_file(path / WEIGHTS))
+    except (OSError, RuntimeError) as error:
+        raise ValueError(
+            f"{path / WEIGHTS}: these weights do not fit the model in {CONFIG}: {error}"
+        ) from None
+    return wrapper(model.eval(), info.get("meta", {}))
+
+
+class SequenceClassifier:
+    """A trained DNA classifier: sequences in, class probabilities (both strands) out."""
+
+    def __init__(self, model: DNAClassifier, meta: dict[str, Any]) -> None:
+        self.model, self.meta = model, meta
+        self.tokenizer = NucleotideTokenizer()
+
+    def _encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch([self.tokenizer.encode(s) for s in sequences], self.tokenizer.pad_id)
+
+    def predict(self, sequences: str | Path | Sequence[str], batch_size: int = 256) -> pd.DataFrame:
+        """Class probabilities of every sequence of a FASTA/FASTQ/GenBank/CSV/TSV file (or of a
+        list of strings): one row per record with ``id``, ``length``, ``p_<class>`` and the
+        most probable class as ``prediction``."""
+        if isinstance(sequences, (str, Path)):
+            records = read_sequences(sequences)
+            ids, texts = [r.id for r in records], [r.sequence for r in records]
+        else:
+            texts = list(sequences)
+            ids = [f"seq{i + 1}" for i in range(len(texts))]
+            for name, text in zip(ids, texts, strict=True):
+                validate_sequence(text, source="sequences", record=name)
+        probs = []
+        for start in range(0, len(texts), batch_size):
+            batch, mask = self._encode(texts[start : start + batch_size])
+            probs.append(self.model.predict_proba(batch, mask))
+        p = torch.cat(probs).numpy()
+        table = pd.DataFrame({"id": ids, "length": [len(t) for t in texts]})
+        for k in range(p.shape[1]):
+            table[f"p_{k}"] = p[:, k]
+        table["prediction"] = p.argmax(axis=1)
+        return table
+
+    def surprise(self, sequence: str) -> np.ndarray:
+        """The memories' surprise at each base of ``sequence``: ``[T, layers, heads]``."""
+        validate_sequence(sequence, source="sequence", record="seq1")
+        ids, _ = self._encode([sequence])
+        return self.model.surprise(ids)[0].numpy()
+
+
+class Forecaster:
+    """A trained forecaster: the last ``lookback`` rows of a series in, the next ``horizon``
+    steps out, in the data's own units (the training scaler is applied and undone)."""
+
+    def __init__(self, model: TitansForecaster, meta: dict[str, Any]) -> None:
+        self.model, self.meta = model, meta
+        self.columns: list[str] = meta["columns"]
+        self.mean = np.asarray(meta["scaler_mean"], dtype=np.float32)
+        self.scale = np.asarray(meta["scaler_scale"], dtype=np.float32)
+
+    @property
+    def lookback(self) -> int:
+        return self.model.config.lookback
+
+    @property
+    def horizon(self) -> int:
+        return self.model.config.horizon
+
+    def _window(self, series: str | Path | TimeSeriesTable) -> tuple[TimeSeriesTable, np.ndarray]:
+        table = (
+            series
+            if isinstance(series, TimeSeriesTable)
+            else read_series(series, self.meta.get("date_column", "date"), self.columns)
+        )
+        missing = [c for c in self.columns if c not in table.columns]
+        if missing:
+            raise ValueError(f"{table.source}: no column(s) {missing}; the model needs them")
+        if len(table) < self.lookback:
+            raise ValueError(
+                f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
+            )
+        values = table.values[:, [table.columns.index(c) for c in self.columns]]
+        return table, (values[-self.lookback :] - self.mean) / self.scale
+
+    def predict(self, series: str | Path | TimeSeriesTable) -> pd.DataFrame:
+        """Forecast the ``horizon`` steps after the last row of a series file (CSV/Parquet with
+        the model's columns): a table with a ``step`` (1..H), a ``timestamp`` when the series'
+        frequency is known, and one column per channel."""
+        table, window = self._window(series)
+        x = torch.from_numpy(window.astype(np.float32))[None]
+        forecast = self.model.predict(x)[0].numpy() * self.scale + self.mean
+        out = pd.DataFrame(forecast, columns=self.columns)
+        out.insert(0, "step", np.arange(1, self.horizon + 1))
+        freq = table.freq or self.meta.get("freq")
+        if freq:
+            stamps = pd.date_range(table.timestamps[-1], periods=self.horizon + 1, freq=freq)
+            out.insert(1, "timestamp", stamps[1:])
+        return out
+
+    def surprise(self, series: str | Path | TimeSeriesTable) -> np.ndarray:
+        """The memories' surprise at each patch of the last window: ``[C', patches, layers,
+        heads]`` (see :meth:`TitansForecaster.surprise`)."""
+        _, window = self._window(series)
+        return self.model.surprise(torch.from_numpy(window.astype(np.float32))[None])[0].numpy()
