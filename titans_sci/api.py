@@ -81,8 +81,9 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
     try:
         model.load_state_dict(load_file(path / WEIGHTS))
     except (OSError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[-1].strip()
         raise ValueError(
-            f"{path / WEIGHTS}: these weights do not fit the model in {CONFIG}: {error}"
+            f"{path / WEIGHTS}: these weights do not fit the model in {CONFIG}: {first}"
         ) from None
     return wrapper(model.eval(), info.get("meta", {}))
 

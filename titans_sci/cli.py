@@ -1,20 +1,34 @@
-"""Command line: ``titans-sci run`` (the main job) and, later, train/evaluate/predict/bench."""
+"""The ``titans-sci`` command: run, train, evaluate and predict with task files and saved models,
+list tasks and data, and time the memory.
+
+Every command has ``--help``. Errors print one line (``titans-sci: ...``) and exit with status
+2; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from titans_sci import __version__
 
+TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
+#: The main job's small tasks (bundled data, a few minutes on 2 CPU cores).
+MAIN_JOB = ("demo_genomics.toml", "demo_forecasting.toml")
 
-def _task_module(path: str):
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+def _task_module(path: str | Path):
     """The module that runs a task file: ``[task] kind`` = "classification" (the default,
     genomic classification) or "forecasting"."""
-    import importlib
-
     from titans_sci._toml import tomllib
 
     try:
@@ -27,20 +41,93 @@ def _task_module(path: str):
     return importlib.import_module(modules[kind])
 
 
+def _run_one(path: str | Path, args: argparse.Namespace, titans_only: bool = False) -> dict:
+    module = _task_module(path)
+    task = module.load_task(path)
+    if titans_only and hasattr(task, "baselines"):
+        import dataclasses
+
+        task = dataclasses.replace(task, baselines=type(task.baselines)(kmer_lr=False, cnn=False))
+    result = module.run(task, args.out, args.resume, not args.quiet)
+    print(module.format_summary(result))
+    print(f"results in {Path(args.out) / result['task']['name']}")
+    return result
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.task is not None:
-        try:
-            module = _task_module(args.task)
-            result = module.run_task(args.task, args.out, args.resume, not args.quiet)
-        except ValueError as error:
-            print(f"titans-sci: {error}", file=sys.stderr)
-            return 2
-        print(module.format_summary(result))
-        print(f"results in {Path(args.out) / result['task']['name']}")
+        _run_one(args.task, args)
         return 0
     from titans_sci.demo import associative_recall
 
+    print("== 1/3: test-time learning (associative recall, no outer training)")
     associative_recall(tokens=args.tokens, batch=args.batch, seed=args.seed)
+    for i, name in enumerate(MAIN_JOB, start=2):
+        print(f"\n== {i}/3: tasks/{name}")
+        _run_one(TASKS_DIR / name, args)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    result = _run_one(args.task, args, titans_only=True)
+    root = Path(args.out) / result["task"]["name"] / "checkpoints"
+    for folder in sorted(root.glob("*/**/model")):
+        print(f"model: {folder}")
+    return 0
+
+
+def _load(path: str):
+    from titans_sci.api import load
+
+    return load(path)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = _load(args.model)
+    if not Path(args.input).is_file():
+        raise UserError(f"{args.input}: no such file")
+    table = model.predict(args.input)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(args.output) + ".tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(args.output)
+        print(f"{len(table)} predictions in {args.output}")
+    else:
+        print(table.to_csv(index=False), end="")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from titans_sci.evaluate import evaluate_saved
+
+    metrics = evaluate_saved(_load(args.model), args.data)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    folder = Path(args.folder)
+    files = sorted(folder.glob("*.toml"))
+    if not files:
+        raise UserError(f"{folder}: no task files (*.toml)")
+    for path in files:
+        first = next((line for line in path.read_text().splitlines() if line.strip()), "")
+        print(f"{path.name:<34} {first.lstrip('# ').strip()}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from titans_sci.data.registry import main as registry_main
+
+    argv = [args.action, *args.names] + (["--kind", args.kind] if args.kind else [])
+    return registry_main(argv)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from titans_sci.bench import memory_throughput
+
+    memory_throughput(lengths=args.lengths, quiet=args.quiet)
     return 0
 
 
@@ -58,44 +145,106 @@ def _positive(text: str) -> int:
     return value
 
 
+def _task_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--out", default="runs", help="where results go (default runs/)")
+    command.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted task from its checkpoints (same numbers as one go)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="titans-sci",
         description="Titans/MIRAS neural long-term memory for genomics and time series.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
         "run",
-        help="run the main job (for now: the test-time associative-recall demo)",
+        parents=[common],
+        help="run a task file, or the main job",
         description=(
-            "Run the main job. For now this is the associative-recall demo: the neural memory "
-            "learns 16 key/value pairs at test time, with no outer training, and prints recall "
-            "accuracy per 256 tokens for the four presets (and Titans' linear memory)."
+            "Run a task file (tasks/*.toml: the Titans model and its baselines on the task's "
+            "protocol). Without one, the main job: the memory learning associative recall at "
+            "test time, then a small genomic and a small forecasting task on bundled data."
         ),
     )
-    run.add_argument(
-        "task",
-        nargs="?",
-        default=None,
-        help="a task file (tasks/*.toml); without one, the associative-recall demo",
-    )
-    run.add_argument("--out", default="runs", help="where task results go (default runs/)")
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted task from its checkpoints (same numbers as one go)",
-    )
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    run.add_argument(
-        "--tokens", type=_positive_even, default=2048, help="stream length (default 2048)"
-    )
-    run.add_argument(
-        "--batch", type=_positive, default=4, help="independent streams to average (default 4)"
-    )
-    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("task", nargs="?", default=None, help="a task file (tasks/*.toml)")
+    _task_options(run)
+    run.add_argument("--tokens", type=_positive_even, default=2048, help="demo stream length")
+    run.add_argument("--batch", type=_positive, default=4, help="demo streams to average")
+    run.add_argument("--seed", type=int, default=0, help="demo random seed (default 0)")
     run.set_defaults(func=_cmd_run)
+
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train a task's Titans model (no baselines) and save it",
+        description="Train the Titans model of a task file on its protocol and save every "
+        "trained model (safetensors + JSON) under the run's checkpoints/.",
+    )
+    train.add_argument("task", help="a task file (tasks/*.toml)")
+    _task_options(train)
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="test metrics of a saved model",
+        description="Evaluate a saved model on its task's test split, or on a labelled file "
+        "(sequence,label CSV for a classifier; a series CSV for a forecaster).",
+    )
+    evaluate.add_argument("model", help="a saved model folder (holds model.json)")
+    evaluate.add_argument("data", nargs="?", default=None, help="a labelled file (optional)")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    predict = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="predictions of a saved model for a new file",
+        description="Class probabilities for every record of a FASTA/FASTQ/GenBank/CSV file, "
+        "or a forecast after the last row of a series CSV/Parquet.",
+    )
+    predict.add_argument("model", help="a saved model folder (holds model.json)")
+    predict.add_argument("input", help="sequences (FASTA, CSV, ...) or a series (CSV, Parquet)")
+    predict.add_argument("-o", "--output", help="write the predictions CSV here (else stdout)")
+    predict.set_defaults(func=_cmd_predict)
+
+    tasks = sub.add_parser(
+        "tasks",
+        parents=[common],
+        help="list task files",
+        description="List the task files of a folder, one line each.",
+    )
+    tasks.add_argument("folder", nargs="?", default=str(TASKS_DIR), help="default: tasks/")
+    tasks.set_defaults(func=_cmd_tasks)
+
+    data = sub.add_parser(
+        "data",
+        parents=[common],
+        help="list or verify the bundled data sets",
+        description="List the bundled data sets, or verify their files against the manifests.",
+    )
+    data.add_argument("action", choices=["list", "verify"])
+    data.add_argument("names", nargs="*", help="data set names (verify; default: all)")
+    data.add_argument("--kind", choices=["dna", "timeseries"], help="only this kind")
+    data.set_defaults(func=_cmd_data)
+
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="time the memory on this machine",
+        description="Tokens per second of a Titans memory layer (forward and backward) at "
+        "several lengths. Peer comparisons live in benchmarks/.",
+    )
+    bench.add_argument("--lengths", type=_positive, nargs="+", default=[256, 1024, 4096])
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -105,7 +254,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, ValueError, FileNotFoundError, FloatingPointError) as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"titans-sci: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

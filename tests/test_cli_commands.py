@@ -1,0 +1,150 @@
+"""Every ``titans-sci`` command on bundled data with tiny budgets, and bad input through it:
+one clear line, exit status 2, no traceback unless ``--debug``."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from titans_sci.cli import main
+from titans_sci.data.registry import load_manifest
+
+TINY_GENOMICS = """# tiny genomics
+[task]
+name = "cli_dna"
+train = "train.csv"
+dev = "dev.csv"
+test = "test.csv"
+[model]
+dim = 16
+depth = 1
+memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
+[training]
+epochs = 1
+"""
+
+TINY_FORECAST = """# tiny forecasting
+[task]
+kind = "forecasting"
+name = "cli_ts"
+file = "series.csv"
+split_rule = "ratio_70_10_20"
+columns = ["OT"]
+lookback = 48
+horizons = [12]
+[model]
+dim = 16
+depth = 1
+patch_len = 8
+stride = 4
+memory = { preset = "titans", num_heads = 2, head_dim = 8 }
+[training]
+epochs = 1
+max_train_windows = 128
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Real data (bundled GUE and ETTh1 subsets), two tiny tasks, trained with ``train``."""
+    root = tmp_path_factory.mktemp("cli")
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
+    frame.groupby("label").head(48).to_csv(root / "train.csv", index=False)
+    frame.iloc[200:240].to_csv(root / "dev.csv", index=False)
+    frame.iloc[300:340].to_csv(root / "test.csv", index=False)
+    series = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(900)
+    series.to_csv(root / "series.csv", index=False)
+    (root / "dna.toml").write_text(TINY_GENOMICS)
+    (root / "ts.toml").write_text(TINY_FORECAST)
+    out = str(root / "runs")
+    assert main(["train", "-q", "--out", out, str(root / "dna.toml")]) == 0
+    assert main(["train", "-q", "--out", out, str(root / "ts.toml")]) == 0
+    dna_model = root / "runs" / "cli_dna" / "checkpoints" / "seed1" / "titans" / "model"
+    ts_model = root / "runs" / "cli_ts" / "checkpoints" / "h12_seed1" / "model"
+    return root, dna_model, ts_model
+
+
+def test_train_saves_models_and_skips_baselines(workspace):
+    root, dna_model, ts_model = workspace
+    assert (dna_model / "model.safetensors").exists() and (ts_model / "model.json").exists()
+    result = json.loads((root / "runs" / "cli_dna" / "results.json").read_text())
+    assert set(result["summary"]) == {"titans"}
+
+
+def test_predict_a_fasta_with_lowercase_and_n_and_a_csv(workspace, capsys):
+    root, dna_model, ts_model = workspace
+    fasta = root / "new.fa"
+    fasta.write_text(">a first\nACGTACGTnnnnACGTTATAAAAGGCgcgc\n>b\nNNNNACGTRYACGTTTTT\n")
+    out = root / "pred" / "dna.csv"
+    assert main(["predict", str(dna_model), str(fasta), "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table["id"].tolist() == ["a", "b"] and {"p_0", "p_1", "prediction"} <= set(table)
+    assert main(["predict", str(dna_model), str(root / "test.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[-1].count(",") == 4 and "row40" in printed
+    assert main(["predict", str(ts_model), str(root / "series.csv"), "-o", str(out)]) == 0
+    forecast = pd.read_csv(out)
+    assert len(forecast) == 12 and list(forecast.columns) == ["step", "timestamp", "OT"]
+
+
+def test_evaluate_on_a_file_and_on_the_task_data(workspace, capsys):
+    root, dna_model, ts_model = workspace
+    assert main(["evaluate", str(dna_model), str(root / "test.csv")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 40 and 0 <= metrics["accuracy"] <= 1
+    assert main(["evaluate", str(ts_model), str(root / "series.csv")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n"] == 900 - 48 - 12 + 1 and metrics["mse"] > 0
+    # A model trained on user files has no bundled test split to fall back on.
+    assert main(["evaluate", str(dna_model)]) == 2
+    assert "give a file to evaluate on" in capsys.readouterr().err
+
+
+def test_tasks_data_and_bench(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "forecast_etth1.toml" in out and "gue_prom_core_tata.toml" in out
+    assert main(["data", "list", "--kind", "timeseries"]) == 0
+    out = capsys.readouterr().out
+    assert "ett/ETTh1" in out and "gue/" not in out
+    assert main(["data", "verify", "ett/ETTh1"]) == 0
+    assert main(["bench", "--lengths", "64", "-q"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", "MODEL", "missing.fa"], "missing.fa: no such file"),
+        (["predict", "MODEL", "bad.fa"], "bad.fa"),
+        (["run", "unknown_key.toml"], "colour"),
+        (["run", "wrong_type.toml"], "epochs = 'two' should be int"),
+        (["predict", "OTHER", "new.fa"], "do not fit the model"),
+        (["evaluate", "nowhere"], "model.json: not a saved titans-sci model"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(workspace, tmp_path, capsys, argv, message):
+    root, dna_model, _ = workspace
+    (tmp_path / "bad.fa").write_text(">x\nACGTXACGT\n")
+    (tmp_path / "new.fa").write_text(">x\nACGTACGT\n")
+    (tmp_path / "unknown_key.toml").write_text('[task]\nname = "x"\ndataset = "d"\ncolour = 1\n')
+    (tmp_path / "wrong_type.toml").write_text(
+        '[task]\nname = "x"\ndataset = "d"\n[training]\nepochs = "two"\n'
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    info = json.loads((dna_model / "model.json").read_text())
+    info["settings"]["num_classes"] = 3
+    (other / "model.json").write_text(json.dumps(info))
+    (other / "model.safetensors").write_bytes((dna_model / "model.safetensors").read_bytes())
+    names = {"MODEL": str(dna_model), "OTHER": str(other)}
+    argv = [names.get(a, str(tmp_path / a) if a.endswith((".fa", ".toml")) else a) for a in argv]
+    argv = [str(tmp_path / a) if a == "nowhere" else a for a in argv]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("titans-sci: ") and message in lines[0]
+    assert "Traceback" not in captured.err
+    assert main([argv[0], "--debug", *argv[1:]]) == 2
+    assert "Traceback" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+"""Evaluating a saved model (``titans-sci evaluate``): on its task's test split or on a file.
+
+A classifier is scored with accuracy, MCC, F1 and AUROC on labelled sequences (both strands
+averaged); a forecaster with MSE and MAE over every stride-1 window, on data scaled with the
+scaler it was trained with (the long-horizon protocol's units).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from titans_sci.api import Forecaster, SequenceClassifier
+from titans_sci.data.dna import read_sequences
+from titans_sci.data.registry import load_manifest
+from titans_sci.data.timeseries import WindowDataset, load_dataset, make_splits, read_series
+from titans_sci.evaluation.forecasting import evaluate_windows
+from titans_sci.evaluation.metrics import classification_metrics
+
+
+def _default_data(model: SequenceClassifier | Forecaster) -> str:
+    dataset = model.meta.get("dataset")
+    if not dataset:
+        raise ValueError(
+            f"the model of task {model.meta.get('task')!r} was not trained on a bundled data "
+            "set: give a file to evaluate on"
+        )
+    return dataset
+
+
+def evaluate_saved(
+    model: SequenceClassifier | Forecaster, data: str | Path | None = None
+) -> dict[str, float]:
+    """Test metrics of ``model`` on ``data`` (a file), or on the test split of the bundled data
+    set it was trained on."""
+    if isinstance(model, SequenceClassifier):
+        if data is None:
+            data = load_manifest(_default_data(model)).splits["test"].file
+        records = read_sequences(data)
+        unlabelled = [r.id for r in records if r.label is None]
+        if unlabelled:
+            raise ValueError(f"{data}: records without a label, e.g. {unlabelled[:3]}")
+        probs = model.predict([r.sequence for r in records])
+        columns = [c for c in probs.columns if c.startswith("p_")]
+        labels = np.array([r.label for r in records])
+        return {"n": len(records), **classification_metrics(labels, probs[columns].to_numpy())}
+    config = model.model.config
+    if data is None:
+        name = _default_data(model)
+        table = load_dataset(name)
+        rule = load_manifest(name).split_rule
+        values = make_splits(table, rule, config.lookback, config.horizon, scale=False).test.values
+        source = f"{name} [test]"
+    else:
+        table = read_series(data, model.meta.get("date_column", "date"), model.columns)
+        values, source = table.values, str(data)
+    missing = [c for c in model.columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing}; the model needs them")
+    values = np.asarray(values, dtype=np.float32)[
+        :, [table.columns.index(c) for c in model.columns]
+    ]
+    scaled = (values - model.mean) / model.scale
+    windows = WindowDataset(scaled.astype(np.float32), config.lookback, config.horizon, source)
+    metrics = evaluate_windows(lambda x: model.model.predict(x), windows)
+    return {"n": len(windows), **metrics}
