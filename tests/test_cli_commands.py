@@ -148,3 +148,18 @@ def test_bad_input_is_one_line_and_exit_2(workspace, tmp_path, capsys, argv, mes
     assert "Traceback" not in captured.err
     assert main([argv[0], "--debug", *argv[1:]]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["cli_dna", "cli_ts"])
+def test_runs_write_a_report_with_valid_images(workspace, name):
+    from matplotlib.image import imread
+
+    root, _, _ = workspace
+    directory = root / "runs" / name
+    report = (directory / "report.md").read_text()
+    images = [line.split("](")[1].rstrip(")") for line in report.splitlines() if "](" in line]
+    assert {"learning_curves.png", "surprise.png"} <= set(images) and len(images) == 3
+    for image in images:
+        pixels = imread(directory / image)
+        assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.std() > 0
+    assert not list(directory.glob("*.tmp*"))

@@ -255,8 +255,10 @@ def run(
     checkpoints = Path(out_dir) / task.task.name / "checkpoints"
     table, rule = _table_and_rule(task)
     runs: list[dict[str, Any]] = []
+    first_splits = None
     for horizon in task.task.horizons:
         splits = make_splits(table, rule, task.task.lookback, horizon)
+        first_splits = first_splits or splits
         naive = evaluate_windows(lambda x, h=horizon: last_value_forecast(x, h), splits.test)
         runs.append({"horizon": horizon, "model": "last_value", "seed": 0, **naive})
         for seed in task.task.seeds:
@@ -282,8 +284,46 @@ def run(
         "runs": runs,
         "summary": summary,
     }
+    write_report(Path(out_dir) / task.task.name, result, first_splits)
     write_results(Path(out_dir) / task.task.name, result, runs)
     return result
+
+
+def write_report(directory: Path, result: dict[str, Any], splits: ForecastSplits) -> Path:
+    """``report.md`` with learning curves and, for the first model (first horizon and seed),
+    the last test window's forecast against the truth with a 95% band (1.96 standard
+    deviations of the validation errors at each step) and the memory's surprise along it."""
+    from titans_sci import report
+    from titans_sci.api import load
+
+    figures = {}
+    curves = report.learning_curves(directory / "checkpoints", directory / "learning_curves.png")
+    if curves is not None:
+        figures["Learning curves"] = curves
+    models = sorted((directory / "checkpoints").glob("*/model"))
+    if models:
+        model = load(models[0]).model
+        channel = splits.columns.index("OT") if "OT" in splits.columns else len(splits.columns) - 1
+        errors = [
+            model.predict(x)[..., channel] - y[..., channel]
+            for x, y in DataLoader(splits.val, batch_size=256)
+        ]
+        spread = 1.96 * torch.cat(errors).std(dim=0).numpy()
+        x, y = splits.test[len(splits.test) - 1]
+        forecast = model.predict(x[None])[0, :, channel].numpy()
+        name = splits.columns[channel]
+        figures[f"Last test window, {name} ({models[0].parent.name})"] = report.forecast_band(
+            x[:, channel].numpy(), y[:, channel].numpy(), forecast, spread,
+            directory / "forecast.png",
+        )  # fmt: skip
+        trace = model.surprise(x[None])[0].numpy()
+        trace = trace[min(channel, trace.shape[0] - 1)]
+        figures["The memory's surprise along the last test window"] = report.surprise_trace(
+            trace, directory / "surprise.png", f"surprise per patch of {name}"
+        )
+    return report.write_report(
+        directory, result["task"]["name"], format_summary(result).splitlines(), figures
+    )
 
 
 def format_summary(result: dict[str, Any]) -> str:

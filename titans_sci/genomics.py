@@ -354,6 +354,8 @@ def run(
                 "dev": [records[i] for i in train_idx[:n_dev]],
                 "test": [records[i] for i in test_idx],
             }
+            if fold == 0:
+                first_fold_test = fold_splits["test"]
             place = checkpoints / f"fold{fold}"
             one = _runs_of_one_split(task, fold_splits, seed, place, resume, progress)
             runs += [{"fold": fold, **r} for r in one]
@@ -374,11 +376,44 @@ def run(
         "runs": runs,
         "summary": summary,
     }
+    first_test = splits["test"] if spec.protocol == "train_dev_test" else first_fold_test
+    write_report(Path(out_dir) / spec.name, result, first_test)
     write_results(Path(out_dir) / spec.name, result, runs)
     return result
 
 
 _METRICS = ("accuracy", "mcc", "f1", "auroc")
+
+
+def write_report(directory: Path, result: dict[str, Any], test: list[SequenceRecord]) -> Path:
+    """``report.md`` with learning curves, the first Titans model's confusion matrix and ROC
+    on its test split, and its memory's surprise along the first test sequence."""
+    from titans_sci import report
+    from titans_sci.api import load
+
+    figures = {}
+    curves = report.learning_curves(directory / "checkpoints", directory / "learning_curves.png")
+    if curves is not None:
+        figures["Learning curves"] = curves
+    models = sorted((directory / "checkpoints").glob("*/titans/model"))
+    if models:
+        model = load(models[0])
+        table = model.predict([r.sequence for r in test])
+        probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
+        labels = np.array([r.label for r in test])
+        figures[f"Test predictions ({models[0].parent.parent.name})"] = report.confusion_and_roc(
+            labels, probs, directory / "test_predictions.png"
+        )
+        first = test[0]
+        figures["The memory's surprise along a test sequence"] = report.surprise_trace(
+            model.surprise(first.sequence),
+            directory / "surprise.png",
+            f"surprise along test record {first.id} (label {first.label})",
+            list(first.sequence),
+        )
+    return report.write_report(
+        directory, result["task"]["name"], format_summary(result).splitlines(), figures
+    )
 
 
 def format_summary(result: dict[str, Any]) -> str:
