@@ -163,3 +163,13 @@ def test_runs_write_a_report_with_valid_images(workspace, name):
         pixels = imread(directory / image)
         assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.std() > 0
     assert not list(directory.glob("*.tmp*"))
+
+
+def test_run_directory_holds_config_log_and_results(workspace):
+    root, _, _ = workspace
+    directory = root / "runs" / "cli_ts"
+    config = json.loads((directory / "config.json").read_text())
+    assert config["task"]["lookback"] == 48 and config["training"]["patience"] == 3  # a default
+    log = (directory / "checkpoints" / "h12_seed1" / "train.log").read_text().splitlines()
+    assert log and log[0].startswith("epoch 1/1: training loss")
+    assert {"results.json", "runs.csv", "report.md"} <= {p.name for p in directory.iterdir()}

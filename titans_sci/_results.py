@@ -1,8 +1,11 @@
-"""Writing a task's results: ``results.json`` and ``runs.csv``, each replaced atomically."""
+"""Writing a task's run directory: ``config.json`` first (the task as resolved, defaults
+included), ``results.json`` and ``runs.csv`` last, each replaced atomically; a directory without
+``results.json`` is an unfinished run."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -22,3 +25,12 @@ def write_results(directory: Path, result: dict[str, Any], runs: list[dict[str, 
         writer.writeheader()
         writer.writerows(runs)
     (directory / "runs.csv.tmp").replace(directory / "runs.csv")
+
+
+def write_config(directory: Path, task: Any) -> None:
+    """``directory/config.json``: the task dataclass with every default filled in."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = dataclasses.asdict(task)
+    tmp = directory / "config.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(directory / "config.json")

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from titans_sci._results import write_results
+from titans_sci._results import write_config, write_results
 from titans_sci._toml import read_tables
 from titans_sci.api import save_model
 from titans_sci.data.registry import load_manifest
@@ -253,6 +253,7 @@ def run(
 ) -> dict[str, Any]:
     """:func:`run_task` for a task built in code."""
     checkpoints = Path(out_dir) / task.task.name / "checkpoints"
+    write_config(checkpoints.parent, task)
     table, rule = _table_and_rule(task)
     runs: list[dict[str, Any]] = []
     first_splits = None

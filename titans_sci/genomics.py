@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from titans_sci._results import write_results
+from titans_sci._results import write_config, write_results
 from titans_sci._toml import read_tables
 from titans_sci.api import save_model
 from titans_sci.data.dna import (
@@ -330,6 +330,7 @@ def run(
 ) -> dict[str, Any]:
     """:func:`run_task` for a task built in code."""
     checkpoints = Path(out_dir) / task.task.name / "checkpoints"
+    write_config(checkpoints.parent, task)
     splits = load_splits(task)
     runs: list[dict[str, Any]] = []
     spec = task.task

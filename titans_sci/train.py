@@ -5,7 +5,8 @@ The task supplies three callables, so the trainer knows nothing of DNA or series
 ``batches(epoch, generator)`` yields the epoch's batches (drawing any randomness from
 ``generator``), ``loss(batch)`` returns the scalar training loss, and ``score_dev()`` the dev
 score (higher is better). After every epoch the trainer writes ``checkpoint.pt`` (weights,
-optimizer, random states, the selection so far) atomically into its directory; ``fit(...,
+optimizer, random states, the selection so far) atomically into its directory and appends a
+line to ``train.log``; ``fit(...,
 resume=True)`` continues from it and ends exactly where an uninterrupted run would have.
 """
 
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from titans_sci.evaluation.protocol import DevSelection
 
 CHECKPOINT = "checkpoint.pt"
+LOG = "train.log"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,11 @@ class Trainer:
             stopped = selection.should_stop(epoch)
             epoch += 1
             self._save(epoch, selection, losses)
+            self._log(
+                f"epoch {epoch}/{self.config.epochs}: training loss {losses[-1]:.5f}, dev score "
+                f"{selection.scores[-1]:.5f}, best epoch {selection.best_epoch + 1}"
+                + (", stopping early" if stopped else "")
+            )
         self.model.load_state_dict(selection.best)
         return TrainResult(selection.best_epoch, list(selection.scores), losses, stopped)
 
@@ -136,6 +143,12 @@ class Trainer:
             self.optimizer.step()
             total, count = total + loss.item(), count + 1
         return total / count if count else math.nan
+
+    def _log(self, line: str) -> None:
+        """Append ``line`` to ``train.log`` in the checkpoint directory (if any)."""
+        if self.directory is not None:
+            with open(self.directory / LOG, "a") as log:
+                log.write(line + "\n")
 
     def _save(self, epochs_done: int, selection: DevSelection, losses: list[float]) -> None:
         if self.directory is None:
