@@ -28,6 +28,7 @@ from torch import nn
 
 from titans_sci.data.dna import NucleotideTokenizer, pad_batch, read_sequences, validate_sequence
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
+from titans_sci.distributed import is_main
 from titans_sci.models.dna_classifier import DNAClassifier
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
@@ -40,6 +41,8 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     (JSON-able facts a user of the model needs) to ``directory``, atomically: the folder
     appears complete or not at all, replacing an older one."""
     directory = Path(directory)
+    if not is_main():  # under torchrun, process 0 writes
+        return directory
     if isinstance(model, DNAClassifier):
         info = {"kind": "dna_classifier", "settings": model.settings}
     elif isinstance(model, TitansForecaster):

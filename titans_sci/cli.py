@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -254,7 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from titans_sci.distributed import init_from_env, is_main
+
     try:
+        init_from_env()
+        if not is_main():  # under torchrun, process 0 speaks for the job
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            args.quiet = True
         return args.func(args)
     except (UserError, ValueError, FileNotFoundError, FloatingPointError) as error:
         if args.debug:

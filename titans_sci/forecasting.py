@@ -52,6 +52,7 @@ from titans_sci._toml import read_tables
 from titans_sci.api import save_model
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import ForecastSplits, load_dataset, make_splits, read_series
+from titans_sci.distributed import is_main
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.memory import MemoryConfig
@@ -285,7 +286,8 @@ def run(
         "runs": runs,
         "summary": summary,
     }
-    write_report(Path(out_dir) / task.task.name, result, first_splits)
+    if is_main():
+        write_report(Path(out_dir) / task.task.name, result, first_splits)
     write_results(Path(out_dir) / task.task.name, result, runs)
     return result
 

@@ -57,6 +57,7 @@ from titans_sci.data.dna import (
     reverse_complement_ids,
 )
 from titans_sci.data.registry import load_manifest
+from titans_sci.distributed import is_main
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds, summarize
 from titans_sci.heads.classification import average_probabilities
@@ -378,7 +379,8 @@ def run(
         "summary": summary,
     }
     first_test = splits["test"] if spec.protocol == "train_dev_test" else first_fold_test
-    write_report(Path(out_dir) / spec.name, result, first_test)
+    if is_main():
+        write_report(Path(out_dir) / spec.name, result, first_test)
     write_results(Path(out_dir) / spec.name, result, runs)
     return result
 

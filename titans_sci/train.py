@@ -8,6 +8,10 @@ score (higher is better). After every epoch the trainer writes ``checkpoint.pt``
 optimizer, random states, the selection so far) atomically into its directory and appends a
 line to ``train.log``; ``fit(...,
 resume=True)`` continues from it and ends exactly where an uninterrupted run would have.
+
+Under ``torchrun`` the same code trains data-parallel (see :mod:`titans_sci.distributed`): each
+process takes its shard of every batch, gradients are all-reduced before the step, and only
+process 0 writes files.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from titans_sci import distributed
 from titans_sci.evaluation.protocol import DevSelection
 
 CHECKPOINT = "checkpoint.pt"
@@ -133,25 +138,27 @@ class Trainer:
             leave=False,
         )
         for batch in steps:
-            loss = loss_of(batch)
+            part, weight = distributed.shard(batch)
+            loss = loss_of(part)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss is {loss.item()} in epoch {epoch}")
             self.optimizer.zero_grad()
-            loss.backward()
+            (loss * weight).backward()
+            distributed.average_gradients(self.model)
             if self.config.clip_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
             self.optimizer.step()
-            total, count = total + loss.item(), count + 1
+            total, count = total + distributed.total(loss.detach() * weight), count + 1
         return total / count if count else math.nan
 
     def _log(self, line: str) -> None:
-        """Append ``line`` to ``train.log`` in the checkpoint directory (if any)."""
-        if self.directory is not None:
+        """Append ``line`` to ``train.log`` in the checkpoint directory (if any; process 0)."""
+        if self.directory is not None and distributed.is_main():
             with open(self.directory / LOG, "a") as log:
                 log.write(line + "\n")
 
     def _save(self, epochs_done: int, selection: DevSelection, losses: list[float]) -> None:
-        if self.directory is None:
+        if self.directory is None or not distributed.is_main():
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         state = {
