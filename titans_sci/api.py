@@ -25,8 +25,15 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
-from titans_sci.data.dna import NucleotideTokenizer, pad_batch, read_sequences, validate_sequence
+from titans_sci.data.dna import (
+    NucleotideTokenizer,
+    iter_sequences,
+    pad_batch,
+    read_sequences,
+    validate_sequence,
+)
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
 from titans_sci.distributed import is_main
 from titans_sci.models.dna_classifier import DNAClassifier
@@ -123,6 +130,54 @@ class SequenceClassifier:
             table[f"p_{k}"] = p[:, k]
         table["prediction"] = p.argmax(axis=1)
         return table
+
+    def predict_windows(
+        self,
+        path: str | Path,
+        output: str | Path,
+        window: int,
+        stride: int | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> int:
+        """Class probabilities of every ``window``-base window (every ``stride`` bases, default
+        ``window``; the last window ends at the record's end) of every record of a sequence
+        file, however long (a chromosome is fine): records are read one at a time, windows
+        are scored in batches and each batch's rows (``record, start, end, p_<class>...``,
+        0-based half-open) are appended to the CSV ``output`` at once, so memory stays
+        constant. Returns the number of windows written; the CSV appears complete or not at
+        all (it is written under a temporary name and renamed)."""
+        stride = stride or window
+        if window < 1 or stride < 1:
+            raise ValueError(f"window={window} and stride={stride} must be >= 1")
+        output = Path(output)
+        tmp = output.with_name(output.name + ".tmp")
+        written = 0
+        header = None
+        with open(tmp, "w") as sink, tqdm(unit=" windows", disable=not progress) as bar:
+            for record in iter_sequences(path):
+                n = len(record.sequence)
+                starts = list(range(0, max(n - window, 0) + 1, stride))
+                if starts[-1] + window < n:
+                    starts.append(n - window)
+                for first in range(0, len(starts), batch_size):
+                    chunk = starts[first : first + batch_size]
+                    texts = [record.sequence[s : s + window] for s in chunk]
+                    ids, mask = self._encode(texts)
+                    probs = self.model.predict_proba(ids, mask).numpy()
+                    if header is None:
+                        header = ["record", "start", "end"] + [
+                            f"p_{k}" for k in range(probs.shape[1])
+                        ]
+                        sink.write(",".join(header) + "\n")
+                    for start, text, p in zip(chunk, texts, probs, strict=True):
+                        cells = ",".join(f"{v:.6g}" for v in p)
+                        sink.write(f"{record.id},{start},{start + len(text)},{cells}\n")
+                    sink.flush()
+                    written += len(chunk)
+                    bar.update(len(chunk))
+        tmp.replace(output)
+        return written
 
     def surprise(self, sequence: str) -> np.ndarray:
         """The memories' surprise at each base of ``sequence``: ``[T, layers, heads]``."""

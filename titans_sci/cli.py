@@ -87,6 +87,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args.model)
     if not Path(args.input).is_file():
         raise UserError(f"{args.input}: no such file")
+    if args.window:
+        if not args.output or not hasattr(model, "predict_windows"):
+            raise UserError("--window needs a sequence classifier and --output")
+        count = model.predict_windows(
+            args.input, args.output, args.window, args.stride, progress=not args.quiet
+        )
+        print(f"{count} windows in {args.output}")
+        return 0
     table = model.predict(args.input)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a saved model folder (holds model.json)")
     predict.add_argument("input", help="sequences (FASTA, CSV, ...) or a series (CSV, Parquet)")
     predict.add_argument("-o", "--output", help="write the predictions CSV here (else stdout)")
+    predict.add_argument(
+        "--window",
+        type=_positive,
+        help="long sequences: score every WINDOW-base window (streamed, constant memory)",
+    )
+    predict.add_argument("--stride", type=_positive, help="bases between windows (default WINDOW)")
     predict.set_defaults(func=_cmd_predict)
 
     tasks = sub.add_parser(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -146,9 +146,28 @@ def read_sequences(path: str | Path) -> list[SequenceRecord]:
     return records
 
 
+def iter_sequences(path: str | Path) -> Iterator[SequenceRecord]:
+    """The records of a sequence file one at a time (as :func:`read_sequences`, but a FASTA,
+    FASTQ or GenBank file is parsed lazily, so only one record is in memory at a time)."""
+    path = Path(path)
+    suffix, compressed = _split_suffix(path)
+    if suffix in _SEQIO_FORMATS:
+        empty = True
+        for record in _iter_seqio(path, _SEQIO_FORMATS[suffix], compressed):
+            empty = False
+            yield record
+        if empty:
+            raise ValueError(f"{path}: no records found")
+    else:
+        yield from read_sequences(path)
+
+
 def _read_seqio(path: Path, fmt: str, compressed: bool) -> list[SequenceRecord]:
     """Read a FASTA/FASTQ/GenBank file with ``Bio.SeqIO`` in format ``fmt``."""
-    records = []
+    return list(_iter_seqio(path, fmt, compressed))
+
+
+def _iter_seqio(path: Path, fmt: str, compressed: bool) -> Iterator[SequenceRecord]:
     with _open_text(path, compressed) as handle:
         try:
             for index, rec in enumerate(SeqIO.parse(handle, fmt), start=1):
@@ -158,12 +177,11 @@ def _read_seqio(path: Path, fmt: str, compressed: bool) -> list[SequenceRecord]:
                 except ValueError as err:  # e.g. a GenBank CONTIG record without bases
                     raise ValueError(f"{path}: record {name!r}: {err}") from err
                 validate_sequence(sequence, source=str(path), record=name)
-                records.append(SequenceRecord(id=name, sequence=sequence))
+                yield SequenceRecord(id=name, sequence=sequence)
         except ValueError as err:
             if str(err).startswith(str(path)):
                 raise
             raise ValueError(f"{path}: cannot parse as {fmt}: {err}") from err
-    return records
 
 
 def _read_table(path: Path, sep: str, compressed: bool) -> list[SequenceRecord]:
