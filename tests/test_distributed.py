@@ -19,8 +19,14 @@ SCRIPT = textwrap.dedent(
     from titans_sci.data.timeseries import load_dataset
     from titans_sci.train import TrainConfig, Trainer
 
+    import os
+    import time
+
     out, epochs, stop_after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    pause = float(os.environ.get("PAUSE_PER_BATCH", "0"))
     distributed.init_from_env()
+    with open(f"{out}/pid{distributed.rank()}", "w") as f:
+        f.write(str(os.getpid()))
     values = torch.from_numpy(load_dataset("ett/ETTh1").values[:1000]).float()
     values = (values - values.mean(0)) / values.std(0)
     x, y = values[:, :6], values[:, 6:]
@@ -31,6 +37,7 @@ SCRIPT = textwrap.dedent(
         for i, idx in enumerate(torch.randperm(800, generator=gen).split(50)):
             if epoch == stop_after and i == 2:
                 raise SystemExit(3)  # an interruption after the previous epoch's checkpoint
+            time.sleep(pause)
             yield x[idx], y[idx]
 
     def loss(batch):
@@ -48,7 +55,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _run(tmp_path, name: str, nproc: int, epochs: int, stop_after: int = -1) -> int:
+def _command(tmp_path, name: str, nproc: int, epochs: int, stop_after: int = -1) -> list[str]:
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
     out = tmp_path / name
@@ -56,9 +63,15 @@ def _run(tmp_path, name: str, nproc: int, epochs: int, stop_after: int = -1) -> 
     prefix = [sys.executable]
     if nproc > 1:
         prefix += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    command = [*prefix, str(script), str(out), str(epochs), str(stop_after)]
-    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300).returncode
+    return [*prefix, str(script), str(out), str(epochs), str(stop_after)]
+
+
+ENV = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+
+
+def _run(tmp_path, name: str, nproc: int, epochs: int, stop_after: int = -1) -> int:
+    command = _command(tmp_path, name, nproc, epochs, stop_after)
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300).returncode
 
 
 def _final(tmp_path, name: str) -> dict:
@@ -85,3 +98,32 @@ def test_two_processes_match_one_and_resume_anywhere(tmp_path):
     moved = _final(tmp_path, "moved")
     for key, value in one["state"].items():
         torch.testing.assert_close(moved["state"][key], value, rtol=1e-5, atol=1e-5)
+
+
+def test_a_killed_worker_stops_the_job_with_a_resumable_checkpoint(tmp_path):
+    """SIGKILL one of two workers once the first checkpoint is on disk: torchrun stops the job
+    (non-zero exit, a message naming the failed worker) well within a minute, not a hang, and
+    the checkpoint resumes in one process to the result of an uninterrupted run."""
+    import os
+    import signal
+    import time
+
+    command = _command(tmp_path, "killed", 2, 3)
+    env = {**ENV, "PAUSE_PER_BATCH": "0.05"}
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    checkpoint, victim = tmp_path / "killed" / "checkpoint.pt", tmp_path / "killed" / "pid1"
+    deadline = time.time() + 120
+    while not (checkpoint.exists() and victim.exists()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "no checkpoint within 120 s"
+    os.kill(int(victim.read_text()), signal.SIGKILL)
+    start = time.time()
+    _, err = job.communicate(timeout=120)
+    assert job.returncode != 0 and time.time() - start < 60
+    assert b"Signals.SIGKILL" in err or b"SIGKILL" in err or b"failed" in err.lower()
+    assert not (tmp_path / "killed" / "final.pt").exists()
+    assert _run(tmp_path, "killed", 1, 3) == 0
+    assert _run(tmp_path, "whole", 1, 3) == 0
+    resumed, whole = _final(tmp_path, "killed"), _final(tmp_path, "whole")
+    for key, value in whole["state"].items():
+        torch.testing.assert_close(resumed["state"][key], value, rtol=1e-5, atol=1e-5)
