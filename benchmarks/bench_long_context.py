@@ -72,7 +72,9 @@ def train(model: PasskeyModel, args: argparse.Namespace) -> dict:
     start, accuracy, step = time.perf_counter(), 0.0, 0
     recent: list[float] = []
     for step in range(1, args.steps + 1):
-        ids, digits = passkey_batch(args.batch, args.train_length, gen)
+        # Curriculum: 16 tokens, doubling every `--double-every` steps up to --train-length.
+        length = min(args.train_length, 16 * 2 ** (step // args.double_every))
+        ids, digits = passkey_batch(args.batch, length, gen)
         logits, _ = model(ids)
         loss = nn.functional.cross_entropy(logits, digits)
         optimizer.zero_grad()
@@ -82,10 +84,8 @@ def train(model: PasskeyModel, args: argparse.Namespace) -> dict:
         recent = (recent + [float((logits.argmax(-1) == digits).float().mean())])[-50:]
         accuracy = sum(recent) / len(recent)
         if step % 50 == 0:
-            print(
-                f"step {step}: loss {loss.item():.3f}, recent accuracy {accuracy:.3f}", flush=True
-            )
-        if len(recent) == 50 and accuracy >= args.target:
+            print(f"step {step} (length {length}): loss {loss.item():.3f}, accuracy {accuracy:.3f}")
+        if length == args.train_length and len(recent) == 50 and accuracy >= args.target:
             break
     return {"steps": step, "seconds": time.perf_counter() - start, "train_accuracy": accuracy}
 
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--train-length", type=int, default=256)
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--double-every", type=int, default=150)
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -139,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         f"- model: token embedding -> TitansLMM(dim {args.dim}, depth {args.depth}, titans memory "
         "4 heads, chunk 16) -> linear head at the last position; "
         f"{sum(p.numel() for p in model.parameters()):,} parameters",
-        f"- training: {trained['steps']} steps of {args.batch} sequences of {args.train_length} "
-        f"tokens (AdamW lr {args.lr}, stop at {args.target:.0%} recent accuracy), "
+        f"- training: {trained['steps']} steps of {args.batch} sequences, 16 tokens doubling every "
+        f"{args.double_every} steps to {args.train_length} (AdamW lr {args.lr}, stop at "
+        f"{args.target:.0%} recent accuracy at full length), "
         f"{trained['seconds']:.0f} s, final recent accuracy {trained['train_accuracy']:.3f}",
         f"- evaluation: {args.samples} sequences per length, passkey at a uniform random depth, "
         f"streamed in pieces of {args.piece} tokens with carried state; chance 0.10",

@@ -17,10 +17,13 @@ def test_the_three_walkthroughs_are_there():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path: Path):
+def test_notebook_executes(path: Path, monkeypatch):
+    # One thread per kernel: the suite already runs two test processes on two cores, and
+    # oversubscribed OpenMP threads slow a kernel down many times over.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     book = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        book, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()  # raises CellExecutionError naming the cell on any error
     outputs = [
