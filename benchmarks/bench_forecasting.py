@@ -80,7 +80,7 @@ def titans_long(name: str, variant: str, args: argparse.Namespace) -> dict:
     )
     training = dataclasses.replace(task.training, epochs=args.epochs)
     task = dataclasses.replace(task, task=spec, model=model, training=training)
-    result = run(task, RESULTS / "runs")
+    result = run(task, RESULTS / "runs", resume=args.resume)
     summary = result["summary"]
     budget = (
         f"{training.epochs} epochs max (patience {training.patience}), "
@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse/continue Titans runs from their checkpoints"
+    )
     parser.add_argument("--m4", action="store_true")
     parser.add_argument(
         "--m4-models", nargs="+", default=["titans lmm", "deepar", "patchtst", "dlinear"]
