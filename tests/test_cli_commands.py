@@ -173,3 +173,17 @@ def test_run_directory_holds_config_log_and_results(workspace):
     log = (directory / "checkpoints" / "h12_seed1" / "train.log").read_text().splitlines()
     assert log and log[0].startswith("epoch 1/1: training loss")
     assert {"results.json", "runs.csv", "report.md"} <= {p.name for p in directory.iterdir()}
+
+
+def test_predict_windows_through_the_cli(workspace, capsys):
+    root, dna_model, ts_model = workspace
+    fasta = root / "long.fa"
+    fasta.write_text(">chr\n" + "ACGTTATAAAAGGCGCGCAT" * 30 + "\n")  # 600 bases
+    out = root / "pred" / "windows.csv"
+    argv = ["predict", "-q", str(dna_model), str(fasta), "--window", "70", "--stride", "35"]
+    assert main([*argv, "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 17 and table["end"].iloc[-1] == 600
+    assert "17 windows" in capsys.readouterr().out
+    assert main(["predict", str(ts_model), str(root / "series.csv"), "--window", "70"]) == 2
+    assert "--window needs a sequence classifier and --output" in capsys.readouterr().err

@@ -151,6 +151,7 @@ class SequenceClassifier:
         if window < 1 or stride < 1:
             raise ValueError(f"window={window} and stride={stride} must be >= 1")
         output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(output.name + ".tmp")
         written = 0
         header = None
