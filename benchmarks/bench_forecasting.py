@@ -89,12 +89,15 @@ def titans_long(name: str, variant: str, args: argparse.Namespace) -> dict:
         f"{model.patch_len}/{model.stride}, seeds {spec.seeds}"
     )
     entries = {}
-    for key, model_name in (("titans", f"titans {variant}"), ("last_value", "last value")):
+    if args.resume:
+        budget += " (resumed from checkpoints: the wall time leaves out earlier training)"
+    rows = (("titans", f"titans {variant}", budget), ("last_value", "last value", "no training"))
+    for key, model_name, cost in rows:
         per_h = {
             h: {m: s[m]["mean"] for m in ("mse", "mae")}
             for h, s in summary[key]["horizons"].items()
         }
-        entries[f"{name}|{model_name}"] = {"horizons": per_h, "budget": budget}
+        entries[f"{name}|{model_name}"] = {"horizons": per_h, "budget": cost}
     return entries
 
 
