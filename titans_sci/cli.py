@@ -108,7 +108,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from titans_sci.evaluate import evaluate_saved
+    from titans_sci.evaluation.saved import evaluate_saved
 
     metrics = evaluate_saved(_load(args.model), args.data)
     print(json.dumps(metrics, indent=2))
