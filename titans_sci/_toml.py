@@ -18,11 +18,14 @@ else:  # pragma: no cover
 TableSpec = dict[str, tuple[type, dict[str, type]]]
 
 
-def read_tables(path: str | Path, spec: TableSpec, required: tuple[str, ...] = ("task",)) -> dict:
+def read_tables(
+    path: str | Path, spec: TableSpec, kind: str, required: tuple[str, ...] = ("task",)
+) -> dict:
     """Each table of the TOML file ``path`` built into its dataclass: ``{table: instance}``.
 
-    Unknown tables or keys, wrong types and missing required tables raise a ``ValueError``
-    naming the file, the table and the key. An int where a float is expected is accepted.
+    Unknown tables or keys, wrong types, missing required tables and a ``[task] kind`` other
+    than ``kind`` raise a ``ValueError`` naming the file, the table and the key. An int where a
+    float is expected is accepted.
     """
     path = Path(path)
     try:
@@ -54,4 +57,8 @@ def read_tables(path: str | Path, spec: TableSpec, required: tuple[str, ...] = (
             parts[table] = from_dict(cls, values)
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path}: [{table}] {error}") from None
+    if parts["task"].kind != kind:
+        raise ValueError(
+            f"{path}: [task] kind = {parts['task'].kind!r}; this reader takes {kind!r}"
+        )
     return parts

@@ -55,8 +55,7 @@ from titans_sci.data.timeseries import ForecastSplits, load_dataset, make_splits
 from titans_sci.distributed import is_main
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.evaluation.protocol import summarize
-from titans_sci.memory import MemoryConfig
-from titans_sci.models import MODELS
+from titans_sci.models import MODELS, backbone_config
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 from titans_sci.train import TrainConfig, Trainer
 
@@ -122,10 +121,8 @@ _TYPES = {
 def load_task(path: str | Path) -> ForecastTask:
     """Read and check a forecasting task file; errors name the file, table and key."""
     path = Path(path)
-    parts = read_tables(path, _TYPES)
+    parts = read_tables(path, _TYPES, kind="forecasting")
     task = parts["task"]
-    if task.kind != "forecasting":
-        raise ValueError(f"{path}: [task] kind = {task.kind!r}; this reader takes 'forecasting'")
     if (task.dataset is None) == (task.file is None):
         raise ValueError(f"{path}: [task] needs exactly one of dataset or file")
     if task.file is not None and task.split_rule is None:
@@ -165,12 +162,8 @@ def _table_and_rule(task: ForecastTask):
 def build_forecaster(task: ForecastTask, horizon: int, channels: int) -> TitansForecaster:
     """The task's :class:`TitansForecaster` for one horizon."""
     spec = task.model
-    memory_args = dict(spec.memory)
-    preset = memory_args.pop("preset", "titans")
-    memory_args.setdefault("chunk_size", 4)
-    backbone = MODELS[spec.variant].config_class(
-        dim=spec.dim, depth=spec.depth, memory=MemoryConfig.preset(preset, **memory_args)
-    )
+    memory = {"chunk_size": 4, **spec.memory}
+    backbone = backbone_config(spec.variant, memory, dim=spec.dim, depth=spec.depth)
     config = ForecasterConfig(
         lookback=task.task.lookback,
         horizon=horizon,

@@ -61,8 +61,7 @@ from titans_sci.distributed import is_main
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds, summarize
 from titans_sci.heads.classification import average_probabilities
-from titans_sci.memory import MemoryConfig
-from titans_sci.models import MODELS
+from titans_sci.models import MODELS, backbone_config
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier
 from titans_sci.train import TrainConfig, Trainer
@@ -129,10 +128,8 @@ _TYPES = {
 def load_task(path: str | Path) -> GenomicTask:
     """Read and check a task file: unknown tables or keys and wrong types name the file and key."""
     path = Path(path)
-    parts = read_tables(path, _TYPES)
+    parts = read_tables(path, _TYPES, kind="classification")
     task = parts["task"]
-    if task.kind != "classification":
-        raise ValueError(f"{path}: [task] kind = {task.kind!r}; this reader takes 'classification'")
     if task.protocol not in ("train_dev_test", "kfold"):
         raise ValueError(
             f"{path}: [task] protocol = {task.protocol!r}; expected train_dev_test|kfold"
@@ -191,12 +188,8 @@ def _encode(records: list[SequenceRecord]) -> tuple[torch.Tensor, torch.Tensor, 
 
 def _build_model(task: GenomicTask, num_classes: int) -> DNAClassifier:
     spec = task.model
-    memory_args = dict(spec.memory)
-    preset = memory_args.pop("preset", "titans")
-    memory = MemoryConfig.preset(preset, **memory_args)
-    config_class = MODELS[spec.variant].config_class
-    backbone = config_class(
-        dim=spec.dim, depth=spec.depth, memory=memory, bidirectional=spec.bidirectional
+    backbone = backbone_config(
+        spec.variant, spec.memory, dim=spec.dim, depth=spec.depth, bidirectional=spec.bidirectional
     )
     return DNAClassifier(backbone, num_classes, stem_kernel=spec.stem_kernel, pool=spec.pool)
 

@@ -101,14 +101,7 @@ class NeuralMemory(nn.Module):
     ) -> tuple[Tensor, MemoryState]:
         if impl not in _IMPLEMENTATIONS:
             raise ValueError(f"impl={impl!r}; expected one of {sorted(_IMPLEMENTATIONS)}")
-        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
-        batch = q.shape[0]
-        if state is None:
-            state = self.initial_state(batch, q.dtype)
-        else:
-            self._check_state(state, batch, q)
-        gates = self._gates(theta, eta, alpha, delta)
-        q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+        q, k, v, gates, state = self._internal_inputs(q, k, v, theta, alpha, eta, delta, state)
         replayed = 0
         if state.pending is not None:
             pending, replayed = state.pending, len(state.pending)
@@ -161,15 +154,10 @@ class NeuralMemory(nn.Module):
         bias with respect to the memory's weights, at the weights the memory writes it with
         (those of its chunk's start, as in :meth:`forward`). Inputs as :meth:`forward`; the
         state must be at a chunk boundary (no pending tokens)."""
-        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
-        if state is None:
-            state = self.initial_state(q.shape[0], q.dtype)
-        self._check_state(state, q.shape[0], q)
+        q, k, v, gates, state = self._internal_inputs(q, k, v, theta, alpha, eta, delta, state)
         if state.pending is not None:
             raise ValueError("surprise() needs a state at a chunk boundary; it has pending tokens")
-        gates = self._gates(theta, eta, alpha, delta)
         trace: list[Tensor] = []
-        q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
         recurrent(self.rule, q, k, v, gates, state, trace)
         return torch.stack(trace, dim=1) if trace else q.new_zeros(q.shape[0], 0, q.shape[1])
 
@@ -191,6 +179,27 @@ class NeuralMemory(nn.Module):
             raise ValueError("read() needs a state at a chunk boundary; it has pending tokens")
         weights = [self.rule.retention.weights(w) for w in state.weights]
         return self.rule.architecture.forward(weights, q.transpose(1, 2)).transpose(1, 2)
+
+    def _internal_inputs(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        theta: Tensor,
+        alpha: Tensor,
+        eta: Tensor | None,
+        delta: Tensor | None,
+        state: MemoryState | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Gates, MemoryState]:
+        """Checked inputs in the internal layout ``[B, H, T, ...]`` and the state to start from
+        (the learned initial memory when ``state`` is None)."""
+        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
+        if state is None:
+            state = self.initial_state(q.shape[0], q.dtype)
+        else:
+            self._check_state(state, q.shape[0], q)
+        q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
+        return q, k, v, self._gates(theta, eta, alpha, delta), state
 
     def _gates(
         self, theta: Tensor, eta: Tensor | None, alpha: Tensor, delta: Tensor | None

@@ -1,5 +1,7 @@
 """Titans backbones (LMM, MAC, MAG, MAL) over embeddings ``[B, T, D]``, with streaming state."""
 
+from titans_sci.memory import MemoryConfig
+
 from .backbones import BackboneState, TitansBackbone, TitansLMM, TitansMAC, TitansMAG, TitansMAL
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
 
@@ -12,6 +14,15 @@ def build_backbone(config: BackboneConfig) -> TitansBackbone:
         if type(config) is model.config_class:
             return model(config)
     raise ValueError(f"no backbone takes a {type(config).__name__}")
+
+
+def backbone_config(variant: str, memory: dict, **fields) -> BackboneConfig:
+    """The config of backbone ``variant`` (lmm, mac, mag or mal) from a task file's model
+    fields and its ``memory`` table: ``{"preset": name, **overrides}`` (preset titans when
+    absent)."""
+    overrides = dict(memory)
+    preset = overrides.pop("preset", "titans")
+    return MODELS[variant].config_class(memory=MemoryConfig.preset(preset, **overrides), **fields)
 
 
 def backbone_to_dict(config: BackboneConfig) -> dict:
@@ -44,6 +55,7 @@ __all__ = [
     "TitansMAC",
     "TitansMAG",
     "TitansMAL",
+    "backbone_config",
     "backbone_from_dict",
     "backbone_to_dict",
     "build_backbone",
