@@ -187,3 +187,18 @@ def test_predict_windows_through_the_cli(workspace, capsys):
     assert "17 windows" in capsys.readouterr().out
     assert main(["predict", str(ts_model), str(root / "series.csv"), "--window", "70"]) == 2
     assert "--window needs a sequence classifier and --output" in capsys.readouterr().err
+
+
+def test_predict_surprise_through_the_cli(workspace, capsys):
+    root, dna_model, ts_model = workspace
+    fasta = root / "long_surprise.fa"
+    fasta.write_text(">chr\n" + "ACGTTATAAAAGGCGCGCAT" * 30 + "\n")  # 600 bases
+    out = root / "pred" / "surprise.csv"
+    argv = ["predict", "-q", str(dna_model), str(fasta), "--surprise", "--segment", "128"]
+    assert main([*argv, "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 600 and table["position"].iloc[-1] == 599
+    assert (table.filter(like="layer") > 0).all().all()
+    assert "600 positions" in capsys.readouterr().out
+    assert main(["predict", str(ts_model), str(root / "series.csv"), "--surprise"]) == 2
+    assert "--surprise needs a sequence classifier and --output" in capsys.readouterr().err

@@ -70,10 +70,68 @@ def test_backbone_surprise_is_per_token_layer_and_head_and_causal(config):
     assert not torch.allclose(model.surprise(changed)[:, 30:], surprise[:, 30:])
 
 
-def test_surprise_refuses_a_state_with_pending_tokens():
+@pytest.mark.parametrize(
+    "preset, architecture, chunk",
+    [
+        ("titans", "mlp", 4),
+        ("titans", "linear", 5),
+        ("moneta", "mlp", 4),
+        ("yaad", "mlp", 3),
+        ("memora", "mlp", 4),
+    ],
+)
+def test_chunked_surprise_equals_the_token_by_token_reference(preset, architecture, chunk):
+    """The chunked path's surprise, from the rank-1 factors ``||u|| ||d||`` of each layer,
+    equals autograd's gradient norm in the recurrent reference, at an odd length."""
+    torch.manual_seed(0)
+    config = MemoryConfig.preset(
+        preset, num_heads=2, head_dim=8, chunk_size=chunk, architecture=architecture
+    )
+    memory = NeuralMemory(config).double()
+    q, k, v = (torch.randn(2, 19, 2, 8, dtype=torch.float64) for _ in range(3))
+    gates = _gates(2, 19, 2, theta=0.2)
+    gates["eta"] = gates["eta"] + 0.8
+    gates["alpha"] = gates["alpha"] + 0.05
+    fast = memory.surprise(q, k, v, **gates)
+    slow = memory.surprise(q, k, v, **gates, impl="recurrent")
+    assert fast.shape == (2, 19, 2)
+    torch.testing.assert_close(fast, slow)
+
+
+def test_surprise_streams_across_pending_tokens():
+    """Surprise of a stream fed in pieces that end mid-chunk equals that of one call."""
+    torch.manual_seed(0)
     config = MemoryConfig.preset("titans", num_heads=1, head_dim=4, chunk_size=4)
     memory = NeuralMemory(config).double()
-    q = torch.randn(1, 6, 1, 4, dtype=torch.float64)
-    _, state = memory(q, q, q, **_gates(1, 6, 1))
-    with pytest.raises(ValueError, match="pending tokens"):
-        memory.surprise(q, q, q, **_gates(1, 6, 1), state=state)
+    q = torch.randn(1, 15, 1, 4, dtype=torch.float64)
+    whole = memory.surprise(q, q, q, **_gates(1, 15, 1))
+    _, state = memory(q[:, :6], q[:, :6], q[:, :6], **_gates(1, 6, 1))
+    rest = memory.surprise(q[:, 6:], q[:, 6:], q[:, 6:], **_gates(1, 9, 1), state=state)
+    torch.testing.assert_close(rest, whole[:, 6:])
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        LMMConfig(dim=16, depth=2),
+        LMMConfig(dim=16, depth=2, bidirectional=True),
+        MAGConfig(dim=16, depth=2, window=4),
+        MALConfig(dim=16, depth=1, window=4),
+        MACConfig(dim=16, depth=2, segment_len=16),
+    ],
+    ids=["lmm", "lmm-bidirectional", "mag", "mal", "mac"],
+)
+def test_backbone_surprise_streams_with_carried_state(config):
+    """Pieces of odd lengths, the state carried between them: the same surprise as one call
+    (the forward pass of a bidirectional backbone streams too)."""
+    memory = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
+    torch.manual_seed(0)
+    model = build_backbone(type(config)(**{**config.__dict__, "memory": memory})).double()
+    x = torch.randn(2, 41, 16, dtype=torch.float64)
+    whole = model.surprise(x)
+    pieces, state, start = [], None, 0
+    for length in (7, 1, 13, 20):
+        trace, state = model.surprise_and_state(x[:, start : start + length], state=state)
+        pieces.append(trace)
+        start += length
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole)

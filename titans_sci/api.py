@@ -9,6 +9,7 @@ training scaler, the frequency). ``titans_sci.load(folder)`` returns a
     model = titans_sci.load("runs/gue_prom_core_tata/checkpoints/seed1/titans/model")
     table = model.predict("my_sequences.fasta")      # id, length, p_0, p_1, prediction
     trace = model.surprise("ACGTTATAAAAGG...")       # [T, layers, heads]
+    model.stream_surprise("chr21.fa.gz", "chr21_surprise.csv")   # any length, constant memory
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -150,12 +152,9 @@ class SequenceClassifier:
         stride = stride or window
         if window < 1 or stride < 1:
             raise ValueError(f"window={window} and stride={stride} must be >= 1")
-        output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
         written = 0
         header = None
-        with open(tmp, "w") as sink, tqdm(unit=" windows", disable=not progress) as bar:
+        with _atomic_csv(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
             for record in iter_sequences(path):
                 n = len(record.sequence)
                 starts = list(range(0, max(n - window, 0) + 1, stride))
@@ -177,7 +176,36 @@ class SequenceClassifier:
                     sink.flush()
                     written += len(chunk)
                     bar.update(len(chunk))
-        tmp.replace(output)
+        return written
+
+    def stream_surprise(
+        self, path: str | Path, output: str | Path, segment: int = 4096, progress: bool = True
+    ) -> int:
+        """The memories' surprise at every base of every record of a sequence file, however
+        long: each record streams through the model ``segment`` bases at a time with the
+        memories' state carried over (reading 5' to 3'; the same numbers as :meth:`surprise`
+        on the whole record), and each segment's rows (``record, position, base,
+        layer<l>_head<h>...``; 0-based positions) are appended to the CSV ``output`` at once.
+        Model memory stays constant whatever the length; only the record's text is held.
+        Returns the number of rows; the CSV appears complete or not at all."""
+        config = self.model.backbone.config  # one memory layer per block
+        columns = [
+            f"layer{i}_head{j}" for i in range(config.depth) for j in range(config.memory.num_heads)
+        ]
+        written = 0
+        with _atomic_csv(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
+            sink.write(",".join(["record", "position", "base", *columns]) + "\n")
+            for record in iter_sequences(path):
+                for start, trace in self.model.stream_surprise(record.sequence, segment):
+                    n = trace.shape[0]
+                    rows = pd.DataFrame(trace.reshape(n, -1).numpy(), columns=columns)
+                    rows.insert(0, "base", list(record.sequence[start : start + n]))
+                    rows.insert(0, "position", np.arange(start, start + n))
+                    rows.insert(0, "record", record.id)
+                    rows.to_csv(sink, header=False, index=False, float_format="%.5g")
+                    sink.flush()
+                    written += n
+                    bar.update(n)
         return written
 
     def surprise(self, sequence: str) -> np.ndarray:
@@ -241,3 +269,19 @@ class Forecaster:
         heads]`` (see :meth:`TitansForecaster.surprise`)."""
         _, window = self._window(series)
         return self.model.surprise(torch.from_numpy(window.astype(np.float32))[None])[0].numpy()
+
+
+@contextmanager
+def _atomic_csv(output: str | Path) -> Iterator[TextIO]:
+    """A text file written under a temporary name and renamed to ``output`` once complete; on
+    an error the partial file is removed."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    try:
+        with open(tmp, "w", newline="") as sink:
+            yield sink
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(output)

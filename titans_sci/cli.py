@@ -87,6 +87,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args.model)
     if not Path(args.input).is_file():
         raise UserError(f"{args.input}: no such file")
+    if args.surprise:
+        if not args.output or not hasattr(model, "stream_surprise"):
+            raise UserError("--surprise needs a sequence classifier and --output")
+        count = model.stream_surprise(
+            args.input, args.output, args.segment, progress=not args.quiet
+        )
+        print(f"{count} positions in {args.output}")
+        return 0
     if args.window:
         if not args.output or not hasattr(model, "predict_windows"):
             raise UserError("--window needs a sequence classifier and --output")
@@ -229,6 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="long sequences: score every WINDOW-base window (streamed, constant memory)",
     )
     predict.add_argument("--stride", type=_positive, help="bases between windows (default WINDOW)")
+    predict.add_argument(
+        "--surprise",
+        action="store_true",
+        help="write the memories' surprise at every base instead (streamed with carried state, "
+        "constant memory)",
+    )
+    predict.add_argument(
+        "--segment",
+        type=_positive,
+        default=4096,
+        help="bases per streamed segment for --surprise (default 4096)",
+    )
     predict.set_defaults(func=_cmd_predict)
 
     tasks = sub.add_parser(

@@ -95,17 +95,6 @@ class NeuralMemoryLayer(nn.Module):
         gates = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta}
         return xn, (q, k, v), gates, conv_state
 
-    @torch.no_grad()
-    def surprise(
-        self, x: Tensor, mask: Tensor | None = None, state: MemoryLayerState | None = None
-    ) -> Tensor:
-        """Each token's surprise per head ``[B, T, H]``: the norm of the gradient of the
-        memory's attentional bias at the token, with the weights the memory writes it with
-        (see :meth:`NeuralMemory.surprise`); padded tokens get their (unused) value too."""
-        state = state or self.initial_state(x.shape[0], x)
-        _, (q, k, v), gates, _ = self._memory_inputs(x, mask, state)
-        return self.memory.surprise(q, k, v, **gates, state=state.memory)
-
     def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:
         return MemoryLayerState(
             self.conv.initial_state(batch, like), self.memory.initial_state(batch, like.dtype)

@@ -8,7 +8,7 @@ dual form), which take the internal ``[B, H, T, ...]`` layout.
 
 from .chunk import chunked
 from .config import PRESETS, MemoryConfig
-from .module import NeuralMemory
+from .module import NeuralMemory, recording_surprise
 from .naive import recurrent
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState
@@ -22,5 +22,6 @@ __all__ = [
     "NeuralMemory",
     "NonFiniteSurpriseError",
     "chunked",
+    "recording_surprise",
     "recurrent",
 ]

@@ -29,9 +29,17 @@ from .state import MemoryState, chunk_gates, chunk_segments
 
 
 def chunked(
-    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+    rule: MemoryRule,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    gates: Gates,
+    state: MemoryState,
+    surprise: list[Tensor] | None = None,
 ) -> tuple[Tensor, MemoryState]:
-    """Reads ``y: [B, H, T, D]`` and the state after the last token; equals :func:`recurrent`."""
+    """Reads ``y: [B, H, T, D]`` and the state after the last token; equals :func:`recurrent`.
+    With a ``surprise`` list, also append each segment's surprise ``[B, H, n]``: the norm of
+    every token's gradient, ``sqrt(sum_l ||u_l||^2 ||d_l||^2)`` from its rank-1 factors."""
     outputs: list[Tensor] = []
     not_finite: list[Tensor] = []
     segments = chunk_segments(q.shape[2], rule.config.chunk_size, rule.retention.lag_token)
@@ -41,7 +49,7 @@ def chunked(
     qs, ks, vs = (x.split(sizes, dim=2) for x in (q, k, v))
     pieces = zip(segments, qs, ks, vs, gates.split(sizes), strict=True)
     for segment, qc, kc, vc, gc in pieces:
-        y, state, bad = _segment(rule, qc, kc, vc, gc, state, segment.complete)
+        y, state, bad = _segment(rule, qc, kc, vc, gc, state, segment.complete, surprise)
         outputs.append(y)
         not_finite.append(bad)
     if not_finite:
@@ -58,6 +66,7 @@ def _segment(
     g: Gates,
     state: MemoryState,
     complete: bool,
+    surprise: list[Tensor] | None = None,
 ) -> tuple[Tensor, MemoryState, Tensor]:
     """One segment of ``n`` tokens: reads ``[B, H, n, D]``, the state at its end, and a
     ``[B, H, n]`` mask of tokens whose surprise is not finite."""
@@ -74,6 +83,12 @@ def _segment(
         for u, d in zip(inputs, deltas, strict=True)
     ]
     bad = ~torch.stack(finite).all(0)
+    if surprise is not None:  # ||u^T d||_F = ||u|| ||d|| for each layer's rank-1 gradient
+        squares = [
+            u.detach().square().sum(-1) * d.detach().square().sum(-1)
+            for u, d in zip(inputs, deltas, strict=True)
+        ]
+        surprise.append(torch.stack(squares).sum(0).sqrt())
 
     # Gate matrices of the unrolled recurrence.
     unrolled = chunk_gates(g.theta, g.alpha, g.eta if s is not None else None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -56,7 +58,13 @@ class NeuralMemory(nn.Module):
     ``q, k, v: [B, T, H, D]`` and gates ``[B, T, H]``; it returns the reads ``y: [B, T, H, D]``
     (after each token's write) and the :class:`MemoryState` after the last token.
     ``impl="recurrent"`` runs the token-by-token reference instead of the chunked path.
+
+    Inside :func:`recording_surprise`, each call also appends its tokens' surprise ``[B, T,
+    H]`` to :attr:`surprise_sink` (the PyTorch paths compute it; the Triton kernels do not, so
+    a recorded call runs the chunked PyTorch path).
     """
+
+    surprise_sink: list[Tensor] | None = None
 
     def __init__(self, config: MemoryConfig) -> None:
         super().__init__()
@@ -116,25 +124,33 @@ class NeuralMemory(nn.Module):
         # reads as one call, and the boundary state plus the tail is what the next call needs.
         length = q.shape[2]
         boundary = length - length % self.config.chunk_size
-        run = (
-            _IMPLEMENTATIONS[impl]
-            if impl == "recurrent"
-            else _chunked_backend(self.rule, q.is_cuda)
-        )
+        trace: list[Tensor] | None = None if self.surprise_sink is None else []
+        if impl == "recurrent":
+            run = recurrent
+        elif trace is not None:
+            run = chunked
+        else:
+            run = _chunked_backend(self.rule, q.is_cuda)
+        extra = () if trace is None else (trace,)
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
         g0, g1 = gates.split(sizes)
         try:
-            y, state = run(self.rule, q0, k0, v0, g0, state)
+            y, state = run(self.rule, q0, k0, v0, g0, state, *extra)
         except NonFiniteSurpriseError as error:  # steps count from this call's first token
             raise error.moved(-replayed) from None
         if length > boundary:
             try:
-                y_tail, _ = run(self.rule, q1, k1, v1, g1, state)
+                y_tail, _ = run(self.rule, q1, k1, v1, g1, state, *extra)
             except NonFiniteSurpriseError as error:
                 raise error.moved(boundary - replayed) from None
             y = torch.cat([y, y_tail], dim=2)
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
+        if trace is not None and self.surprise_sink is not None:
+            # A replayed token's surprise is the same as when it was pending: both are taken
+            # at its chunk's start weights.
+            surprise = torch.cat(trace, dim=-1) if trace else q.new_zeros(*q.shape[:3])
+            self.surprise_sink.append(surprise[..., replayed:].transpose(1, 2))
         return y[:, :, replayed:].transpose(1, 2), state
 
     @torch.no_grad()
@@ -149,17 +165,14 @@ class NeuralMemory(nn.Module):
         eta: Tensor | None = None,
         delta: Tensor | None = None,
         state: MemoryState | None = None,
+        impl: Implementation = "chunked",
     ) -> Tensor:
         """Each token's surprise ``[B, T, H]``: the norm of the gradient of its attentional
         bias with respect to the memory's weights, at the weights the memory writes it with
-        (those of its chunk's start, as in :meth:`forward`). Inputs as :meth:`forward`; the
-        state must be at a chunk boundary (no pending tokens)."""
-        q, k, v, gates, state = self._internal_inputs(q, k, v, theta, alpha, eta, delta, state)
-        if state.pending is not None:
-            raise ValueError("surprise() needs a state at a chunk boundary; it has pending tokens")
-        trace: list[Tensor] = []
-        recurrent(self.rule, q, k, v, gates, state, trace)
-        return torch.stack(trace, dim=1) if trace else q.new_zeros(q.shape[0], 0, q.shape[1])
+        (those of its chunk's start, as in :meth:`forward`). Inputs as :meth:`forward`."""
+        with recording_surprise(self) as sinks:
+            self(q, k, v, theta=theta, alpha=alpha, eta=eta, delta=delta, state=state, impl=impl)
+        return sinks[self][0]
 
     def read(self, q: Tensor, state: MemoryState | None = None) -> Tensor:
         """``M(q)`` of the memory in ``state`` without writing: ``q: [B, T, H, D] -> [B, T, H, D]``.
@@ -310,3 +323,18 @@ class NeuralMemory(nn.Module):
             gate = getattr(pending.gates, name)
             if (gate is None) == used or (gate is not None and gate.shape != shape[:3]):
                 raise ValueError(f"state.pending gate {name} does not fit this memory")
+
+
+@contextmanager
+def recording_surprise(model: nn.Module) -> Iterator[dict[NeuralMemory, list[Tensor]]]:
+    """While open, every :class:`NeuralMemory` inside ``model`` appends each call's surprise
+    ``[B, T, H]`` to its list in the yielded dict (memories in module order)."""
+    memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
+    sinks: dict[NeuralMemory, list[Tensor]] = {m: [] for m in memories}
+    for memory in memories:
+        memory.surprise_sink = sinks[memory]
+    try:
+        yield sinks
+    finally:
+        for memory in memories:
+            memory.surprise_sink = None

@@ -45,7 +45,7 @@ def recurrent(
 ) -> tuple[Tensor, MemoryState]:
     """Reads ``y: [B, H, T, D]`` and the state after the last token. With a ``surprise`` list,
     also append each token's surprise ``||g_t||`` (the norm of its gradient over all the
-    memory's weights): one ``[B, H]`` tensor per token."""
+    memory's weights): one ``[B, H, 1]`` tensor per token."""
     retention, arch = rule.retention, rule.architecture
     x = list(state.weights)
     s = None if state.momentum is None else list(state.momentum)
@@ -63,7 +63,7 @@ def recurrent(
             raise_if_not_finite(bad.unsqueeze(-1), offset=t)
             if surprise is not None:
                 squares = sum(g.detach().square().flatten(2).sum(-1) for g in grads)
-                surprise.append(squares.sqrt())
+                surprise.append(squares.sqrt().unsqueeze(-1))
             theta = gates.theta[..., t, None, None]
             keep = 1 - gates.alpha[..., t, None, None]
             if s is not None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from titans_sci.layers.attention import AttentionState, SlidingWindowAttention
 from titans_sci.layers.basic import SwiGLU
 from titans_sci.layers.memory_layer import MemoryLayerState, NeuralMemoryLayer
-from titans_sci.memory import NonFiniteSurpriseError
+from titans_sci.memory import NonFiniteSurpriseError, recording_surprise
 
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
 
@@ -201,24 +201,28 @@ class TitansBackbone(nn.Module):
         the norm of the gradient of its memory's attentional bias with respect to the memory's
         weights when the memory writes it (see :meth:`NeuralMemory.surprise`): large where the
         memory did not expect what it read. Bidirectional backbones report the forward pass."""
+        return self.surprise_and_state(x, mask)[0]
+
+    @torch.no_grad()
+    def surprise_and_state(
+        self, x: Tensor, mask: Tensor | None = None, state: BackboneState | None = None
+    ) -> tuple[Tensor, BackboneState]:
+        """:meth:`surprise` of a piece of a stream, and the state after it: feeding a sequence
+        in pieces, carrying the state, gives the surprise of one call. A bidirectional
+        backbone streams here too, since its forward pass is causal."""
         self._check(x, mask, None)
-        layers = [m for m in self.modules() if isinstance(m, NeuralMemoryLayer)]
-        calls: dict[NeuralMemoryLayer, list[tuple]] = {layer: [] for layer in layers}
-
-        def record(layer: NeuralMemoryLayer, args: tuple, kwargs: dict) -> None:
-            calls[layer].append((args, kwargs))
-
-        hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in layers]
-        try:
-            self._causal(x, mask, None)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        if state is not None:
+            self._check_state(x, state)
+        with recording_surprise(self) as sinks:
+            _, state = self._causal(x, mask, state)
+        length = x.shape[1]  # MAC replays its partial segment: keep this call's tokens
         traces = [
-            torch.cat([layer.surprise(*args, **kwargs) for args, kwargs in calls[layer]], dim=1)
-            for layer in layers
+            torch.cat(sink, dim=1)[:, -length:]
+            if length
+            else x.new_zeros(x.shape[0], 0, memory.config.num_heads)
+            for memory, sink in sinks.items()
         ]
-        return torch.stack(traces, dim=2)
+        return torch.stack(traces, dim=2), state
 
     def _causal(
         self, x: Tensor, mask: Tensor | None, state: BackboneState | None
@@ -247,6 +251,9 @@ class TitansBackbone(nn.Module):
             return
         if self.config.bidirectional:
             raise ValueError("a bidirectional backbone does not stream; pass state=None")
+        self._check_state(x, state)
+
+    def _check_state(self, x: Tensor, state: BackboneState) -> None:
         if not isinstance(state, BackboneState) or state.config != self.config.to_dict():
             raise ValueError(
                 f"state comes from another backbone config; this one is "

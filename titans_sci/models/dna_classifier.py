@@ -15,6 +15,8 @@ prediction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -83,6 +85,25 @@ class DNAClassifier(nn.Module):
         """The memories' surprise at each base, reading 5' to 3': ``[B, T, L, H]`` (``L``
         memory layers of ``H`` heads; see ``TitansBackbone.surprise``)."""
         return self.backbone.surprise(self._features(ids, mask), mask)
+
+    @torch.no_grad()
+    def stream_surprise(self, sequence: str, segment: int = 4096) -> Iterator[tuple[int, Tensor]]:
+        """:meth:`surprise` of one sequence of any length, ``segment`` bases at a time with the
+        memories' state carried between segments: yields ``(start, surprise [n, L, H])`` for
+        consecutive segments, equal to slices of one call on the whole sequence. Memory does
+        not grow with the length: each segment is tokenized on its own, and the stem sees the
+        ``stem_kernel // 2`` bases on either side of it."""
+        if segment < 1:
+            raise ValueError(f"segment={segment}; expected a positive number of bases")
+        half = 0 if self.stem is None else self.stem.conv.kernel_size[0] // 2
+        state = None
+        for start in range(0, len(sequence), segment):
+            end = min(start + segment, len(sequence))
+            low, high = max(start - half, 0), min(end + half, len(sequence))
+            ids = torch.tensor([self.tokenizer.encode(sequence[low:high])])
+            features = self._features(ids, None)[:, start - low : end - low]
+            trace, state = self.backbone.surprise_and_state(features, state=state)
+            yield start, trace[0]
 
     def reverse_complement(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """The other strand of ``ids`` (padding stays where it is)."""
