@@ -19,3 +19,64 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+TINY_GENOMICS = """# tiny genomics
+[task]
+name = "cli_dna"
+train = "train.csv"
+dev = "dev.csv"
+test = "test.csv"
+[model]
+dim = 16
+depth = 1
+memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
+[training]
+epochs = 1
+"""
+
+TINY_FORECAST = """# tiny forecasting
+[task]
+kind = "forecasting"
+name = "cli_ts"
+file = "series.csv"
+split_rule = "ratio_70_10_20"
+columns = ["HUFL", "OT"]
+lookback = 48
+horizons = [12]
+[model]
+dim = 16
+depth = 1
+patch_len = 8
+stride = 4
+memory = { preset = "titans", num_heads = 2, head_dim = 8 }
+[training]
+epochs = 1
+max_train_windows = 128
+"""
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """Real data (bundled GUE and ETTh1 subsets) and two tiny tasks trained with ``titans-sci
+    train``: ``(root, classifier folder, forecaster folder)``, shared by the CLI and API tests."""
+    import pandas as pd
+
+    from titans_sci.cli import main
+    from titans_sci.data.registry import load_manifest
+
+    root = tmp_path_factory.mktemp("cli")
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
+    frame.groupby("label").head(48).to_csv(root / "train.csv", index=False)
+    frame.iloc[200:240].to_csv(root / "dev.csv", index=False)
+    frame.iloc[300:340].to_csv(root / "test.csv", index=False)
+    series = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(900)
+    series.to_csv(root / "series.csv", index=False)
+    (root / "dna.toml").write_text(TINY_GENOMICS)
+    (root / "ts.toml").write_text(TINY_FORECAST)
+    out = str(root / "runs")
+    assert main(["train", "-q", "--out", out, str(root / "dna.toml")]) == 0
+    assert main(["train", "-q", "--out", out, str(root / "ts.toml")]) == 0
+    dna_model = root / "runs" / "cli_dna" / "checkpoints" / "seed1" / "titans" / "model"
+    ts_model = root / "runs" / "cli_ts" / "checkpoints" / "h12_seed1" / "model"
+    return root, dna_model, ts_model

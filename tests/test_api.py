@@ -11,66 +11,16 @@ import torch
 
 import titans_sci
 from titans_sci.data.registry import load_manifest
-from titans_sci.forecasting import run_task as run_forecast
-from titans_sci.genomics import run_task as run_genomics
-
-GENOMIC = """
-[task]
-name = "api"
-train = "train.csv"
-dev = "dev.csv"
-test = "dev.csv"
-[model]
-dim = 16
-depth = 1
-memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
-[training]
-epochs = 1
-[baselines]
-kmer_lr = false
-cnn = false
-"""
-
-FORECAST = """
-[task]
-kind = "forecasting"
-name = "api"
-file = "series.csv"
-split_rule = "ratio_70_10_20"
-columns = ["HUFL", "OT"]
-lookback = 48
-horizons = [12]
-[model]
-dim = 16
-depth = 1
-patch_len = 8
-stride = 4
-memory = { preset = "titans", num_heads = 2, head_dim = 8 }
-[training]
-epochs = 1
-max_train_windows = 128
-"""
 
 
-@pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("genomics")
-    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
-    frame.groupby("label").head(64).to_csv(root / "train.csv", index=False)
-    frame.tail(40).to_csv(root / "dev.csv", index=False)
-    (root / "task.toml").write_text(GENOMIC)
-    run_genomics(root / "task.toml", root / "runs")
-    return root / "runs" / "api" / "checkpoints" / "seed1" / "titans" / "model"
+@pytest.fixture
+def classifier_dir(workspace):
+    return workspace[1]
 
 
-@pytest.fixture(scope="module")
-def forecaster_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("forecasting")
-    frame = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(1200)
-    frame.to_csv(root / "series.csv", index=False)
-    (root / "task.toml").write_text(FORECAST)
-    run_forecast(root / "task.toml", root / "runs")
-    return root, root / "runs" / "api" / "checkpoints" / "h12_seed1" / "model"
+@pytest.fixture
+def forecaster_dir(workspace):
+    return workspace[0], workspace[2]
 
 
 def test_classifier_predicts_a_fasta_with_lowercase_and_n(classifier_dir, tmp_path):
@@ -88,7 +38,7 @@ def test_classifier_predicts_a_fasta_with_lowercase_and_n(classifier_dir, tmp_pa
     trace = model.surprise(seqs[0])
     assert trace.shape == (len(seqs[0]), 1, 2) and np.isfinite(trace).all()
     meta = json.loads((classifier_dir / "model.json").read_text())
-    assert meta["meta"]["task"] == "api" and "mcc" in meta["meta"]
+    assert meta["meta"]["task"] == "cli_dna" and "mcc" in meta["meta"]
 
 
 def test_forecaster_predicts_the_next_steps_in_data_units(forecaster_dir):

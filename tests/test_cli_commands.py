@@ -9,61 +9,6 @@ import pandas as pd
 import pytest
 
 from titans_sci.cli import main
-from titans_sci.data.registry import load_manifest
-
-TINY_GENOMICS = """# tiny genomics
-[task]
-name = "cli_dna"
-train = "train.csv"
-dev = "dev.csv"
-test = "test.csv"
-[model]
-dim = 16
-depth = 1
-memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
-[training]
-epochs = 1
-"""
-
-TINY_FORECAST = """# tiny forecasting
-[task]
-kind = "forecasting"
-name = "cli_ts"
-file = "series.csv"
-split_rule = "ratio_70_10_20"
-columns = ["OT"]
-lookback = 48
-horizons = [12]
-[model]
-dim = 16
-depth = 1
-patch_len = 8
-stride = 4
-memory = { preset = "titans", num_heads = 2, head_dim = 8 }
-[training]
-epochs = 1
-max_train_windows = 128
-"""
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """Real data (bundled GUE and ETTh1 subsets), two tiny tasks, trained with ``train``."""
-    root = tmp_path_factory.mktemp("cli")
-    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
-    frame.groupby("label").head(48).to_csv(root / "train.csv", index=False)
-    frame.iloc[200:240].to_csv(root / "dev.csv", index=False)
-    frame.iloc[300:340].to_csv(root / "test.csv", index=False)
-    series = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(900)
-    series.to_csv(root / "series.csv", index=False)
-    (root / "dna.toml").write_text(TINY_GENOMICS)
-    (root / "ts.toml").write_text(TINY_FORECAST)
-    out = str(root / "runs")
-    assert main(["train", "-q", "--out", out, str(root / "dna.toml")]) == 0
-    assert main(["train", "-q", "--out", out, str(root / "ts.toml")]) == 0
-    dna_model = root / "runs" / "cli_dna" / "checkpoints" / "seed1" / "titans" / "model"
-    ts_model = root / "runs" / "cli_ts" / "checkpoints" / "h12_seed1" / "model"
-    return root, dna_model, ts_model
 
 
 def test_train_saves_models_and_skips_baselines(workspace):
@@ -86,7 +31,7 @@ def test_predict_a_fasta_with_lowercase_and_n_and_a_csv(workspace, capsys):
     assert printed.splitlines()[-1].count(",") == 4 and "row40" in printed
     assert main(["predict", str(ts_model), str(root / "series.csv"), "-o", str(out)]) == 0
     forecast = pd.read_csv(out)
-    assert len(forecast) == 12 and list(forecast.columns) == ["step", "timestamp", "OT"]
+    assert len(forecast) == 12 and list(forecast.columns) == ["step", "timestamp", "HUFL", "OT"]
 
 
 def test_evaluate_on_a_file_and_on_the_task_data(workspace, capsys):
