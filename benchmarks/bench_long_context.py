@@ -1,11 +1,16 @@
 """Long-context benchmark: passkey retrieval with a small trained Titans LMM, 2k to 1M tokens.
 
-A sequence of random filler tokens hides one passkey: the marker token ``KEY`` followed by a
-digit, at a uniformly random depth; the sequence ends with ``QUERY`` and the model must name the
-digit there. A causal ``TitansLMM`` (token embedding -> backbone -> a linear head on the last
-position) is trained at ``--train-length`` tokens, then evaluated by streaming sequences of 2k
-to 1M tokens through it in pieces with carried state (constant memory), so the memory alone
-must carry the digit across the whole distance. Chance is 10%.
+A sequence of filler tokens hides one passkey: the marker token ``KEY`` followed by a digit, at a
+uniformly random depth; the sequence ends with ``QUERY`` and the model must name the digit there.
+The filler is either random tokens (``--filler random``: a needle in noise, every filler token is
+new to the memory) or, as in the usual passkey test, a short text repeated over and over
+(``--filler repeated``: the 16 filler tokens in a fixed order, cycled from a random phase), which
+a test-time memory learns once, so that later repeats barely surprise it.
+
+A causal ``TitansLMM`` (token embedding -> backbone -> a linear head on the last position) is
+trained at ``--train-length`` tokens, then evaluated by streaming sequences of 2k to 1M tokens
+through it in pieces with carried state (constant memory), so the memory alone must carry the
+digit across the whole distance. Chance is 10%.
 
 Run from the repository root::
 
@@ -54,9 +59,15 @@ class PasskeyModel(nn.Module):
         return self.head(h[:, -1]), state
 
 
-def passkey_batch(batch: int, length: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def passkey_batch(
+    batch: int, length: int, gen: torch.Generator, filler: str = "random"
+) -> tuple[Tensor, Tensor]:
     """``batch`` sequences of ``length`` tokens and their digits."""
-    ids = torch.randint(0, FILLER, (batch, length), generator=gen)
+    if filler == "random":
+        ids = torch.randint(0, FILLER, (batch, length), generator=gen)
+    else:  # the repeated "text": 0, 1, ..., FILLER - 1, 0, 1, ... from a random phase
+        phase = torch.randint(0, FILLER, (batch, 1), generator=gen)
+        ids = (phase + torch.arange(length)) % FILLER
     digits = torch.randint(0, DIGITS, (batch,), generator=gen)
     depth = torch.randint(0, length - 3, (batch,), generator=gen)
     rows = torch.arange(batch)
@@ -74,7 +85,7 @@ def train(model: PasskeyModel, args: argparse.Namespace) -> dict:
     for step in range(1, args.steps + 1):
         # Curriculum: 16 tokens, doubling every `--double-every` steps up to --train-length.
         length = min(args.train_length, 16 * 2 ** (step // args.double_every))
-        ids, digits = passkey_batch(args.batch, length, gen)
+        ids, digits = passkey_batch(args.batch, length, gen, args.filler)
         logits, _ = model(ids)
         loss = nn.functional.cross_entropy(logits, digits)
         optimizer.zero_grad()
@@ -94,7 +105,7 @@ def train(model: PasskeyModel, args: argparse.Namespace) -> dict:
 def evaluate(model: PasskeyModel, length: int, args: argparse.Namespace) -> dict:
     """Recall over ``args.samples`` sequences of ``length`` tokens, streamed in pieces."""
     gen = torch.Generator().manual_seed(args.seed + length)
-    ids, digits = passkey_batch(args.samples, length, gen)
+    ids, digits = passkey_batch(args.samples, length, gen, args.filler)
     start, state, logits = time.perf_counter(), None, None
     for piece in ids.split(args.piece, dim=1):
         logits, state = model(piece, state)
@@ -105,6 +116,7 @@ def evaluate(model: PasskeyModel, length: int, args: argparse.Namespace) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--filler", choices=["random", "repeated"], default="random")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--train-length", type=int, default=256)
@@ -144,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.double_every} steps to {args.train_length} (AdamW lr {args.lr}, stop at "
         f"{args.target:.0%} recent accuracy at full length), "
         f"{trained['seconds']:.0f} s, final recent accuracy {trained['train_accuracy']:.3f}",
+        f"- filler: {args.filler} ({FILLER} tokens"
+        + (", a fixed cycle from a random phase)" if args.filler == "repeated" else ", uniform)"),
         f"- evaluation: {args.samples} sequences per length, passkey at a uniform random depth, "
         f"streamed in pieces of {args.piece} tokens with carried state; chance 0.10",
         "",
