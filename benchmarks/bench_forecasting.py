@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -186,9 +187,10 @@ def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, bat
 # ----------------------------------------------------------------------------- M4 Hourly
 
 
-def m4_hourly(models: list[str], args: argparse.Namespace) -> dict:
+def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
     """GluonTS protocol on M4 Hourly: train on the training parts, forecast the 48 test points,
-    score with GluonTS' Evaluator."""
+    score with GluonTS' Evaluator. Yields each model's ``(key, entry)`` as it finishes; the key
+    names the budget (``<epochs>x<batches>``), so runs at several budgets stand side by side."""
     import lightning.pytorch as pl
     from gluonts.dataset.common import ListDataset
     from gluonts.evaluation import Evaluator, make_evaluation_predictions
@@ -214,7 +216,6 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> dict:
         ],
         freq=freq,
     )
-    entries = {}
     for model in models:
         pl.seed_everything(1, workers=True)
         start = time.perf_counter()
@@ -236,16 +237,18 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> dict:
         agg, _ = Evaluator(quantiles=[0.1 * i for i in range(1, 10)], num_workers=None)(
             targets, forecasts
         )
-        entries[f"m4/hourly|{model}"] = {
+        entry = {
             "mase": float(agg["MASE"]),
             "smape": float(agg["sMAPE"]),
             "mean_wql": float(agg["mean_wQuantileLoss"]),
+            "epochs": args.epochs,
+            "batches": args.m4_batches,
             "budget": f"{args.epochs} epochs of {args.m4_batches} batches of 32, context "
             f"{args.m4_context}, seed 1",
             "seconds": time.perf_counter() - start,
         }
-        print(model, {k: v for k, v in entries[f"m4/hourly|{model}"].items() if k != "budget"})
-    return entries
+        print(model, {k: v for k, v in entry.items() if k != "budget"}, flush=True)
+        yield f"m4/hourly|{model}|{args.epochs}x{args.m4_batches}", entry
 
 
 # ----------------------------------------------------------------------------- table
@@ -294,12 +297,13 @@ def render(store: dict[str, dict]) -> str:
             "",
             "`make_evaluation_predictions` + `Evaluator` (quantiles 0.1..0.9); 100 samples.",
             "",
-            "| model | MASE | sMAPE | mean wQuantileLoss |",
-            "| --- | ---: | ---: | ---: |",
+            "| model | epochs x batches of 32 | MASE | sMAPE | mean wQuantileLoss |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
-        for key, r in m4.items():
+        order = sorted(m4.items(), key=lambda kv: (-kv[1]["epochs"], kv[1]["mase"]))
+        for key, r in order:
             cells = f"{r['mase']:.3f} | {r['smape']:.3f} | {r['mean_wql']:.3f}"
-            lines.append(f"| {key.split('|')[1]} | {cells} |")
+            lines.append(f"| {key.split('|')[1]} | {r['epochs']} x {r['batches']} | {cells} |")
         lines.append("")
     lines += ["## Budgets", ""]
     for key, entry in sorted(store.items()):
@@ -353,10 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.m4:
-        entries = m4_hourly(args.m4_models, args)
-        for entry in entries.values():
+        for key, entry in m4_hourly(args.m4_models, args):
             entry.update(stamp)
-        save(entries, args.store, args.out, render)
+            save({key: entry}, args.store, args.out, render)
     if not names and not args.m4:
         parser.error("nothing to run: give --long [DATASET ...] and/or --m4")
     return 0

@@ -330,6 +330,7 @@ def recording_surprise(model: nn.Module) -> Iterator[dict[NeuralMemory, list[Ten
     """While open, every :class:`NeuralMemory` inside ``model`` appends each call's surprise
     ``[B, T, H]`` to its list in the yielded dict (memories in module order)."""
     memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
+    outer = {m: m.surprise_sink for m in memories}  # restored on exit: recordings nest
     sinks: dict[NeuralMemory, list[Tensor]] = {m: [] for m in memories}
     for memory in memories:
         memory.surprise_sink = sinks[memory]
@@ -337,4 +338,4 @@ def recording_surprise(model: nn.Module) -> Iterator[dict[NeuralMemory, list[Ten
         yield sinks
     finally:
         for memory in memories:
-            memory.surprise_sink = None
+            memory.surprise_sink = outer[memory]
