@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from titans_sci.memory import MemoryConfig, NeuralMemory
+from titans_sci.memory import MemoryConfig, NeuralMemory, recording_surprise
 from titans_sci.models import LMMConfig, MACConfig, MAGConfig, MALConfig, build_backbone
 
 
@@ -135,3 +135,22 @@ def test_backbone_surprise_streams_with_carried_state(config):
         pieces.append(trace)
         start += length
     torch.testing.assert_close(torch.cat(pieces, dim=1), whole)
+
+
+def test_surprise_recordings_nest_and_leave_forward_unchanged():
+    """A memory's own ``surprise`` inside a backbone-wide recording gives the same numbers and
+    leaves the outer recording in place; recording does not change the outputs."""
+    memory_config = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
+    torch.manual_seed(0)
+    model = build_backbone(LMMConfig(dim=16, depth=1, memory=memory_config)).double()
+    x = torch.randn(1, 10, 16, dtype=torch.float64)
+    plain, _ = model(x)
+    memory = model.blocks[0].memory.memory
+    q, k, v = (torch.randn(1, 10, 2, 8, dtype=torch.float64) for _ in range(3))
+    with recording_surprise(model) as sinks:
+        recorded, _ = model(x)
+        inner = memory.surprise(q, k, v, **_gates(1, 10, 2))
+        model(x)
+    torch.testing.assert_close(recorded, plain, rtol=0, atol=0)
+    torch.testing.assert_close(inner, memory.surprise(q, k, v, **_gates(1, 10, 2)))
+    assert len(sinks[memory]) == 2 and memory.surprise_sink is None

@@ -124,7 +124,8 @@ class NeuralMemory(nn.Module):
         # reads as one call, and the boundary state plus the tail is what the next call needs.
         length = q.shape[2]
         boundary = length - length % self.config.chunk_size
-        trace: list[Tensor] | None = None if self.surprise_sink is None else []
+        sink = self.surprise_sink
+        trace: list[Tensor] | None = None if sink is None else []
         if impl == "recurrent":
             run = recurrent
         elif trace is not None:
@@ -146,11 +147,11 @@ class NeuralMemory(nn.Module):
                 raise error.moved(boundary - replayed) from None
             y = torch.cat([y, y_tail], dim=2)
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
-        if trace is not None and self.surprise_sink is not None:
+        if sink is not None and trace is not None:
             # A replayed token's surprise is the same as when it was pending: both are taken
             # at its chunk's start weights.
             surprise = torch.cat(trace, dim=-1) if trace else q.new_zeros(*q.shape[:3])
-            self.surprise_sink.append(surprise[..., replayed:].transpose(1, 2))
+            sink.append(surprise[..., replayed:].transpose(1, 2))
         return y[:, :, replayed:].transpose(1, 2), state
 
     @torch.no_grad()
