@@ -83,15 +83,23 @@ def test_saving_is_atomic_and_replaces(classifier_dir, tmp_path):
         save_model(tmp_path / "x", torch.nn.Linear(2, 2), {})
 
 
+def _long_fasta(path, length: int, soft: int, n_run: int, n_count: int, short: int) -> str:
+    """Write a FASTA of a ``chrom`` record (``length`` real promoter bases end to end,
+    lowercase from ``soft`` to ``n_run``, then ``n_count`` N) and a ``short`` record, its first
+    bases; return the ``chrom`` text."""
+    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["test"].file)
+    long = "".join(frame["sequence"])[:length]
+    long = long[:soft] + long[soft:n_run].lower() + "N" * n_count + long[n_run + n_count :]
+    path.write_text(f">chrom\n{long}\n>short\n{long[:short]}\n")
+    return long
+
+
 def test_long_records_stream_through_windows(classifier_dir, tmp_path):
     """A 20,000-base record (real promoters end to end, soft-masked and N runs included) is
     scored window by window into a CSV: the windows tile the record, the last one ends at its
     end, and each window's probabilities equal a direct prediction of that window."""
-    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["test"].file)
-    long = "".join(frame["sequence"])[:20_000]
-    long = long[:5000] + long[5000:5300].lower() + "N" * 100 + long[5400:]
     fasta = tmp_path / "chrom.fa"
-    fasta.write_text(f">chrom\n{long}\n>short\n{long[:150]}\n")
+    long = _long_fasta(fasta, 20_000, soft=5000, n_run=5300, n_count=100, short=150)
     model = titans_sci.load(classifier_dir)
     out = tmp_path / "windows.csv"
     count = model.predict_windows(fasta, out, window=70, stride=50, batch_size=64, progress=False)
@@ -113,11 +121,8 @@ def test_surprise_streams_along_a_long_record(classifier_dir, tmp_path):
     In float64: in float32 the two differ by rounding, which this trained memory's dynamics
     amplify (about 1e-4 relative after 900 bases, 1e-1 after 2,500), so exactness is checked
     where rounding is negligible."""
-    frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["test"].file)
-    long = "".join(frame["sequence"])[:3001]
-    long = long[:1000] + long[1000:1200].lower() + "N" * 50 + long[1250:]
     fasta = tmp_path / "chrom.fa"
-    fasta.write_text(f">chrom\n{long}\n>short\n{long[:97]}\n")
+    long = _long_fasta(fasta, 3001, soft=1000, n_run=1200, n_count=50, short=97)
     model = titans_sci.load(classifier_dir)
     model.model.double()
     out = tmp_path / "surprise.csv"

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,6 @@ from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState, PendingTokens
 
 Implementation = Literal["chunked", "recurrent"]
-_IMPLEMENTATIONS = {"chunked": chunked, "recurrent": recurrent}
 
 
 def _chunked_backend(rule: MemoryRule, on_cuda: bool):
@@ -107,8 +106,8 @@ class NeuralMemory(nn.Module):
         state: MemoryState | None = None,
         impl: Implementation = "chunked",
     ) -> tuple[Tensor, MemoryState]:
-        if impl not in _IMPLEMENTATIONS:
-            raise ValueError(f"impl={impl!r}; expected one of {sorted(_IMPLEMENTATIONS)}")
+        if impl not in get_args(Implementation):
+            raise ValueError(f"impl={impl!r}; expected one of {sorted(get_args(Implementation))}")
         q, k, v, gates, state = self._internal_inputs(q, k, v, theta, alpha, eta, delta, state)
         replayed = 0
         if state.pending is not None:
