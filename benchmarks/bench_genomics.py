@@ -157,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=[m.name for m in list_datasets(kind="dna")])
     parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
+    parser.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run k-mer LR and the CNN with the first variant (--no-baselines: Titans only)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
@@ -182,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         max_train = train_limit(name, args.max_train_tokens, args.folds)
         for i, variant in enumerate(args.variants):
             start = time.perf_counter()
-            task = build_task(name, variant, args, baselines=i == 0, max_train=max_train)
+            task = build_task(
+                name, variant, args, baselines=args.baselines and i == 0, max_train=max_train
+            )
             result = run(task, RESULTS / "runs")
             entries = {}
             seconds = time.perf_counter() - start
