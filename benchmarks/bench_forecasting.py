@@ -1,8 +1,9 @@
 """Forecasting benchmarks: Titans next to the Titans paper and to GluonTS' own models.
 
-Two parts, each filling ``benchmarks/results/forecasting.json`` (one entry per data set and
-model, with budget, machine, date and wall time) and rebuilding ``forecasting.md`` from it, so
-the tables can be filled over several sessions:
+Two parts, each filling ``benchmarks/results/forecasting.json`` (one entry per data set, model
+and horizon, with budget, machine, date and wall time) and rebuilding ``forecasting.md`` from
+it, so the tables can be filled over several sessions, by several processes at once (e.g. one
+per horizon):
 
 1. Long horizon (``--long``): ETTh1, ETTh2, ETTm1, Weather; lookback 96, horizons
    96/192/336/720; MSE and MAE on the scaled data over every stride-1 test window. Titans (the
@@ -51,6 +52,7 @@ RESULTS = REPO / "benchmarks" / "results"
 LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
 # The Titans paper's Table 3 (neural memory in the Simba framework), MSE / MAE averaged over
 # horizons 96/192/336/720 with lookback 96 (inferred; see shared/reference/titans_miras.md 5.6).
+HORIZONS = [96, 192, 336, 720]
 PAPER = {
     "ett/ETTh1": (0.420, 0.421),
     "ett/ETTh2": (0.336, 0.382),
@@ -73,11 +75,13 @@ def today() -> str:
 # ----------------------------------------------------------------------------- Titans, long
 
 
-def titans_long(name: str, variant: str, args: argparse.Namespace) -> dict:
+def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
+    """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
+    comes from the same run."""
     task = load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml")
     model = dataclasses.replace(task.model, variant=variant)
     spec = dataclasses.replace(
-        task.task, name=f"{task.task.name}_{variant}", horizons=args.horizons
+        task.task, name=f"{task.task.name}_{variant}_h{horizon}", horizons=[horizon]
     )
     training = dataclasses.replace(task.training, epochs=args.epochs)
     task = dataclasses.replace(task, task=spec, model=model, training=training)
@@ -89,17 +93,16 @@ def titans_long(name: str, variant: str, args: argparse.Namespace) -> dict:
         f"lr {training.lr}, dim {model.dim}, depth {model.depth}, {model.mode}, patch "
         f"{model.patch_len}/{model.stride}, seeds {spec.seeds}"
     )
-    entries = {}
     if args.resume:
         budget += " (resumed from checkpoints: the wall time leaves out earlier training)"
     rows = (("titans", f"titans {variant}", budget), ("last_value", "last value", "no training"))
-    for key, model_name, cost in rows:
-        per_h = {
-            h: {m: s[m]["mean"] for m in ("mse", "mae")}
-            for h, s in summary[key]["horizons"].items()
+    return {
+        f"{name}|{model_name}|{horizon}": {
+            **{m: summary[key]["horizons"][str(horizon)][m]["mean"] for m in ("mse", "mae")},
+            "budget": cost,
         }
-        entries[f"{name}|{model_name}"] = {"horizons": per_h, "budget": cost}
-    return entries
+        for key, model_name, cost in rows
+    }
 
 
 # ----------------------------------------------------------------------------- GluonTS, long
@@ -112,7 +115,7 @@ def _series(values: np.ndarray, start, freq: str) -> list[dict]:
     ]
 
 
-def gluonts_long(name: str, peer: str, args: argparse.Namespace) -> dict:
+def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train GluonTS' ``peer`` on the scaled training rows of ``name`` (one series per channel),
     select on the validation rows, and score its mean forecast on every test window."""
     import lightning.pytorch as pl
@@ -121,38 +124,34 @@ def gluonts_long(name: str, peer: str, args: argparse.Namespace) -> dict:
     table = load_dataset(name)
     freq = load_manifest(name).freq
     rule = load_manifest(name).split_rule
-    per_h = {}
-    budget = ""
-    for horizon in args.horizons:
-        pl.seed_everything(1, workers=True)
-        splits = make_splits(table, rule, 96, horizon)
-        scaled = splits.scaler.transform(table.values)
-        tr, va = splits.borders.train, splits.borders.val
-        start = table.timestamps[0].to_period(freq)
-        train = ListDataset(_series(scaled[tr[0] : tr[1]], start, freq), freq=freq)
-        val_start = table.timestamps[va[0]].to_period(freq)
-        val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
-        channels = scaled.shape[1]
-        batches = max(1, args.peer_windows * channels // args.peer_batch)
-        estimator = _estimator(peer, horizon, freq, args, batches)
-        budget = (
-            f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
-            f"(= Titans' windows per epoch), lowest validation loss, context 96, seed 1"
-        )
-        predictor = estimator.train(train, validation_data=val)
-        predictor.batch_size = 1024
-        errors = PointErrors()
-        for x, y in torch.utils.data.DataLoader(splits.test, batch_size=256):
-            entries = [
-                {"start": start, "target": x[b, :, c].numpy()}
-                for b in range(x.shape[0])
-                for c in range(channels)
-            ]
-            means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
-            prediction = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
-            errors.update(prediction.float(), y)
-        per_h[str(horizon)] = errors.result()
-    return {f"{name}|{peer}": {"horizons": per_h, "budget": budget}}
+    pl.seed_everything(1, workers=True)
+    splits = make_splits(table, rule, 96, horizon)
+    scaled = splits.scaler.transform(table.values)
+    tr, va = splits.borders.train, splits.borders.val
+    start = table.timestamps[0].to_period(freq)
+    train = ListDataset(_series(scaled[tr[0] : tr[1]], start, freq), freq=freq)
+    val_start = table.timestamps[va[0]].to_period(freq)
+    val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
+    channels = scaled.shape[1]
+    batches = max(1, args.peer_windows * channels // args.peer_batch)
+    estimator = _estimator(peer, horizon, freq, args, batches)
+    budget = (
+        f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
+        f"(= Titans' windows per epoch), lowest validation loss, context 96, seed 1"
+    )
+    predictor = estimator.train(train, validation_data=val)
+    predictor.batch_size = 1024
+    errors = PointErrors()
+    for x, y in torch.utils.data.DataLoader(splits.test, batch_size=256):
+        entries = [
+            {"start": start, "target": x[b, :, c].numpy()}
+            for b in range(x.shape[0])
+            for c in range(channels)
+        ]
+        means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
+        prediction = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
+        errors.update(prediction.float(), y)
+    return {f"{name}|{peer}|{horizon}": {**errors.result(), "budget": budget}}
 
 
 def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, batches: int):
@@ -266,23 +265,23 @@ def render(store: dict[str, dict]) -> str:
         "",
     ]
     models = ["titans lmm", "titans mag", "patchtst", "dlinear", "last value"]
+    long = _long_cells(store)
     for name in LONG:
-        shown = [m for m in models if f"{name}|{m}" in store]
+        shown = [m for m in models if (name, m) in long]
         if not shown:
             continue
         lines += [f"### {name}", "", "| horizon | paper Titans | " + " | ".join(shown) + " |"]
         lines.append("| --- | ---: |" + " ---: |" * len(shown))
-        horizons = sorted({h for m in shown for h in store[f"{name}|{m}"]["horizons"]}, key=int)
-        for h in horizons:
+        for h in sorted({h for m in shown for h in long[name, m]}):
             cells = []
             for m in shown:
-                r = store[f"{name}|{m}"]["horizons"].get(h)
+                r = long[name, m].get(h)
                 cells.append("-" if r is None else f"{r['mse']:.3f} / {r['mae']:.3f}")
             lines.append(f"| {h} | | " + " | ".join(cells) + " |")
         cells = []
         for m in shown:
-            rs = store[f"{name}|{m}"]["horizons"]
-            if len(rs) == 4:
+            rs = long[name, m]
+            if sorted(rs) == HORIZONS:
                 mse = np.mean([r["mse"] for r in rs.values()])
                 mae = np.mean([r["mae"] for r in rs.values()])
                 cells.append(f"**{mse:.3f} / {mae:.3f}**")
@@ -306,12 +305,26 @@ def render(store: dict[str, dict]) -> str:
             lines.append(f"| {key.split('|')[1]} | {r['epochs']} x {r['batches']} | {cells} |")
         lines.append("")
     lines += ["## Budgets", ""]
-    for key, entry in sorted(store.items()):
-        lines.append(
-            f"- {key}: {entry['budget']}; {entry['seconds']:.0f} s wall; {entry['machine']}; "
-            f"{entry['date']}"
-        )
+    for key, entry in sorted(store.items(), key=lambda kv: _sort_key(kv[0])):
+        wall = f"{entry['seconds']:.0f} s wall; " if "seconds" in entry else ""
+        lines.append(f"- {key}: {entry['budget']}; {wall}{entry['machine']}; {entry['date']}")
     return "\n".join(lines) + "\n"
+
+
+def _long_cells(store: dict[str, dict]) -> dict[tuple[str, str], dict[int, dict]]:
+    """``{(data set, model): {horizon: entry}}`` from the long-horizon keys
+    ``<data set>|<model>|<horizon>``."""
+    cells: dict[tuple[str, str], dict[int, dict]] = {}
+    for key, entry in store.items():
+        name, model, *rest = key.split("|")
+        if name in LONG:
+            cells.setdefault((name, model), {})[int(rest[0])] = entry
+    return cells
+
+
+def _sort_key(key: str) -> tuple:
+    parts = key.split("|")
+    return (*parts[:-1], int(parts[-1])) if parts[0] in LONG else tuple(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", nargs="*", default=None, help="data sets (default: all four)")
     parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
-    parser.add_argument("--horizons", nargs="+", type=int, default=[96, 192, 336, 720])
+    parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
@@ -341,21 +354,17 @@ def main(argv: list[str] | None = None) -> int:
     names = list(LONG) if args.long == [] else (args.long or [])
     for name in names:
         jobs = [(titans_long, v) for v in args.variants] + [(gluonts_long, p) for p in args.peers]
-        for job, label in jobs:
-            start = time.perf_counter()
-            entries = job(name, label, args)
-            seconds = time.perf_counter() - start
-            for entry in entries.values():
-                entry.update(stamp, seconds=seconds)
-            save(entries, args.store, args.out, render)
-            for key, entry in entries.items():
-                avg = {
-                    m: np.mean([r[m] for r in entry["horizons"].values()]) for m in ("mse", "mae")
-                }
-                print(
-                    f"{key} ({label}): average MSE {avg['mse']:.4f} MAE {avg['mae']:.4f}",
-                    flush=True,
-                )
+        for horizon in args.horizons:
+            for job, label in jobs:
+                start = time.perf_counter()
+                entries = job(name, label, horizon, args)
+                seconds = time.perf_counter() - start
+                for key, entry in entries.items():
+                    entry.update(stamp)
+                    if "last value" not in key:  # it comes out of the Titans run
+                        entry["seconds"] = seconds
+                    print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
+                save(entries, args.store, args.out, render)
     if args.m4:
         for key, entry in m4_hourly(args.m4_models, args):
             entry.update(stamp)
