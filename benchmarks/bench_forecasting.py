@@ -90,8 +90,8 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
     budget = (
         f"{training.epochs} epochs max (patience {training.patience}), "
         f"<= {training.max_train_windows or 'all'} windows per epoch, batch {training.batch_size}, "
-        f"lr {training.lr}, dim {model.dim}, depth {model.depth}, {model.mode}, patch "
-        f"{model.patch_len}/{model.stride}, seeds {spec.seeds}"
+        f"lr {training.lr}, MSE in {training.loss_units} units, dim {model.dim}, depth "
+        f"{model.depth}, {model.mode}, patch {model.patch_len}/{model.stride}, seeds {spec.seeds}"
     )
     if args.resume:
         budget += " (resumed from checkpoints: the wall time leaves out earlier training)"

@@ -116,6 +116,22 @@ def test_point_head_loss_is_mse_in_window_units():
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_loss_units_window_or_data(mode: str):
+    """``units="data"``: the MSE of the forecast in the data's units; ``"window"``: in units of
+    each window and channel's own scale, so a window ten times larger weighs the same."""
+    model = make(mode)
+    x, y = torch.randn(4, 40, 3).double(), torch.randn(4, 12, 3).double()
+    x[0] *= 10
+    y[0] *= 10
+    forecast = model(x)
+    torch.testing.assert_close(model.loss(x, y, units="data"), (forecast - y).pow(2).mean())
+    scale = x.var(dim=1, keepdim=True, unbiased=False).add(1e-5).sqrt()
+    torch.testing.assert_close(model.loss(x, y), ((forecast - y) / scale).pow(2).mean())
+    with pytest.raises(ValueError, match="loss units='global'"):
+        model.loss(x, y, units="global")
+
+
 def test_config_round_trip_and_errors():
     config = ForecasterConfig(
         lookback=96, horizon=24, channels=7, backbone=MAGConfig(dim=16, memory=MEMORY, window=8)

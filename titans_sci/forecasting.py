@@ -28,12 +28,15 @@ A task file (see ``tasks/*.toml``)::
     lr = 1e-3
     patience = 3                    # early stopping on validation MSE
     max_train_windows = 0           # > 0: a seeded random subset of windows per epoch
+    loss_units = "data"             # the scaled data's units (the metric's); or "window"
 
 Protocol: chronological splits (ETT 12/4/4 months, others 70/10/20), a scaler fitted on the
 training rows only, stride-1 windows with validation and test windows starting ``lookback``
-steps before their border; train with MSE, keep the epoch with the lowest validation MSE, report
-test MSE and MAE (scaled data, every window, the last partial batch kept) once per seed and
-horizon, next to the last-value baseline on the same windows. Results go to
+steps before their border; train with MSE (by default in the scaled data's units, those of the
+metric; ``loss_units = "window"`` takes each window's own instance-normalised units), keep the
+epoch with the lowest validation MSE, report test MSE and MAE (scaled data, every window, the
+last partial batch kept) once per seed and horizon, next to the last-value baseline on the same
+windows. Results go to
 ``<out>/<name>/results.json`` and ``runs.csv``.
 """
 
@@ -56,7 +59,7 @@ from titans_sci.distributed import is_main
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models import MODELS, backbone_config
-from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+from titans_sci.models.forecaster import LOSS_UNITS, ForecasterConfig, TitansForecaster
 from titans_sci.train import TrainConfig, Trainer
 
 
@@ -96,6 +99,7 @@ class TrainingSpec:
     lr: float = 1e-3
     patience: int = 3
     max_train_windows: int = 0
+    loss_units: str = "data"
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ _TYPES = {
                           "patch_len": int, "stride": int, "head": str, "dropout": float,
                           "memory": dict}),
     "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "patience": int,
-                                "max_train_windows": int}),
+                                "max_train_windows": int, "loss_units": str}),
 }  # fmt: skip
 
 
@@ -134,6 +138,11 @@ def load_task(path: str | Path) -> ForecastTask:
         raise ValueError(
             f"{path}: [model] variant = {parts['model'].variant!r}; expected one of "
             f"{sorted(MODELS)}"
+        )
+    if parts["training"].loss_units not in LOSS_UNITS:
+        raise ValueError(
+            f"{path}: [training] loss_units = {parts['training'].loss_units!r}; expected one of "
+            f"{list(LOSS_UNITS)}"
         )
     return ForecastTask(task, parts["model"], parts["training"], path)
 
@@ -208,7 +217,7 @@ def train_and_test(
     trainer = Trainer(model, config, seed, directory, progress)
     result = trainer.fit(
         batches,
-        loss=lambda batch: model.loss(*batch),
+        loss=lambda batch: model.loss(*batch, units=cfg.loss_units),
         score_dev=lambda: -evaluate_windows(predict, splits.val)["mse"],
         resume=resume,
     )

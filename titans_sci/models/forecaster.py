@@ -30,6 +30,7 @@ from . import backbone_from_dict, backbone_to_dict, build_backbone
 from .config import BackboneConfig, LMMConfig
 
 MODES = ("channel_independent", "multivariate")
+LOSS_UNITS = ("window", "data")
 
 
 def _default_backbone() -> BackboneConfig:
@@ -185,16 +186,25 @@ class TitansForecaster(nn.Module):
         surprise = self.backbone.surprise(tokens)  # [B * C', N, L', H]
         return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
 
-    def loss(self, x: Tensor, y: Tensor) -> Tensor:
-        """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``, in units
-        normalised by each window's own location and scale (``x``'s, as the head sees them)."""
+    def loss(self, x: Tensor, y: Tensor, units: str = "window") -> Tensor:
+        """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``.
+
+        ``units``: ``"window"`` normalises by each window's own location and scale (``x``'s,
+        as the head sees them), so every series weighs the same whatever its scale (raw series
+        of many scales, as in M4); ``"data"`` keeps the data's units, the units of MSE and MAE
+        on data scaled once for the whole set (the long-horizon protocol's metric)."""
         cfg = self.config
         if y.shape[1:] != (cfg.horizon, cfg.channels) or y.shape[0] != x.shape[0]:
             raise ValueError(
                 f"y has shape {tuple(y.shape)}; expected [{x.shape[0]}, {cfg.horizon}, "
                 f"{cfg.channels}]"
             )
-        _, loc, scale = self._normalise(x)
+        if units not in LOSS_UNITS:
+            raise ValueError(f"loss units={units!r}; expected one of {LOSS_UNITS}")
+        if units == "window":
+            _, loc, scale = self._normalise(x)
+        else:
+            loc, scale = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
         return self.head.loss(self(x), y, loc, scale)
 
     @torch.no_grad()
