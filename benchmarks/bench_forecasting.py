@@ -83,7 +83,9 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
     spec = dataclasses.replace(
         task.task, name=f"{task.task.name}_{variant}_h{horizon}", horizons=[horizon]
     )
-    training = dataclasses.replace(task.training, epochs=args.epochs)
+    training = dataclasses.replace(
+        task.training, epochs=args.epochs, patience=args.patience or task.training.patience
+    )
     task = dataclasses.replace(task, task=spec, model=model, training=training)
     result = run(task, RESULTS / "runs", resume=args.resume)
     summary = result["summary"]
@@ -334,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
     parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--patience", type=int, default=0, help="Titans' early stopping (0: the task file's)"
+    )
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
     parser.add_argument(
