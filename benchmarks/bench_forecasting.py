@@ -83,10 +83,8 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
     spec = dataclasses.replace(
         task.task, name=f"{task.task.name}_{variant}_h{horizon}", horizons=[horizon]
     )
-    training = dataclasses.replace(
-        task.training, epochs=args.epochs, patience=args.patience or task.training.patience
-    )
-    task = dataclasses.replace(task, task=spec, model=model, training=training)
+    training = task.training  # the task file's budget
+    task = dataclasses.replace(task, task=spec, model=model)
     result = run(task, RESULTS / "runs", resume=args.resume)
     summary = result["summary"]
     budget = (
@@ -139,7 +137,8 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     estimator = _estimator(peer, horizon, freq, args, batches)
     budget = (
         f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
-        f"(= Titans' windows per epoch), lowest validation loss, context 96, seed 1"
+        f"({args.peer_windows} windows x {channels} channels), lowest validation loss, "
+        "context 96, seed 1"
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
@@ -335,9 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
     parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)
-    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument(
-        "--patience", type=int, default=0, help="Titans' early stopping (0: the task file's)"
+        "--epochs",
+        type=int,
+        default=10,
+        help="GluonTS models' epochs, and every model's on M4 (Titans' long-horizon budget is "
+        "its task file's)",
     )
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
