@@ -331,7 +331,7 @@ def _sort_key(key: str) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--long", nargs="*", default=None, help="data sets (default: all four)")
-    parser.add_argument("--variants", nargs="+", default=["lmm", "mag"])
+    parser.add_argument("--variants", nargs="*", default=["lmm", "mag"])
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
     parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)
     parser.add_argument(
