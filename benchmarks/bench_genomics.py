@@ -119,6 +119,15 @@ def budget(args: argparse.Namespace, max_train: int) -> str:
     )
 
 
+def _margin(store: dict[str, dict], name: str, models: list[str]) -> str:
+    """The best Titans mean minus the best baseline mean on ``name`` ("-" if either is
+    missing)."""
+    means = {m: store[f"{name}|{m}"]["mean"] for m in models if f"{name}|{m}" in store}
+    titans = [v for m, v in means.items() if m.startswith("titans")]
+    baselines = [v for m, v in means.items() if not m.startswith("titans")]
+    return f"{max(titans) - max(baselines):+.2f}" if titans and baselines else "-"
+
+
 def render(store: dict[str, dict]) -> str:
     names = [m.name for m in list_datasets(kind="dna")]
     models = ["titans lmm", "titans mag", "titans mac", "titans mal", "kmer_lr", "cnn"]
@@ -131,10 +140,11 @@ def render(store: dict[str, dict]) -> str:
         "or folds (Genomic Benchmarks: **only the test split is available here, so these are "
         "stratified 5-fold cross-validation numbers on it**, not comparable one to one with "
         "train-split numbers). Each cell's budget, machine and date are listed below the table. "
-        "`-`: not run yet.",
+        "`-`: not run yet. Last column: the better Titans variant's mean minus the better "
+        "baseline's.",
         "",
-        "| task | published | " + " | ".join(shown) + " |",
-        "| --- | ---: |" + " ---: |" * len(shown),
+        "| task | published | " + " | ".join(shown) + " | Titans - baselines |",
+        "| --- | ---: |" + " ---: |" * (len(shown) + 1),
     ]
     for name in names:
         label, value = PUBLISHED.get(name, ("-", None))
@@ -143,6 +153,7 @@ def render(store: dict[str, dict]) -> str:
         for model in shown:
             entry = store.get(f"{name}|{model}")
             cells.append("-" if entry is None else f"{entry['mean']:.2f} +- {entry['std']:.2f}")
+        cells.append(_margin(store, name, shown))
         lines.append(f"| {name} | {published} | " + " | ".join(cells) + " |")
     lines += ["", "## Budgets", ""]
     for key, entry in sorted(store.items()):
