@@ -36,8 +36,7 @@ steps before their border; train with MSE (by default in the scaled data's units
 metric; ``loss_units = "window"`` takes each window's own instance-normalised units), keep the
 epoch with the lowest validation MSE, report test MSE and MAE (scaled data, every window, the
 last partial batch kept) once per seed and horizon, next to the last-value baseline on the same
-windows. Results go to
-``<out>/<name>/results.json`` and ``runs.csv``.
+windows. Results go to ``<out>/<name>/results.json`` and ``runs.csv``.
 """
 
 from __future__ import annotations
