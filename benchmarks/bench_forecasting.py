@@ -93,6 +93,8 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
         f"lr {training.lr}, MSE in {training.loss_units} units, dim {model.dim}, depth "
         f"{model.depth}, {model.mode}, patch {model.patch_len}/{model.stride}, seeds {spec.seeds}"
     )
+    if training.val_stride > 1:
+        budget += f", selected on every {training.val_stride}th validation window"
     if args.resume:
         budget += " (resumed from checkpoints: the wall time leaves out earlier training)"
     rows = (("titans", f"titans {variant}", budget), ("last_value", "last value", "no training"))

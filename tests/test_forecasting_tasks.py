@@ -12,7 +12,7 @@ from titans_sci.cli import main
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import load_dataset, make_splits
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
-from titans_sci.forecasting import load_task, run, run_task, train_and_test
+from titans_sci.forecasting import load_task, run, run_task, train_and_test, validation_windows
 
 TINY = """
 [model]
@@ -101,6 +101,8 @@ def test_user_csv_task_end_to_end(tmp_path):
          "patience = true\n", "patience = True should be int"),
         ('[task]\nkind = "forecasting"\nname = "x"\ndataset = "ett/ETTh1"\n[training]\n'
          'loss_units = "raw"\n', r"\[training\] loss_units = 'raw'"),
+        ('[task]\nkind = "forecasting"\nname = "x"\ndataset = "ett/ETTh1"\n[training]\n'
+         "val_stride = 0\n", r"\[training\] val_stride = 0"),
     ],
 )  # fmt: skip
 def test_bad_task_files_name_file_and_key(tmp_path, text: str, message: str):
@@ -108,6 +110,17 @@ def test_bad_task_files_name_file_and_key(tmp_path, text: str, message: str):
     with pytest.raises(ValueError, match=message) as info:
         load_task(path)
     assert str(path) in str(info.value)
+
+
+def test_validation_windows_take_every_kth_window_from_the_first():
+    splits = make_splits(load_dataset("ett/ETTm1"), "ett_minute", 96, 96)
+    assert validation_windows(splits.val, 1) is splits.val
+    every_fourth = validation_windows(splits.val, 4)
+    assert len(every_fourth) == -(-len(splits.val) // 4)  # ceil: a partial last group counts
+    for i in (0, 1, len(every_fourth) - 1):
+        x, y = every_fourth[i]
+        expected_x, expected_y = splits.val[4 * i]
+        assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
 
 
 def test_bundled_task_files_parse():
