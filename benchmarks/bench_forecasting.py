@@ -8,8 +8,10 @@ per horizon):
 1. Long horizon (``--long``): ETTh1, ETTh2, ETTm1, Weather; lookback 96, horizons
    96/192/336/720; MSE and MAE on the scaled data over every stride-1 test window. Titans (the
    task files ``tasks/forecast_*.toml``, LMM and MAG) and GluonTS' PatchTST and DLinear trained on
-   the same scaled training rows (each channel a series; GluonTS' own window sampler; the
-   checkpoint with the lowest loss on the validation rows), then asked for every test window.
+   the same scaled training rows (each channel a series; GluonTS' own training window sampler;
+   the checkpoint with the lowest loss on the validation windows Titans selects on: every
+   ``val_stride``-th of the task file, where GluonTS' default is one window per series), then
+   asked for every test window.
 2. GluonTS protocol (``--m4``): M4 Hourly (414 series, horizon 48): ``TitansEstimator`` against
    GluonTS' DeepAR, PatchTST and DLinear; ``make_evaluation_predictions`` and ``Evaluator``:
    MASE, sMAPE, mean weighted quantile loss.
@@ -117,6 +119,22 @@ def _series(values: np.ndarray, start, freq: str) -> list[dict]:
     ]
 
 
+def _every_kth_window(k: int, lookback: int, horizon: int):
+    """A GluonTS instance sampler that splits a validation series at every ``k``-th point with
+    ``lookback`` steps before and ``horizon`` after it: the windows Titans selects on (GluonTS'
+    default, ``ValidationSplitSampler``, takes only the last one)."""
+    from gluonts.transform import InstanceSampler
+
+    class EveryKthWindow(InstanceSampler):
+        k: int = 1
+
+        def __call__(self, ts: np.ndarray) -> np.ndarray:
+            first, last = self._get_bounds(ts)
+            return np.arange(first, last + 1, self.k)
+
+    return EveryKthWindow(k=k, min_past=lookback, min_future=horizon)
+
+
 def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train GluonTS' ``peer`` on the scaled training rows of ``name`` (one series per channel),
     select on the validation rows, and score its mean forecast on every test window."""
@@ -136,11 +154,13 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
     channels = scaled.shape[1]
     batches = max(1, args.peer_windows * channels // args.peer_batch)
-    estimator = _estimator(peer, horizon, freq, args, batches)
+    stride = load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml").training.val_stride
+    sampler = _every_kth_window(stride, 96, horizon)
+    estimator = _estimator(peer, horizon, freq, args, batches, validation_sampler=sampler)
     budget = (
         f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
-        f"({args.peer_windows} windows x {channels} channels), lowest validation loss, "
-        "context 96, seed 1"
+        f"({args.peer_windows} windows x {channels} channels), lowest loss on every "
+        f"{'' if stride == 1 else f'{stride}th '}validation window, context 96, seed 1"
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
@@ -157,7 +177,14 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     return {f"{name}|{peer}|{horizon}": {**errors.result(), "budget": budget}}
 
 
-def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, batches: int):
+def _estimator(
+    peer: str,
+    horizon: int,
+    freq: str,
+    args: argparse.Namespace,
+    batches: int,
+    validation_sampler=None,
+):
     trainer = {
         "default_root_dir": tempfile.mkdtemp(prefix="gluonts-"),  # lightning's checkpoints
         "max_epochs": args.epochs,
@@ -170,6 +197,7 @@ def _estimator(peer: str, horizon: int, freq: str, args: argparse.Namespace, bat
         "batch_size": args.peer_batch,
         "num_batches_per_epoch": batches,
         "trainer_kwargs": trainer,
+        "validation_sampler": validation_sampler,
     }
     if peer == "patchtst":
         from gluonts.torch.model.patch_tst import PatchTSTEstimator
