@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from titans_sci.data.registry import load_manifest  # noqa: E402
 from titans_sci.data.timeseries import load_dataset, make_splits  # noqa: E402
 from titans_sci.evaluation.forecasting import PointErrors  # noqa: E402
-from titans_sci.forecasting import load_task, run  # noqa: E402
+from titans_sci.forecasting import ForecastTask, load_task, run  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
@@ -77,10 +77,16 @@ def today() -> str:
 # ----------------------------------------------------------------------------- Titans, long
 
 
+def long_task(name: str) -> ForecastTask:
+    """The task file of data set ``name``: Titans' budget and the validation windows every model
+    selects on."""
+    return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml")
+
+
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
     comes from the same run."""
-    task = load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml")
+    task = long_task(name)
     model = dataclasses.replace(task.model, variant=variant)
     spec = dataclasses.replace(
         task.task, name=f"{task.task.name}_{variant}_h{horizon}", horizons=[horizon]
@@ -137,7 +143,8 @@ def _every_kth_window(k: int, lookback: int, horizon: int):
 
 def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train GluonTS' ``peer`` on the scaled training rows of ``name`` (one series per channel),
-    select on the validation rows, and score its mean forecast on every test window."""
+    select on the validation windows Titans selects on, and score its mean forecast on every
+    test window."""
     import lightning.pytorch as pl
     from gluonts.dataset.common import ListDataset
 
@@ -154,7 +161,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
     channels = scaled.shape[1]
     batches = max(1, args.peer_windows * channels // args.peer_batch)
-    stride = load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml").training.val_stride
+    stride = long_task(name).training.val_stride
     sampler = _every_kth_window(stride, 96, horizon)
     estimator = _estimator(peer, horizon, freq, args, batches, validation_sampler=sampler)
     budget = (
