@@ -54,6 +54,7 @@ RESULTS = REPO / "benchmarks" / "results"
 LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
 # The Titans paper's Table 3 (neural memory in the Simba framework), MSE / MAE averaged over
 # horizons 96/192/336/720 with lookback 96 (inferred; see shared/reference/titans_miras.md 5.6).
+LOOKBACK = 96
 HORIZONS = [96, 192, 336, 720]
 PAPER = {
     "ett/ETTh1": (0.420, 0.421),
@@ -152,7 +153,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     freq = load_manifest(name).freq
     rule = load_manifest(name).split_rule
     pl.seed_everything(1, workers=True)
-    splits = make_splits(table, rule, 96, horizon)
+    splits = make_splits(table, rule, LOOKBACK, horizon)
     scaled = splits.scaler.transform(table.values)
     tr, va = splits.borders.train, splits.borders.val
     start = table.timestamps[0].to_period(freq)
@@ -162,12 +163,12 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     channels = scaled.shape[1]
     batches = max(1, args.peer_windows * channels // args.peer_batch)
     stride = long_task(name).training.val_stride
-    sampler = _every_kth_window(stride, 96, horizon)
-    estimator = _estimator(peer, horizon, freq, args, batches, validation_sampler=sampler)
+    sampler = _every_kth_window(stride, LOOKBACK, horizon)
+    estimator = _estimator(peer, LOOKBACK, horizon, freq, args, batches, validation_sampler=sampler)
     budget = (
         f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
         f"({args.peer_windows} windows x {channels} channels), lowest loss on every "
-        f"{'' if stride == 1 else f'{stride}th '}validation window, context 96, seed 1"
+        f"{'' if stride == 1 else f'{stride}th '}validation window, context {LOOKBACK}, seed 1"
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
@@ -186,6 +187,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
 
 def _estimator(
     peer: str,
+    context: int,
     horizon: int,
     freq: str,
     args: argparse.Namespace,
@@ -209,15 +211,15 @@ def _estimator(
     if peer == "patchtst":
         from gluonts.torch.model.patch_tst import PatchTSTEstimator
 
-        return PatchTSTEstimator(context_length=96, patch_len=16, stride=8, **common)
+        return PatchTSTEstimator(context_length=context, patch_len=16, stride=8, **common)
     if peer == "dlinear":
         from gluonts.torch.model.d_linear import DLinearEstimator
 
-        return DLinearEstimator(context_length=96, **common)
+        return DLinearEstimator(context_length=context, **common)
     if peer == "deepar":
         from gluonts.torch.model.deepar import DeepAREstimator
 
-        return DeepAREstimator(freq=freq, context_length=96, **common)
+        return DeepAREstimator(freq=freq, context_length=context, **common)
     raise ValueError(f"unknown peer {peer!r}")
 
 
@@ -267,7 +269,7 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
                 seed=1,
             )
         else:
-            estimator = _estimator(model, horizon, freq, args, args.m4_batches)
+            estimator = _estimator(model, args.m4_context, horizon, freq, args, args.m4_batches)
             estimator.batch_size = 32
         predictor = estimator.train(train)
         forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
@@ -295,7 +297,7 @@ def render(store: dict[str, dict]) -> str:
     lines = [
         "# Forecasting: Titans next to the Titans paper and GluonTS' models",
         "",
-        "## Long horizon (lookback 96)",
+        f"## Long horizon (lookback {LOOKBACK})",
         "",
         "Test MSE / MAE on the scaled data (scaler fitted on the training rows), every stride-1 "
         "test window, the last partial batch kept. Paper: the Titans paper's Table 3 (neural "
