@@ -156,3 +156,25 @@ def test_config_round_trip_and_errors():
         model.predict(torch.randn(2, 40, 2).double())
     with pytest.raises(ValueError, match=r"y has shape"):
         model.loss(torch.randn(2, 40, 3).double(), torch.randn(2, 11, 3).double())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lookback_skip_is_a_linear_map_of_the_normalised_window(mode: str):
+    """With the backbone's part of the head zeroed, a skip that copies the last normalised
+    value to every step forecasts the window's last value exactly, channel by channel, in both
+    modes: the skip sees each channel's own window in the layout the head's output uses."""
+    model = make(mode, lookback_skip=True)
+    lookback, horizon, channels = 40, 12, 3
+    width = 1 if mode == "channel_independent" else channels
+    weight = torch.zeros_like(model.head.linear.weight)  # [H * width, features + L * width]
+    skip = weight[:, -lookback * width :].view(horizon, width, lookback, width)
+    for c in range(width):
+        skip[:, c, -1, c] = 1.0  # step h, channel c <- the window's last step of channel c
+    with torch.no_grad():
+        model.head.linear.weight.copy_(weight)
+        model.head.linear.bias.zero_()
+    x = torch.randn(4, lookback, channels).double() * 3 + 5
+    expected = x[:, -1:].expand(-1, horizon, -1)
+    torch.testing.assert_close(model.predict(x), expected)
+    plain = make(mode)
+    assert model.head.linear.in_features == plain.head.linear.in_features + lookback * width

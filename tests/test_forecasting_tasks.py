@@ -12,7 +12,14 @@ from titans_sci.cli import main
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import load_dataset, make_splits
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
-from titans_sci.forecasting import load_task, run, run_task, train_and_test, validation_windows
+from titans_sci.forecasting import (
+    build_forecaster,
+    load_task,
+    run,
+    run_task,
+    train_and_test,
+    validation_windows,
+)
 
 TINY = """
 [model]
@@ -103,6 +110,8 @@ def test_user_csv_task_end_to_end(tmp_path):
          'loss_units = "raw"\n', r"\[training\] loss_units = 'raw'"),
         ('[task]\nkind = "forecasting"\nname = "x"\ndataset = "ett/ETTh1"\n[training]\n'
          "val_stride = 0\n", r"\[training\] val_stride = 0"),
+        ('[task]\nkind = "forecasting"\nname = "x"\ndataset = "ett/ETTh1"\n[model]\n'
+         "lookback_skip = 1\n", "lookback_skip = 1 should be bool"),
     ],
 )  # fmt: skip
 def test_bad_task_files_name_file_and_key(tmp_path, text: str, message: str):
@@ -121,6 +130,19 @@ def test_validation_windows_take_every_kth_window_from_the_first():
         x, y = every_fourth[i]
         expected_x, expected_y = splits.val[4 * i]
         assert torch.equal(x, expected_x) and torch.equal(y, expected_y)
+
+
+def test_lookback_skip_reaches_the_forecaster(tmp_path):
+    path = _write(
+        tmp_path / "skip.toml",
+        '[task]\nkind = "forecasting"\nname = "x"\ndataset = "ett/ETTh1"\n'
+        + TINY.replace("[model]\n", "[model]\nlookback_skip = true\n"),
+    )
+    task = load_task(path)
+    assert task.model.lookback_skip is True
+    assert build_forecaster(task, horizon=24, channels=7).config.lookback_skip is True
+    plain = load_task("tasks/forecast_etth1.toml")
+    assert build_forecaster(plain, horizon=24, channels=7).config.lookback_skip is False
 
 
 def test_bundled_task_files_parse():

@@ -20,6 +20,7 @@ A task file (see ``tasks/*.toml``)::
     patch_len = 16
     stride = 8
     dropout = 0.1
+    lookback_skip = false           # true: the head also reads the normalised window (linear)
     memory = { preset = "titans", num_heads = 4, head_dim = 16, chunk_size = 4 }
 
     [training]
@@ -89,6 +90,7 @@ class ModelSpec:
     stride: int = 8
     head: str = "point"
     dropout: float = 0.1
+    lookback_skip: bool = False
     memory: dict[str, Any] = field(
         default_factory=lambda: {"preset": "titans", "num_heads": 4, "head_dim": 16}
     )
@@ -119,7 +121,7 @@ _TYPES = {
                         "horizons": list, "seeds": list}),
     "model": (ModelSpec, {"variant": str, "mode": str, "dim": int, "depth": int,
                           "patch_len": int, "stride": int, "head": str, "dropout": float,
-                          "memory": dict}),
+                          "lookback_skip": bool, "memory": dict}),
     "training": (TrainingSpec, {"epochs": int, "batch_size": int, "lr": float, "patience": int,
                                 "max_train_windows": int, "val_stride": int,
                                 "loss_units": str}),
@@ -197,6 +199,7 @@ def build_forecaster(task: ForecastTask, horizon: int, channels: int) -> TitansF
         stride=spec.stride,
         head=spec.head,
         dropout=spec.dropout,
+        lookback_skip=spec.lookback_skip,
     )
     return TitansForecaster(config)
 

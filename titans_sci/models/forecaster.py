@@ -12,7 +12,9 @@
 3. Each patch is linearly embedded to ``dim`` (plus a learned position embedding) and the
    backbone (any Titans variant) reads the sequence of patches.
 4. The head (point, Student-t or quantile; see :mod:`titans_sci.heads.forecasting`) reads the
-   flattened patch features and predicts all ``H`` steps at once.
+   flattened patch features and predicts all ``H`` steps at once. With ``lookback_skip`` it
+   also reads the normalised lookback itself, so the forecast is the backbone's term plus a
+   linear map of the window (RLinear's lookback->horizon map, learned jointly).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class ForecasterConfig:
         quantiles: the quantile head's levels (kept sorted, the order of its output axis).
         instance_norm: normalise each window (and undo it on the forecast).
         dropout: dropout on the patch embeddings and before the head.
+        lookback_skip: the head also reads the normalised lookback window (``L`` values per
+            channel-independent sequence, ``L * C`` in multivariate mode): a linear
+            lookback->horizon path beside the backbone.
     """
 
     lookback: int
@@ -70,6 +75,7 @@ class ForecasterConfig:
     quantiles: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     instance_norm: bool = True
     dropout: float = 0.0
+    lookback_skip: bool = False
 
     def __post_init__(self) -> None:
         for name in ("lookback", "horizon", "channels", "patch_len", "stride"):
@@ -126,7 +132,9 @@ class TitansForecaster(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.backbone = build_backbone(config.backbone)
         head = HEADS[config.head]
-        features = config.num_patches * dim
+        features = config.num_patches * dim + (
+            config.lookback * width if config.lookback_skip else 0
+        )
         if head is QuantileHead:
             self.head = head(features, config.horizon, width, config.quantiles, config.dropout)
         else:
@@ -166,6 +174,8 @@ class TitansForecaster(nn.Module):
         tokens = self.dropout(self.embed(self._patches(normalised)) + self.position)
         h, _ = self.backbone(tokens)  # [B', N, D]
         features = h.flatten(1)
+        if cfg.lookback_skip:
+            features = torch.cat([features, _sequences(normalised, cfg.mode)], dim=1)
         if cfg.mode == "channel_independent":
             batch = x.shape[0]
             # Per channel a [1, H, 1] forecast; loc/scale per (window, channel).
@@ -211,6 +221,14 @@ class TitansForecaster(nn.Module):
     def predict(self, x: Tensor) -> Tensor:
         """Point forecast ``[B, H, C]``: the value, the distribution's mean or the median."""
         return self.head.point(self(x))
+
+
+def _sequences(x: Tensor, mode: str) -> Tensor:
+    """``x [B, L, C]`` -> the head's view of the window: ``[B*C, L]`` channel-independent
+    (the same layout as the patch sequences), ``[B, L*C]`` multivariate."""
+    if mode == "channel_independent":
+        return x.transpose(1, 2).flatten(0, 1)
+    return x.flatten(1)
 
 
 def _regroup(out, batch: int, channels: int):
