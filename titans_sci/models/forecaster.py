@@ -61,7 +61,7 @@ class ForecasterConfig:
         dropout: dropout on the patch embeddings and before the head.
         lookback_skip: the head also reads the normalised lookback window (``L`` values per
             channel-independent sequence, ``L * C`` in multivariate mode): a linear
-            lookback->horizon path beside the backbone.
+            lookback->horizon path beside the backbone (under the head's dropout too).
     """
 
     lookback: int
