@@ -160,8 +160,7 @@ class TitansForecaster(nn.Module):
         """``x [B, L, C]`` -> patches ``[B', N, patch_len * width]`` (``B' = B*C`` in
         channel-independent mode)."""
         cfg = self.config
-        if cfg.mode == "channel_independent":
-            x = x.transpose(1, 2).reshape(-1, cfg.lookback, 1)  # [B*C, L, 1]
+        x = _sequences(x, cfg.mode)  # [B', L, W]
         end = x[:, -1:].expand(-1, cfg.stride, -1)
         x = torch.cat([x, end], dim=1)  # [B', L + stride, W]
         patches = x.unfold(1, cfg.patch_len, cfg.stride)  # [B', N, W, P]
@@ -175,7 +174,8 @@ class TitansForecaster(nn.Module):
         h, _ = self.backbone(tokens)  # [B', N, D]
         features = h.flatten(1)
         if cfg.lookback_skip:
-            features = torch.cat([features, _sequences(normalised, cfg.mode)], dim=1)
+            window = _sequences(normalised, cfg.mode).flatten(1)  # [B', L * W]
+            features = torch.cat([features, window], dim=1)
         if cfg.mode == "channel_independent":
             batch = x.shape[0]
             # Per channel a [1, H, 1] forecast; loc/scale per (window, channel).
@@ -224,11 +224,12 @@ class TitansForecaster(nn.Module):
 
 
 def _sequences(x: Tensor, mode: str) -> Tensor:
-    """``x [B, L, C]`` -> the head's view of the window: ``[B*C, L]`` channel-independent
-    (the same layout as the patch sequences), ``[B, L*C]`` multivariate."""
+    """``x [B, L, C]`` -> the sequences the model reads, ``[B', L, W]``: one univariate
+    sequence per window and channel channel-independent (``[B*C, L, 1]``, window-major), the
+    window itself multivariate (``[B, L, C]``)."""
     if mode == "channel_independent":
-        return x.transpose(1, 2).flatten(0, 1)
-    return x.flatten(1)
+        return x.transpose(1, 2).reshape(-1, x.shape[1], 1)
+    return x
 
 
 def _regroup(out, batch: int, channels: int):
