@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from titans_sci.memory.rule import Gates, MemoryRule
-from titans_sci.memory.state import MemoryState, chunk_gates
+from titans_sci.memory.state import MemoryState, padded_chunk_gates
 
 from .linear import LinearChunkFunction
 from .mlp import MLPChunkFunction, mlp_forward
@@ -34,31 +34,6 @@ def supports(rule: MemoryRule) -> bool:
     return common and cfg.depth == 2 and hidden % min(hidden, 64) == 0
 
 
-def _gate_matrices(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
-    """``G, f, beta`` per chunk and the end-of-chunk rows, for gates padded to whole chunks.
-
-    Padded tokens get theta 0, eta 1 and alpha 0; the end rows are taken at each chunk's last
-    real token, so padding changes nothing."""
-    pad = -length % chunk
-    theta, alpha = F.pad(gates.theta, (0, pad)), F.pad(gates.alpha, (0, pad))
-    eta = torch.zeros_like(gates.theta) if gates.eta is None else gates.eta  # gd: no momentum
-    eta = F.pad(eta, (0, pad), value=1.0)
-    b, h, t = theta.shape
-    n = t // chunk
-    theta, alpha, eta = (x.reshape(b, h, n, chunk) for x in (theta, alpha, eta))
-    unrolled = chunk_gates(theta, alpha, eta)
-    G, f, beta, carry, mom = unrolled.coeff, unrolled.f, unrolled.beta, unrolled.carry, unrolled.mom
-    ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
-    ends[-1] = (length - 1) % chunk
-    chunks = torch.arange(n, device=theta.device)
-
-    def at_ends(x: Tensor) -> Tensor:
-        return x[:, :, chunks, ends]
-
-    c_end = at_ends(carry) * theta
-    return G, f, beta, at_ends(G), c_end, at_ends(f), at_ends(beta), at_ends(mom)
-
-
 def triton_chunked(
     rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
 ) -> tuple[Tensor, MemoryState]:
@@ -69,7 +44,7 @@ def triton_chunked(
     if length == 0:
         return q.new_zeros(q.shape), state
     chunk = rule.config.chunk_size
-    matrices = _gate_matrices(gates, chunk, length)
+    matrices = padded_chunk_gates(gates, chunk, length)
     pad = -length % chunk
     q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
     momentum = state.momentum or tuple(torch.zeros_like(w) for w in state.weights)

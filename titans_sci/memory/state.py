@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .rule import Gates
@@ -131,3 +132,30 @@ def chunk_gates(theta: Tensor, alpha: Tensor, eta: Tensor | None) -> ChunkGates:
     mom = torch.cumprod(eta, dim=-1)
     f = (decay @ mom.unsqueeze(-1)).squeeze(-1)
     return ChunkGates(decay, beta, (decay @ carry) * theta_cols, carry, mom, f)
+
+
+def padded_chunk_gates(gates: Gates, chunk: int, length: int) -> tuple[Tensor, ...]:
+    """``G, f, beta`` per chunk and the end-of-chunk rows, for gates ``[B, H, length]`` padded to
+    whole chunks: ``G: [B, H, N, C, C]``; ``f, beta, g_end, c_end: [B, H, N, C]``; ``f_end,
+    beta_end, m_end: [B, H, N]`` (``c_end`` is ``theta`` times the carry row ``Q[n-1, :]``).
+
+    Padded tokens get theta 0, eta 1 and alpha 0; the end rows are taken at each chunk's last
+    real token, so padding changes nothing."""
+    pad = -length % chunk
+    theta, alpha = F.pad(gates.theta, (0, pad)), F.pad(gates.alpha, (0, pad))
+    eta = torch.zeros_like(gates.theta) if gates.eta is None else gates.eta  # gd: no momentum
+    eta = F.pad(eta, (0, pad), value=1.0)
+    b, h, t = theta.shape
+    n = t // chunk
+    theta, alpha, eta = (x.reshape(b, h, n, chunk) for x in (theta, alpha, eta))
+    unrolled = chunk_gates(theta, alpha, eta)
+    G, f, beta, carry, mom = unrolled.coeff, unrolled.f, unrolled.beta, unrolled.carry, unrolled.mom
+    ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
+    ends[-1] = (length - 1) % chunk
+    chunks = torch.arange(n, device=theta.device)
+
+    def at_ends(x: Tensor) -> Tensor:
+        return x[:, :, chunks, ends]
+
+    c_end = at_ends(carry) * theta
+    return G, f, beta, at_ends(G), c_end, at_ends(f), at_ends(beta), at_ends(mom)

@@ -1,0 +1,457 @@
+"""The lean training path of the chunked memory: an explicit backward that keeps little.
+
+:func:`lean_chunked` computes what :func:`~titans_sci.memory.chunked` computes, for the memories
+:func:`lean_supports` covers (the l2 bias with Titans decay; the linear memory or the MLP memory of
+depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
+
+* the forward runs without autograd and keeps only ``q, k, v``, the unrolled gate matrices and the
+  memory state at the start of every group of ``GROUP_TOKENS`` tokens;
+* the backward walks the groups in reverse: it recomputes a group's chunks from its start state
+  (keeping their intermediates), then back-propagates through the chunks in reverse with
+  hand-derived gradients, the equations of the Triton kernels (:mod:`titans_sci.kernels`).
+
+The gate matrices ``G, f, beta`` and their end rows come from
+:func:`~titans_sci.memory.state.padded_chunk_gates` in PyTorch, batched over every chunk at once,
+so autograd turns their gradients into gate gradients. The MLP memory's chunk (every surprise at
+the chunk-start ``W1, W2``, momenta ``S1, S2``, see :mod:`titans_sci.kernels.mlp`)::
+
+    Z1 = K W1, A1 = gelu(Z1), O = A1 W2, e = K + LN(O) - V
+    d2 = LN'(O)^T e,  d1 = (d2 W2^T) * gelu'(Z1)                       # surprise factors
+    Zq1 = beta * (Q W1) + f * (Q S1) - ((Q K^T) * G) d1,  Aq1 = gelu(Zq1)
+    Zq2 = beta * (Aq1 W2) + f * (Aq1 S2) - ((Aq1 A1^T) * G) d2,  Y = Q + LN(Zq2)
+    W1' = beta_n W1 + f_n S1 - K^T (g * d1),    S1' = m_n S1 - K^T (c * d1)
+    W2' = beta_n W2 + f_n S2 - A1^T (g * d2),   S2' = m_n S2 - A1^T (c * d2)
+
+and the linear memory's is the same with ``M(x) = x W`` (:mod:`titans_sci.kernels.linear`). With
+plain GD the momentum terms (``S``, ``f``, ``c``, ``m``) drop out.
+
+Every tensor inside is chunk-major, ``[N, B, H, C, ...]``, so a chunk is one contiguous slab and
+every matmul is batched over ``B x H``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .rule import Gates, MemoryRule
+from .state import MemoryState, padded_chunk_gates
+
+GROUP_TOKENS = 64
+"""The forward keeps the state at the start of every group of at least this many tokens (whole
+chunks); the backward recomputes one group at a time. 64 tokens of an MLP memory of width ``D``
+and hidden ``4 D`` keep ``4 * 4 D^2 / 64 = D^2 / 4`` floats per token and head."""
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def lean_supports(rule: MemoryRule) -> bool:
+    """Whether :func:`lean_chunked` covers this memory: the l2 bias with the ``decay``
+    retention, and the linear memory or the MLP memory of depth 2 (momentum or plain GD)."""
+    cfg = rule.config
+    plain = cfg.bias == "l2" and cfg.retention == "decay"
+    return plain and (cfg.architecture == "linear" or cfg.depth == 2)
+
+
+def lean_chunked(
+    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+) -> tuple[Tensor, MemoryState]:
+    """Reads ``y: [B, H, T, D]`` and the state after the last token, as
+    :func:`~titans_sci.memory.chunked`, for ``q, k, v: [B, H, T, D]`` and gates ``[B, H, T]``;
+    differentiable through the explicit backward of :class:`LeanChunkFunction`."""
+    if not lean_supports(rule):
+        raise ValueError(f"the lean path does not cover this memory: {rule.config}")
+    b, h, length, d = q.shape
+    if length == 0:
+        return q.new_zeros(q.shape), state
+    chunk = rule.config.chunk_size
+    pad = -length % chunk
+    n = (length + pad) // chunk
+    momentum = state.momentum is not None
+    G, f, beta, g_end, c_end, f_end, beta_end, m_end = padded_chunk_gates(gates, chunk, length)
+    if not momentum:
+        f = c_end = f_end = m_end = None
+
+    def chunk_major(x: Tensor | None) -> Tensor | None:
+        """``[B, H, N, ...]`` -> contiguous ``[N, B, H, ...]``."""
+        return None if x is None else x.movedim(2, 0).contiguous()
+
+    q5, k5, v5 = (
+        F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d).movedim(2, 0).contiguous()
+        for x in (q, k, v)
+    )
+    matrices = [chunk_major(x) for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
+    group = max(1, -(-GROUP_TOKENS // chunk))
+    spec = _Spec(rule.config.architecture, momentum, rule.config.ln_eps, group)
+    start = (*state.weights, *(state.momentum or ()))
+    y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, *matrices, *start)
+    y = y5.movedim(0, 2).reshape(b, h, n * chunk, d)[:, :, :length]
+    layers = len(state.weights)
+    return y, MemoryState(tuple(end[:layers]), tuple(end[layers:]) if momentum else None)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What the autograd function needs beyond tensors."""
+
+    architecture: str  # "linear" or "mlp"
+    momentum: bool
+    ln_eps: float
+    group: int  # chunks per saved state
+
+
+@dataclass
+class _Gates:
+    """One chunk's unrolled gates ``[B, H, C(, C)]`` and end scalars ``[B, H, 1, 1]``; the
+    momentum ones are ``None`` for plain GD."""
+
+    G: Tensor
+    f: Tensor | None
+    beta: Tensor
+    g_end: Tensor
+    c_end: Tensor | None
+    f_end: Tensor | None
+    beta_end: Tensor
+    m_end: Tensor | None
+
+    @classmethod
+    def of_chunk(cls, matrices: list[Tensor | None], c: int) -> _Gates:
+        G, f, beta, g_end, c_end, f_end, beta_end, m_end = (
+            None if x is None else x[c] for x in matrices
+        )
+
+        def col(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.unsqueeze(-1)
+
+        def scalar(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[..., None, None]
+
+        return cls(
+            G, col(f), col(beta), col(g_end), col(c_end), scalar(f_end), scalar(beta_end),
+            scalar(m_end),
+        )  # fmt: skip
+
+
+# -- shared pieces -------------------------------------------------------------------------------
+
+
+def _gelu_grad(z: Tensor) -> Tensor:
+    """``gelu'(z) = Phi(z) + z phi(z)`` (exact GELU)."""
+    return 0.5 * (1.0 + torch.erf(z * _SQRT_HALF)) + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
+
+
+def _gelu_grad2(z: Tensor) -> Tensor:
+    """``gelu''(z) = phi(z) (2 - z^2)``."""
+    return torch.exp(-0.5 * z * z) * _INV_SQRT_2PI * (2.0 - z * z)
+
+
+def _layer_norm(o: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``(normed, 1 / sigma)`` of the rows of ``o`` (LayerNorm without affine)."""
+    centred = o - o.mean(-1, keepdim=True)
+    inv_sigma = torch.rsqrt(centred.square().mean(-1, keepdim=True) + eps)
+    return centred * inv_sigma, inv_sigma
+
+
+def _ln_backward(g: Tensor, normed: Tensor, inv_sigma: Tensor) -> Tensor:
+    """``dL/do`` of ``normed = LN(o)`` given ``g = dL/dnormed``."""
+    mean_g = g.mean(-1, keepdim=True)
+    mean_gn = (g * normed).mean(-1, keepdim=True)
+    return (g - mean_g - normed * mean_gn) * inv_sigma
+
+
+def _t(x: Tensor) -> Tensor:
+    return x.transpose(-1, -2)
+
+
+def _rowsum(x: Tensor) -> Tensor:
+    return x.sum(-1, keepdim=True)
+
+
+def _total(x: Tensor) -> Tensor:
+    return x.sum((-2, -1), keepdim=True)
+
+
+# -- linear memory -------------------------------------------------------------------------------
+
+
+def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):  # noqa: ARG001 - one signature for both
+    """One chunk of the linear memory: ``(y, next state, intermediates or None)``."""
+    w, s = state[0], (state[1] if g.f is not None else None)
+    e = k @ w - v
+    qk = q @ _t(k)
+    a = qk * g.G
+    qw = q @ w
+    y = g.beta * qw - a @ e
+    qs = None
+    if s is not None:
+        qs = q @ s
+        y = y + g.f * qs
+        w_next = g.beta_end * w + g.f_end * s - _t(k) @ (g.g_end * e)
+        nxt = (w_next, g.m_end * s - _t(k) @ (g.c_end * e))
+    else:
+        nxt = (g.beta_end * w - _t(k) @ (g.g_end * e),)
+    cache = dict(e=e, qk=qk, a=a, qw=qw, qs=qs) if keep else None
+    return y, nxt, cache
+
+
+def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):  # noqa: ARG001
+    """Gradients of one linear chunk: ``(dq, dk, dv, gate grads, d start state)``, given ``dy``
+    and the gradients ``dnext`` of the chunk's end state (the next chunk's start state)."""
+    w, s = state[0], (state[1] if g.f is not None else None)
+    e, qk, a = cache["e"], cache["qk"], cache["a"]
+    dw_n = dnext[0]
+    k_dw = k @ dw_n
+    da_g = -(dy @ _t(e)) * g.G
+    de = -(_t(a) @ dy) - g.g_end * k_dw
+    grads = dict(
+        G=(-(dy @ _t(e)) * qk).tril(),
+        beta=_rowsum(cache["qw"] * dy),
+        g_end=-_rowsum(k_dw * e),
+        beta_end=_total(w * dw_n),
+    )
+    dq = (g.beta * dy) @ _t(w) + da_g @ k
+    dk = _t(da_g) @ q - (g.g_end * e) @ _t(dw_n)
+    dw = _t(q) @ (g.beta * dy) + g.beta_end * dw_n
+    ds = ()
+    if s is not None:
+        ds_n = dnext[1]
+        k_ds = k @ ds_n
+        de = de - g.c_end * k_ds
+        dq = dq + (g.f * dy) @ _t(s)
+        dk = dk - (g.c_end * e) @ _t(ds_n)
+        grads.update(
+            f=_rowsum(cache["qs"] * dy),
+            c_end=-_rowsum(k_ds * e),
+            f_end=_total(s * dw_n),
+            m_end=_total(s * ds_n),
+        )
+        ds = (_t(q) @ (g.f * dy) + g.f_end * dw_n + g.m_end * ds_n,)
+    dk = dk + de @ _t(w)
+    dw = dw + _t(k) @ de
+    return dq, dk, -de, grads, (dw, *ds)
+
+
+# -- MLP memory of depth 2 -----------------------------------------------------------------------
+
+
+def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
+    """One chunk of the MLP memory: ``(y, next state, intermediates or None)``.
+    ``state = (W1, W2)`` or ``(W1, W2, S1, S2)``."""
+    w1, w2 = state[0], state[1]
+    momentum = g.f is not None
+    s1, s2 = (state[2], state[3]) if momentum else (None, None)
+    z1 = k @ w1
+    a1 = F.gelu(z1)
+    normed, inv_sigma = _layer_norm(a1 @ w2, eps)
+    err = k + normed - v
+    d2 = _ln_backward(err, normed, inv_sigma)
+    hid = d2 @ _t(w2)
+    d1 = hid * _gelu_grad(z1)
+    qk = q @ _t(k)
+    bq = qk * g.G
+    qw1 = q @ w1
+    zq1 = g.beta * qw1 - bq @ d1
+    if momentum:
+        qs1 = q @ s1
+        zq1 = zq1 + g.f * qs1
+    aq1 = F.gelu(zq1)
+    aa = aq1 @ _t(a1)
+    ba = aa * g.G
+    aw2 = aq1 @ w2
+    zq2 = g.beta * aw2 - ba @ d2
+    if momentum:
+        as2 = aq1 @ s2
+        zq2 = zq2 + g.f * as2
+    normed_q, inv_sigma_q = _layer_norm(zq2, eps)
+    y = q + normed_q
+    gd1, gd2 = g.g_end * d1, g.g_end * d2
+    if momentum:
+        cd1, cd2 = g.c_end * d1, g.c_end * d2
+        nxt = (
+            g.beta_end * w1 + g.f_end * s1 - _t(k) @ gd1,
+            g.beta_end * w2 + g.f_end * s2 - _t(a1) @ gd2,
+            g.m_end * s1 - _t(k) @ cd1,
+            g.m_end * s2 - _t(a1) @ cd2,
+        )
+    else:
+        nxt = (g.beta_end * w1 - _t(k) @ gd1, g.beta_end * w2 - _t(a1) @ gd2)
+    cache = None
+    if keep:
+        cache = dict(
+            z1=z1, a1=a1, normed=normed, inv_sigma=inv_sigma, err=err, d2=d2, hid=hid, d1=d1,
+            qk=qk, bq=bq, qw1=qw1, zq1=zq1, aq1=aq1, aa=aa, ba=ba, aw2=aw2,
+            normed_q=normed_q, inv_sigma_q=inv_sigma_q,
+            qs1=qs1 if momentum else None, as2=as2 if momentum else None,
+        )  # fmt: skip
+    return y, nxt, cache
+
+
+def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):  # noqa: ARG001
+    """Gradients of one MLP chunk: ``(dq, dk, dv, gate grads, d start state)``, given ``dy``
+    and the gradients ``dnext`` of the chunk's end state (the next chunk's start state)."""
+    w1, w2 = state[0], state[1]
+    momentum = g.f is not None
+    s1, s2 = (state[2], state[3]) if momentum else (None, None)
+    dw1_n, dw2_n = dnext[0], dnext[1]
+    ds1_n, ds2_n = (dnext[2], dnext[3]) if momentum else (None, None)
+    a1, d1, d2, aq1 = c["a1"], c["d1"], c["d2"], c["aq1"]
+
+    # The read: Y = Q + LN(Zq2).
+    dzq2 = _ln_backward(dy, c["normed_q"], c["inv_sigma_q"])
+    bdzq2 = g.beta * dzq2
+    zq2_d2 = dzq2 @ _t(d2)
+    dba = -zq2_d2 * g.G  # d(Aq1 A1^T), masked by G
+    dG = -zq2_d2 * c["aa"]
+    dd2 = -(_t(c["ba"]) @ dzq2)
+    daq1 = bdzq2 @ _t(w2) + dba @ a1
+    if momentum:
+        fdzq2 = g.f * dzq2
+        daq1 = daq1 + fdzq2 @ _t(s2)
+    dzq1 = daq1 * _gelu_grad(c["zq1"])
+    bdzq1 = g.beta * dzq1
+    da1 = _t(dba) @ aq1
+    dbeta = _rowsum(c["aw2"] * dzq2) + _rowsum(c["qw1"] * dzq1)
+    dq = dy + bdzq1 @ _t(w1)
+    dbq = -(dzq1 @ _t(d1))
+    a1_dw2 = a1 @ dw2_n
+    dw1 = _t(q) @ bdzq1 + g.beta_end * dw1_n
+    dw2 = _t(aq1) @ bdzq2 + g.beta_end * dw2_n
+    dbq_g = dbq * g.G
+    dq = dq + dbq_g @ k
+    dk = _t(dbq_g) @ q
+    dG = dG + dbq * c["qk"]
+    dd2 = dd2 - g.g_end * a1_dw2
+    dge = -_rowsum(a1_dw2 * d2)
+    k_dw1 = k @ dw1_n
+    dd1 = -(_t(c["bq"]) @ dzq1) - g.g_end * k_dw1
+    dge = dge - _rowsum(k_dw1 * d1)
+    dk = dk - (g.g_end * d1) @ _t(dw1_n)
+    dbeta_end = _total(w1 * dw1_n) + _total(w2 * dw2_n)
+    da1 = da1 - (g.g_end * d2) @ _t(dw2_n)
+    grads = dict(G=dG.tril(), beta=dbeta, g_end=dge, beta_end=dbeta_end)
+    ds = ()
+    if momentum:
+        fdzq1 = g.f * dzq1
+        df = _rowsum(c["as2"] * dzq2) + _rowsum(c["qs1"] * dzq1)
+        dq = dq + fdzq1 @ _t(s1)
+        a1_ds2 = a1 @ ds2_n
+        dd2 = dd2 - g.c_end * a1_ds2
+        dce = -_rowsum(a1_ds2 * d2)
+        k_ds1 = k @ ds1_n
+        dd1 = dd1 - g.c_end * k_ds1
+        dce = dce - _rowsum(k_ds1 * d1)
+        dk = dk - (g.c_end * d1) @ _t(ds1_n)
+        da1 = da1 - (g.c_end * d2) @ _t(ds2_n)
+        grads.update(
+            f=df,
+            c_end=dce,
+            f_end=_total(s1 * dw1_n) + _total(s2 * dw2_n),
+            m_end=_total(s1 * ds1_n) + _total(s2 * ds2_n),
+        )
+        ds = (
+            _t(q) @ fdzq1 + g.f_end * dw1_n + g.m_end * ds1_n,
+            _t(aq1) @ fdzq2 + g.f_end * dw2_n + g.m_end * ds2_n,
+        )
+
+    # The surprise factors: d1 = (d2 W2^T) * gelu'(Z1), d2 = LN'(O)^T err.
+    z1 = c["z1"]
+    dh = dd1 * _gelu_grad(z1)
+    dz1 = dd1 * c["hid"] * _gelu_grad2(z1)
+    dd2 = dd2 + dh @ w2
+    dw2 = dw2 + _t(dh) @ d2
+    normed, inv_sigma, err = c["normed"], c["inv_sigma"], c["err"]
+    d = normed.shape[-1]
+    mean_rn = (err * normed).mean(-1, keepdim=True)
+    derr = _ln_backward(dd2, normed, inv_sigma)
+    mean_dn = (dd2 * normed).mean(-1, keepdim=True)
+    dnormed = derr - inv_sigma * (mean_rn * dd2 + err * mean_dn)
+    dsigma = -_rowsum(dd2 * d2) * inv_sigma
+    do = _ln_backward(dnormed, normed, inv_sigma) + (dsigma / d) * normed
+    dk = dk + derr
+    da1 = da1 + do @ _t(w2)
+    dz1 = dz1 + da1 * _gelu_grad(z1)
+    dk = dk + dz1 @ _t(w1)
+    dw1 = dw1 + _t(k) @ dz1
+    dw2 = dw2 + _t(a1) @ do
+    return dq, dk, -derr, grads, (dw1, dw2, *ds)
+
+
+_CHUNKS = {
+    "linear": (_linear_chunk, _linear_chunk_backward),
+    "mlp": (_mlp_chunk, _mlp_chunk_backward),
+}
+_GATE_ORDER = ("G", "f", "beta", "g_end", "c_end", "f_end", "beta_end", "m_end")
+
+
+class LeanChunkFunction(torch.autograd.Function):
+    """The chunked memory given chunk-major inputs and gate matrices, with an explicit backward.
+
+    ``forward(spec, q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end, *state)`` with
+    ``q, k, v: [N, B, H, C, D]``, ``G: [N, B, H, C, C]``, ``f, beta, g_end, c_end: [N, B, H, C]``,
+    ``f_end, beta_end, m_end: [N, B, H]`` (the momentum ones ``None`` for plain GD) and the start
+    state (weights, then momenta) returns ``y: [N, B, H, C, D]`` and the end state.
+    """
+
+    @staticmethod
+    def forward(ctx, spec: _Spec, q, k, v, *rest):
+        matrices, start = list(rest[:8]), rest[8:]
+        step, _ = _CHUNKS[spec.architecture]
+        n = q.shape[0]
+        y = torch.empty_like(q)
+        state = tuple(start)
+        saved = []
+        for c in range(n):
+            if c % spec.group == 0:
+                saved.extend(state)
+            gates = _Gates.of_chunk(matrices, c)
+            y[c], state, _ = step(q[c], k[c], v[c], gates, state, spec.ln_eps, False)
+        present = [x for x in matrices if x is not None]
+        ctx.save_for_backward(q, k, v, *present, *saved)
+        ctx.spec, ctx.layout = spec, [x is not None for x in matrices]
+        ctx.state_size = len(start)
+        return (y, *state)
+
+    @staticmethod
+    def backward(ctx, dy, *dend):
+        spec: _Spec = ctx.spec
+        q, k, v, *rest = ctx.saved_tensors
+        present = iter(rest[: sum(ctx.layout)])
+        matrices = [next(present) if here else None for here in ctx.layout]
+        saved = rest[sum(ctx.layout) :]
+        size = ctx.state_size
+        step, step_backward = _CHUNKS[spec.architecture]
+        n = q.shape[0]
+        if dy is None:
+            dy = torch.zeros_like(q)
+        dnext = tuple(
+            torch.zeros_like(s) if dx is None else dx
+            for dx, s in zip(dend, saved[:size], strict=True)
+        )
+        dq, dk, dv = (torch.empty_like(x) for x in (q, k, v))
+        dmat = [None if x is None else torch.empty_like(x) for x in matrices]
+        groups = range(0, n, spec.group)
+        for first in reversed(groups):
+            last = min(first + spec.group, n)
+            # Recompute the group's chunks from its saved start state, keeping intermediates.
+            states = [tuple(saved[(first // spec.group) * size : (first // spec.group + 1) * size])]
+            caches, gates = [], []
+            for c in range(first, last):
+                gates.append(_Gates.of_chunk(matrices, c))
+                _, nxt, cache = step(q[c], k[c], v[c], gates[-1], states[-1], spec.ln_eps, True)
+                caches.append(cache)
+                states.append(nxt)
+            for c in range(last - 1, first - 1, -1):
+                i = c - first
+                dq[c], dk[c], dv[c], grads, dnext = step_backward(
+                    q[c], k[c], v[c], gates[i], states[i], caches[i], dy[c], dnext
+                )
+                for j, name in enumerate(_GATE_ORDER):
+                    if dmat[j] is not None:
+                        dmat[j][c] = grads[name].reshape(dmat[j][c].shape)
+                caches[i] = None
+        return (None, dq, dk, dv, *dmat, *dnext)
