@@ -23,9 +23,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from .rule import Gates, MemoryRule, raise_if_not_finite
+from .rule import Gates, MemoryRule, NonFiniteSurpriseError, raise_if_not_finite
 from .state import MemoryState, chunk_gates, chunk_segments
+
+GROUP_TOKENS = 64
+"""Training paths keep the memory state at the start of every group of at least this many
+tokens (whole chunks) and recompute one group at a time in the backward."""
 
 
 def chunked(
@@ -56,6 +61,48 @@ def chunked(
         raise_if_not_finite(torch.cat(not_finite, dim=2))
     y = torch.cat(outputs, dim=2) if outputs else q.new_zeros(q.shape)
     return y, state
+
+
+def checkpointed(
+    rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
+) -> tuple[Tensor, MemoryState]:
+    """:func:`chunked` with activation checkpointing: the sequence runs in groups of whole
+    chunks (at least ``GROUP_TOKENS`` tokens), each under :func:`torch.utils.checkpoint.checkpoint`,
+    so the forward keeps only each group's inputs and start state and the backward recomputes
+    one group at a time. The same function as :func:`chunked`, in memory bounded by one group;
+    the training path of the memories :mod:`~titans_sci.memory.lean` does not cover."""
+    chunk = rule.config.chunk_size
+    group = chunk * max(1, -(-GROUP_TOKENS // chunk))
+    length = q.shape[2]
+    if length <= group:
+        return chunked(rule, q, k, v, gates, state)
+    sizes = [min(group, length - start) for start in range(0, length, group)]
+    layers = len(state.weights)
+    names = ("theta", "eta", "alpha", "delta")
+    used = [getattr(gates, name) is not None for name in names]
+
+    def piece(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        present = iter(rest[: sum(used)])
+        g = Gates(*(next(present) if here else None for here in used))
+        tensors = rest[sum(used) :]
+        momentum = tuple(tensors[layers:]) or None
+        y, end = chunked(rule, q, k, v, g, MemoryState(tuple(tensors[:layers]), momentum))
+        return (y, *end.weights, *(end.momentum or ()))
+
+    outputs = []
+    start = 0
+    pieces = zip(*(x.split(sizes, dim=2) for x in (q, k, v)), gates.split(sizes), strict=True)
+    for qc, kc, vc, gc in pieces:
+        gate_tensors = [x for x in (gc.theta, gc.eta, gc.alpha, gc.delta) if x is not None]
+        tensors = (*state.weights, *(state.momentum or ()))
+        try:
+            y, *end = checkpoint(piece, qc, kc, vc, *gate_tensors, *tensors, use_reentrant=False)
+        except NonFiniteSurpriseError as error:  # steps count from the first token
+            raise error.moved(start) from None
+        state = MemoryState(tuple(end[:layers]), tuple(end[layers:]) or None)
+        outputs.append(y)
+        start += qc.shape[2]
+    return torch.cat(outputs, dim=2), state
 
 
 def _segment(

@@ -38,14 +38,14 @@ Architecture = Literal["mlp", "linear"]
 Bias = Literal["l2", "lp", "huber", "value_robust"]
 Retention = Literal["decay", "lq", "kl", "elastic"]
 Algorithm = Literal["momentum", "gd"]
-Backend = Literal["auto", "torch", "triton"]
+Backend = Literal["auto", "torch", "triton", "autograd"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("mlp", "linear"),
     "bias": ("l2", "lp", "huber", "value_robust"),
     "retention": ("decay", "lq", "kl", "elastic"),
     "algorithm": ("momentum", "gd"),
-    "backend": ("auto", "torch", "triton"),
+    "backend": ("auto", "torch", "triton", "autograd"),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -99,9 +99,13 @@ class MemoryConfig:
         ln_eps: epsilon of the memory's LayerNorm.
         backend: which implementation the chunked path uses. ``"auto"``: the Triton kernels on
             CUDA tensors when they cover this memory (``titans_sci.kernels.supports``), else
-            PyTorch; ``"torch"``: always the chunked PyTorch path; ``"triton"``: always the
-            kernels (an error if they do not cover this memory or the tensors are not on CUDA,
-            unless ``TRITON_INTERPRET=1`` runs them on the CPU).
+            PyTorch; ``"torch"``: always the chunked PyTorch path, with its explicit lean
+            backward (:mod:`~titans_sci.memory.lean`) where that covers the memory and
+            recomputation per group of chunks (activation checkpointing) where it does not;
+            ``"triton"``: always the kernels (an error if they do not cover this memory or the
+            tensors are not on CUDA, unless ``TRITON_INTERPRET=1`` runs them on the CPU);
+            ``"autograd"``: the chunked PyTorch path under plain autograd, the reference the
+            fast paths are tested against (it keeps every intermediate: slow, memory-hungry).
         init_scale: initial free parameters are ``N(0, init_scale^2 / fan_in)``; for ``kl`` they
             are logits and ``N(0, init_scale^2)``.
     """

@@ -5,7 +5,9 @@
 depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
 
 * the forward runs without autograd and keeps only ``q, k, v``, the unrolled gate matrices and the
-  memory state at the start of every group of ``GROUP_TOKENS`` tokens;
+  memory state at the start of every group of ``GROUP_TOKENS`` tokens (64: for an MLP memory of
+  width ``D`` and hidden ``4 D`` with momentum, ``16 D^2 / 64 = D^2 / 4`` floats per token and
+  head);
 * the backward walks the groups in reverse: it recomputes a group's chunks from its start state
   (keeping their intermediates), then back-propagates through the chunks in reverse with
   hand-derived gradients, the equations of the Triton kernels (:mod:`titans_sci.kernels`).
@@ -38,13 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .chunk import GROUP_TOKENS, chunked
 from .rule import Gates, MemoryRule
 from .state import MemoryState, padded_chunk_gates
-
-GROUP_TOKENS = 64
-"""The forward keeps the state at the start of every group of at least this many tokens (whole
-chunks); the backward recomputes one group at a time. 64 tokens of an MLP memory of width ``D``
-and hidden ``4 D`` keep ``4 * 4 D^2 / 64 = D^2 / 4`` floats per token and head."""
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -92,6 +90,12 @@ def lean_chunked(
     y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, *matrices, *start)
     y = y5.movedim(0, 2).reshape(b, h, n * chunk, d)[:, :, :length]
     layers = len(state.weights)
+    if not (bool(y.isfinite().all()) and all(bool(x.isfinite().all()) for x in end)):
+        # A diverging inner loop: the dual form names the first token whose surprise is not
+        # finite (it raises NonFiniteSurpriseError); if none is, the outputs are returned as
+        # they are, as the dual form would.
+        with torch.no_grad():
+            chunked(rule, q, k, v, gates, state)
     return y, MemoryState(tuple(end[:layers]), tuple(end[layers:]) if momentum else None)
 
 

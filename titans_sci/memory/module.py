@@ -11,8 +11,9 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from .chunk import chunked
+from .chunk import checkpointed, chunked
 from .config import MemoryConfig
+from .lean import lean_chunked, lean_supports
 from .naive import recurrent
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState, PendingTokens
@@ -20,19 +21,29 @@ from .state import MemoryState, PendingTokens
 Implementation = Literal["chunked", "recurrent"]
 
 
-def _chunked_backend(rule: MemoryRule, on_cuda: bool):
+def _torch_chunked(rule: MemoryRule, training: bool):
+    """The PyTorch dual form: the lean explicit backward where it covers the memory, else (when
+    training) per-group recomputation, else plain autograd."""
+    if rule.config.backend == "autograd":
+        return chunked
+    if lean_supports(rule):
+        return lean_chunked
+    return checkpointed if training else chunked
+
+
+def _chunked_backend(rule: MemoryRule, on_cuda: bool, training: bool):
     """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form."""
     backend = rule.config.backend
-    if backend == "torch" or (backend == "auto" and not on_cuda):
-        return chunked  # no Triton import for a decision already made
+    if backend in ("torch", "autograd") or (backend == "auto" and not on_cuda):
+        return _torch_chunked(rule, training)  # no Triton import for a decision already made
     try:
         from titans_sci.kernels import supports, triton_chunked
     except ImportError as error:  # no Triton on this platform
         if backend == "triton":
             raise ValueError(f"backend='triton' but Triton cannot be imported: {error}") from None
-        return chunked
+        return _torch_chunked(rule, training)
     if backend == "auto":
-        return triton_chunked if supports(rule) else chunked
+        return triton_chunked if supports(rule) else _torch_chunked(rule, training)
     if not supports(rule):
         raise ValueError(
             "backend='triton' but the kernels do not cover this memory (they cover the l2 bias "
@@ -130,7 +141,7 @@ class NeuralMemory(nn.Module):
         elif trace is not None:
             run = chunked
         else:
-            run = _chunked_backend(self.rule, q.is_cuda)
+            run = _chunked_backend(self.rule, q.is_cuda, torch.is_grad_enabled())
         extra = () if trace is None else (trace,)
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
