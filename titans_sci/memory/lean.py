@@ -44,7 +44,10 @@ from .chunk import GROUP_TOKENS, chunked
 from .rule import Gates, MemoryRule
 from .state import MemoryState, padded_chunk_gates
 
-_SQRT_HALF = math.sqrt(0.5)
+BLOCK_FLOATS = 65536
+"""Sequences run in blocks of about this many floats per ``[C, hidden]`` slab (see
+:func:`lean_chunked`)."""
+
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -87,7 +90,17 @@ def lean_chunked(
     group = max(1, -(-GROUP_TOKENS // chunk))
     spec = _Spec(rule.config.architecture, momentum, rule.config.ln_eps, group)
     start = (*state.weights, *(state.momentum or ()))
-    y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, *matrices, *start)
+    # Sequences in blocks whose per-chunk tensors stay cache-sized: per-element costs rise
+    # several-fold once a [C, hidden] slab of the block passes ~64k floats.
+    widest = max(shape[-1] for shape in rule.config.weight_shapes())
+    per_block = max(1, BLOCK_FLOATS // (h * chunk * widest))
+    pieces = []
+    for first in range(0, b, per_block):
+        rows = slice(first, first + per_block)
+        piece = [None if x is None else x[:, rows] for x in (q5, k5, v5, *matrices)]
+        pieces.append(LeanChunkFunction.apply(spec, *piece, *(x[rows] for x in start)))
+    joined = enumerate(zip(*pieces, strict=True))
+    y5, *end = (torch.cat(parts, dim=1 if i == 0 else 0) for i, parts in joined)
     y = y5.movedim(0, 2).reshape(b, h, n * chunk, d)[:, :, :length]
     layers = len(state.weights)
     if not (bool(y.isfinite().all()) and all(bool(x.isfinite().all()) for x in end)):
@@ -144,9 +157,9 @@ class _Gates:
 # -- shared pieces -------------------------------------------------------------------------------
 
 
-def _gelu_grad(z: Tensor) -> Tensor:
-    """``gelu'(z) = Phi(z) + z phi(z)`` (exact GELU)."""
-    return 0.5 * (1.0 + torch.erf(z * _SQRT_HALF)) + z * torch.exp(-0.5 * z * z) * _INV_SQRT_2PI
+def _gelu_backward(g: Tensor, z: Tensor) -> Tensor:
+    """``g * gelu'(z)`` (exact GELU), aten's fused kernel."""
+    return torch.ops.aten.gelu_backward(g, z)
 
 
 def _gelu_grad2(z: Tensor) -> Tensor:
@@ -255,7 +268,7 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     err = k + normed - v
     d2 = _ln_backward(err, normed, inv_sigma)
     hid = d2 @ _t(w2)
-    d1 = hid * _gelu_grad(z1)
+    d1 = _gelu_backward(hid, z1)
     qk = q @ _t(k)
     bq = qk * g.G
     qw1 = q @ w1
@@ -316,7 +329,7 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):  # noqa: ARG00
     if momentum:
         fdzq2 = g.f * dzq2
         daq1 = daq1 + fdzq2 @ _t(s2)
-    dzq1 = daq1 * _gelu_grad(c["zq1"])
+    dzq1 = _gelu_backward(daq1, c["zq1"])
     bdzq1 = g.beta * dzq1
     da1 = _t(dba) @ aq1
     dbeta = _rowsum(c["aw2"] * dzq2) + _rowsum(c["qw1"] * dzq1)
@@ -364,7 +377,7 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):  # noqa: ARG00
 
     # The surprise factors: d1 = (d2 W2^T) * gelu'(Z1), d2 = LN'(O)^T err.
     z1 = c["z1"]
-    dh = dd1 * _gelu_grad(z1)
+    dh = _gelu_backward(dd1, z1)
     dz1 = dd1 * c["hid"] * _gelu_grad2(z1)
     dd2 = dd2 + dh @ w2
     dw2 = dw2 + _t(dh) @ d2
@@ -378,7 +391,7 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):  # noqa: ARG00
     do = _ln_backward(dnormed, normed, inv_sigma) + (dsigma / d) * normed
     dk = dk + derr
     da1 = da1 + do @ _t(w2)
-    dz1 = dz1 + da1 * _gelu_grad(z1)
+    dz1 = dz1 + _gelu_backward(da1, z1)
     dk = dk + dz1 @ _t(w1)
     dw1 = dw1 + _t(k) @ dz1
     dw2 = dw2 + _t(a1) @ do
