@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_sci.memory import MemoryConfig, MemoryState, NeuralMemory
+from titans_sci.recompute import recomputed
 
 from .basic import CausalDepthwiseConv, GatedRMSNorm
 
@@ -70,7 +71,7 @@ class NeuralMemoryLayer(nn.Module):
         with torch.no_grad():
             self.to_gates.bias.copy_(bias.flatten())
 
-    def _memory_inputs(self, x: Tensor, mask: Tensor | None, state: MemoryLayerState):
+    def _memory_inputs(self, x: Tensor, mask: Tensor | None, conv: Tensor):
         """Normalised ``x``, the memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T,
         H]`` (a dict of theta, eta, alpha, delta) and the convolution's next state."""
         b, t, _ = x.shape
@@ -82,7 +83,7 @@ class NeuralMemoryLayer(nn.Module):
         qkv = self.to_qkv(xn)
         if keep is not None:
             qkv = qkv * keep
-        qkv, conv_state = self.conv(qkv, state.conv)
+        qkv, conv_state = self.conv(qkv, conv)
         q, k, v = F.silu(qkv).view(b, t, 3, h, d).unbind(2)
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
 
@@ -106,7 +107,14 @@ class NeuralMemoryLayer(nn.Module):
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
         state = state or self.initial_state(b, x)
-        xn, (q, k, v), gates, conv_state = self._memory_inputs(x, mask, state)
+        # The projections, convolution and gates, and the output norm, are recomputed in the
+        # backward: they are cheap next to the memory and would keep most of the activations.
+        xn, (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)
         y, memory_state = self.memory(q, k, v, **gates, state=state.memory)
-        y = self.out_norm(y.reshape(b, t, h * d), self.to_out_gate(xn))
-        return self.out(y), MemoryLayerState(conv_state, memory_state)
+        return recomputed(self._output, y.reshape(b, t, h * d), xn), MemoryLayerState(
+            conv_state, memory_state
+        )
+
+    def _output(self, y: Tensor, xn: Tensor) -> Tensor:
+        """The memory's reads ``[B, T, H * D]`` through the gated norm and out projection."""
+        return self.out(self.out_norm(y, self.to_out_gate(xn)))

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from titans_sci.recompute import recomputed
+
 from .chunk import GROUP_TOKENS, chunked
 from .rule import Gates, MemoryRule
 from .state import MemoryState, padded_chunk_gates
@@ -74,7 +76,11 @@ def lean_chunked(
     pad = -length % chunk
     n = (length + pad) // chunk
     momentum = state.momentum is not None
-    G, f, beta, g_end, c_end, f_end, beta_end, m_end = padded_chunk_gates(gates, chunk, length)
+    # Recomputed in the backward: a few batched ops, whose graph would keep several [C, C]
+    # matrices per chunk.
+    G, f, beta, g_end, c_end, f_end, beta_end, m_end = recomputed(
+        padded_chunk_gates, gates, chunk, length
+    )
     if not momentum:
         f = c_end = f_end = m_end = None
 

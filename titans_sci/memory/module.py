@@ -55,6 +55,14 @@ def _chunked_backend(rule: MemoryRule, on_cuda: bool, training: bool):
     return triton_chunked
 
 
+def _extremes(x: Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x`` in one pass; both NaN if any entry is (empty: ``(0, 0)``)."""
+    if x.numel() == 0:
+        return 0.0, 0.0
+    smallest, largest = torch.aminmax(x)
+    return float(smallest), float(largest)
+
+
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -242,6 +250,7 @@ class NeuralMemory(nn.Module):
 
     # -- input checks -------------------------------------------------------------------------
 
+    @torch.no_grad()  # checks only: nothing here joins the autograd graph
     def _check_inputs(self, q: Tensor, k: Tensor, v: Tensor, **gates: Tensor | None) -> None:
         cfg = self.config
         for name, x in (("q", q), ("k", k), ("v", v)):
@@ -287,13 +296,14 @@ class NeuralMemory(nn.Module):
                     f"{tuple(q.shape[:3])}"
                 )
             low, high = bounds[name]
-            if not bool(torch.isfinite(gate).all()):
+            smallest, largest = _extremes(gate)
+            if not (math.isfinite(smallest) and math.isfinite(largest)):
                 raise ValueError(f"gate {name} has non-finite values")
-            if bool((gate < low).any()) or (high is not None and bool((gate > high).any())):
+            if smallest < low or (high is not None and largest > high):
                 span = f"[{low}, {high}]" if high is not None else f">= {low}"
                 raise ValueError(f"gate {name} has values outside {span}")
         for name, x in (("q", q), ("k", k), ("v", v)):
-            if not bool(torch.isfinite(x).all()):
+            if not all(math.isfinite(value) for value in _extremes(x)):
                 raise ValueError(f"{name} has non-finite values")
 
     def _check_state(self, state: MemoryState, batch: int, q: Tensor) -> None:

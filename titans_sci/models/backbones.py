@@ -23,6 +23,7 @@ from titans_sci.layers.attention import AttentionState, SlidingWindowAttention
 from titans_sci.layers.basic import SwiGLU
 from titans_sci.layers.memory_layer import MemoryLayerState, NeuralMemoryLayer
 from titans_sci.memory import NonFiniteSurpriseError, recording_surprise
+from titans_sci.recompute import recomputed
 
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
 
@@ -58,7 +59,10 @@ class _MLP(nn.Module):
         self.mlp = SwiGLU(config.dim, config.mlp_hidden)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.mlp(self.norm(x))
+        return x + recomputed(self._branch, x)
+
+    def _branch(self, x: Tensor) -> Tensor:
+        return self.mlp(self.norm(x))
 
 
 def _memory_layer(config: BackboneConfig) -> NeuralMemoryLayer:
