@@ -23,10 +23,11 @@ forward, loss, backward, optimizer step, in training mode. It reports:
 * peak RSS growth: ``ru_maxrss`` after the steps minus ``ru_maxrss`` before the model is built
   (after ``import torch, titans_sci``), in GiB.
 * saved KB/token: the bytes of the distinct tensor storages (deduplicated by
-  ``untyped_storage().data_ptr()``) that autograd saves for backward during one extra forward,
-  as ``torch.autograd.graph.saved_tensors_hooks`` sees them packed, the model's parameters left
-  out (they are weights, not activations), over the tokens (values) of the step; 1 KB = 1024
-  bytes. Tensors that autograd does not pack through the hooks (those kept by non-reentrant
+  ``untyped_storage().data_ptr()``) that autograd still holds for the backward at the end of one
+  extra forward, as ``torch.autograd.graph.saved_tensors_hooks`` sees them packed (tensors packed
+  and freed again within the forward are not counted), the model's parameters left out (they are
+  weights, not activations), over the tokens (values) of the step; 1 KB = 1024 bytes.
+  Tensors that autograd does not pack through the hooks (those kept by non-reentrant
   activation checkpointing for its recomputation, or stored on an autograd.Function's ``ctx``
   as attributes) are not counted.
 
@@ -54,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -187,18 +189,25 @@ def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn) -
 
 
 def _saved_bytes(model: nn.Module, loss_fn: LossFn) -> int:
-    """Bytes of the distinct non-parameter storages autograd saves during one forward + loss."""
+    """Bytes of the distinct non-parameter storages that autograd still holds for the backward
+    after one forward + loss (tensors packed and dropped again during the forward, e.g. by
+    ops whose graph is freed at once, are not counted)."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages: dict[int, int] = {}
+    packed: list[weakref.ref[torch.Tensor]] = []
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameters:
-            storages[storage.data_ptr()] = storage.nbytes()
+        if tensor.untyped_storage().data_ptr() not in parameters:
+            packed.append(weakref.ref(tensor))
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = loss_fn()
+    storages: dict[int, int] = {}
+    for ref in packed:
+        tensor = ref()
+        if tensor is not None:
+            storage = tensor.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
     del loss
     return sum(storages.values())
 
@@ -302,6 +311,14 @@ def _failure_note(returncode: int, stderr: str) -> str:
     return f"failed (exit {returncode}): {last[:160]}"
 
 
+def _limit_memory(gib: float) -> None:
+    """In the child, before it starts: cap its address space, so that a cell that would need
+    more memory than the machine has fails alone with an allocation error (not the OOM killer,
+    which may pick another process)."""
+    limit = int(gib * GIB)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def run_cell(tree: Path, case: Case, args: argparse.Namespace) -> Cell:
     """Measure ``case`` with the titans_sci of ``tree`` in a fresh subprocess."""
     spec = {
@@ -322,10 +339,13 @@ def run_cell(tree: Path, case: Case, args: argparse.Namespace) -> Cell:
             capture_output=True,
             text=True,
             timeout=args.timeout,
+            preexec_fn=lambda: _limit_memory(args.memory_limit_gib),
         )
     except subprocess.TimeoutExpired:
         return Cell(note=f"timed out after {args.timeout:g} s")
     if done.returncode != 0:
+        if "can't allocate memory" in done.stderr or "MemoryError" in done.stderr:
+            return Cell(note=f"out of memory (over the {args.memory_limit_gib:g} GiB limit)")
         return Cell(note=_failure_note(done.returncode, done.stderr))
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     if not lines:
@@ -499,6 +519,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds per cell (default 1800)"
+    )
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=16.0,
+        help="address-space limit of each cell's process (default 16; the machine has 24)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
     args = parser.parse_args(argv)

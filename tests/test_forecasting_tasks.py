@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -197,7 +198,11 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     _write(tmp_path / "killed.toml", text.replace("NAME", "killed"))
     out = tmp_path / "runs"
     command = [sys.executable, "-m", "titans_sci.cli", "run", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen([*command, str(tmp_path / "killed.toml")])
+    # The same torch thread count as this process: float reductions split over threads round
+    # differently, and the two halves of the killed run must be the same computation.
+    threads = str(torch.get_num_threads())
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    proc = subprocess.Popen([*command, str(tmp_path / "killed.toml")], env=env)
     first = out / "killed" / "checkpoints" / "h12_seed1" / "checkpoint.pt"
     deadline = time.time() + 120
     while not first.exists() and proc.poll() is None and time.time() < deadline:
