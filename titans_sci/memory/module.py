@@ -154,16 +154,23 @@ class NeuralMemory(nn.Module):
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
         g0, g1 = gates.split(sizes)
-        try:
-            y, state = run(self.rule, q0, k0, v0, g0, state, *extra)
-        except NonFiniteSurpriseError as error:  # steps count from this call's first token
-            raise error.moved(-replayed) from None
-        if length > boundary:
+        if run is lean_chunked:  # one pass: the tail is read in it, the boundary state kept
             try:
-                y_tail, _ = run(self.rule, q1, k1, v1, g1, state, *extra)
+                y, state = lean_chunked(self.rule, q, k, v, gates, state, state_at=boundary)
             except NonFiniteSurpriseError as error:
-                raise error.moved(boundary - replayed) from None
-            y = torch.cat([y, y_tail], dim=2)
+                raise error.moved(-replayed) from None
+        else:
+            try:
+                y, state = run(self.rule, q0, k0, v0, g0, state, *extra)
+            except NonFiniteSurpriseError as error:  # steps count from this call's first token
+                raise error.moved(-replayed) from None
+            if length > boundary:
+                try:
+                    y_tail, _ = run(self.rule, q1, k1, v1, g1, state, *extra)
+                except NonFiniteSurpriseError as error:
+                    raise error.moved(boundary - replayed) from None
+                y = torch.cat([y, y_tail], dim=2)
+        if length > boundary:
             state = MemoryState(state.weights, state.momentum, PendingTokens(q1, k1, v1, g1))
         if sink is not None and trace is not None:
             # A replayed token's surprise is the same as when it was pending: both are taken
