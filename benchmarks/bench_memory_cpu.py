@@ -23,6 +23,9 @@ Rows, each timed as forward + backward of ``mean(y**2)`` to every input and para
   (``Linear 512->3*512`` for q, k, v; ``Linear 512->3*8`` + sigmoid for theta, eta, alpha;
   l2-normalised q, k; ``Linear 512->512`` out). Its ratio to the peer is the like-for-like one.
 * ``titans_sci core only``: our memory on pre-made q, k, v and gates.
+* the same two rows with ``backend="autograd"``: the chunked dual form under plain autograd, the
+  training path before the lean engine (:mod:`titans_sci.memory.lean`), for the engine's own
+  gain.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls only) over one
 forward + backward, and set against this machine's measured fp32 ``torch.mm`` rate.
@@ -168,17 +171,21 @@ class ProjectedMemory(nn.Module):
         return self.to_out(y.reshape(b, t, HEADS * HEAD_DIM))
 
 
-def make_core() -> nn.Module:
+def make_core(backend: str = "torch") -> nn.Module:
+    """Our memory; ``backend="torch"``: the training engine (explicit lean backward),
+    ``"autograd"``: the dual form under plain autograd (what training ran before the engine)."""
     if importlib.util.find_spec("titans_sci") is None:
         sys.path.insert(0, str(REPO_ROOT))
     from titans_sci.memory import MemoryConfig, NeuralMemory
 
-    cfg = MemoryConfig.preset("titans", num_heads=HEADS, head_dim=HEAD_DIM, chunk_size=CHUNK)
+    cfg = MemoryConfig.preset(
+        "titans", num_heads=HEADS, head_dim=HEAD_DIM, chunk_size=CHUNK, backend=backend
+    )
     return NeuralMemory(cfg)
 
 
-def ours_core_step(batch: int, seq_len: int) -> Step:
-    core = make_core()
+def ours_core_step(batch: int, seq_len: int, backend: str = "torch") -> Step:
+    core = make_core(backend)
     shape = (batch, seq_len, HEADS, HEAD_DIM)
     q = F.normalize(torch.randn(shape), dim=-1).requires_grad_()
     k = F.normalize(torch.randn(shape), dim=-1).requires_grad_()
@@ -194,8 +201,8 @@ def ours_core_step(batch: int, seq_len: int) -> Step:
     return fwd_bwd_step(core, forward, [q, k, v, theta, eta, alpha])
 
 
-def ours_projected_step(batch: int, seq_len: int) -> Step:
-    model = ProjectedMemory(make_core())
+def ours_projected_step(batch: int, seq_len: int, backend: str = "torch") -> Step:
+    model = ProjectedMemory(make_core(backend))
     x = torch.randn(batch, seq_len, DIM, requires_grad=True)
     return fwd_bwd_step(model, lambda: model(x), [x])
 
@@ -309,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
             lambda: ours_projected_step(args.batch, args.seq_len),
         ),
         build_row("titans_sci core only", lambda: ours_core_step(args.batch, args.seq_len)),
+        build_row(
+            "titans_sci core + projections, autograd reference",
+            lambda: ours_projected_step(args.batch, args.seq_len, "autograd"),
+        ),
+        build_row(
+            "titans_sci core only, autograd reference",
+            lambda: ours_core_step(args.batch, args.seq_len, "autograd"),
+        ),
     ]
     measure(rows, args.warmup, args.reps)
 
