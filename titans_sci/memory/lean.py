@@ -110,11 +110,12 @@ def lean_chunked(
     y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, *matrices, *start)
     y = y5.movedim(0, 2).reshape(b, h, n * chunk, d)[:, :, :length]
     layers = len(state.weights)
-    if not (bool(y.isfinite().all()) and all(bool(x.isfinite().all()) for x in end)):
-        # A diverging inner loop: the dual form names the first token whose surprise is not
-        # finite (it raises NonFiniteSurpriseError); if none is, the outputs are returned as
-        # they are, as the dual form would.
-        with torch.no_grad():
+    with torch.no_grad():
+        finite = bool(y.isfinite().all()) and all(bool(x.isfinite().all()) for x in end)
+        if not finite:
+            # A diverging inner loop: the dual form names the first token whose surprise is
+            # not finite (it raises NonFiniteSurpriseError); if none is, the outputs are
+            # returned as they are, as the dual form would.
             chunked(rule, q, k, v, gates, state)
     return y, MemoryState(tuple(end[:layers]), tuple(end[layers:]) if momentum else None)
 
@@ -205,7 +206,7 @@ def _dot(x: Tensor, y: Tensor) -> Tensor:
 # -- linear memory -------------------------------------------------------------------------------
 
 
-def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):  # noqa: ARG001 - one signature for both
+def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):
     """One chunk of the linear memory: ``(y, next state, intermediates or None)``."""
     w, s = state[0], (state[1] if g.f is not None else None)
     e = k @ w - v
@@ -225,7 +226,7 @@ def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):  # noqa: ARG001 - one s
     return y, nxt, cache
 
 
-def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):  # noqa: ARG001
+def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
     """Gradients of one linear chunk: ``(dq, dk, dv, gate grads, d start state)``, given ``dy``
     and the gradients ``dnext`` of the chunk's end state (the next chunk's start state)."""
     w, s = state[0], (state[1] if g.f is not None else None)
@@ -315,7 +316,7 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     return y, nxt, cache
 
 
-def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):  # noqa: ARG001
+def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     """Gradients of one MLP chunk: ``(dq, dk, dv, gate grads, d start state)``, given ``dy``
     and the gradients ``dnext`` of the chunk's end state (the next chunk's start state).
     Row sums over the hidden width are taken on the ``D``-wide side where an identity allows:
