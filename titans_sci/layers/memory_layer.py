@@ -76,10 +76,8 @@ class NeuralMemoryLayer(nn.Module):
         H]`` (a dict of theta, eta, alpha, delta) and the convolution's next state."""
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
-        xn = self.norm(x)
+        xn = self._normed(x, mask)
         keep = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
-        if keep is not None:
-            xn = xn * keep
         qkv = self.to_qkv(xn)
         if keep is not None:
             qkv = qkv * keep
@@ -109,12 +107,17 @@ class NeuralMemoryLayer(nn.Module):
         state = state or self.initial_state(b, x)
         # The projections, convolution and gates, and the output norm, are recomputed in the
         # backward: they are cheap next to the memory and would keep most of the activations.
-        xn, (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)
+        _, (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)
         y, memory_state = self.memory(q, k, v, **gates, state=state.memory)
-        return recomputed(self._output, y.reshape(b, t, h * d), xn), MemoryLayerState(
-            conv_state, memory_state
-        )
+        out = recomputed(self._output, y.reshape(b, t, h * d), x, mask)
+        return out, MemoryLayerState(conv_state, memory_state)
 
-    def _output(self, y: Tensor, xn: Tensor) -> Tensor:
-        """The memory's reads ``[B, T, H * D]`` through the gated norm and out projection."""
-        return self.out(self.out_norm(y, self.to_out_gate(xn)))
+    def _normed(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """The normalised input, zero at padded positions."""
+        xn = self.norm(x)
+        return xn if mask is None else xn * mask.unsqueeze(-1).to(x.dtype)
+
+    def _output(self, y: Tensor, x: Tensor, mask: Tensor | None) -> Tensor:
+        """The memory's reads ``[B, T, H * D]`` through the norm gated by a projection of the
+        normalised input ``x``, and the out projection."""
+        return self.out(self.out_norm(y, self.to_out_gate(self._normed(x, mask))))

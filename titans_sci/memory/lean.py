@@ -198,6 +198,19 @@ def _rowsum(x: Tensor) -> Tensor:
     return x.sum(-1, keepdim=True)
 
 
+def _scaled(x: Tensor, a: Tensor, y: Tensor | None = None, b: Tensor | None = None) -> Tensor:
+    """A new tensor ``a x`` (``+ b y``) of a state's shape, ``a, b: [B, H, 1, 1]``."""
+    out = x * a
+    return out if y is None else out.addcmul_(y, b)
+
+
+def _mad(out: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
+    """``out += alpha a @ b`` in place (``out`` a fresh contiguous ``[B, H, m, n]``): sums of
+    products without a temporary per term."""
+    out.flatten(0, 1).baddbmm_(a.flatten(0, 1), b.flatten(0, 1), alpha=alpha)
+    return out
+
+
 def _dot(x: Tensor, y: Tensor) -> Tensor:
     """``<x, y>`` of each matrix pair ``[..., m, n]``, as ``[..., 1, 1]``."""
     return torch.linalg.vecdot(x.flatten(-2), y.flatten(-2))[..., None, None]
@@ -218,10 +231,10 @@ def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):
     if s is not None:
         qs = q @ s
         y = y + g.f * qs
-        w_next = g.beta_end * w + g.f_end * s - _t(k) @ (g.g_end * e)
-        nxt = (w_next, g.m_end * s - _t(k) @ (g.c_end * e))
+        w_next = _mad(_scaled(w, g.beta_end, s, g.f_end), _t(k), g.g_end * e, -1.0)
+        nxt = (w_next, _mad(_scaled(s, g.m_end), _t(k), g.c_end * e, -1.0))
     else:
-        nxt = (g.beta_end * w - _t(k) @ (g.g_end * e),)
+        nxt = (_mad(_scaled(w, g.beta_end), _t(k), g.g_end * e, -1.0),)
     cache = dict(e=e, qk=qk, a=a, qw=qw, qs=qs) if keep else None
     return y, nxt, cache
 
@@ -243,7 +256,7 @@ def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
     )
     dq = (g.beta * dy) @ _t(w) + da_g @ k
     dk = _t(da_g) @ q - (g.g_end * e) @ _t(dw_n)
-    dw = _t(q) @ (g.beta * dy) + g.beta_end * dw_n
+    dw = _mad(_scaled(dw_n, g.beta_end), _t(q), g.beta * dy)
     ds = ()
     if s is not None:
         ds_n = dnext[1]
@@ -257,9 +270,9 @@ def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
             f_end=_dot(s, dw_n),
             m_end=_dot(s, ds_n),
         )
-        ds = (_t(q) @ (g.f * dy) + g.f_end * dw_n + g.m_end * ds_n,)
+        ds = (_mad(_scaled(dw_n, g.f_end, ds_n, g.m_end), _t(q), g.f * dy),)
     dk = dk + de @ _t(w)
-    dw = dw + _t(k) @ de
+    _mad(dw, _t(k), de)
     return dq, dk, -de, grads, (dw, *ds)
 
 
@@ -283,14 +296,14 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     d1 = _gelu_backward(hid, z1)
     qk = q @ _t(k)
     bq = qk * g.G
-    zq1 = (g.beta * q) @ w1 - bq @ d1
+    zq1 = _mad((g.beta * q) @ w1, bq, d1, -1.0)
     if momentum:
-        zq1 += (g.f * q) @ s1
+        _mad(zq1, g.f * q, s1)
     aq1 = F.gelu(zq1)
     aa = aq1 @ _t(a1)
     ba = aa * g.G
     aw2 = aq1 @ w2
-    zq2 = g.beta * aw2 - ba @ d2
+    zq2 = _mad(g.beta * aw2, ba, d2, -1.0)
     as2 = None
     if momentum:
         as2 = aq1 @ s2
@@ -299,13 +312,16 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     y = q + normed_q
     if momentum:
         nxt = (
-            g.beta_end * w1 + g.f_end * s1 - _t(g.g_end * k) @ d1,
-            g.beta_end * w2 + g.f_end * s2 - _t(a1) @ (g.g_end * d2),
-            g.m_end * s1 - _t(g.c_end * k) @ d1,
-            g.m_end * s2 - _t(a1) @ (g.c_end * d2),
+            _mad(_scaled(w1, g.beta_end, s1, g.f_end), _t(g.g_end * k), d1, -1.0),
+            _mad(_scaled(w2, g.beta_end, s2, g.f_end), _t(a1), g.g_end * d2, -1.0),
+            _mad(_scaled(s1, g.m_end), _t(g.c_end * k), d1, -1.0),
+            _mad(_scaled(s2, g.m_end), _t(a1), g.c_end * d2, -1.0),
         )
     else:
-        nxt = (g.beta_end * w1 - _t(g.g_end * k) @ d1, g.beta_end * w2 - _t(a1) @ (g.g_end * d2))
+        nxt = (
+            _mad(_scaled(w1, g.beta_end), _t(g.g_end * k), d1, -1.0),
+            _mad(_scaled(w2, g.beta_end), _t(a1), g.g_end * d2, -1.0),
+        )
     cache = None
     if keep:
         cache = dict(
@@ -336,10 +352,10 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     dba = -zq2_d2 * g.G  # d(Aq1 A1^T), masked by G
     dG = -zq2_d2 * c["aa"]
     dd2 = -(_t(c["ba"]) @ dzq2)
-    daq1 = bdzq2 @ _t(w2) + dba @ a1
+    daq1 = _mad(bdzq2 @ _t(w2), dba, a1)
     if momentum:
         fdzq2 = g.f * dzq2
-        daq1 += fdzq2 @ _t(s2)
+        _mad(daq1, fdzq2, _t(s2))
     # Zq1 = beta Q W1 + f Q S1 - ((Q K^T) * G) d1.
     dzq1 = _gelu_backward(daq1, c["zq1"])
     da1 = _t(dba) @ aq1
@@ -347,10 +363,10 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     dq = dy + g.beta * dz_w1
     dbeta = _rowsum(c["aw2"] * dzq2) + _rowsum(q * dz_w1)
     dbq = -(dzq1 @ _t(d1))
-    dw1 = _t(g.beta * q) @ dzq1 + g.beta_end * dw1_n
-    dw2 = _t(aq1) @ bdzq2 + g.beta_end * dw2_n
+    dw1 = _mad(_scaled(dw1_n, g.beta_end), _t(g.beta * q), dzq1)
+    dw2 = _mad(_scaled(dw2_n, g.beta_end), _t(aq1), bdzq2)
     dbq_g = dbq * g.G
-    dq += dbq_g @ k
+    _mad(dq, dbq_g, k)
     dk = _t(dbq_g) @ q
     dG += dbq * c["qk"]
     # The chunk-end state: W1' = ... - (g K)^T d1, W2' = ... - A1^T (g d2).
@@ -359,8 +375,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     d1_dw1 = d1 @ _t(dw1_n)
     dge = -_rowsum(a1_dw2 * d2) - _rowsum(k * d1_dw1)
     dk -= g.g_end * d1_dw1
-    dd1 = -(_t(c["bq"]) @ dzq1) - (g.g_end * k) @ dw1_n
-    da1 -= (g.g_end * d2) @ _t(dw2_n)
+    dd1 = _mad((g.g_end * k) @ dw1_n, _t(c["bq"]), dzq1).neg_()
+    _mad(da1, g.g_end * d2, _t(dw2_n), -1.0)
     grads = dict(G=dG.tril(), beta=dbeta, beta_end=_dot(w1, dw1_n) + _dot(w2, dw2_n))
     ds = ()
     if momentum:
@@ -370,8 +386,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
         dd2 -= g.c_end * a1_ds2
         d1_ds1 = d1 @ _t(ds1_n)
         dk -= g.c_end * d1_ds1
-        dd1 -= (g.c_end * k) @ ds1_n
-        da1 -= (g.c_end * d2) @ _t(ds2_n)
+        _mad(dd1, g.c_end * k, ds1_n, -1.0)
+        _mad(da1, g.c_end * d2, _t(ds2_n), -1.0)
         grads.update(
             f=_rowsum(c["as2"] * dzq2) + _rowsum(q * dz_s1),
             c_end=-_rowsum(a1_ds2 * d2) - _rowsum(k * d1_ds1),
@@ -379,8 +395,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
             m_end=_dot(s1, ds1_n) + _dot(s2, ds2_n),
         )
         ds = (
-            _t(g.f * q) @ dzq1 + g.f_end * dw1_n + g.m_end * ds1_n,
-            _t(aq1) @ fdzq2 + g.f_end * dw2_n + g.m_end * ds2_n,
+            _mad(_scaled(dw1_n, g.f_end, ds1_n, g.m_end), _t(g.f * q), dzq1),
+            _mad(_scaled(dw2_n, g.f_end, ds2_n, g.m_end), _t(aq1), fdzq2),
         )
     grads["g_end"] = dge
 
@@ -388,8 +404,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     z1 = c["z1"]
     dh = _gelu_backward(dd1, z1)
     dz1 = dd1 * c["hid"] * _gelu_grad2(z1)
-    dd2 += dh @ w2
-    dw2 += _t(dh) @ d2
+    _mad(dd2, dh, w2)
+    _mad(dw2, _t(dh), d2)
     normed, inv_sigma, err = c["normed"], c["inv_sigma"], c["err"]
     d = normed.shape[-1]
     mean_rn = (err * normed).mean(-1, keepdim=True)
@@ -399,11 +415,11 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     dsigma = -_rowsum(dd2 * d2) * inv_sigma
     do = _ln_backward(dnormed, normed, inv_sigma) + (dsigma / d) * normed
     dk += derr
-    da1 += do @ _t(w2)
+    _mad(da1, do, _t(w2))
     dz1 += _gelu_backward(da1, z1)
-    dk += dz1 @ _t(w1)
-    dw1 += _t(k) @ dz1
-    dw2 += _t(a1) @ do
+    _mad(dk, dz1, _t(w1))
+    _mad(dw1, _t(k), dz1)
+    _mad(dw2, _t(a1), do)
     return dq, dk, -derr, grads, (dw1, dw2, *ds)
 
 
@@ -429,11 +445,13 @@ class LeanChunkFunction(torch.autograd.Function):
         step, _ = _CHUNKS[spec.architecture]
         n = q.shape[0]
         y = torch.empty_like(q)
-        state = returned = tuple(start)
+        # A learned initial state is a broadcast view: kept as it is, computed on densely
+        # (batched matmuls on a stride-0 batch fall back to one product per matrix).
+        state = returned = tuple(x.contiguous() for x in start)
         saved = []
         for c in range(n):
             if c % spec.group == 0:
-                saved.extend(state)
+                saved.extend(start if c == 0 else state)
             gates = _Gates.of_chunk(matrices, c)
             y[c], state, _ = step(q[c], k[c], v[c], gates, state, spec.ln_eps, False)
             if c + 1 == spec.until:
@@ -467,7 +485,8 @@ class LeanChunkFunction(torch.autograd.Function):
         for first in reversed(groups):
             last = min(first + spec.group, n)
             # Recompute the group's chunks from its saved start state, keeping intermediates.
-            states = [tuple(saved[(first // spec.group) * size : (first // spec.group + 1) * size])]
+            group_start = saved[(first // spec.group) * size : (first // spec.group + 1) * size]
+            states = [tuple(x.contiguous() for x in group_start)]
             caches, gates = [], []
             for c in range(first, last):
                 gates.append(_Gates.of_chunk(matrices, c))

@@ -107,8 +107,11 @@ class NeuralMemory(nn.Module):
             w.to(dtype or w.dtype).unsqueeze(0).expand(batch_size, *w.shape)
             for w in self.initial_weights
         )
+        # Zero momentum as a broadcast view of one zero: nothing per sequence to allocate.
         momentum = (
-            tuple(torch.zeros_like(w) for w in weights) if self.config.uses_momentum else None
+            tuple(w.new_zeros(()).expand(w.shape) for w in weights)
+            if self.config.uses_momentum
+            else None
         )
         return MemoryState(weights, momentum)
 

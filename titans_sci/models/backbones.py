@@ -239,7 +239,7 @@ class TitansBackbone(nn.Module):
                 x, states[i] = block(x, mask, states[i])
             except NonFiniteSurpriseError as error:
                 raise error.moved(where=f"block {i} ({type(self).__name__})") from None
-        return self.norm(x), BackboneState(self.config.to_dict(), states)
+        return recomputed(self.norm, x), BackboneState(self.config.to_dict(), states)
 
     def _check(self, x: Tensor, mask: Tensor | None, state: BackboneState | None) -> None:
         dim = self.config.dim
