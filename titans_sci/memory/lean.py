@@ -14,18 +14,10 @@ depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
 
 The gate matrices ``G, f, beta`` and their end rows come from
 :func:`~titans_sci.memory.state.padded_chunk_gates` in PyTorch, batched over every chunk at once,
-so autograd turns their gradients into gate gradients. The MLP memory's chunk (every surprise at
-the chunk-start ``W1, W2``, momenta ``S1, S2``, see :mod:`titans_sci.kernels.mlp`)::
-
-    Z1 = K W1, A1 = gelu(Z1), O = A1 W2, e = K + LN(O) - V
-    d2 = LN'(O)^T e,  d1 = (d2 W2^T) * gelu'(Z1)                       # surprise factors
-    Zq1 = beta * (Q W1) + f * (Q S1) - ((Q K^T) * G) d1,  Aq1 = gelu(Zq1)
-    Zq2 = beta * (Aq1 W2) + f * (Aq1 S2) - ((Aq1 A1^T) * G) d2,  Y = Q + LN(Zq2)
-    W1' = beta_n W1 + f_n S1 - K^T (g * d1),    S1' = m_n S1 - K^T (c * d1)
-    W2' = beta_n W2 + f_n S2 - A1^T (g * d2),   S2' = m_n S2 - A1^T (c * d2)
-
-and the linear memory's is the same with ``M(x) = x W`` (:mod:`titans_sci.kernels.linear`). With
-plain GD the momentum terms (``S``, ``f``, ``c``, ``m``) drop out.
+so autograd turns their gradients into gate gradients. The chunk equations are those of the
+kernels' docstrings (:mod:`titans_sci.kernels.mlp` for the MLP memory of depth 2,
+:mod:`titans_sci.kernels.linear` for the linear one); with plain GD the momentum terms (``S``,
+``f``, ``c``, ``m``) drop out.
 
 Every tensor inside is chunk-major, ``[N, B, H, C, ...]``, so a chunk is one contiguous slab and
 every matmul is batched over ``B x H``.
