@@ -201,7 +201,9 @@ def _scaled(x: Tensor, a: Tensor, y: Tensor | None = None, b: Tensor | None = No
 def _mad(out: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
     """``out += alpha a @ b`` in place (``out`` a fresh contiguous ``[B, H, m, n]``): sums of
     products without a temporary per term."""
-    out.flatten(0, 1).baddbmm_(a.flatten(0, 1), b.flatten(0, 1), alpha=alpha)
+    flat = out.flatten(0, 1)
+    # The out= form, not baddbmm_: the same in-place product, and FlopCounterMode counts it.
+    torch.baddbmm(flat, a.flatten(0, 1), b.flatten(0, 1), alpha=alpha, out=flat)
     return out
 
 
