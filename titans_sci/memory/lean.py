@@ -13,8 +13,9 @@ depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
   hand-derived gradients, the equations of the Triton kernels (:mod:`titans_sci.kernels`).
 
 The gate matrices ``G, f, beta`` and their end rows come from
-:func:`~titans_sci.memory.state.padded_chunk_gates` in PyTorch, batched over every chunk at once,
-so autograd turns their gradients into gate gradients. The chunk equations are those of the
+:func:`~titans_sci.memory.state.padded_chunk_gates` in PyTorch, batched over every chunk at once;
+they are built again in the backward (not kept), where autograd turns their gradients into the
+gates' gradients. The chunk equations are those of the
 kernels' docstrings (:mod:`titans_sci.kernels.mlp` for the MLP memory of depth 2,
 :mod:`titans_sci.kernels.linear` for the linear one); with plain GD the momentum terms (``S``,
 ``f``, ``c``, ``m``) drop out.
@@ -31,8 +32,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from titans_sci.recompute import recomputed
 
 from .chunk import GROUP_TOKENS, chunked
 from .rule import Gates, MemoryRule
@@ -77,29 +76,23 @@ def lean_chunked(
     pad = -length % chunk
     n = (length + pad) // chunk
     momentum = state.momentum is not None
-    # Recomputed in the backward: a few batched ops, whose graph would keep several [C, C]
-    # matrices per chunk.
-    G, f, beta, g_end, c_end, f_end, beta_end, m_end = recomputed(
-        padded_chunk_gates, gates, chunk, length
-    )
-    if not momentum:
-        f = c_end = f_end = m_end = None
-
-    def chunk_major(x: Tensor | None) -> Tensor | None:
-        """``[B, H, N, ...]`` -> contiguous ``[N, B, H, ...]``."""
-        return None if x is None else x.movedim(2, 0).contiguous()
-
     q5, k5, v5 = (
         F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d).movedim(2, 0).contiguous()
         for x in (q, k, v)
     )
-    matrices = [chunk_major(x) for x in (G, f, beta, g_end, c_end, f_end, beta_end, m_end)]
     group = max(1, -(-GROUP_TOKENS // chunk))
     spec = _Spec(
-        rule.config.architecture, momentum, rule.config.ln_eps, group, -(-state_at // chunk)
+        rule.config.architecture,
+        momentum,
+        rule.config.ln_eps,
+        group,
+        -(-state_at // chunk),
+        chunk,
+        length,
     )
     start = (*state.weights, *(state.momentum or ()))
-    y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, *matrices, *start)
+    eta = gates.eta if momentum else None
+    y5, *end = LeanChunkFunction.apply(spec, q5, k5, v5, gates.theta, gates.alpha, eta, *start)
     y = y5.movedim(0, 2).reshape(b, h, n * chunk, d)[:, :, :length]
     layers = len(state.weights)
     with torch.no_grad():
@@ -123,6 +116,19 @@ class _Spec:
     ln_eps: float
     group: int  # chunks per saved state
     until: int  # the returned state is the one after this many chunks
+    chunk: int  # tokens per chunk
+    length: int  # real tokens (the rest of the last chunk is padding)
+
+    def gate_matrices(self, theta: Tensor, alpha: Tensor, eta: Tensor | None) -> list:
+        """The unrolled gates of every chunk, chunk-major (``G: [N, B, H, C, C]``, ``f, beta,
+        g_end, c_end: [N, B, H, C]``, ``f_end, beta_end, m_end: [N, B, H]``; the momentum
+        ones ``None`` for plain GD), from gates ``[B, H, T]``."""
+        matrices = padded_chunk_gates(Gates(theta, eta, alpha, None), self.chunk, self.length)
+        momentum_only = (1, 4, 5, 7)  # f, c_end, f_end, m_end
+        return [
+            None if (i in momentum_only and not self.momentum) else x.movedim(2, 0).contiguous()
+            for i, x in enumerate(matrices)
+        ]
 
 
 @dataclass
@@ -429,15 +435,16 @@ _GATE_ORDER = ("G", "f", "beta", "g_end", "c_end", "f_end", "beta_end", "m_end")
 class LeanChunkFunction(torch.autograd.Function):
     """The chunked memory given chunk-major inputs and gate matrices, with an explicit backward.
 
-    ``forward(spec, q, k, v, G, f, beta, g_end, c_end, f_end, beta_end, m_end, *state)`` with
-    ``q, k, v: [N, B, H, C, D]``, ``G: [N, B, H, C, C]``, ``f, beta, g_end, c_end: [N, B, H, C]``,
-    ``f_end, beta_end, m_end: [N, B, H]`` (the momentum ones ``None`` for plain GD) and the start
-    state (weights, then momenta) returns ``y: [N, B, H, C, D]`` and the end state.
+    ``forward(spec, q, k, v, theta, alpha, eta, *state)`` with ``q, k, v: [N, B, H, C, D]``
+    (chunk-major, padded to whole chunks), gates ``[B, H, T]`` (``eta`` ``None`` for plain GD)
+    and the start state (weights, then momenta) returns ``y: [N, B, H, C, D]`` and the state
+    after ``spec.until`` chunks. The gate matrices are built from the gates in the forward and
+    again in the backward, where autograd maps their gradients to the gates': they are not kept.
     """
 
     @staticmethod
-    def forward(ctx, spec: _Spec, q, k, v, *rest):
-        matrices, start = list(rest[:8]), rest[8:]
+    def forward(ctx, spec: _Spec, q, k, v, theta, alpha, eta, *start):
+        matrices = spec.gate_matrices(theta, alpha, eta)
         step, _ = _CHUNKS[spec.architecture]
         n = q.shape[0]
         y = torch.empty_like(q)
@@ -452,19 +459,21 @@ class LeanChunkFunction(torch.autograd.Function):
             y[c], state, _ = step(q[c], k[c], v[c], gates, state, spec.ln_eps, False)
             if c + 1 == spec.until:
                 returned = state
-        present = [x for x in matrices if x is not None]
-        ctx.save_for_backward(q, k, v, *present, *saved)
-        ctx.spec, ctx.layout = spec, [x is not None for x in matrices]
+        ctx.save_for_backward(q, k, v, theta, alpha, eta, *saved)
+        ctx.spec = spec
         ctx.state_size = len(start)
         return (y, *returned)
 
     @staticmethod
     def backward(ctx, dy, *dend):
         spec: _Spec = ctx.spec
-        q, k, v, *rest = ctx.saved_tensors
-        present = iter(rest[: sum(ctx.layout)])
-        matrices = [next(present) if here else None for here in ctx.layout]
-        saved = rest[sum(ctx.layout) :]
+        q, k, v, theta, alpha, eta, *saved = ctx.saved_tensors
+        with torch.enable_grad():
+            leaves = [
+                None if x is None else x.detach().requires_grad_() for x in (theta, alpha, eta)
+            ]
+            graph = spec.gate_matrices(*leaves)
+        matrices = [None if x is None else x.detach() for x in graph]
         size = ctx.state_size
         step, step_backward = _CHUNKS[spec.architecture]
         n = q.shape[0]
@@ -502,4 +511,11 @@ class LeanChunkFunction(torch.autograd.Function):
                 caches[i] = None
         if spec.until == 0:
             dnext = tuple(a + b for a, b in zip(dnext, dend, strict=True))
-        return (None, dq, dk, dv, *dmat, *dnext)
+        used = [(x, dx) for x, dx in zip(graph, dmat, strict=True) if x is not None]
+        wanted = [x for x in leaves if x is not None]
+        dgates = iter(
+            torch.autograd.grad([x for x, _ in used], wanted, [dx for _, dx in used])
+        )
+        dtheta, dalpha = next(dgates), next(dgates)
+        deta = next(dgates) if eta is not None else None
+        return (None, dq, dk, dv, dtheta, dalpha, deta, *dnext)
