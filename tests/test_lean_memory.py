@@ -5,10 +5,12 @@ backward, for the l2 bias with decay, linear or MLP-2 memory, momentum or GD) or
 memories, through the dual form recomputed per group of chunks; ``backend="autograd"`` is the
 dual form under plain autograd, the reference. For every preset, both architectures and both
 algorithms, with the learned initial state and with a given one, at lengths 1, 17, 63 and 100
-and several chunk sizes: the reads, the final state (weights, momentum and the pending tokens)
-and the gradients of q, k, v, every gate, the given initial state and the learned initial
-memory agree in float64 to 1e-9 relative to each tensor's largest entry (measured worst ~1e-12
-in the well-conditioned regime of ``test_memory_equivalence``).
+and at whole numbers of chunks (16, 64: no padding, so the upstream gradient reaches the
+backward as a transposed view), several chunk sizes: the reads, the final state (weights,
+momentum and the pending tokens) and the gradients of q, k, v, every gate, the given initial
+state and the learned initial memory agree in float64 to 1e-9 relative to each tensor's
+largest entry (measured worst ~1e-12 in the well-conditioned regime of
+``test_memory_equivalence``).
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("given_state", [False, True], ids=["learned", "given"])
-@pytest.mark.parametrize(("length", "chunk_size"), [(1, 4), (17, 4), (63, 16), (100, 8)])
+@pytest.mark.parametrize(
+    ("length", "chunk_size"), [(1, 4), (16, 4), (17, 4), (63, 16), (64, 16), (100, 8)]
+)
 @pytest.mark.parametrize(("preset", "architecture", "algorithm"), CASES)
 def test_training_path_equals_autograd(
     preset, architecture, algorithm, length, chunk_size, given_state

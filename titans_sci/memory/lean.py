@@ -207,7 +207,9 @@ def _scaled(x: Tensor, a: Tensor, y: Tensor | None = None, b: Tensor | None = No
 def _mad(out: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
     """``out += alpha a @ b`` in place (``out`` a fresh contiguous ``[B, H, m, n]``): sums of
     products without a temporary per term."""
-    flat = out.flatten(0, 1)
+    if not out.is_contiguous():  # flatten would copy, and the sum would land in the copy
+        return out.add_(a @ b, alpha=alpha)
+    flat = out.view(-1, *out.shape[-2:])
     # The out= form, not baddbmm_: the same in-place product, and FlopCounterMode counts it.
     torch.baddbmm(flat, a.flatten(0, 1), b.flatten(0, 1), alpha=alpha, out=flat)
     return out
@@ -477,8 +479,9 @@ class LeanChunkFunction(torch.autograd.Function):
         size = ctx.state_size
         step, step_backward = _CHUNKS[spec.architecture]
         n = q.shape[0]
-        if dy is None:
-            dy = torch.zeros_like(q)
+        # The incoming gradient may be any view (e.g. of a transposed output): dense, so that
+        # every sum built from it is dense too.
+        dy = torch.zeros_like(q) if dy is None else dy.contiguous()
         # The gradient of the returned state joins the chain at the end of chunk until - 1.
         dend = [
             torch.zeros_like(s) if dx is None else dx for dx, s in zip(dend, saved, strict=False)
