@@ -435,7 +435,7 @@ _GATE_ORDER = ("G", "f", "beta", "g_end", "c_end", "f_end", "beta_end", "m_end")
 
 
 class LeanChunkFunction(torch.autograd.Function):
-    """The chunked memory given chunk-major inputs and gate matrices, with an explicit backward.
+    """The chunked memory given chunk-major inputs and its gates, with an explicit backward.
 
     ``forward(spec, q, k, v, theta, alpha, eta, *state)`` with ``q, k, v: [N, B, H, C, D]``
     (chunk-major, padded to whole chunks), gates ``[B, H, T]`` (``eta`` ``None`` for plain GD)
