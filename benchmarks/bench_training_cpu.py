@@ -480,8 +480,10 @@ def render(
         "One step = AdamW zero_grad + forward + loss + backward + optimizer step. tokens/s: "
         "B*T over the median step (forecaster etth1: B*lookback*channels = 32*96*7 input values, "
         "and its KB/token is per value). Peak RSS growth: ru_maxrss after the steps minus before "
-        "building the model. Saved KB/token: distinct non-parameter storages autograd packs for "
-        "backward in one forward (1 KB = 1024 bytes). A cell without numbers shows its note.",
+        "building the model. Saved KB/token: distinct non-parameter storages that autograd still "
+        "holds for the backward at the end of one forward (1 KB = 1024 bytes; the inputs that "
+        "activation checkpointing keeps outside the hooks are not counted, the RSS column sees "
+        "them). A cell without numbers shows its note.",
         "",
         *table_rows(results),
         "",
