@@ -27,9 +27,10 @@ forward, loss, backward, optimizer step, in training mode. It reports:
   extra forward, as ``torch.autograd.graph.saved_tensors_hooks`` sees them packed (tensors packed
   and freed again within the forward are not counted), the model's parameters left out (they are
   weights, not activations), over the tokens (values) of the step; 1 KB = 1024 bytes.
-  Tensors that autograd does not pack through the hooks (those kept by non-reentrant
-  activation checkpointing for its recomputation, or stored on an autograd.Function's ``ctx``
-  as attributes) are not counted.
+  The inputs that non-reentrant activation checkpointing keeps for its recomputation are among
+  them (checked by wrapping ``torch.utils.checkpoint.checkpoint``: every input it kept was
+  counted); tensors stored on an autograd.Function's ``ctx`` as plain attributes would not be
+  (titans_sci's own Function keeps everything through ``save_for_backward``).
 
 Cases: the genomics classifier of the GUE task files (``DNAClassifier`` on an LMM backbone of dim
 64, depth 2, bidirectional, Titans memory of 4 heads of 16, chunk 16; conv stem 9, max pooling) on
@@ -481,9 +482,8 @@ def render(
         "B*T over the median step (forecaster etth1: B*lookback*channels = 32*96*7 input values, "
         "and its KB/token is per value). Peak RSS growth: ru_maxrss after the steps minus before "
         "building the model. Saved KB/token: distinct non-parameter storages that autograd still "
-        "holds for the backward at the end of one forward (1 KB = 1024 bytes; the inputs that "
-        "activation checkpointing keeps outside the hooks are not counted, the RSS column sees "
-        "them). A cell without numbers shows its note.",
+        "holds for the backward at the end of one forward (1 KB = 1024 bytes). A cell without "
+        "numbers shows its note.",
         "",
         *table_rows(results),
         "",
