@@ -101,7 +101,9 @@ class _MALBlock(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None, state: _PairState | None):
         m, memory_state = self.memory(x, mask, None if state is None else state.memory)
         x = x + m
-        a, attention_state = self.attention(x, mask, None if state is None else state.attention)
+        a, attention_state = recomputed(
+            self.attention, x, mask, None if state is None else state.attention
+        )
         return self.mlp(x + a), _PairState(memory_state, attention_state)
 
 
@@ -112,7 +114,9 @@ class _MAGBlock(nn.Module):
         self.gate, self.mlp = _Gate(config.dim), _MLP(config)
 
     def forward(self, x: Tensor, mask: Tensor | None, state: _PairState | None):
-        a, attention_state = self.attention(x, mask, None if state is None else state.attention)
+        a, attention_state = recomputed(
+            self.attention, x, mask, None if state is None else state.attention
+        )
         m, memory_state = self.memory(x, mask, None if state is None else state.memory)
         return self.mlp(x + self.gate(a, m)), _PairState(memory_state, attention_state)
 
@@ -150,7 +154,7 @@ class _MACBlock(nn.Module):
             seg = x[:, start : start + self.segment_len]
             seg_mask = None if mask is None else mask[:, start : start + self.segment_len]
             retrieved = self._retrieve(seg, state)
-            y = self.attention.forward_with_memory(seg, retrieved, seg_mask)
+            y = recomputed(self.attention.forward_with_memory, seg, retrieved, seg_mask)
             seg = seg + y
             try:
                 m, state = self.memory(seg, seg_mask, state)
