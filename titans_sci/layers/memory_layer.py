@@ -72,8 +72,8 @@ class NeuralMemoryLayer(nn.Module):
             self.to_gates.bias.copy_(bias.flatten())
 
     def _memory_inputs(self, x: Tensor, mask: Tensor | None, conv: Tensor):
-        """Normalised ``x``, the memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T,
-        H]`` (a dict of theta, eta, alpha, delta) and the convolution's next state."""
+        """The memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T, H]`` (a dict of
+        theta, eta, alpha, delta) and the convolution's next state."""
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
         xn = self._normed(x, mask)
@@ -92,7 +92,7 @@ class NeuralMemoryLayer(nn.Module):
         if keep is not None:
             theta, alpha = theta * keep, alpha * keep
         gates = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta}
-        return xn, (q, k, v), gates, conv_state
+        return (q, k, v), gates, conv_state
 
     def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:
         return MemoryLayerState(
@@ -107,7 +107,7 @@ class NeuralMemoryLayer(nn.Module):
         state = state or self.initial_state(b, x)
         # The projections, convolution and gates, and the output norm, are recomputed in the
         # backward: they are cheap next to the memory and would keep most of the activations.
-        _, (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)
+        (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)
         y, memory_state = self.memory(q, k, v, **gates, state=state.memory)
         out = recomputed(self._output, y.reshape(b, t, h * d), x, mask)
         return out, MemoryLayerState(conv_state, memory_state)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+
+from titans_sci.recompute import recomputed
 
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError, raise_if_not_finite
 from .state import MemoryState, chunk_gates, chunk_segments
@@ -31,6 +32,11 @@ from .state import MemoryState, chunk_gates, chunk_segments
 GROUP_TOKENS = 64
 """Training paths keep the memory state at the start of every group of at least this many
 tokens (whole chunks) and recompute one group at a time in the backward."""
+
+
+def group_chunks(chunk_size: int) -> int:
+    """Chunks per group: the fewest whole chunks that hold ``GROUP_TOKENS`` tokens."""
+    return max(1, -(-GROUP_TOKENS // chunk_size))
 
 
 def chunked(
@@ -67,12 +73,13 @@ def checkpointed(
     rule: MemoryRule, q: Tensor, k: Tensor, v: Tensor, gates: Gates, state: MemoryState
 ) -> tuple[Tensor, MemoryState]:
     """:func:`chunked` with activation checkpointing: the sequence runs in groups of whole
-    chunks (at least ``GROUP_TOKENS`` tokens), each under :func:`torch.utils.checkpoint.checkpoint`,
-    so the forward keeps only each group's inputs and start state and the backward recomputes
-    one group at a time. The same function as :func:`chunked`, in memory bounded by one group;
-    the training path of the memories :mod:`~titans_sci.memory.lean` does not cover."""
+    chunks (at least ``GROUP_TOKENS`` tokens), each recomputed in the backward
+    (:func:`~titans_sci.recompute.recomputed`), so the forward keeps only each group's inputs
+    and start state and the backward recomputes one group at a time. The same function as
+    :func:`chunked`, in memory bounded by one group; the training path of the memories
+    :mod:`~titans_sci.memory.lean` does not cover."""
     chunk = rule.config.chunk_size
-    group = chunk * max(1, -(-GROUP_TOKENS // chunk))
+    group = chunk * group_chunks(chunk)
     length = q.shape[2]
     if length <= group:
         return chunked(rule, q, k, v, gates, state)
@@ -96,7 +103,7 @@ def checkpointed(
         gate_tensors = [x for x in (gc.theta, gc.eta, gc.alpha, gc.delta) if x is not None]
         tensors = (*state.weights, *(state.momentum or ()))
         try:
-            y, *end = checkpoint(piece, qc, kc, vc, *gate_tensors, *tensors, use_reentrant=False)
+            y, *end = recomputed(piece, qc, kc, vc, *gate_tensors, *tensors)
         except NonFiniteSurpriseError as error:  # steps count from the first token
             raise error.moved(start) from None
         state = MemoryState(tuple(end[:layers]), tuple(end[layers:]) or None)

@@ -4,8 +4,8 @@
 :func:`lean_supports` covers (the l2 bias with Titans decay; the linear memory or the MLP memory of
 depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
 
-* the forward runs without autograd and keeps only ``q, k, v``, the unrolled gate matrices and the
-  memory state at the start of every group of ``GROUP_TOKENS`` tokens (64: for an MLP memory of
+* the forward runs without autograd and keeps only ``q, k, v``, the gates and the memory state
+  at the start of every group of ``GROUP_TOKENS`` tokens (64: for an MLP memory of
   width ``D`` and hidden ``4 D`` with momentum, ``16 D^2 / 64 = D^2 / 4`` floats per token and
   head);
 * the backward walks the groups in reverse: it recomputes a group's chunks from its start state
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .chunk import GROUP_TOKENS, chunked
+from .chunk import chunked, group_chunks
 from .rule import Gates, MemoryRule
 from .state import MemoryState, padded_chunk_gates
 
@@ -77,15 +77,14 @@ def lean_chunked(
     n = (length + pad) // chunk
     momentum = state.momentum is not None
     q5, k5, v5 = (
-        F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d).movedim(2, 0).contiguous()
+        chunk_major(F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d))
         for x in (q, k, v)
     )
-    group = max(1, -(-GROUP_TOKENS // chunk))
     spec = _Spec(
         rule.config.architecture,
         momentum,
         rule.config.ln_eps,
-        group,
+        group_chunks(chunk),
         -(-state_at // chunk),
         chunk,
         length,
@@ -124,10 +123,9 @@ class _Spec:
         g_end, c_end: [N, B, H, C]``, ``f_end, beta_end, m_end: [N, B, H]``; the momentum
         ones ``None`` for plain GD), from gates ``[B, H, T]``."""
         matrices = padded_chunk_gates(Gates(theta, eta, alpha, None), self.chunk, self.length)
-        momentum_only = (1, 4, 5, 7)  # f, c_end, f_end, m_end
         return [
-            None if (i in momentum_only and not self.momentum) else x.movedim(2, 0).contiguous()
-            for i, x in enumerate(matrices)
+            None if name in _MOMENTUM_GATES and not self.momentum else chunk_major(x)
+            for name, x in zip(_GATE_ORDER, matrices, strict=True)
         ]
 
 
@@ -190,6 +188,11 @@ def _ln_backward(g: Tensor, normed: Tensor, inv_sigma: Tensor) -> Tensor:
     return (g - mean_g - normed * mean_gn) * inv_sigma
 
 
+def chunk_major(x: Tensor) -> Tensor:
+    """``[B, H, N, ...]`` -> contiguous ``[N, B, H, ...]``."""
+    return x.movedim(2, 0).contiguous()
+
+
 def _t(x: Tensor) -> Tensor:
     return x.transpose(-1, -2)
 
@@ -250,10 +253,11 @@ def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
     e, qk, a = cache["e"], cache["qk"], cache["a"]
     dw_n = dnext[0]
     k_dw = k @ dw_n
-    da_g = -(dy @ _t(e)) * g.G
+    da = -(dy @ _t(e))  # the gradient of A = (Q K^T) * G
+    da_g = da * g.G
     de = -(_t(a) @ dy) - g.g_end * k_dw
     grads = dict(
-        G=(-(dy @ _t(e)) * qk).tril(),
+        G=(da * qk).tril(),
         beta=_rowsum(cache["qw"] * dy),
         g_end=-_rowsum(k_dw * e),
         beta_end=_dot(w, dw_n),
@@ -432,6 +436,8 @@ _CHUNKS = {
     "mlp": (_mlp_chunk, _mlp_chunk_backward),
 }
 _GATE_ORDER = ("G", "f", "beta", "g_end", "c_end", "f_end", "beta_end", "m_end")
+"""The order of :func:`~titans_sci.memory.state.padded_chunk_gates`' matrices."""
+_MOMENTUM_GATES = ("f", "c_end", "f_end", "m_end")
 
 
 class LeanChunkFunction(torch.autograd.Function):
