@@ -196,7 +196,7 @@ def test_config_round_trip(variant: str):
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match=r"unknown LMMConfig keys \['window'\]"):
+    with pytest.raises(ValueError, match=r"LMMConfig: unknown key 'window'"):
         LMMConfig.from_dict({"window": 3})
     with pytest.raises(ValueError, match="segment_len=10 must be a positive multiple"):
         make_config("mac", segment_len=10)

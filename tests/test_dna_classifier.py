@@ -14,7 +14,7 @@ from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.memory import MemoryConfig
 from titans_sci.models.config import LMMConfig
-from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 
 MEMORY = MemoryConfig.preset("titans", num_heads=2, head_dim=16, chunk_size=16)
 
@@ -32,7 +32,7 @@ def test_reverse_complement_averaging_is_strand_symmetric():
     """A sequence and its reverse complement get the same probabilities (bidirectional
     backbone, both strands averaged), with padding at the end of shorter sequences."""
     torch.manual_seed(0)
-    model = DNAClassifier(LMMConfig(dim=32, depth=2, memory=MEMORY, bidirectional=True), 2)
+    model = DNAClassifier(ClassifierConfig(LMMConfig(dim=32, depth=2, memory=MEMORY, bidirectional=True)))
     model.eval()
     sequences = _split("gue/prom/prom_core_tata", "test")["sequence"].head(4).tolist()
     sequences[1] = sequences[1][:50]  # a shorter one, so the batch is padded
@@ -55,7 +55,7 @@ def test_tiny_training_on_a_real_gue_task_beats_chance():
     gen = torch.Generator().manual_seed(0)
     train = _split("gue/prom/prom_core_tata", "train").sample(n=1024, random_state=0)
     test = _split("gue/prom/prom_core_tata", "test")
-    model = DNAClassifier(LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True), 2)
+    model = DNAClassifier(ClassifierConfig(LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     ids, mask = _batch(train["sequence"].tolist())
     labels = torch.tensor(train["label"].to_numpy())
@@ -84,7 +84,7 @@ def test_tiny_training_on_a_real_gue_task_beats_chance():
 
 @pytest.mark.parametrize("name", ["gue/prom/prom_core_tata"])
 def test_classifier_rejects_bad_ids(name: str):
-    model = DNAClassifier(LMMConfig(dim=32, depth=1, memory=MEMORY), 2)
+    model = DNAClassifier(ClassifierConfig(LMMConfig(dim=32, depth=1, memory=MEMORY)))
     ids, mask = _batch(_split(name, "test")["sequence"].head(2).tolist())
     with pytest.raises(ValueError, match="mask is"):
         model(ids, mask[:, :-1])
@@ -97,7 +97,9 @@ def test_padding_never_changes_a_prediction(stem_kernel: int):
     the padded ids, whatever they are, never reach the logits."""
     torch.manual_seed(0)
     model = DNAClassifier(
-        LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True), 2, stem_kernel=stem_kernel
+        ClassifierConfig(
+            LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True), stem_kernel=stem_kernel
+        )
     ).eval()
     sequence = _split("gue/prom/prom_core_tata", "test")["sequence"].iloc[0][:40]
     ids, _ = _batch([sequence])
@@ -112,9 +114,9 @@ def test_padding_never_changes_a_prediction(stem_kernel: int):
 
 def test_classifier_rejects_a_bad_stem_or_pool():
     config = LMMConfig(dim=32, depth=1, memory=MEMORY)
-    with pytest.raises(ValueError, match="kernel_size=4"):
-        DNAClassifier(config, 2, stem_kernel=4)
+    with pytest.raises(ValueError, match="stem_kernel=4"):
+        ClassifierConfig(config, stem_kernel=4)
     with pytest.raises(ValueError, match="stem_kernel=-1"):
-        DNAClassifier(config, 2, stem_kernel=-1)
-    with pytest.raises(ValueError, match="pool='sum'"):
-        DNAClassifier(config, 2, pool="sum")
+        ClassifierConfig(config, stem_kernel=-1)
+    with pytest.raises(ValueError, match="pool = 'sum': Input should be 'max' or 'mean'"):
+        ClassifierConfig.from_dict({"backbone": config.to_dict(), "pool": "sum"})

@@ -145,7 +145,7 @@ def test_config_round_trip_and_errors():
         ForecasterConfig(lookback=96, horizon=4, mode="both")
     with pytest.raises(ValueError, match="head='normal'"):
         ForecasterConfig(lookback=96, horizon=4, head="normal")
-    with pytest.raises(ValueError, match="unknown ForecasterConfig keys"):
+    with pytest.raises(ValueError, match="ForecasterConfig: unknown key 'colour'"):
         ForecasterConfig.from_dict({"lookback": 96, "horizon": 4, "colour": 1})
     with pytest.raises(ValueError, match="bidirectional"):
         TitansForecaster(

@@ -319,7 +319,7 @@ def test_bad_config_values():
         MemoryConfig(bias="l3")
     with pytest.raises(ValueError, match="depth >= 2"):
         MemoryConfig(depth=1)
-    with pytest.raises(ValueError, match=r"unknown MemoryConfig keys \['colour'\]"):
+    with pytest.raises(ValueError, match="MemoryConfig: unknown key 'colour'"):
         MemoryConfig.from_dict({"colour": "red"})
     assert MemoryConfig.from_dict(MemoryConfig.preset("memora").to_dict()) == MemoryConfig.preset(
         "memora"

@@ -92,10 +92,21 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path):
 def test_resume_with_other_settings_or_a_bad_file_is_refused(tmp_path):
     model, batches, loss, score = _setup()
     Trainer(model, TrainConfig(epochs=1, lr=1e-3), 0, tmp_path).fit(batches, loss, score)
-    with pytest.raises(ValueError, match=r"checkpoint.pt: the checkpoint was written with"):
-        Trainer(model, TrainConfig(epochs=2, lr=1e-2), 0, tmp_path).fit(
+    with pytest.raises(ValueError, match=r"checkpoint.pt: cannot resume.*training.lr: 0.001"):
+        Trainer(model, TrainConfig(epochs=1, lr=1e-2), 0, tmp_path).fit(
             batches, loss, score, resume=True
         )
+    with pytest.raises(ValueError, match=r"training.batch_size: 32 before, 64 now"):
+        Trainer(model, TrainConfig(epochs=1, lr=1e-3, batch_size=64), 0, tmp_path).fit(
+            batches, loss, score, resume=True
+        )
+    with pytest.raises(ValueError, match=r"data.train: \"aa\" before, \"bb\" now"):
+        Trainer(
+            model, TrainConfig(epochs=1), 0, tmp_path, fingerprint={"data": {"train": "aa"}}
+        ).fit(batches, loss, score)
+        Trainer(
+            model, TrainConfig(epochs=1), 0, tmp_path, fingerprint={"data": {"train": "bb"}}
+        ).fit(batches, loss, score, resume=True)
     (tmp_path / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot resume from this checkpoint"):
         Trainer(model, TrainConfig(epochs=1, lr=1e-3), 0, tmp_path).fit(

@@ -37,12 +37,13 @@ from titans_sci.data.dna import (
     validate_sequence,
 )
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
+from titans_sci.config import build
 from titans_sci.distributed import is_main
-from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
-FORMAT = 1
+FORMAT = 2
 
 
 def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
@@ -52,12 +53,10 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     directory = Path(directory)
     if not is_main():  # under torchrun, process 0 writes
         return directory
-    if isinstance(model, DNAClassifier):
-        info = {"kind": "dna_classifier", "settings": model.settings}
-    elif isinstance(model, TitansForecaster):
-        info = {"kind": "forecaster", "config": model.config.to_dict()}
-    else:
+    kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster"}
+    if type(model) not in kinds:
         raise TypeError(f"cannot save a {type(model).__name__}")
+    info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
@@ -80,13 +79,15 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
     try:
         info = json.loads(config_path.read_text())
         kind = info["kind"]
+        # format 1 called a classifier's config its "settings"
+        config = info["config"] if "config" in info else info["settings"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{config_path}: not a saved titans-sci model ({error})") from None
     if kind == "dna_classifier":
-        model: nn.Module = DNAClassifier.from_settings(info["settings"])
+        model: nn.Module = DNAClassifier(build(ClassifierConfig, config, str(config_path)))
         wrapper: type = SequenceClassifier
     elif kind == "forecaster":
-        model = TitansForecaster(ForecasterConfig.from_dict(info["config"]))
+        model = TitansForecaster(build(ForecasterConfig, config, str(config_path)))
         wrapper = Forecaster
     else:
         raise ValueError(f"{config_path}: unknown model kind {kind!r}")

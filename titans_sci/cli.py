@@ -8,17 +8,16 @@ Every command has ``--help``. Errors print one line (``titans-sci: ...``) and ex
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from titans_sci import __version__
 
-TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 #: The main job's small tasks (bundled data, a few minutes on 2 CPU cores).
 MAIN_JOB = ("demo_genomics.toml", "demo_forecasting.toml")
 
@@ -27,31 +26,32 @@ class UserError(Exception):
     """A problem with the user's input, reported as one line."""
 
 
-def _task_module(path: str | Path):
-    """The module that runs a task file: ``[task] kind`` = "classification" (the default,
-    genomic classification) or "forecasting"."""
-    from titans_sci._toml import tomllib
+def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as ``{key: value}``, each value read as a TOML value (a bare
+    word is a string)."""
+    from titans_sci.tasks.config import tomllib
 
-    try:
-        kind = tomllib.loads(Path(path).read_text()).get("task", {}).get("kind", "classification")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError) as error:
-        raise ValueError(f"{path}: cannot read the task file: {error}") from None
-    modules = {"classification": "titans_sci.genomics", "forecasting": "titans_sci.forecasting"}
-    if kind not in modules:
-        raise ValueError(f"{path}: [task] kind = {kind!r}; expected one of {sorted(modules)}")
-    return importlib.import_module(modules[kind])
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.epochs=1")
+        try:
+            out[key.strip()] = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 def _run_one(path: str | Path, args: argparse.Namespace, titans_only: bool = False) -> dict:
-    module = _task_module(path)
-    task = module.load_task(path)
-    if titans_only and hasattr(task, "baselines"):
-        import dataclasses
+    from titans_sci.tasks import kind_of, load_task, run, without_baselines
 
-        task = dataclasses.replace(task, baselines=type(task.baselines)(kmer_lr=False, cnn=False))
-    result = module.run(task, args.out, args.resume, not args.quiet)
-    print(module.format_summary(result))
-    print(f"results in {Path(args.out) / result['task']['name']}")
+    task = load_task(path, _overrides(args.set))
+    if titans_only:
+        task = without_baselines(task)
+    result = run(task, args.out, args.resume, args.overwrite, not args.quiet)
+    print(kind_of(task).format_summary(result))
+    print(f"results in {Path(args.out) / task.name}")
     return result
 
 
@@ -60,19 +60,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _run_one(args.task, args)
         return 0
     from titans_sci.demo import associative_recall
+    from titans_sci.resources import tasks_dir
 
     print("== 1/3: test-time learning (associative recall, no outer training)")
     associative_recall(tokens=args.tokens, batch=args.batch, seed=args.seed)
     for i, name in enumerate(MAIN_JOB, start=2):
         print(f"\n== {i}/3: tasks/{name}")
-        _run_one(TASKS_DIR / name, args)
+        _run_one(tasks_dir() / name, args)
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     result = _run_one(args.task, args, titans_only=True)
     root = Path(args.out) / result["task"]["name"] / "checkpoints"
-    for folder in sorted(root.glob("*/**/model")):
+    for folder in sorted(root.glob("*/titans/model")):
         print(f"model: {folder}")
     return 0
 
@@ -124,7 +125,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
-    folder = Path(args.folder)
+    from titans_sci.resources import tasks_dir
+
+    folder = Path(args.folder) if args.folder else tasks_dir()
     files = sorted(folder.glob("*.toml"))
     if not files:
         raise UserError(f"{folder}: no task files (*.toml)")
@@ -164,10 +167,24 @@ def _positive(text: str) -> int:
 
 def _task_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--out", default="runs", help="where results go (default runs/)")
-    command.add_argument(
+    again = command.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume",
         action="store_true",
-        help="continue an interrupted task from its checkpoints (same numbers as one go)",
+        help="continue an interrupted run of the same task, data and code from its checkpoints "
+        "(same numbers as one go)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="clear the task's run folder first if it holds an earlier run",
+    )
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task file key, e.g. --set training.epochs=1 (repeatable)",
     )
 
 
@@ -257,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list task files",
         description="List the task files of a folder, one line each.",
     )
-    tasks.add_argument("folder", nargs="?", default=str(TASKS_DIR), help="default: tasks/")
+    tasks.add_argument("folder", nargs="?", default=None, help="default: the bundled tasks/")
     tasks.set_defaults(func=_cmd_tasks)
 
     data = sub.add_parser(

@@ -77,7 +77,7 @@ def shard(batch: Any) -> tuple[Any, float]:
     return (type(batch)(mine) if isinstance(batch, (tuple, list)) else mine[0]), weight
 
 
-def average_gradients(model: nn.Module) -> None:
+def sum_gradients(model: nn.Module) -> None:
     """Sum the (already shard-weighted) gradients of every process: the global batch's
     gradient on every process."""
     if world_size() == 1:

@@ -1,23 +1,23 @@
 """Run reports: the plots a person would rather look at than read, tied together in report.md.
 
-Every run directory gets ``report.md`` and PNG figures: learning curves of every training run
-(from its checkpoint), and, for the first Titans model, a confusion matrix and ROC curve
+Every run directory gets ``report.md`` and PNG figures: learning curves of every training run,
+and, for the first Titans model, a confusion matrix and ROC curve
 (classification) or a forecast against the truth with a 95% band (forecasting), and the
 memory's surprise along one test input. Matplotlib's object API is used (no pyplot, no global
-backend state), so reports can be written from any thread or notebook.
+backend state), so reports can be written from any thread or notebook. Every function takes
+what it plots in memory; nothing is read back from the run folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_curve
 
-from titans_sci.train import CHECKPOINT
+from titans_sci.train import TrainResult
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -28,20 +28,15 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def learning_curves(checkpoints: Path, path: Path) -> Path | None:
-    """Training loss and dev score per epoch of every run checkpointed under ``checkpoints``
-    (one line per run); ``None`` when there is none."""
-    runs = sorted(checkpoints.rglob(CHECKPOINT))
-    if not runs:
-        return None
+def learning_curves(runs: Mapping[str, TrainResult], path: Path) -> Path:
+    """Training loss and dev score per epoch of every training run (one line per run, labelled
+    by its key)."""
     figure = Figure(figsize=(10, 3.6))
     loss_axes, dev_axes = figure.subplots(1, 2)
-    for file in runs:
-        state = torch.load(file, weights_only=False)
-        label = file.parent.relative_to(checkpoints).as_posix()
-        epochs = np.arange(1, len(state["train_losses"]) + 1)
-        loss_axes.plot(epochs, state["train_losses"], marker="o", label=label)
-        dev_axes.plot(epochs, state["selection"]["scores"], marker="o", label=label)
+    for label, result in runs.items():
+        epochs = np.arange(1, len(result.train_losses) + 1)
+        loss_axes.plot(epochs, result.train_losses, marker="o", label=label)
+        dev_axes.plot(epochs, result.dev_scores, marker="o", label=label)
     loss_axes.set(xlabel="epoch", ylabel="training loss", title="training loss")
     dev_axes.set(xlabel="epoch", ylabel="dev score (higher is better)", title="selection score")
     dev_axes.legend(fontsize=7)

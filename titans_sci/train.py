@@ -6,8 +6,13 @@ The task supplies three callables, so the trainer knows nothing of DNA or series
 ``generator``), ``loss(batch)`` returns the scalar training loss, and ``score_dev()`` the dev
 score (higher is better). After every epoch the trainer writes ``checkpoint.pt`` (weights,
 optimizer, random states, the selection so far) atomically into its directory and appends a
-line to ``train.log``; ``fit(...,
-resume=True)`` continues from it and ends exactly where an uninterrupted run would have.
+line to ``train.log``; ``fit(..., resume=True)`` continues from it and ends exactly where an
+uninterrupted run would have.
+
+Every checkpoint holds a fingerprint of what determines the run: the training settings and
+whatever the caller adds (the task runner adds the resolved task config, the data checksums and
+the code version). Resuming from a checkpoint with another fingerprint is refused with one line
+naming the first difference, so a resumed run never reports a model trained on other data.
 
 Under ``torchrun`` the same code trains data-parallel (see :mod:`titans_sci.distributed`): each
 process takes its shard of every batch, gradients are all-reduced before the step, and only
@@ -20,7 +25,7 @@ import copy
 import math
 import os
 import pickle
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from titans_sci import distributed
+from titans_sci.config import STRICT, difference, to_dict
 from titans_sci.evaluation.protocol import DevSelection
 
 CHECKPOINT = "checkpoint.pt"
@@ -38,21 +44,30 @@ LOG = "train.log"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: ``epochs`` at most, AdamW with ``lr`` and ``weight_decay``, gradient
-    norm clipping at ``clip_norm`` (None: off), early stopping after ``patience`` epochs
-    without a better dev score (None: off)."""
+    """How to train: ``epochs`` at most, AdamW with ``lr`` and ``weight_decay``, batches of
+    ``batch_size`` (the caller's ``batches`` draws them), gradient norm clipping at
+    ``clip_norm`` (None: off), early stopping after ``patience`` epochs without a better dev
+    score (None: off)."""
 
-    epochs: int
-    lr: float
+    __pydantic_config__ = STRICT
+
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 32
     weight_decay: float = 0.01
     clip_norm: float | None = None
     patience: int | None = None
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs}; expected >= 1")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr}; expected > 0")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience={self.patience}; expected >= 1 (or none)")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm={self.clip_norm}; expected > 0 (or none)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,8 @@ class Trainer:
             initialisation (and torch's global generator, used by dropout) before building it.
         directory: where ``checkpoint.pt`` goes after every epoch (None: no checkpoints).
         progress: show a progress bar over each epoch's batches.
+        fingerprint: plain data that determines the run besides ``config`` (the data's
+            checksums, the code version, ...): stored in every checkpoint and compared on resume.
     """
 
     def __init__(
@@ -85,8 +102,10 @@ class Trainer:
         seed: int,
         directory: str | os.PathLike[str] | None = None,
         progress: bool = False,
+        fingerprint: Mapping[str, Any] | None = None,
     ) -> None:
         self.model, self.config = model, config
+        self.fingerprint = {"training": to_dict(config), "seed": seed, **(fingerprint or {})}
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -144,7 +163,7 @@ class Trainer:
                 raise FloatingPointError(f"the training loss is {loss.item()} in epoch {epoch}")
             self.optimizer.zero_grad()
             (loss * weight).backward()
-            distributed.average_gradients(self.model)
+            distributed.sum_gradients(self.model)
             if self.config.clip_norm is not None:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
             self.optimizer.step()
@@ -163,7 +182,7 @@ class Trainer:
         self.directory.mkdir(parents=True, exist_ok=True)
         state = {
             "epochs_done": epochs_done,
-            "config": asdict(self.config),
+            "fingerprint": self.fingerprint,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -179,15 +198,19 @@ class Trainer:
         path = self.directory / CHECKPOINT
         try:
             state = torch.load(path, weights_only=False)
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, OSError, EOFError, pickle.UnpicklingError) as error:
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as error:
             raise ValueError(f"{path}: cannot resume from this checkpoint: {error}") from None
-        if state["config"] != asdict(self.config):
+        changed = difference(state.get("fingerprint"), self.fingerprint)
+        if changed:
             raise ValueError(
-                f"{path}: the checkpoint was written with {state['config']}, not "
-                f"{asdict(self.config)}; resume with the same settings or start afresh"
+                f"{path}: cannot resume, this checkpoint is of another run ({changed}); "
+                "resume with the same task, data and code, or start afresh"
             )
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise ValueError(f"{path}: cannot resume from this checkpoint: {error}") from None
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         return state["epochs_done"], DevSelection(**state["selection"]), state["train_losses"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from titans_sci._dicts import from_dict as build_from_dict
+from titans_sci.config import STRICT, build
 
 Architecture = Literal["mlp", "linear"]
 Bias = Literal["l2", "lp", "huber", "value_robust"]
@@ -110,6 +110,8 @@ class MemoryConfig:
             are logits and ``N(0, init_scale^2)``.
     """
 
+    __pydantic_config__ = STRICT
+
     num_heads: int = 8
     head_dim: int = 64
     architecture: Architecture = "mlp"
@@ -184,7 +186,21 @@ class MemoryConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
-        return build_from_dict(cls, data)
+        """The config :meth:`to_dict` wrote, or a task file's memory table (see
+        :func:`expand_preset`)."""
+        return build(cls, expand_preset(data), "MemoryConfig")
 
     def replace(self, **changes: Any) -> MemoryConfig:
         return replace(self, **changes)
+
+
+def expand_preset(data: Any) -> Any:
+    """A memory table with a ``preset`` key (``{"preset": "yaad", "num_heads": 4}``) as the
+    preset's fields with the table's overrides; any other value unchanged."""
+    if not isinstance(data, dict) or "preset" not in data:
+        return data
+    data = dict(data)
+    name = data.pop("preset")
+    if name not in PRESETS:
+        raise ValueError(f"unknown memory preset {name!r}; expected one of {sorted(PRESETS)}")
+    return {**PRESETS[name], **data}

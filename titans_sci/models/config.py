@@ -1,16 +1,20 @@
-"""One config dataclass per backbone variant, serialisable to and from a plain dict."""
+"""One config dataclass per backbone variant, serialisable to and from a plain dict.
+
+Each variant's config carries its name in ``variant`` (``"lmm"``, ``"mac"``, ``"mag"``,
+``"mal"``); :data:`Backbone` is the union a model config holds, told apart by that field (a
+missing ``variant`` means ``"lmm"``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from titans_sci._dicts import from_dict as build_from_dict
+from pydantic import BeforeValidator, Discriminator, Tag
+
+from titans_sci.config import STRICT, build, to_dict
 from titans_sci.memory import MemoryConfig
-
-
-def _default_memory() -> MemoryConfig:
-    return MemoryConfig.preset("titans", num_heads=4, head_dim=32, chunk_size=16)
+from titans_sci.memory.config import expand_preset
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,19 @@ class BackboneConfig:
             average, for non-causal use such as sequence classification; no streaming then.
     """
 
+    __pydantic_config__ = STRICT
+
     dim: int = 128
     depth: int = 2
-    memory: MemoryConfig = field(default_factory=_default_memory)
+    memory: Annotated[MemoryConfig, BeforeValidator(expand_preset)] = field(
+        default_factory=MemoryConfig
+    )
     max_step: float = 1.0
     conv_kernel: int = 4
     mlp_hidden: int | None = None
     bidirectional: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.memory, dict):  # from_dict with a nested memory dict
-            object.__setattr__(self, "memory", MemoryConfig.from_dict(self.memory))
         for name in ("dim", "depth", "conv_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -48,16 +54,18 @@ class BackboneConfig:
             raise ValueError(f"{type(self).__name__}.max_step={self.max_step}; must be > 0")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        return build_from_dict(cls, data)
+        return build(cls, data, cls.__name__)
 
 
 @dataclass(frozen=True)
 class LMMConfig(BackboneConfig):
     """Titans (LMM): blocks of a memory layer and a SwiGLU MLP, no attention."""
+
+    variant: Literal["lmm"] = "lmm"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class MAGConfig(_AttentionFields):
     """Titans (MAG): sliding-window attention (persistent tokens, ``window``) gated by the
     memory branch."""
 
+    variant: Literal["mag"] = "mag"
     window: int = 64
 
 
@@ -87,6 +96,7 @@ class MAGConfig(_AttentionFields):
 class MALConfig(_AttentionFields):
     """Titans (MAL): a memory layer followed by sliding-window attention."""
 
+    variant: Literal["mal"] = "mal"
     window: int = 64
 
 
@@ -95,6 +105,7 @@ class MACConfig(_AttentionFields):
     """Titans (MAC): segments of ``segment_len`` tokens attend over [persistent | retrieved
     memory | segment]; ``segment_len`` must be a multiple of the memory's ``chunk_size``."""
 
+    variant: Literal["mac"] = "mac"
     segment_len: int = 32
 
     def __post_init__(self) -> None:
@@ -104,3 +115,19 @@ class MACConfig(_AttentionFields):
                 f"MACConfig.segment_len={self.segment_len} must be a positive multiple of "
                 f"memory.chunk_size={self.memory.chunk_size}"
             )
+
+
+def _variant(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("variant", "lmm")
+    return getattr(value, "variant", None)
+
+
+#: Any backbone's config, told apart by its ``variant`` field.
+Backbone = Annotated[
+    Annotated[LMMConfig, Tag("lmm")]
+    | Annotated[MACConfig, Tag("mac")]
+    | Annotated[MAGConfig, Tag("mag")]
+    | Annotated[MALConfig, Tag("mal")],
+    Discriminator(_variant),
+]

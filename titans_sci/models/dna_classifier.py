@@ -15,7 +15,9 @@ prediction.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,53 +26,65 @@ from titans_sci.data.dna import DNAEmbedding, NucleotideTokenizer, reverse_compl
 from titans_sci.heads.classification import ClassificationHead, average_probabilities
 from titans_sci.layers import ConvStem
 
-from . import backbone_from_dict, backbone_to_dict, build_backbone
-from .config import BackboneConfig
+from titans_sci.config import STRICT, build, to_dict
+
+from . import build_backbone
+from .config import Backbone, LMMConfig
 
 
-class DNAClassifier(nn.Module):
-    """``ids [B, T]`` (+ ``mask [B, T]``, True = real base) -> logits ``[B, num_classes]``.
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """What a :class:`DNAClassifier` is.
 
-    Args:
+    Attributes:
         backbone: the Titans backbone's config (its ``dim`` is the embedding width).
-        num_classes: number of classes (>= 2).
+        num_classes: number of classes (>= 2; a task takes it from its data).
         dropout: dropout before the head's linear layer.
         stem_kernel: width of the convolutional stem in bases (odd); 0 feeds the embeddings to
             the backbone directly.
         pool: the head's pooling over real positions, ``"max"`` or ``"mean"``.
     """
 
-    def __init__(
-        self,
-        backbone: BackboneConfig,
-        num_classes: int,
-        dropout: float = 0.0,
-        stem_kernel: int = 9,
-        pool: str = "max",
-    ) -> None:
+    __pydantic_config__ = STRICT
+
+    backbone: Backbone = field(default_factory=LMMConfig)
+    num_classes: int = 2
+    dropout: float = 0.0
+    stem_kernel: int = 9
+    pool: Literal["max", "mean"] = "max"
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes={self.num_classes}; a classifier needs at least 2")
+        if self.stem_kernel < 0 or (self.stem_kernel and self.stem_kernel % 2 == 0):
+            raise ValueError(
+                f"stem_kernel={self.stem_kernel}; expected 0 (no stem) or an odd int"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout}; expected in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
+        return build(cls, data, cls.__name__)
+
+
+class DNAClassifier(nn.Module):
+    """``ids [B, T]`` (+ ``mask [B, T]``, True = real base) -> logits ``[B, num_classes]``."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
+        self.config = config
+        backbone = config.backbone
         self.tokenizer = NucleotideTokenizer()
         self.embedding = DNAEmbedding(
             self.tokenizer.vocab_size, backbone.dim, self.tokenizer.pad_id
         )
-        if stem_kernel < 0:
-            raise ValueError(f"stem_kernel={stem_kernel}; expected 0 (no stem) or an odd int")
-        self.stem = ConvStem(backbone.dim, stem_kernel) if stem_kernel else None
+        self.stem = ConvStem(backbone.dim, config.stem_kernel) if config.stem_kernel else None
         self.backbone = build_backbone(backbone)
-        self.head = ClassificationHead(backbone.dim, num_classes, dropout, pool)
-        self.settings = {
-            "backbone": backbone_to_dict(backbone),
-            "num_classes": num_classes,
-            "dropout": dropout,
-            "stem_kernel": stem_kernel,
-            "pool": pool,
-        }
-
-    @classmethod
-    def from_settings(cls, settings: dict) -> DNAClassifier:
-        """Rebuild a classifier (untrained) from its :attr:`settings` dict."""
-        settings = dict(settings)
-        return cls(backbone_from_dict(settings.pop("backbone")), **settings)
+        self.head = ClassificationHead(backbone.dim, config.num_classes, config.dropout, config.pool)
 
     def _features(self, ids: Tensor, mask: Tensor | None) -> Tensor:
         x = self.embedding(ids)
@@ -105,18 +119,26 @@ class DNAClassifier(nn.Module):
             trace, state = self.backbone.surprise_and_state(features, state=state)
             yield start, trace[0]
 
-    def reverse_complement(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The other strand of ``ids`` (padding stays where it is)."""
-        return reverse_complement_ids(ids, self.tokenizer, mask)
-
-    def rc_augment(self, ids: Tensor, mask: Tensor | None, generator: torch.Generator) -> Tensor:
-        """Each sequence of the batch, or its reverse complement, with probability 1/2."""
-        flip = torch.rand(ids.shape[0], generator=generator) < 0.5
-        return torch.where(flip[:, None], self.reverse_complement(ids, mask), ids)
-
     @torch.no_grad()
     def predict_proba(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         """Class probabilities ``[B, K]`` averaged over both strands."""
-        forward = self(ids, mask)
-        backward = self(self.reverse_complement(ids, mask), mask)
-        return average_probabilities(forward, backward)
+        return both_strands(self, ids, mask)
+
+
+@torch.no_grad()
+def both_strands(
+    model: Callable[[Tensor, Tensor | None], Tensor], ids: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """The class probabilities ``[B, K]`` of any sequence classifier ``model(ids [B, T], mask)
+    -> logits`` averaged over both strands of ``ids`` (padding stays where it is), so a
+    sequence and its reverse complement get the same prediction."""
+    other = reverse_complement_ids(ids, NucleotideTokenizer(), mask)
+    return average_probabilities(model(ids, mask), model(other, mask))
+
+
+def random_strands(ids: Tensor, mask: Tensor | None, generator: torch.Generator) -> Tensor:
+    """Each sequence of ``ids [B, T]``, or its reverse complement, with probability 1/2 (RC
+    augmentation; padding stays where it is)."""
+    flip = torch.rand(ids.shape[0], generator=generator) < 0.5
+    other = reverse_complement_ids(ids, NucleotideTokenizer(), mask)
+    return torch.where(flip[:, None], other, ids)

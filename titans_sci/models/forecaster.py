@@ -19,27 +19,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from titans_sci._dicts import from_dict as build_from_dict
+from titans_sci.config import STRICT, build, to_dict
 from titans_sci.heads.forecasting import HEADS, QuantileHead
 
-from . import backbone_from_dict, backbone_to_dict, build_backbone
-from .config import BackboneConfig, LMMConfig
+from . import build_backbone
+from .config import Backbone, LMMConfig
 
 MODES = ("channel_independent", "multivariate")
 LOSS_UNITS = ("window", "data")
-
-
-def _default_backbone() -> BackboneConfig:
-    from titans_sci.memory import MemoryConfig
-
-    memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=8)
-    return LMMConfig(dim=64, depth=2, memory=memory)
 
 
 @dataclass(frozen=True)
@@ -64,14 +57,16 @@ class ForecasterConfig:
             lookback->horizon path beside the backbone (under the head's dropout too).
     """
 
-    lookback: int
-    horizon: int
+    __pydantic_config__ = STRICT
+
+    lookback: int = 96
+    horizon: int = 96
     channels: int = 1
-    backbone: BackboneConfig = field(default_factory=_default_backbone)
-    mode: str = "channel_independent"
+    backbone: Backbone = field(default_factory=LMMConfig)
+    mode: Literal["channel_independent", "multivariate"] = "channel_independent"
     patch_len: int = 16
     stride: int = 8
-    head: str = "point"
+    head: Literal["point", "student_t", "quantile"] = "point"
     quantiles: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     instance_norm: bool = True
     dropout: float = 0.0
@@ -101,17 +96,11 @@ class ForecasterConfig:
         return (self.lookback - self.patch_len) // self.stride + 2
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["backbone"] = backbone_to_dict(self.backbone)
-        data["quantiles"] = list(self.quantiles)
-        return data
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ForecasterConfig:
-        data = dict(data)
-        if isinstance(data.get("backbone"), dict):
-            data["backbone"] = backbone_from_dict(data["backbone"])
-        return build_from_dict(cls, data)
+        return build(cls, data, cls.__name__)
 
 
 class TitansForecaster(nn.Module):

@@ -1,0 +1,110 @@
+"""Configs from plain data and back: one path for task files, saved models and checkpoints.
+
+Every config is a frozen dataclass whose fields are typed; :func:`build` maps a plain dict (a
+TOML table, a saved ``model.json``) onto it recursively with pydantic, reading the types from the
+annotations: nested configs, ``Literal`` choices, tuples and unions are checked, unknown keys
+are refused, and each dataclass's own ``__post_init__`` checks run. Types are strict (``"3"``
+is not an int, ``true`` is not a number; an int is accepted where a float is expected), and a
+mistake is one ``ValueError`` naming the place and the key::
+
+    build(MemoryConfig, {"num_heads": "4"}, "tasks/x.toml [model.backbone.memory]")
+    # ValueError: tasks/x.toml [model.backbone.memory]: num_heads = '4': Input should be a
+    #             valid integer
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+T = TypeVar("T")
+
+#: Every config dataclass sets ``__pydantic_config__ = STRICT``: unknown keys are errors.
+STRICT = ConfigDict(extra="forbid")
+
+_ADAPTERS: dict[Any, TypeAdapter] = {}
+
+
+def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> T:
+    """``data`` validated into ``kind`` (a config dataclass, or a union of them); a
+    ``ValueError`` naming ``where``, the key and what is wrong otherwise."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    try:
+        text = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: not plain data ({error})") from None
+    try:
+        return adapter.validate_json(text, strict=True)
+    except ValidationError as error:
+        raise ValueError(f"{where}: {_first_problem(error, data)}") from None
+
+
+def _first_problem(error: ValidationError, data: Mapping[str, Any]) -> str:
+    problem = error.errors()[0]
+    keys, value = [], data
+    for part in problem["loc"]:
+        if isinstance(value, Mapping) and part in value:
+            keys.append(str(part))
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            keys.append(f"[{part}]")
+            value = value[part]
+        elif isinstance(value, Mapping) and problem["type"] == "unexpected_keyword_argument":
+            keys.append(str(part))
+        # else: a union tag (a variant or kind name) in pydantic's path, not a key
+    message = problem["msg"].removeprefix("Value error, ")
+    name = ".".join(keys).replace(".[", "[")
+    if problem["type"] == "unexpected_keyword_argument":
+        return f"unknown key {name!r}"
+    if problem["type"] == "missing_keyword_argument":
+        return f"missing key {'.'.join([*keys, str(problem['loc'][-1])])!r}"
+    if not name:
+        return message
+    shown = value if not isinstance(value, Mapping) else "{...}"
+    return f"{name} = {shown!r}: {message}"
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON-able data (tuples become lists): the inverse of
+    :func:`build`."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def difference(old: Any, new: Any, path: str = "") -> str | None:
+    """Where two plain-data trees first differ, in words (``None`` when they are equal):
+    ``"training.batch_size: 32 before, 64 now"``."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in old:
+                return f"{where}: absent before, {_short(new[key])} now"
+            if key not in new:
+                return f"{where}: {_short(old[key])} before, absent now"
+            found = difference(old[key], new[key], where)
+            if found:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found = difference(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    same = old == new or (_is_nan(old) and _is_nan(new))
+    return None if same else f"{path or 'value'}: {_short(old)} before, {_short(new)} now"
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

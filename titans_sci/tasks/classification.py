@@ -1,0 +1,255 @@
+"""Genomic sequence classification as a task kind: the Titans classifier, a small CNN and a
+k-mer logistic regression on the same splits.
+
+Protocol ``train_dev_test``: train on train, keep the epoch with the best dev accuracy, test
+once, for every seed. ``kfold``: stratified K-fold on the only split (test, else train), the
+held-out fold as test and a seeded 10% of the rest as dev, with the first seed. Reverse-
+complement augmentation in training (``training.rc_augment``) and both strands averaged in
+evaluation, for every neural model alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from titans_sci import report
+from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
+from titans_sci.data.registry import load_manifest
+from titans_sci.evaluation.metrics import classification_metrics
+from titans_sci.evaluation.protocol import stratified_folds, summarize
+from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
+from titans_sci.models.dna_classifier import DNAClassifier, both_strands, random_strands
+from titans_sci.tasks.config import ClassificationTask
+from titans_sci.tasks.runner import TITANS, Unit
+
+METRICS = ("accuracy", "mcc", "f1", "auroc")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Sequences as padded ids ``[N, T]``, mask ``[N, T]`` and labels ``[N]``."""
+
+    records: list[SequenceRecord]
+    ids: Tensor
+    mask: Tensor
+    labels: Tensor
+
+    @classmethod
+    def of(cls, records: list[SequenceRecord]) -> Encoded:
+        tokenizer = NucleotideTokenizer()
+        ids, mask = pad_batch([tokenizer.encode(r.sequence) for r in records], tokenizer.pad_id)
+        return cls(records, ids, mask, torch.tensor([r.label for r in records]))
+
+
+class Classification:
+    """The :class:`~titans_sci.tasks.runner.TaskKind` of a :class:`ClassificationTask`."""
+
+    def __init__(self, task: ClassificationTask) -> None:
+        self.task = task
+        self.files = _files(task)
+        self.splits = {name: _read(path) for name, path in self.files.items()}
+        _check_labels(self.splits, self.files)
+        self.num_classes = max(2, max(r.label for s in self.splits.values() for r in s) + 1)
+        protocol = task.protocol
+        if protocol.split == "train_dev_test":
+            missing = sorted({"train", "dev", "test"} - set(self.splits))
+            if missing:
+                raise ValueError(f"{task.name}: protocol split train_dev_test needs {missing}")
+            self.protocol = f"train / select on dev accuracy / test once, seeds {list(protocol.seeds)}"
+        else:
+            self.protocol = (
+                f"stratified {protocol.folds}-fold cross-validation on the "
+                f"{'test' if 'test' in self.splits else 'train'} split (10% of each training "
+                f"part as dev), seed {protocol.seeds[0]}"
+            )
+        if task.data.max_eval:
+            self.protocol += f"; dev and test subsampled to {task.data.max_eval} sequences"
+
+    def data_files(self) -> dict[str, Path]:
+        return self.files
+
+    def units(self) -> Iterator[Unit]:
+        protocol = self.task.protocol
+        if protocol.split == "train_dev_test":
+            for seed in protocol.seeds:
+                yield self._unit({"seed": seed}, seed, self.splits)
+            return
+        records = self.splits.get("test") or self.splits["train"]
+        seed = protocol.seeds[0]
+        folds = stratified_folds([r.label for r in records], protocol.folds, seed)
+        for fold, (train, test) in enumerate(folds):
+            train = np.random.default_rng(seed + fold).permutation(train)
+            n_dev = max(1, len(train) // 10)
+            parts = {
+                "train": [records[i] for i in train[n_dev:]],
+                "dev": [records[i] for i in train[:n_dev]],
+                "test": [records[i] for i in test],
+            }
+            yield self._unit({"fold": fold}, seed, parts)
+
+    def _unit(self, labels: dict[str, int], seed: int, parts: dict[str, list]) -> Unit:
+        data = self.task.data
+        encoded = {
+            "train": Encoded.of(_subsample(parts["train"], data.max_train, seed)),
+            "dev": Encoded.of(_subsample(parts["dev"], data.max_eval, seed)),
+            "test": Encoded.of(_subsample(parts["test"], data.max_eval, seed)),
+        }
+        return Unit(labels, seed, encoded)
+
+    def models(self, unit: Unit) -> dict[str, Callable[[], nn.Module]]:
+        config = replace(self.task.model, num_classes=self.num_classes)
+        models: dict[str, Callable[[], nn.Module]] = {TITANS: lambda: DNAClassifier(config)}
+        if self.task.baselines.cnn:
+            vocab = NucleotideTokenizer().vocab_size
+            models["cnn"] = lambda: SmallCNN(vocab, self.num_classes)
+        return models
+
+    def batches(self, unit: Unit, model: nn.Module):
+        train: Encoded = unit.data["train"]
+        training = self.task.training
+
+        def batches(epoch: int, generator: torch.Generator):
+            order = torch.randperm(len(train.labels), generator=generator)
+            for batch in order.split(training.batch_size):
+                ids, mask = train.ids[batch], train.mask[batch]
+                if training.rc_augment:
+                    ids = random_strands(ids, mask, generator)
+                yield ids, mask, train.labels[batch]
+
+        return batches
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        ids, mask, labels = batch
+        return nn.functional.cross_entropy(model(ids, mask), labels)
+
+    def _probabilities(self, model: nn.Module, data: Encoded) -> np.ndarray:
+        model.eval()
+        parts = [
+            both_strands(model, data.ids[i], data.mask[i])
+            for i in torch.arange(len(data.labels)).split(256)
+        ]
+        return torch.cat(parts).numpy()
+
+    def score_dev(self, model: nn.Module, unit: Unit) -> float:
+        dev: Encoded = unit.data["dev"]
+        return classification_metrics(dev.labels.numpy(), self._probabilities(model, dev))[
+            "accuracy"
+        ]
+
+    def evaluate(self, model: nn.Module, unit: Unit) -> tuple[dict[str, Any], np.ndarray]:
+        test: Encoded = unit.data["test"]
+        probabilities = self._probabilities(model, test)
+        return classification_metrics(test.labels.numpy(), probabilities), probabilities
+
+    def model_meta(self, unit: Unit) -> dict[str, Any]:
+        return {"dataset": self.task.data.dataset, "classes": list(range(self.num_classes))}
+
+    def baselines(self, unit: Unit) -> list[dict[str, Any]]:
+        if not self.task.baselines.kmer_lr:
+            return []
+        return [{**unit.labels, "model": "kmer_lr", **_kmer_baseline(unit.data)}]
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        summary = {}
+        for model in dict.fromkeys(r["model"] for r in rows):
+            summary[model] = summarize([{k: r[k] for k in METRICS} for r in rows if r["model"] == model])
+        return summary
+
+    def format_summary(self, result: dict[str, Any]) -> str:
+        lines = [f"{result['task']['name']}: {result['protocol']}"]
+        for model, metrics in result["summary"].items():
+            cells = ", ".join(f"{name} {_cell(s)}" for name, s in metrics.items())
+            lines.append(f"  {model:>8}: {cells}")
+        return "\n".join(lines)
+
+    def figures(
+        self, model: nn.Module, unit: Unit, probabilities: np.ndarray, folder: Path
+    ) -> dict[str, Path]:
+        test: Encoded = unit.data["test"]
+        first = test.records[0]
+        ids = test.ids[:1, : len(first.sequence)]
+        trace = model.surprise(ids)[0].numpy()
+        return {
+            f"Test predictions ({unit.folder})": report.confusion_and_roc(
+                test.labels.numpy(), probabilities, folder / "test_predictions.png"
+            ),
+            "The memory's surprise along a test sequence": report.surprise_trace(
+                trace,
+                folder / "surprise.png",
+                f"surprise along test record {first.id} (label {first.label})",
+                list(first.sequence),
+            ),
+        }
+
+
+def _cell(stats: dict[str, Any]) -> str:
+    if stats["mean"] is None:
+        return "undefined"
+    return f"{stats['mean']:.4f} +- {stats['std']:.4f}"
+
+
+def _files(task: ClassificationTask) -> dict[str, Path]:
+    data = task.data
+    if data.dataset is None:
+        return {n: Path(getattr(data, n)) for n in ("train", "dev", "test") if getattr(data, n)}
+    manifest = load_manifest(data.dataset)
+    if manifest.kind != "dna":
+        raise ValueError(f"data set {data.dataset!r} is {manifest.kind}, not DNA sequences")
+    return {name: Path(info.file) for name, info in manifest.splits.items()}
+
+
+def _read(path: Path) -> list[SequenceRecord]:
+    records = read_sequences(path)
+    missing = [r.id for r in records if r.label is None]
+    if missing:
+        raise ValueError(f"{path}: records without a label, e.g. {missing[:3]}")
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def _check_labels(splits: dict[str, list[SequenceRecord]], files: dict[str, Path]) -> None:
+    """Labels are 0..K-1, and dev/test hold no label that training never saw."""
+    known = {r.label for r in splits.get("train", [])}
+    for name, records in splits.items():
+        for record in records:
+            if record.label < 0:
+                raise ValueError(f"{files[name]}: record {record.id} has label {record.label} < 0")
+            if known and record.label not in known:
+                raise ValueError(
+                    f"{files[name]}: record {record.id} has label {record.label}, which the "
+                    f"training split does not have (it has {sorted(known)})"
+                )
+
+
+def _subsample(records: list[SequenceRecord], limit: int, seed: int) -> list[SequenceRecord]:
+    if not limit or len(records) <= limit:
+        return records
+    pick = np.random.default_rng(seed).choice(len(records), size=limit, replace=False)
+    return [records[i] for i in sorted(pick)]
+
+
+def _kmer_baseline(data: dict[str, Encoded]) -> dict[str, Any]:
+    """4-mer frequencies + logistic regression; C chosen on dev among 0.1, 1 and 10, then the
+    test set evaluated once."""
+
+    def sequences(part: Encoded) -> list[str]:
+        return [r.sequence for r in part.records]
+
+    def score(model: KmerLogisticRegression, part: Encoded) -> dict[str, Any]:
+        return classification_metrics(part.labels.numpy(), model.predict_proba(sequences(part)))
+
+    train = data["train"]
+    fitted = {
+        c: KmerLogisticRegression(k=4, C=c).fit(sequences(train), train.labels.tolist())
+        for c in (0.1, 1.0, 10.0)
+    }
+    best = max(fitted, key=lambda c: score(fitted[c], data["dev"])["accuracy"])
+    return {**score(fitted[best], data["test"]), "C": best}

@@ -1,0 +1,299 @@
+"""The task config tree: one frozen dataclass per table of a task file, every default here.
+
+A task file (``tasks/*.toml``) is a :class:`ClassificationTask` or a :class:`ForecastTask`,
+told apart by its ``kind``::
+
+    format = 2                          # the task file format this reader takes
+    kind = "forecasting"                # or "classification"
+    name = "forecast_etth1"             # the run folder's name: letters, digits, _ . -
+
+    [data]                              # SequenceData or SeriesData
+    dataset = "ett/ETTh1"
+
+    [model]                             # ForecasterConfig or ClassifierConfig (models/)
+    lookback = 96
+    patch_len = 16
+
+    [model.backbone]                    # any backbone config, by its variant
+    variant = "lmm"
+    dim = 64
+    memory = { preset = "titans", num_heads = 4, head_dim = 16, chunk_size = 4 }
+
+    [training]                          # ClassificationTraining or ForecastTraining
+    epochs = 20
+
+    [protocol]                          # seeds, horizons or folds
+    horizons = [96, 192, 336, 720]
+
+    [baselines]                         # which baselines run beside the Titans model
+    last_value = true
+
+The model table is the model's own config (:class:`~titans_sci.models.forecaster.
+ForecasterConfig`, :class:`~titans_sci.models.dna_classifier.ClassifierConfig`); what the data
+decide (a forecaster's ``horizon`` and ``channels``, a classifier's ``num_classes``) is filled in
+by the task for each run. Types come from the annotations (:func:`titans_sci.config.build`);
+every mistake is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, StringConstraints, Tag
+
+from titans_sci.config import STRICT, build
+from titans_sci.models.dna_classifier import ClassifierConfig
+from titans_sci.models.forecaster import ForecasterConfig
+from titans_sci.train import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: The task file format this version reads.
+FORMAT = 2
+
+#: A task name is a run folder's name: no path separators, no leading dot.
+TaskName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+]
+
+
+@dataclass(frozen=True)
+class SequenceData:
+    """Labelled DNA sequences: a bundled ``dataset`` (``titans_sci.data.registry``) or the
+    user's ``train``/``dev``/``test`` files (FASTA, FASTQ, GenBank, CSV; paths relative to the
+    task file). ``max_train`` > 0 keeps a seeded random subset of the training sequences;
+    ``max_eval`` > 0 scores a seeded random subset of at most that many dev and test sequences
+    (for smoke runs; reported numbers use 0, every sequence)."""
+
+    __pydantic_config__ = STRICT
+
+    dataset: str | None = None
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    max_train: int = 0
+    max_eval: int = 0
+
+    def __post_init__(self) -> None:
+        files = (self.train, self.dev, self.test)
+        if (self.dataset is None) == all(f is None for f in files):
+            raise ValueError("give either dataset or train/dev/test files")
+        _non_negative(self, "max_train", "max_eval")
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """A multivariate series: a bundled ``dataset`` or a CSV/Parquet ``file`` (relative to the
+    task file) with its ``date_column`` and a ``split_rule`` (``ratio_70_10_20``,
+    ``ett_hour``, ``ett_minute``; a bundled set has its own). ``columns``: the channels (empty:
+    every numeric column). ``max_eval`` > 0 scores at most that many evenly spaced validation
+    and test windows (for smoke runs; reported numbers use 0, every window)."""
+
+    __pydantic_config__ = STRICT
+
+    dataset: str | None = None
+    file: str | None = None
+    date_column: str = "date"
+    split_rule: str | None = None
+    columns: tuple[str, ...] = ()
+    max_eval: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.file is None):
+            raise ValueError("give exactly one of dataset or file")
+        if self.file is not None and self.split_rule is None:
+            raise ValueError("a file needs split_rule (ratio_70_10_20, ett_hour, ...)")
+        _non_negative(self, "max_eval")
+
+
+@dataclass(frozen=True)
+class ClassificationTraining(TrainConfig):
+    """:class:`~titans_sci.train.TrainConfig` and ``rc_augment``: replace each training
+    sequence by its reverse complement with probability 1/2."""
+
+    rc_augment: bool = True
+
+
+@dataclass(frozen=True)
+class ForecastTraining(TrainConfig):
+    """:class:`~titans_sci.train.TrainConfig` and: ``windows_per_epoch`` > 0, a fresh random
+    subset of that many training windows per epoch; ``val_stride``, model selection on every
+    k-th validation window; ``loss_units``, ``"data"`` (the scaled data's units, the metric's)
+    or ``"window"`` (each window's own instance-normalised units)."""
+
+    windows_per_epoch: int = 0
+    val_stride: int = 1
+    loss_units: Literal["data", "window"] = "data"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _non_negative(self, "windows_per_epoch")
+        if self.val_stride < 1:
+            raise ValueError(f"val_stride={self.val_stride}; expected >= 1")
+
+
+@dataclass(frozen=True)
+class ClassificationProtocol:
+    """``split = "train_dev_test"``: train, keep the epoch with the best dev accuracy, test
+    once, for every seed. ``"kfold"``: stratified ``folds``-fold cross-validation on the only
+    split (test, else train), a seeded 10% of each training part as dev, with the first
+    seed."""
+
+    __pydantic_config__ = STRICT
+
+    split: Literal["train_dev_test", "kfold"] = "train_dev_test"
+    folds: int = 5
+    seeds: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+        if self.folds < 2:
+            raise ValueError(f"folds={self.folds}; expected >= 2")
+
+
+@dataclass(frozen=True)
+class ForecastProtocol:
+    """One model per horizon and seed; the lookback is the model's."""
+
+    __pydantic_config__ = STRICT
+
+    horizons: tuple[int, ...] = (96, 192, 336, 720)
+    seeds: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+        if not self.horizons or min(self.horizons) < 1:
+            raise ValueError(f"horizons={list(self.horizons)}; expected ints >= 1")
+
+
+@dataclass(frozen=True)
+class ClassificationBaselines:
+    """``kmer_lr``: 4-mer frequencies and logistic regression (C chosen on dev); ``cnn``: a
+    small CNN trained like the Titans model."""
+
+    __pydantic_config__ = STRICT
+
+    kmer_lr: bool = True
+    cnn: bool = True
+
+
+@dataclass(frozen=True)
+class ForecastBaselines:
+    """``last_value``: the last observed value repeated, on the same test windows."""
+
+    __pydantic_config__ = STRICT
+
+    last_value: bool = True
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    """Genomic sequence classification: the Titans classifier and baselines on the same
+    splits."""
+
+    __pydantic_config__ = STRICT
+
+    name: TaskName
+    data: SequenceData
+    kind: Literal["classification"] = "classification"
+    format: int = FORMAT
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    training: ClassificationTraining = field(default_factory=ClassificationTraining)
+    protocol: ClassificationProtocol = field(default_factory=ClassificationProtocol)
+    baselines: ClassificationBaselines = field(default_factory=ClassificationBaselines)
+
+
+@dataclass(frozen=True)
+class ForecastTask:
+    """Long-horizon forecasting: a Titans forecaster per horizon and seed, and baselines."""
+
+    __pydantic_config__ = STRICT
+
+    name: TaskName
+    data: SeriesData
+    kind: Literal["forecasting"] = "forecasting"
+    format: int = FORMAT
+    model: ForecasterConfig = field(default_factory=ForecasterConfig)
+    training: ForecastTraining = field(default_factory=ForecastTraining)
+    protocol: ForecastProtocol = field(default_factory=ForecastProtocol)
+    baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("kind", "classification")
+    return getattr(value, "kind", None)
+
+
+#: Any task, told apart by its ``kind``.
+Task = Annotated[
+    Annotated[ClassificationTask, Tag("classification")]
+    | Annotated[ForecastTask, Tag("forecasting")],
+    Discriminator(_kind),
+]
+
+
+def _non_negative(config: Any, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name}={getattr(config, name)}; expected >= 0")
+
+
+def parse_task(data: dict[str, Any], where: str = "task") -> ClassificationTask | ForecastTask:
+    """A task from plain data (a TOML document's tables); errors name ``where`` and the key."""
+    if "format" not in data:
+        hint = " (a format-1 file: see tasks/README.md, 'Format 2')" if "task" in data else ""
+        raise ValueError(f"{where}: no 'format' key; add format = {FORMAT} at the top{hint}")
+    if data["format"] != FORMAT:
+        raise ValueError(
+            f"{where}: format = {data['format']!r}; this titans-sci reads format {FORMAT} "
+            "(see tasks/README.md)"
+        )
+    kind = data.get("kind", "classification")
+    if kind not in ("classification", "forecasting"):
+        raise ValueError(
+            f"{where}: kind = {kind!r}; expected 'classification' or 'forecasting'"
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: missing key 'name' (the run folder's name)")
+    return build(Task, data, where)
+
+
+def load_task(
+    path: str | Path, overrides: dict[str, Any] | None = None
+) -> ClassificationTask | ForecastTask:
+    """Read and check a task file. ``overrides``: dotted keys to set before checking, e.g.
+    ``{"training.epochs": 1, "data.max_eval": 64}`` (``titans-sci run --set``). Relative data
+    paths in the file are taken relative to the file's folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the task file: {error}") from None
+    for key, value in (overrides or {}).items():
+        _set(data, key, value, path)
+    table = data.get("data")
+    if isinstance(table, dict):
+        for key in ("train", "dev", "test", "file"):
+            if isinstance(table.get(key), str):
+                table[key] = str(path.parent / table[key])
+    return parse_task(data, str(path))
+
+
+def _set(data: dict[str, Any], key: str, value: Any, path: Path) -> None:
+    *tables, last = key.split(".")
+    where = data
+    for table in tables:
+        where = where.setdefault(table, {})
+        if not isinstance(where, dict):
+            raise ValueError(f"{path}: cannot set {key!r}: {table!r} is not a table")
+    where[last] = value

@@ -1,0 +1,200 @@
+"""Long-horizon forecasting as a task kind: a Titans forecaster per horizon and seed, next to
+the last-value baseline on the same windows.
+
+Protocol: chronological splits (ETT 12/4/4 months, others 70/10/20), a scaler fitted on the
+training rows only, stride-1 windows with validation and test windows starting ``lookback``
+steps before their border; train with MSE (by default in the scaled data's units, those of the
+metric; ``loss_units = "window"`` takes each window's own instance-normalised units), keep the
+epoch with the lowest validation MSE (on every ``val_stride``-th validation window: stride-1
+neighbours share all but one step), report test MSE and MAE (scaled data, every window, the
+last partial batch kept) once per seed and horizon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from titans_sci import report
+from titans_sci.data.registry import load_manifest
+from titans_sci.data.timeseries import ForecastSplits, TimeSeriesTable, load_dataset, make_splits
+from titans_sci.data.timeseries import read_series
+from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
+from titans_sci.evaluation.protocol import summarize
+from titans_sci.models.forecaster import TitansForecaster
+from titans_sci.tasks.config import ForecastTask
+from titans_sci.tasks.runner import TITANS, Unit
+
+
+def every_kth(windows: Dataset, stride: int) -> Dataset:
+    """Every ``stride``-th window of ``windows`` (all of them at stride 1), the first one
+    included."""
+    return windows if stride == 1 else Subset(windows, range(0, len(windows), stride))
+
+
+def at_most(windows: Dataset, limit: int) -> Dataset:
+    """At most ``limit`` evenly spaced windows of ``windows`` (all of them for 0)."""
+    if not limit or len(windows) <= limit:
+        return windows
+    return Subset(windows, np.linspace(0, len(windows) - 1, limit).round().astype(int).tolist())
+
+
+class Forecasting:
+    """The :class:`~titans_sci.tasks.runner.TaskKind` of a :class:`ForecastTask`."""
+
+    def __init__(self, task: ForecastTask) -> None:
+        self.task = task
+        self.table, self.rule, self.file = _table(task)
+        self.protocol = (
+            f"chronological {self.rule} split, train-only scaler, lookback "
+            f"{task.model.lookback}, horizons {list(task.protocol.horizons)}, seeds "
+            f"{list(task.protocol.seeds)}; select on validation MSE, test MSE/MAE on scaled data"
+        )
+        if task.data.max_eval:
+            self.protocol += f"; validation and test subsampled to {task.data.max_eval} windows"
+
+    def data_files(self) -> dict[str, Path]:
+        return {"series": self.file}
+
+    def units(self) -> Iterator[Unit]:
+        lookback, limit = self.task.model.lookback, self.task.data.max_eval
+        for horizon in self.task.protocol.horizons:
+            splits = make_splits(self.table, self.rule, lookback, horizon)
+            splits = replace(splits, val=at_most(splits.val, limit), test=at_most(splits.test, limit))
+            for seed in self.task.protocol.seeds:
+                yield Unit({"horizon": horizon, "seed": seed}, seed, splits)
+
+    def models(self, unit: Unit) -> dict[str, Callable[[], nn.Module]]:
+        config = replace(
+            self.task.model, horizon=unit.labels["horizon"], channels=len(self.table.columns)
+        )
+        return {TITANS: lambda: TitansForecaster(config)}
+
+    def batches(self, unit: Unit, model: nn.Module):
+        train = unit.data.train
+        training = self.task.training
+
+        def batches(epoch: int, generator: torch.Generator):
+            order = torch.randperm(len(train), generator=generator)
+            if training.windows_per_epoch:
+                order = order[: training.windows_per_epoch]
+            yield from DataLoader(Subset(train, order.tolist()), batch_size=training.batch_size)
+
+        return batches
+
+    def loss(self, model: TitansForecaster, batch: tuple[Tensor, Tensor]) -> Tensor:
+        return model.loss(*batch, units=self.task.training.loss_units)
+
+    def score_dev(self, model: TitansForecaster, unit: Unit) -> float:
+        val = every_kth(unit.data.val, self.task.training.val_stride)
+        return -_errors(model, val)["mse"]
+
+    def evaluate(self, model: TitansForecaster, unit: Unit) -> tuple[dict[str, Any], None]:
+        return _errors(model, unit.data.test), None
+
+    def model_meta(self, unit: Unit) -> dict[str, Any]:
+        splits: ForecastSplits = unit.data
+        return {
+            "dataset": self.task.data.dataset,
+            "columns": list(splits.columns),
+            "date_column": self.task.data.date_column,
+            "freq": self.table.freq,
+            "scaler_mean": splits.scaler.mean.tolist(),
+            "scaler_scale": splits.scaler.scale.tolist(),
+        }
+
+    def baselines(self, unit: Unit) -> list[dict[str, Any]]:
+        horizon = unit.labels["horizon"]
+        if not self.task.baselines.last_value or unit.seed != self.task.protocol.seeds[0]:
+            return []  # once per horizon: it has no seed
+
+        def naive(x: Tensor) -> Tensor:
+            return last_value_forecast(x, horizon)
+
+        return [{"horizon": horizon, "model": "last_value", **evaluate_windows(naive, unit.data.test)}]
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        summary: dict[str, Any] = {}
+        for model in dict.fromkeys(r["model"] for r in rows):
+            per_horizon = {}
+            for h in self.task.protocol.horizons:
+                mine = [r for r in rows if (r["model"], r["horizon"]) == (model, h)]
+                per_horizon[str(h)] = summarize([{"mse": r["mse"], "mae": r["mae"]} for r in mine])
+            average = {
+                m: float(np.mean([s[m]["mean"] for s in per_horizon.values()]))
+                for m in ("mse", "mae")
+            }
+            summary[model] = {"horizons": per_horizon, "average": average}
+        return summary
+
+    def format_summary(self, result: dict[str, Any]) -> str:
+        lines = [f"{result['task']['name']}: test MSE / MAE on scaled data (mean over seeds)"]
+        for model, summary in result["summary"].items():
+            cells = ", ".join(
+                f"H={h} {s['mse']['mean']:.4f}/{s['mae']['mean']:.4f}"
+                for h, s in summary["horizons"].items()
+            )
+            avg = summary["average"]
+            lines.append(f"  {model:>10}: {cells}; average {avg['mse']:.4f}/{avg['mae']:.4f}")
+        return "\n".join(lines)
+
+    def figures(
+        self, model: TitansForecaster, unit: Unit, predictions: None, folder: Path
+    ) -> dict[str, Path]:
+        """The last test window's forecast against the truth with a 95% band (1.96 standard
+        deviations of the validation errors at each step), and the memory's surprise along
+        it, for the target channel (``OT`` if present, else the last)."""
+        splits: ForecastSplits = unit.data
+        model.eval()
+        columns = list(splits.columns)
+        channel = columns.index("OT") if "OT" in columns else len(columns) - 1
+        errors = [
+            model.predict(x)[..., channel] - y[..., channel]
+            for x, y in DataLoader(splits.val, batch_size=256)
+        ]
+        spread = 1.96 * torch.cat(errors).std(dim=0).numpy()
+        x, y = splits.test[len(splits.test) - 1]
+        forecast = model.predict(x[None])[0, :, channel].numpy()
+        name = columns[channel]
+        trace = model.surprise(x[None])[0].numpy()
+        trace = trace[min(channel, trace.shape[0] - 1)]
+        return {
+            f"Last test window, {name} ({unit.folder})": report.forecast_band(
+                x[:, channel].numpy(), y[:, channel].numpy(), forecast, spread,
+                folder / "forecast.png",
+            ),
+            "The memory's surprise along the last test window": report.surprise_trace(
+                trace, folder / "surprise.png", f"surprise per patch of {name}"
+            ),
+        }  # fmt: skip
+
+
+def _errors(model: TitansForecaster, windows: Dataset) -> dict[str, float]:
+    model.eval()
+    return evaluate_windows(model.predict, windows)
+
+
+def _table(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
+    """The task's series (its columns only), its split rule and the file it came from."""
+    data = task.data
+    columns = list(data.columns) or None
+    if data.dataset is None:
+        file = Path(data.file)
+        return read_series(file, data.date_column, columns), data.split_rule, file
+    manifest = load_manifest(data.dataset)
+    table = load_dataset(data.dataset)
+    if columns:
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise ValueError(f"{data.dataset}: no column(s) {missing}; has {table.columns}")
+        keep = [table.columns.index(c) for c in columns]
+        table = replace(table, values=table.values[:, keep], columns=columns)
+    file = next(iter(manifest.splits.values())).file
+    return table, data.split_rule or manifest.split_rule, Path(file)
