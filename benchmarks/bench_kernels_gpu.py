@@ -85,8 +85,22 @@ def short(error: BaseException) -> str:
 
 
 def ensure_titans_sci_importable() -> None:
-    if importlib.util.find_spec("titans_sci") is None:
-        sys.path.insert(0, str(REPO_ROOT))
+    """Import titans_sci from this checkout when it is not installed. The kernels live in the
+    top-level ``kernels/`` folder, which only an install maps to ``titans_sci.kernels``
+    (``pyproject.toml``), so a bare checkout gets that mapping here."""
+    if importlib.util.find_spec("titans_sci") is not None:
+        return
+    sys.path.insert(0, str(REPO_ROOT))
+    import titans_sci
+
+    folder = REPO_ROOT / "kernels"
+    spec = importlib.util.spec_from_file_location(
+        "titans_sci.kernels", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
+    kernels = importlib.util.module_from_spec(spec)
+    sys.modules["titans_sci.kernels"] = kernels
+    titans_sci.kernels = kernels
+    spec.loader.exec_module(kernels)
 
 
 # ----------------------------------------------------------------------------- inputs

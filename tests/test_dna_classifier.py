@@ -32,7 +32,9 @@ def test_reverse_complement_averaging_is_strand_symmetric():
     """A sequence and its reverse complement get the same probabilities (bidirectional
     backbone, both strands averaged), with padding at the end of shorter sequences."""
     torch.manual_seed(0)
-    model = DNAClassifier(ClassifierConfig(LMMConfig(dim=32, depth=2, memory=MEMORY, bidirectional=True)))
+    model = DNAClassifier(
+        ClassifierConfig(LMMConfig(dim=32, depth=2, memory=MEMORY, bidirectional=True))
+    )
     model.eval()
     sequences = _split("gue/prom/prom_core_tata", "test")["sequence"].head(4).tolist()
     sequences[1] = sequences[1][:50]  # a shorter one, so the batch is padded
@@ -55,7 +57,9 @@ def test_tiny_training_on_a_real_gue_task_beats_chance():
     gen = torch.Generator().manual_seed(0)
     train = _split("gue/prom/prom_core_tata", "train").sample(n=1024, random_state=0)
     test = _split("gue/prom/prom_core_tata", "test")
-    model = DNAClassifier(ClassifierConfig(LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True)))
+    model = DNAClassifier(
+        ClassifierConfig(LMMConfig(dim=32, depth=1, memory=MEMORY, bidirectional=True))
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     ids, mask = _batch(train["sequence"].tolist())
     labels = torch.tensor(train["label"].to_numpy())

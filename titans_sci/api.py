@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from titans_sci.config import build
 from titans_sci.data.dna import (
     NucleotideTokenizer,
     iter_sequences,
@@ -37,7 +38,6 @@ from titans_sci.data.dna import (
     validate_sequence,
 )
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
-from titans_sci.config import build
 from titans_sci.distributed import is_main
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster

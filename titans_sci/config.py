@@ -48,27 +48,32 @@ def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> T:
 
 def _first_problem(error: ValidationError, data: Mapping[str, Any]) -> str:
     problem = error.errors()[0]
+    kind, loc = problem["type"], problem["loc"]
     keys, value = [], data
-    for part in problem["loc"]:
+    for i, part in enumerate(loc):
         if isinstance(value, Mapping) and part in value:
             keys.append(str(part))
             value = value[part]
         elif isinstance(value, list) and isinstance(part, int) and part < len(value):
             keys.append(f"[{part}]")
             value = value[part]
-        elif isinstance(value, Mapping) and problem["type"] == "unexpected_keyword_argument":
+        elif i == len(loc) - 1 and kind in ("unexpected_keyword_argument", "missing"):
             keys.append(str(part))
         # else: a union tag (a variant or kind name) in pydantic's path, not a key
-    message = problem["msg"].removeprefix("Value error, ")
     name = ".".join(keys).replace(".[", "[")
-    if problem["type"] == "unexpected_keyword_argument":
+    if kind == "unexpected_keyword_argument":
         return f"unknown key {name!r}"
-    if problem["type"] == "missing_keyword_argument":
-        return f"missing key {'.'.join([*keys, str(problem['loc'][-1])])!r}"
+    if kind == "missing":
+        return f"missing key {name!r}"
+    if kind == "union_tag_invalid":
+        expected = problem.get("ctx", {}).get("expected_tags", "")
+        return f"{name} names {problem['ctx']['tag']!r}; expected one of {expected}"
+    message = problem["msg"].removeprefix("Value error, ")
     if not name:
         return message
-    shown = value if not isinstance(value, Mapping) else "{...}"
-    return f"{name} = {shown!r}: {message}"
+    if isinstance(value, Mapping):  # a check of the whole table (its __post_init__)
+        return f"{name}: {message}"
+    return f"{name} = {value!r}: {message}"
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -107,4 +112,4 @@ def _is_nan(value: Any) -> bool:
 
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -17,7 +17,8 @@ Two kinds of data set (manifest key ``kind``, default ``"dna"``):
   file's repeated timestamps and missing steps are kept as they are (the loaders in
   :mod:`titans_sci.data.timeseries` refuse them otherwise).
 
-The folder is found relative to the package (a source checkout); set ``TITANS_SCI_DATASETS`` to
+The folder is :func:`titans_sci.resources.datasets_dir`: the top-level ``datasets/`` of a source
+checkout, or the copy an installed wheel ships inside the package; set ``TITANS_SCI_DATASETS`` to
 point somewhere else.
 
 Command line::
@@ -39,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from titans_sci.resources import datasets_dir as bundled_datasets_dir
 
 try:
     import tomllib
@@ -70,19 +73,18 @@ SPLIT_RULES = ("ett_hour", "ett_minute", "ratio_70_10_20", "m4")
 #: The values of a time-series manifest's optional ``duplicates`` and ``gaps`` keys.
 IRREGULAR_POLICIES = ("error", "keep")
 
-#: The repository's ``datasets/`` folder, or ``$TITANS_SCI_DATASETS`` when set at import time.
+#: The bundled ``datasets/`` folder, or ``$TITANS_SCI_DATASETS`` when set at import time.
 #: Functions below read the environment variable again at each call (see :func:`datasets_dir`).
-DATASETS_DIR: Path = Path(
-    os.environ.get(ENV_VAR) or Path(__file__).resolve().parents[2] / "datasets"
-).resolve()
+DATASETS_DIR: Path = Path(os.environ.get(ENV_VAR) or bundled_datasets_dir()).resolve()
 
 
 def datasets_dir() -> Path:
-    """The data set root: ``$TITANS_SCI_DATASETS`` if set now, else the repo's ``datasets/``."""
+    """The data set root: ``$TITANS_SCI_DATASETS`` if set now, else the bundled ``datasets/``
+    (:func:`titans_sci.resources.datasets_dir`)."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).resolve()
-    return Path(__file__).resolve().parents[2] / "datasets"
+    return bundled_datasets_dir()
 
 
 @dataclass(frozen=True)
@@ -366,7 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="data set names (default: all)")
     parser.add_argument("--kind", choices=KINDS, default=None, help="only data sets of this kind")
     parser.add_argument(
-        "--root", type=Path, default=None, help=f"data set folder (default: ${ENV_VAR} or repo)"
+        "--root",
+        type=Path,
+        default=None,
+        help=f"data set folder (default: ${ENV_VAR} or the bundled one)",
     )
     args = parser.parse_args(argv)
 

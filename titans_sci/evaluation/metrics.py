@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics
 
+#: Why a metric can be undefined (``None``).
+UNDEFINED = {"auroc": "AUROC is undefined where the labels hold a single class"}
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+
+def classification_metrics(
+    labels: np.ndarray, probabilities: np.ndarray
+) -> dict[str, float | None]:
     """Metrics of ``probabilities: [N, K]`` (rows sum to 1) against integer ``labels: [N]``.
 
     ``accuracy``; ``mcc`` (Matthews correlation); ``f1`` (binary F1 of class 1 when K = 2, else
-    macro F1); ``auroc`` (of class 1 when K = 2, else one-vs-rest macro; NaN when only one class
-    is present in ``labels``, where it is undefined).
+    macro F1); ``auroc`` (of class 1 when K = 2, else one-vs-rest macro; ``None`` when only one
+    class is present in ``labels``, where it is undefined).
     """
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -28,13 +33,13 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     # without its warning); F1 is 0 where it is undefined.
     single = len(np.union1d(labels, predicted)) < 2
     average = "binary" if binary else "macro"
-    result = {
+    result: dict[str, float | None] = {
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
         "mcc": 0.0 if single else float(metrics.matthews_corrcoef(labels, predicted)),
         "f1": float(metrics.f1_score(labels, predicted, average=average, zero_division=0.0)),
     }
     if len(np.unique(labels)) < 2:
-        result["auroc"] = float("nan")
+        result["auroc"] = None
     elif binary:
         result["auroc"] = float(metrics.roc_auc_score(labels, probabilities[:, 1]))
     else:

@@ -91,14 +91,18 @@ def stratified_folds(
     return [(train, held_out) for train, held_out in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def summarize(runs: Sequence[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and (sample) standard deviation of each metric over seeds or folds."""
+def summarize(runs: Sequence[dict[str, float | None]]) -> dict[str, dict[str, float | None]]:
+    """Mean and (sample) standard deviation of each metric over seeds or folds, and ``n``, the
+    runs where it is defined (a ``None`` value is undefined and left out; mean and std are
+    ``None`` when no run defines it)."""
     if not runs:
         raise ValueError("no runs to summarize")
-    names = runs[0].keys()
-    out = {}
-    for name in names:
-        values = np.array([run[name] for run in runs], dtype=np.float64)
+    out: dict[str, dict[str, float | None]] = {}
+    for name in runs[0]:
+        values = np.array([r[name] for r in runs if r[name] is not None], dtype=np.float64)
+        if not len(values):
+            out[name] = {"mean": None, "std": None, "n": 0}
+            continue
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        out[name] = {"mean": float(values.mean()), "std": std, "n": float(len(values))}
+        out[name] = {"mean": float(values.mean()), "std": std, "n": len(values)}
     return out

@@ -26,8 +26,9 @@ from torch import Tensor
 
 from titans_sci.recompute import recomputed
 
+from .gates import chunk_gates
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError, raise_if_not_finite
-from .state import MemoryState, chunk_gates, chunk_segments
+from .state import MemoryState, chunk_segments
 
 GROUP_TOKENS = 64
 """Training paths keep the memory state at the start of every group of at least this many

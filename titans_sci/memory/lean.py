@@ -13,7 +13,7 @@ depth 2; momentum or plain GD), under one :class:`torch.autograd.Function`:
   hand-derived gradients, the equations of the Triton kernels (:mod:`titans_sci.kernels`).
 
 The gate matrices ``G, f, beta`` and their end rows come from
-:func:`~titans_sci.memory.state.padded_chunk_gates` in PyTorch, batched over every chunk at once;
+:func:`~titans_sci.memory.gates.padded_chunk_gates` in PyTorch, batched over every chunk at once;
 they are built again in the backward (not kept), where autograd turns their gradients into the
 gates' gradients. The chunk equations are those of the
 kernels' docstrings (:mod:`titans_sci.kernels.mlp` for the MLP memory of depth 2,
@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .chunk import chunked, group_chunks
+from .gates import padded_chunk_gates
 from .rule import Gates, MemoryRule
-from .state import MemoryState, padded_chunk_gates
+from .state import MemoryState
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -122,7 +123,7 @@ class _Spec:
         """The unrolled gates of every chunk, chunk-major (``G: [N, B, H, C, C]``, ``f, beta,
         g_end, c_end: [N, B, H, C]``, ``f_end, beta_end, m_end: [N, B, H]``; the momentum
         ones ``None`` for plain GD), from gates ``[B, H, T]``."""
-        matrices = padded_chunk_gates(Gates(theta, eta, alpha, None), self.chunk, self.length)
+        matrices = padded_chunk_gates(theta, alpha, eta, self.chunk, self.length)
         return [
             None if name in _MOMENTUM_GATES and not self.momentum else chunk_major(x)
             for name, x in zip(_GATE_ORDER, matrices, strict=True)
@@ -436,7 +437,7 @@ _CHUNKS = {
     "mlp": (_mlp_chunk, _mlp_chunk_backward),
 }
 _GATE_ORDER = ("G", "f", "beta", "g_end", "c_end", "f_end", "beta_end", "m_end")
-"""The order of :func:`~titans_sci.memory.state.padded_chunk_gates`' matrices."""
+"""The order of :func:`~titans_sci.memory.gates.padded_chunk_gates`' matrices."""
 _MOMENTUM_GATES = ("f", "c_end", "f_end", "m_end")
 
 

@@ -22,11 +22,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from titans_sci.config import STRICT, build, to_dict
 from titans_sci.data.dna import DNAEmbedding, NucleotideTokenizer, reverse_complement_ids
 from titans_sci.heads.classification import ClassificationHead, average_probabilities
 from titans_sci.layers import ConvStem
-
-from titans_sci.config import STRICT, build, to_dict
 
 from . import build_backbone
 from .config import Backbone, LMMConfig
@@ -57,9 +56,7 @@ class ClassifierConfig:
         if self.num_classes < 2:
             raise ValueError(f"num_classes={self.num_classes}; a classifier needs at least 2")
         if self.stem_kernel < 0 or (self.stem_kernel and self.stem_kernel % 2 == 0):
-            raise ValueError(
-                f"stem_kernel={self.stem_kernel}; expected 0 (no stem) or an odd int"
-            )
+            raise ValueError(f"stem_kernel={self.stem_kernel}; expected 0 (no stem) or an odd int")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout}; expected in [0, 1)")
 
@@ -84,7 +81,9 @@ class DNAClassifier(nn.Module):
         )
         self.stem = ConvStem(backbone.dim, config.stem_kernel) if config.stem_kernel else None
         self.backbone = build_backbone(backbone)
-        self.head = ClassificationHead(backbone.dim, config.num_classes, config.dropout, config.pool)
+        self.head = ClassificationHead(
+            backbone.dim, config.num_classes, config.dropout, config.pool
+        )
 
     def _features(self, ids: Tensor, mask: Tensor | None) -> Tensor:
         x = self.embedding(ids)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from titans_sci import report
 from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
 from titans_sci.data.registry import load_manifest
-from titans_sci.evaluation.metrics import classification_metrics
+from titans_sci.evaluation.metrics import UNDEFINED, classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds, summarize
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier, both_strands, random_strands
@@ -51,6 +51,8 @@ class Encoded:
 class Classification:
     """The :class:`~titans_sci.tasks.runner.TaskKind` of a :class:`ClassificationTask`."""
 
+    undefined = UNDEFINED
+
     def __init__(self, task: ClassificationTask) -> None:
         self.task = task
         self.files = _files(task)
@@ -62,7 +64,9 @@ class Classification:
             missing = sorted({"train", "dev", "test"} - set(self.splits))
             if missing:
                 raise ValueError(f"{task.name}: protocol split train_dev_test needs {missing}")
-            self.protocol = f"train / select on dev accuracy / test once, seeds {list(protocol.seeds)}"
+            self.protocol = (
+                f"train / select on dev accuracy / test once, seeds {list(protocol.seeds)}"
+            )
         else:
             self.protocol = (
                 f"stratified {protocol.folds}-fold cross-validation on the "
@@ -159,7 +163,9 @@ class Classification:
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary = {}
         for model in dict.fromkeys(r["model"] for r in rows):
-            summary[model] = summarize([{k: r[k] for k in METRICS} for r in rows if r["model"] == model])
+            summary[model] = summarize(
+                [{k: r[k] for k in METRICS} for r in rows if r["model"] == model]
+            )
         return summary
 
     def format_summary(self, result: dict[str, Any]) -> str:

@@ -58,9 +58,7 @@ else:  # pragma: no cover
 FORMAT = 2
 
 #: A task name is a run folder's name: no path separators, no leading dot.
-TaskName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-]
+TaskName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 
 
 @dataclass(frozen=True)
@@ -259,9 +257,7 @@ def parse_task(data: dict[str, Any], where: str = "task") -> ClassificationTask 
         )
     kind = data.get("kind", "classification")
     if kind not in ("classification", "forecasting"):
-        raise ValueError(
-            f"{where}: kind = {kind!r}; expected 'classification' or 'forecasting'"
-        )
+        raise ValueError(f"{where}: kind = {kind!r}; expected 'classification' or 'forecasting'")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: missing key 'name' (the run folder's name)")

@@ -24,8 +24,13 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from titans_sci import report
 from titans_sci.data.registry import load_manifest
-from titans_sci.data.timeseries import ForecastSplits, TimeSeriesTable, load_dataset, make_splits
-from titans_sci.data.timeseries import read_series
+from titans_sci.data.timeseries import (
+    ForecastSplits,
+    TimeSeriesTable,
+    load_dataset,
+    make_splits,
+    read_series,
+)
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models.forecaster import TitansForecaster
@@ -49,6 +54,8 @@ def at_most(windows: Dataset, limit: int) -> Dataset:
 class Forecasting:
     """The :class:`~titans_sci.tasks.runner.TaskKind` of a :class:`ForecastTask`."""
 
+    undefined: dict[str, str] = {}
+
     def __init__(self, task: ForecastTask) -> None:
         self.task = task
         self.table, self.rule, self.file = _table(task)
@@ -67,7 +74,9 @@ class Forecasting:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
         for horizon in self.task.protocol.horizons:
             splits = make_splits(self.table, self.rule, lookback, horizon)
-            splits = replace(splits, val=at_most(splits.val, limit), test=at_most(splits.test, limit))
+            splits = replace(
+                splits, val=at_most(splits.val, limit), test=at_most(splits.test, limit)
+            )
             for seed in self.task.protocol.seeds:
                 yield Unit({"horizon": horizon, "seed": seed}, seed, splits)
 
@@ -118,7 +127,9 @@ class Forecasting:
         def naive(x: Tensor) -> Tensor:
             return last_value_forecast(x, horizon)
 
-        return [{"horizon": horizon, "model": "last_value", **evaluate_windows(naive, unit.data.test)}]
+        return [
+            {"horizon": horizon, "model": "last_value", **evaluate_windows(naive, unit.data.test)}
+        ]
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         summary: dict[str, Any] = {}

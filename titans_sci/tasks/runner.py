@@ -46,9 +46,7 @@ class Unit:
     @property
     def folder(self) -> str:
         """The checkpoint folder of this unit: ``seed1``, ``fold0``, ``h96_seed1``."""
-        return "_".join(
-            f"h{v}" if k == "horizon" else f"{k}{v}" for k, v in self.labels.items()
-        )
+        return "_".join(f"h{v}" if k == "horizon" else f"{k}{v}" for k, v in self.labels.items())
 
 
 class TaskKind(Protocol):
@@ -57,6 +55,8 @@ class TaskKind(Protocol):
     task: Any
     #: One line saying how the numbers were obtained (split, selection, test).
     protocol: str
+    #: Why a metric of a result row can be ``None`` (undefined), by metric.
+    undefined: dict[str, str]
 
     def data_files(self) -> dict[str, Path]:
         """Every file the task reads, by role: their checksums go into the fingerprint."""
@@ -172,6 +172,7 @@ def run(
             "fingerprint": {"data": marks["data"], "code": marks["code"]},
             "runs": rows,
             "summary": kind.summarize(rows),
+            "notes": _notes(rows, kind.undefined),
         }
         write_json(folder.path / "results.json", result)
         write_csv(folder.path / "runs.csv", rows)
@@ -196,3 +197,13 @@ def run_file(
 ) -> dict[str, Any]:
     """:func:`run` on a task file (with ``overrides`` as in :func:`load_task`)."""
     return run(load_task(path, overrides), out, **options)
+
+
+def _notes(rows: list[dict[str, Any]], undefined: dict[str, str]) -> list[str]:
+    """A line per metric that is ``None`` in some rows, with the reason."""
+    notes = []
+    for metric, reason in undefined.items():
+        count = sum(1 for r in rows if metric in r and r[metric] is None)
+        if count:
+            notes.append(f"{metric} is null in {count} of {len(rows)} runs: {reason}")
+    return notes

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from titans_sci.memory.gates import padded_chunk_gates
 from titans_sci.memory.rule import Gates, MemoryRule
-from titans_sci.memory.state import MemoryState, padded_chunk_gates
+from titans_sci.memory.state import MemoryState
 
 from .linear import LinearChunkFunction
 from .mlp import MLPChunkFunction, mlp_forward
@@ -44,7 +45,7 @@ def triton_chunked(
     if length == 0:
         return q.new_zeros(q.shape), state
     chunk = rule.config.chunk_size
-    matrices = padded_chunk_gates(gates, chunk, length)
+    matrices = padded_chunk_gates(gates.theta, gates.alpha, gates.eta, chunk, length)
     pad = -length % chunk
     q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
     momentum = state.momentum or tuple(torch.zeros_like(w) for w in state.weights)
