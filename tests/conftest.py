@@ -22,37 +22,43 @@ def _seed() -> None:
 
 
 TINY_GENOMICS = """# tiny genomics
-[task]
+format = 2
 name = "cli_dna"
+[data]
 train = "train.csv"
 dev = "dev.csv"
 test = "test.csv"
-[model]
+[model.backbone]
 dim = 16
 depth = 1
+bidirectional = true
 memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
 [training]
 epochs = 1
 """
 
 TINY_FORECAST = """# tiny forecasting
-[task]
+format = 2
 kind = "forecasting"
 name = "cli_ts"
+[data]
 file = "series.csv"
 split_rule = "ratio_70_10_20"
 columns = ["HUFL", "OT"]
-lookback = 48
-horizons = [12]
 [model]
-dim = 16
-depth = 1
+lookback = 48
 patch_len = 8
 stride = 4
-memory = { preset = "titans", num_heads = 2, head_dim = 8 }
+[model.backbone]
+dim = 16
+depth = 1
+memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 4 }
 [training]
 epochs = 1
-max_train_windows = 128
+patience = 3
+windows_per_epoch = 128
+[protocol]
+horizons = [12]
 """
 
 
@@ -78,5 +84,5 @@ def workspace(tmp_path_factory):
     assert main(["train", "-q", "--out", out, str(root / "dna.toml")]) == 0
     assert main(["train", "-q", "--out", out, str(root / "ts.toml")]) == 0
     dna_model = root / "runs" / "cli_dna" / "checkpoints" / "seed1" / "titans" / "model"
-    ts_model = root / "runs" / "cli_ts" / "checkpoints" / "h12_seed1" / "model"
+    ts_model = root / "runs" / "cli_ts" / "checkpoints" / "h12_seed1" / "titans" / "model"
     return root, dna_model, ts_model

@@ -61,7 +61,7 @@ def test_bad_model_folders_are_named(classifier_dir, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     info = json.loads((classifier_dir / "model.json").read_text())
-    info["settings"]["backbone"]["dim"] = 32
+    info["config"]["backbone"]["dim"] = 32
     (other / "model.json").write_text(json.dumps(info))
     (other / "model.safetensors").write_bytes((classifier_dir / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match="do not fit the model"):

@@ -64,7 +64,8 @@ def test_tasks_data_and_bench(capsys):
         (["predict", "MODEL", "missing.fa"], "missing.fa: no such file"),
         (["predict", "MODEL", "bad.fa"], "bad.fa"),
         (["run", "unknown_key.toml"], "colour"),
-        (["run", "wrong_type.toml"], "epochs = 'two' should be int"),
+        (["run", "wrong_type.toml"], "training.epochs = 'two': Input should be a valid integer"),
+        (["run", "old_format.toml"], "no 'format' key; add format = 2 at the top"),
         (["predict", "OTHER", "new.fa"], "do not fit the model"),
         (["evaluate", "nowhere"], "model.json: not a saved titans-sci model"),
     ],
@@ -73,14 +74,14 @@ def test_bad_input_is_one_line_and_exit_2(workspace, tmp_path, capsys, argv, mes
     root, dna_model, _ = workspace
     (tmp_path / "bad.fa").write_text(">x\nACGTXACGT\n")
     (tmp_path / "new.fa").write_text(">x\nACGTACGT\n")
-    (tmp_path / "unknown_key.toml").write_text('[task]\nname = "x"\ndataset = "d"\ncolour = 1\n')
-    (tmp_path / "wrong_type.toml").write_text(
-        '[task]\nname = "x"\ndataset = "d"\n[training]\nepochs = "two"\n'
-    )
+    head = 'format = 2\nname = "x"\n[data]\ndataset = "d"\n'
+    (tmp_path / "unknown_key.toml").write_text(head + "colour = 1\n")
+    (tmp_path / "wrong_type.toml").write_text(head + '[training]\nepochs = "two"\n')
+    (tmp_path / "old_format.toml").write_text('[task]\nname = "x"\ndataset = "d"\n')
     other = tmp_path / "other"
     other.mkdir()
     info = json.loads((dna_model / "model.json").read_text())
-    info["settings"]["num_classes"] = 3
+    info["config"]["num_classes"] = 3
     (other / "model.json").write_text(json.dumps(info))
     (other / "model.safetensors").write_bytes((dna_model / "model.safetensors").read_bytes())
     names = {"MODEL": str(dna_model), "OTHER": str(other)}
@@ -113,9 +114,10 @@ def test_runs_write_a_report_with_valid_images(workspace, name):
 def test_run_directory_holds_config_log_and_results(workspace):
     root, _, _ = workspace
     directory = root / "runs" / "cli_ts"
-    config = json.loads((directory / "config.json").read_text())
-    assert config["task"]["lookback"] == 48 and config["training"]["patience"] == 3  # a default
-    log = (directory / "checkpoints" / "h12_seed1" / "train.log").read_text().splitlines()
+    config = json.loads((directory / "run.json").read_text())["task"]
+    assert config["model"]["lookback"] == 48 and config["training"]["val_stride"] == 1  # a default
+    assert config["model"]["horizon"] == 96  # the config's; each run's is its protocol horizon
+    log = (directory / "checkpoints/h12_seed1/titans/train.log").read_text().splitlines()
     assert log and log[0].startswith("epoch 1/1: training loss")
     assert {"results.json", "runs.csv", "report.md"} <= {p.name for p in directory.iterdir()}
 

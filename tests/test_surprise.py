@@ -8,6 +8,9 @@ import torch
 from titans_sci.memory import MemoryConfig, NeuralMemory, recording_surprise
 from titans_sci.models import LMMConfig, MACConfig, MAGConfig, MALConfig, build_backbone
 
+#: The backbones' memory here: 4 heads of 32, chunks of 16.
+SMALL = MemoryConfig.preset("titans", num_heads=4, head_dim=32, chunk_size=16)
+
 
 def _gates(b: int, t: int, h: int, theta: float = 0.5):
     full = torch.full((b, t, h), 1.0, dtype=torch.float64)
@@ -49,10 +52,10 @@ def test_surprise_falls_as_a_repeated_pair_is_learned():
 @pytest.mark.parametrize(
     "config",
     [
-        LMMConfig(dim=16, depth=2),
-        MAGConfig(dim=16, depth=2, window=4),
-        MALConfig(dim=16, depth=1, window=4),
-        MACConfig(dim=16, depth=2, segment_len=16),
+        LMMConfig(memory=SMALL, dim=16, depth=2),
+        MAGConfig(memory=SMALL, dim=16, depth=2, window=4),
+        MALConfig(memory=SMALL, dim=16, depth=1, window=4),
+        MACConfig(memory=SMALL, dim=16, depth=2, segment_len=16),
     ],
     ids=["lmm", "mag", "mal", "mac"],
 )
@@ -113,11 +116,11 @@ def test_surprise_streams_across_pending_tokens():
 @pytest.mark.parametrize(
     "config",
     [
-        LMMConfig(dim=16, depth=2),
-        LMMConfig(dim=16, depth=2, bidirectional=True),
-        MAGConfig(dim=16, depth=2, window=4),
-        MALConfig(dim=16, depth=1, window=4),
-        MACConfig(dim=16, depth=2, segment_len=16),
+        LMMConfig(memory=SMALL, dim=16, depth=2),
+        LMMConfig(memory=SMALL, dim=16, depth=2, bidirectional=True),
+        MAGConfig(memory=SMALL, dim=16, depth=2, window=4),
+        MALConfig(memory=SMALL, dim=16, depth=1, window=4),
+        MACConfig(memory=SMALL, dim=16, depth=2, segment_len=16),
     ],
     ids=["lmm", "lmm-bidirectional", "mag", "mal", "mac"],
 )
