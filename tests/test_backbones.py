@@ -20,7 +20,7 @@ from titans_sci.models import (
     TitansMAC,
     build_backbone,
 )
-from titans_sci.models.backbones import reverse_order
+from titans_sci.padding import reversal
 
 DIM = 16
 VARIANTS = ("lmm", "mac", "mag", "mal")
@@ -157,10 +157,10 @@ def test_bidirectional(variant: str):
 
 def test_reverse_order_mirrors_real_tokens_only():
     mask = torch.tensor([[True, True, True, False, False], [False, True, True, True, True]])
-    order = reverse_order(mask, 5, mask.device)
+    order = reversal(mask, 5, mask.device)
     assert order.tolist() == [[2, 1, 0, 3, 4], [0, 4, 3, 2, 1]]
     torch.testing.assert_close(order.gather(1, order), torch.arange(5).expand(2, 5))
-    assert reverse_order(None, 4, mask.device).tolist() == [[3, 2, 1, 0]]
+    assert reversal(None, 4, mask.device).tolist() == [[3, 2, 1, 0]]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

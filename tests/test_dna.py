@@ -1,7 +1,6 @@
 """DNA adapter: readers, tokenizers, reverse complement, batching and embedding on real records."""
 
 import gzip
-from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -14,12 +13,9 @@ from Bio.SeqRecord import SeqRecord
 from titans_sci.data.dna import (
     CLS_ID,
     PAD_ID,
-    UNK_ID,
     DNAEmbedding,
-    KmerTokenizer,
     NucleotideTokenizer,
     SequenceRecord,
-    length_buckets,
     pad_batch,
     read_sequences,
     reverse_complement,
@@ -193,50 +189,6 @@ def test_nucleotide_tokenizer_rejects_invalid_character() -> None:
         NucleotideTokenizer().encode("ACZT")
 
 
-@pytest.mark.parametrize("k", [1, 3, 6])
-def test_kmer_tokenizer_overlapping_round_trip(k: int) -> None:
-    tok = KmerTokenizer(k)
-    assert tok.vocab_size == 5 + 4**k
-    for seq in (TATA_ROW1, TATA_ROW2, TATA_ROW4):
-        ids = tok.encode(seq)
-        assert len(ids) == len(seq) - k + 1
-        assert tok.decode(ids) == seq
-    assert tok.decode(tok.encode(TATA_SOFT)) == TATA_ROW4  # lowercase read as uppercase
-
-
-def test_kmer_tokenizer_lexicographic_ids() -> None:
-    tok = KmerTokenizer(2)
-    assert [tok.kmer_to_id(a + b) for a in "ACGT" for b in "ACGT"] == list(range(5, 21))
-    assert tok.id_to_kmer(5) == "AA" and tok.id_to_kmer(20) == "TT"
-
-
-@pytest.mark.parametrize("k", [2, 5, 7])
-def test_kmer_tokenizer_non_overlapping_round_trip(k: int) -> None:
-    tok = KmerTokenizer(k, stride=k)
-    seq = TATA_ROW1  # 70 bp: divisible by 2, 5 and 7
-    ids = tok.encode(seq)
-    assert len(ids) == len(seq) // k
-    assert tok.decode(ids) == seq
-
-
-def test_kmer_tokenizer_non_acgt_kmers_are_unk() -> None:
-    tok = KmerTokenizer(3)
-    ids = tok.encode(NONTATA_WITH_N)
-    n_at = NONTATA_WITH_N.index("N")
-    assert [i for i, t in enumerate(ids) if t == UNK_ID] == [n_at - 2, n_at - 1, n_at]
-    # [UNK] is lossy: the three k-mers holding the N decode to N at their last base each.
-    lossy = NONTATA_WITH_N[:n_at] + "NNN" + NONTATA_WITH_N[n_at + 3 :]
-    assert tok.decode(ids) == lossy
-    assert tok.encode(TATA_R)[2:5] == [UNK_ID] * 3
-
-
-def test_kmer_tokenizer_rejects_uncovered_tail() -> None:
-    with pytest.raises(ValueError, match="length 70"):
-        KmerTokenizer(3, stride=3).encode(TATA_ROW1)
-    with pytest.raises(ValueError, match="stride"):
-        KmerTokenizer(3, stride=4)
-
-
 # ------------------------------------------------------------------------------ reverse complement
 
 
@@ -283,22 +235,6 @@ def test_pad_batch_shapes_and_masks(side: str) -> None:
         assert ids.tolist() == [[5, 6, 7], [8, 0, 0], [9, 9, 0]]
     else:
         assert ids.tolist() == [[5, 6, 7], [0, 0, 8], [0, 9, 9]]
-
-
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_length_buckets_cover_every_index_once(shuffle: bool) -> None:
-    lengths = [len(TATA_ROW1), len(NONTATA_WITH_N), 12, 300, 5, 70, 251, 40, 41, 1]
-    batches = length_buckets(lengths, batch_size=3, shuffle=shuffle, seed=7)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    assert [len(b) for b in sorted(batches, key=len, reverse=True)] == [3, 3, 3, 1]
-    for batch in batches:
-        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
-    spans = sorted((min(lengths[i] for i in b), max(lengths[i] for i in b)) for b in batches)
-    assert all(hi <= next_lo for (_, hi), (next_lo, _) in pairwise(spans))
-    assert batches == length_buckets(lengths, batch_size=3, shuffle=shuffle, seed=7)
-
-
-# ------------------------------------------------------------------------------ embedding
 
 
 def test_dna_embedding_shapes_and_soft_mask_channel() -> None:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from titans_sci.evaluation.metrics import classification_metrics
 
@@ -34,3 +35,17 @@ def test_multiclass_and_degenerate_cases():
         classification_metrics(np.array([0, 2]), np.eye(2))
     with pytest.raises(ValueError, match="probabilities have shape"):
         classification_metrics(np.array([0, 1, 1]), np.eye(2))
+
+
+def test_forecast_errors_are_pure_sums_that_add_over_batches():
+    from titans_sci.evaluation.forecasting import error_sums, point_errors
+
+    gen = torch.Generator().manual_seed(0)
+    prediction, target = torch.randn(10, 4, 3, generator=gen), torch.randn(10, 4, 3, generator=gen)
+    whole = point_errors(error_sums(prediction, target))
+    halves = error_sums(prediction[:3], target[:3]) + error_sums(prediction[3:], target[3:])
+    assert point_errors(halves) == pytest.approx(whole)
+    assert whole["mse"] == pytest.approx(float((prediction - target).square().mean()))
+    assert whole["mae"] == pytest.approx(float((prediction - target).abs().mean()))
+    with pytest.raises(ValueError, match="shape"):
+        error_sums(prediction, target[:, :2])

@@ -1,8 +1,7 @@
-"""The selection protocol: test data never influence the selected checkpoint."""
+"""The selection protocol: test data never influence the selected checkpoint; folds and
+summaries."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
@@ -10,7 +9,8 @@ import torch
 from torch import nn
 
 from titans_sci.evaluation.metrics import classification_metrics
-from titans_sci.evaluation.protocol import select_on_dev, stratified_folds, summarize
+from titans_sci.evaluation.protocol import stratified_folds, summarize
+from titans_sci.train import TrainConfig, Trainer
 
 
 def _data(seed: int, n: int = 200):
@@ -21,41 +21,27 @@ def _data(seed: int, n: int = 200):
 
 
 def _run(dev, test, epochs: int = 8):
+    """Train with the one trainer (select on dev), then evaluate ``test`` once."""
     torch.manual_seed(0)
     model = nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
     train_x, train_y = _data(1)
-    test_calls = []
-
-    def train_epoch(epoch: int) -> None:
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(train_x), train_y).backward()
-        opt.step()
 
     def accuracy(x, y) -> float:
         with torch.no_grad():
             probs = model(x).softmax(-1).numpy()
         return classification_metrics(y.numpy(), probs)["accuracy"]
 
-    def evaluate_test():
-        test_calls.append(1)
-        return {"accuracy": accuracy(*test)}
-
-    selection = select_on_dev(
-        epochs,
-        train_epoch,
+    selection = Trainer(model, TrainConfig(epochs=epochs, lr=0.5), seed=0).fit(
+        batches=lambda epoch, generator: [(train_x, train_y)],
+        loss=lambda batch: nn.functional.cross_entropy(model(batch[0]), batch[1]),
         score_dev=lambda: accuracy(*dev),
-        snapshot=lambda: copy.deepcopy(model.state_dict()),
-        restore=model.load_state_dict,
-        evaluate_test=evaluate_test,
     )
-    return selection, len(test_calls)
+    return selection, accuracy(*test)
 
 
 def test_test_set_never_influences_selection():
     dev, test, other_test = _data(2, 60), _data(3, 60), _data(4, 60)
-    chosen, calls = _run(dev, test)
-    assert calls == 1  # the test set is evaluated once, after selection
+    chosen, _ = _run(dev, test)
     # Another test set: same selection, only the reported number changes.
     chosen_other, _ = _run(dev, other_test)
     assert chosen_other.best_epoch == chosen.best_epoch
@@ -77,5 +63,6 @@ def test_folds_and_summaries():
     summary = summarize([{"accuracy": 0.5}, {"accuracy": 0.7}])
     assert summary["accuracy"]["mean"] == pytest.approx(0.6)
     assert summary["accuracy"]["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
-    with pytest.raises(ValueError, match="epochs=0"):
-        select_on_dev(0, print, float, dict, print, dict)
+    undefined = summarize([{"auroc": None}, {"auroc": 0.7}, {"auroc": 0.9}])["auroc"]
+    assert undefined == {"mean": pytest.approx(0.8), "std": pytest.approx(0.1414, abs=1e-4), "n": 2}
+    assert summarize([{"auroc": None}])["auroc"] == {"mean": None, "std": None, "n": 0}

@@ -15,17 +15,45 @@ mistake is one ``ValueError`` naming the place and the key::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import operator
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 
 T = TypeVar("T")
 
-#: Every config dataclass sets ``__pydantic_config__ = STRICT``: unknown keys are errors.
-STRICT = ConfigDict(extra="forbid")
+
+class Config:
+    """The base of every config dataclass: unknown keys are errors (pydantic's
+    ``extra="forbid"``), and a config goes to plain data and back with :meth:`to_dict` and
+    :meth:`from_dict`."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        return build(cls, data, cls.__name__)
+
+
+def tagged(field: str, default: str, **options: type) -> Any:
+    """The union of config classes ``options`` (``tag=class``), told apart by the ``field`` of
+    a plain dict (``default`` where it is absent) or of an instance."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, Mapping):
+            return value.get(field, default)
+        return getattr(value, field, None)
+
+    members = [Annotated[cls, Tag(name)] for name, cls in options.items()]
+    return Annotated[functools.reduce(operator.or_, members), Discriminator(tag)]
+
 
 _ADAPTERS: dict[Any, TypeAdapter] = {}
 

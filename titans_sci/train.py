@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from titans_sci import distributed
-from titans_sci.config import STRICT, difference, to_dict
+from titans_sci.config import Config, difference, to_dict
 from titans_sci.evaluation.protocol import DevSelection
 
 CHECKPOINT = "checkpoint.pt"
@@ -43,13 +43,11 @@ LOG = "train.log"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """How to train: ``epochs`` at most, AdamW with ``lr`` and ``weight_decay``, batches of
     ``batch_size`` (the caller's ``batches`` draws them), gradient norm clipping at
     ``clip_norm`` (None: off), early stopping after ``patience`` epochs without a better dev
     score (None: off)."""
-
-    __pydantic_config__ = STRICT
 
     epochs: int = 10
     lr: float = 1e-3

@@ -11,7 +11,6 @@ soft-mask (lowercase) channel.
 from __future__ import annotations
 
 import gzip
-import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from Bio import SeqIO
 from Bio.Seq import reverse_complement as _bio_reverse_complement
 from torch import Tensor, nn
 
+from titans_sci.padding import reversal
+
 __all__ = [
     "SPECIAL_TOKENS",
     "PAD_ID",
@@ -35,11 +36,9 @@ __all__ = [
     "read_sequences",
     "validate_sequence",
     "NucleotideTokenizer",
-    "KmerTokenizer",
     "reverse_complement",
     "reverse_complement_ids",
     "pad_batch",
-    "length_buckets",
     "DNAEmbedding",
 ]
 
@@ -302,92 +301,6 @@ class NucleotideTokenizer:
         return "".join(out)
 
 
-class KmerTokenizer:
-    """k-mer tokens over ``ACGT`` taken every ``stride`` bases (default 1 = overlapping).
-
-    Ids: specials ``0..4``, then the ``4**k`` k-mers in lexicographic order (``AA..A = 5``).
-    Sequences are uppercased and ``U`` read as ``T``; a k-mer holding any other base (``N``
-    or an ambiguity code) becomes ``[UNK]``. ``stride`` must lie in ``1..k`` and the k-mers
-    must cover the sequence exactly, i.e. ``(len(seq) - k) % stride == 0``; otherwise
-    :meth:`encode` raises rather than drop the tail.
-    """
-
-    def __init__(self, k: int, stride: int | None = None) -> None:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        stride = 1 if stride is None else stride
-        if not 1 <= stride <= k:
-            raise ValueError(f"stride must be in 1..k={k}, got {stride}")
-        self.k = k
-        self.stride = stride
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of ids: ``5 + 4**k``."""
-        return len(SPECIAL_TOKENS) + 4**self.k
-
-    @property
-    def pad_id(self) -> int:
-        """Id of ``[PAD]``."""
-        return PAD_ID
-
-    def kmer_to_id(self, kmer: str) -> int:
-        """Id of one uppercase k-mer; ``[UNK]`` if it holds a base other than ``ACGT``."""
-        if len(kmer) != self.k:
-            raise ValueError(f"k-mer {kmer!r} does not have length k={self.k}")
-        if _NON_ACGT.search(kmer):
-            return UNK_ID
-        return len(SPECIAL_TOKENS) + int(kmer.translate(_ACGT_TO_DIGITS), 4)
-
-    def id_to_kmer(self, token_id: int) -> str:
-        """The k-mer of a non-special id."""
-        index = token_id - len(SPECIAL_TOKENS)
-        if not 0 <= index < 4**self.k:
-            raise ValueError(f"id {token_id} is not a k-mer id for k={self.k}")
-        digits = []
-        for _ in range(self.k):
-            index, digit = divmod(index, 4)
-            digits.append("ACGT"[digit])
-        return "".join(reversed(digits))
-
-    def encode(self, seq: str) -> list[int]:
-        """Ids of the k-mers starting at ``0, stride, 2*stride, ...``.
-
-        Returns a list of length ``(len(seq) - k) // stride + 1``.
-
-        Raises:
-            ValueError: a non-IUPAC character, or a length the k-mers do not cover exactly.
-        """
-        validate_sequence(seq, source="KmerTokenizer.encode", record="<input>")
-        seq = seq.upper().replace("U", "T")
-        span = len(seq) - self.k
-        if span < 0 or span % self.stride:
-            raise ValueError(
-                f"sequence of length {len(seq)} is not covered by k-mers of k={self.k}, "
-                f"stride={self.stride}: need length >= k and (length - k) % stride == 0"
-            )
-        return [self.kmer_to_id(seq[i : i + self.k]) for i in range(0, span + 1, self.stride)]
-
-    def decode(self, ids: Sequence[int] | Tensor) -> str:
-        """Rebuild the sequence: the first k-mer, then the last ``stride`` bases of each next.
-
-        ``[PAD]``, ``[CLS]`` and ``[SEP]`` are skipped; ``[MASK]`` and ``[UNK]`` decode to a
-        k-mer of ``N``. Exact for uppercase ``ACGT`` input; lossy around ``[UNK]`` (with
-        stride 1, each ``[UNK]`` k-mer turns its last base into ``N``).
-        """
-        kmers = []
-        for i in _as_id_list(ids):
-            if i in (PAD_ID, CLS_ID, SEP_ID):
-                continue
-            kmers.append("N" * self.k if i in (MASK_ID, UNK_ID) else self.id_to_kmer(i))
-        if not kmers:
-            return ""
-        return kmers[0] + "".join(kmer[self.k - self.stride :] for kmer in kmers[1:])
-
-
-_ACGT_TO_DIGITS = str.maketrans("ACGT", "0123")
-
-
 # --------------------------------------------------------------------------------------------
 # Reverse complement
 # --------------------------------------------------------------------------------------------
@@ -431,13 +344,7 @@ def reverse_complement_ids(
     if mask.shape != ids.shape or mask.dtype != torch.bool:
         raise ValueError(f"mask must be bool of shape {tuple(ids.shape)}")
     complemented = _complement_table(tokenizer).to(ids.device)[ids]
-    # Real positions of each row, in order, come first in ``real_positions``.
-    real_positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-    rank = mask.long().cumsum(dim=1) - 1  # rank of each real position among its row's
-    length = mask.long().sum(dim=1, keepdim=True)
-    mirrored_rank = (length - 1 - rank).clamp(min=0)
-    source = torch.gather(real_positions, 1, mirrored_rank)
-    reversed_ids = torch.gather(complemented, 1, source)
+    reversed_ids = complemented.gather(1, reversal(mask, ids.shape[1]))
     return torch.where(mask, reversed_ids, ids)
 
 
@@ -473,24 +380,6 @@ def pad_batch(
         out[row, start : start + n] = torch.as_tensor(list(ids), dtype=torch.long)
         mask[row, start : start + n] = True
     return out, mask
-
-
-def length_buckets(
-    lengths: Sequence[int], batch_size: int, shuffle: bool = False, seed: int = 0
-) -> list[list[int]]:
-    """Group indices into batches of sequences with similar lengths.
-
-    Indices are sorted by length (stable), cut into chunks of ``batch_size`` (the last may be
-    smaller) and, if ``shuffle``, the order of the chunks is shuffled with ``seed``. Every
-    index ``0..len(lengths)-1`` appears exactly once; each batch is sorted by length.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    if shuffle:
-        random.Random(seed).shuffle(batches)
-    return batches
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,33 +14,26 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-#: (lookback, horizons) of the long-horizon protocol.
-LONG_HORIZON = (96, (96, 192, 336, 720))
-ILI_HORIZON = (36, (24, 36, 48, 60))
+
+def error_sums(prediction: Tensor, target: Tensor) -> Tensor:
+    """``[3]`` float64: the sum of squared errors, the sum of absolute errors and the number of
+    points of ``prediction`` against ``target`` (same shape, e.g. ``[B, H, C]``). Sums of
+    batches add up to the sums of the whole split."""
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"prediction has shape {tuple(prediction.shape)}; target has {tuple(target.shape)}"
+        )
+    error = (prediction - target).double()
+    count = torch.tensor(float(error.numel()), dtype=torch.float64)
+    return torch.stack([error.square().sum(), error.abs().sum(), count])
 
 
-class PointErrors:
-    """Running sums of squared and absolute errors: MSE and MAE over every point seen."""
-
-    def __init__(self) -> None:
-        self.squared = self.absolute = 0.0
-        self.count = 0
-
-    def update(self, prediction: Tensor, target: Tensor) -> None:
-        """Add a batch: ``prediction`` and ``target`` of the same shape (e.g. ``[B, H, C]``)."""
-        if prediction.shape != target.shape:
-            raise ValueError(
-                f"prediction has shape {tuple(prediction.shape)}; target has {tuple(target.shape)}"
-            )
-        error = (prediction - target).double()
-        self.squared += float(error.square().sum())
-        self.absolute += float(error.abs().sum())
-        self.count += error.numel()
-
-    def result(self) -> dict[str, float]:
-        if not self.count:
-            raise ValueError("no points were evaluated")
-        return {"mse": self.squared / self.count, "mae": self.absolute / self.count}
+def point_errors(sums: Tensor) -> dict[str, float]:
+    """MSE and MAE from :func:`error_sums` (of one batch, or added over many)."""
+    squared, absolute, count = sums.tolist()
+    if not count:
+        raise ValueError("no points were evaluated")
+    return {"mse": squared / count, "mae": absolute / count}
 
 
 @torch.no_grad()
@@ -49,10 +42,10 @@ def evaluate_windows(
 ) -> dict[str, float]:
     """MSE and MAE of ``predict(x [B, L, C]) -> [B, H, C]`` over every window of ``windows``
     (items ``(x [L, C], y [H, C])``), in order, the last partial batch included."""
-    errors = PointErrors()
+    sums = torch.zeros(3, dtype=torch.float64)
     for x, y in DataLoader(windows, batch_size=batch_size, shuffle=False, drop_last=False):
-        errors.update(predict(x), y)
-    return errors.result()
+        sums += error_sums(predict(x), y)
+    return point_errors(sums)
 
 
 def last_value_forecast(x: Tensor, horizon: int) -> Tensor:

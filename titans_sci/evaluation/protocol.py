@@ -1,10 +1,9 @@
-"""Model selection protocols: select on dev, report test once; stratified K-fold; seed summaries.
+"""Model selection protocols: the running state of select-on-dev, stratified K-fold, and
+summaries over seeds or folds.
 
-The protocol functions take callables, so they are decoupled from any model or trainer:
-``train_epoch(epoch)`` trains one epoch, ``score_dev()`` returns the dev score (higher is better),
-``snapshot()`` / ``restore(snap)`` copy the model's weights, and ``evaluate_test()`` returns the
-test metrics. Test data reach the protocol only through ``evaluate_test``, which is called once,
-after the selection, so they cannot influence which checkpoint is reported.
+:class:`DevSelection` is what :class:`titans_sci.train.Trainer` keeps (and checkpoints) while it
+trains; the task runner evaluates the test split only after ``fit`` returns, so test data cannot
+influence which epoch is reported.
 """
 
 from __future__ import annotations
@@ -16,15 +15,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What :func:`select_on_dev` chose and measured."""
-
-    best_epoch: int
-    dev_scores: list[float]
-    test_metrics: dict[str, float]
 
 
 @dataclass
@@ -55,30 +45,6 @@ class DevSelection:
 
     def should_stop(self, epoch: int) -> bool:
         return self.patience is not None and epoch - self.best_epoch >= self.patience
-
-
-def select_on_dev(
-    epochs: int,
-    train_epoch: Callable[[int], None],
-    score_dev: Callable[[], float],
-    snapshot: Callable[[], Any],
-    restore: Callable[[Any], None],
-    evaluate_test: Callable[[], dict[str, float]],
-    patience: int | None = None,
-) -> Selection:
-    """Train ``epochs`` epochs, keep the weights of the best dev score (the earliest on ties),
-    restore them, and evaluate the test set once. With ``patience``, stop early once that many
-    epochs in a row have not improved the best dev score."""
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs}; expected >= 1")
-    selection = DevSelection(patience)
-    for epoch in range(epochs):
-        train_epoch(epoch)
-        selection.update(epoch, score_dev(), snapshot)
-        if selection.should_stop(epoch):
-            break
-    restore(selection.best)
-    return Selection(selection.best_epoch, selection.scores, dict(evaluate_test()))
 
 
 def stratified_folds(

@@ -29,10 +29,10 @@ Choices the papers leave open (``reference/titans_miras.md`` section 6) and what
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from titans_sci.config import STRICT, build
+from titans_sci.config import Config, build
 
 Architecture = Literal["mlp", "linear"]
 Bias = Literal["l2", "lp", "huber", "value_robust"]
@@ -57,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class MemoryConfig:
+class MemoryConfig(Config):
     """One MIRAS memory per head.
 
     Attributes:
@@ -109,8 +109,6 @@ class MemoryConfig:
         init_scale: initial free parameters are ``N(0, init_scale^2 / fan_in)``; for ``kl`` they
             are logits and ``N(0, init_scale^2)``.
     """
-
-    __pydantic_config__ = STRICT
 
     num_heads: int = 8
     head_dim: int = 64
@@ -180,9 +178,6 @@ class MemoryConfig:
             return [(d, d)]
         hidden = self.expansion * d
         return [(d, hidden)] + [(hidden, hidden)] * (self.depth - 2) + [(hidden, d)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:

@@ -23,6 +23,7 @@ from titans_sci.layers.attention import AttentionState, SlidingWindowAttention
 from titans_sci.layers.basic import SwiGLU
 from titans_sci.layers.memory_layer import MemoryLayerState, NeuralMemoryLayer
 from titans_sci.memory import NonFiniteSurpriseError, recording_surprise
+from titans_sci.padding import reversal
 from titans_sci.recompute import recomputed
 
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
@@ -197,7 +198,7 @@ class TitansBackbone(nn.Module):
         self._check(x, mask, state)
         if self.config.bidirectional:
             # Both readings in one batch: the same weights, half the calls.
-            order = reverse_order(mask, x.shape[1], x.device)
+            order = reversal(mask, x.shape[1], x.device)
             both = torch.cat([x, _gather_time(x, order)])
             h, _ = self._causal(both, None if mask is None else torch.cat([mask, mask]), None)
             forward, backward = h.chunk(2)
@@ -328,22 +329,6 @@ def _all_real(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is not None:
         return mask
     return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-
-
-def reverse_order(mask: Tensor | None, length: int, device: torch.device) -> Tensor:
-    """Time indices ``[B, T]`` (or ``[1, T]`` without a mask) that reverse each sequence's real
-    tokens among their own positions and leave padded positions in place: position ``p`` of
-    rank ``r`` among a row's ``n`` real tokens takes the real token of rank ``n - 1 - r``. The
-    permutation is its own inverse."""
-    positions = torch.arange(length, device=device)
-    if mask is None:
-        return positions.flip(0)[None]
-    # Real positions first (in order), then padded ones: real_positions[b, r] for rank r.
-    key = torch.where(mask, positions, positions + length)
-    real_positions = key.argsort(dim=1)
-    rank = mask.long().cumsum(dim=1) - 1
-    mirrored = (mask.sum(dim=1, keepdim=True) - 1 - rank).clamp_min(0)
-    return torch.where(mask, real_positions.gather(1, mirrored), positions)
 
 
 def _gather_time(x: Tensor, order: Tensor) -> Tensor:

@@ -8,17 +8,17 @@ missing ``variant`` means ``"lmm"``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Discriminator, Tag
+from pydantic import BeforeValidator
 
-from titans_sci.config import STRICT, build, to_dict
+from titans_sci.config import Config, tagged
 from titans_sci.memory import MemoryConfig
 from titans_sci.memory.config import expand_preset
 
 
 @dataclass(frozen=True)
-class BackboneConfig:
+class BackboneConfig(Config):
     """What every Titans backbone shares.
 
     Attributes:
@@ -32,8 +32,6 @@ class BackboneConfig:
         bidirectional: also run the backbone over the reversed sequence (same weights) and
             average, for non-causal use such as sequence classification; no streaming then.
     """
-
-    __pydantic_config__ = STRICT
 
     dim: int = 128
     depth: int = 2
@@ -52,13 +50,6 @@ class BackboneConfig:
                 raise ValueError(f"{type(self).__name__}.{name}={value!r}; expected an int >= 1")
         if self.max_step <= 0:
             raise ValueError(f"{type(self).__name__}.max_step={self.max_step}; must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        return build(cls, data, cls.__name__)
 
 
 @dataclass(frozen=True)
@@ -117,17 +108,5 @@ class MACConfig(_AttentionFields):
             )
 
 
-def _variant(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("variant", "lmm")
-    return getattr(value, "variant", None)
-
-
 #: Any backbone's config, told apart by its ``variant`` field.
-Backbone = Annotated[
-    Annotated[LMMConfig, Tag("lmm")]
-    | Annotated[MACConfig, Tag("mac")]
-    | Annotated[MAGConfig, Tag("mag")]
-    | Annotated[MALConfig, Tag("mal")],
-    Discriminator(_variant),
-]
+Backbone = tagged("variant", "lmm", lmm=LMMConfig, mac=MACConfig, mag=MAGConfig, mal=MALConfig)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from titans_sci.config import STRICT, build, to_dict
+from titans_sci.config import Config
 from titans_sci.data.dna import DNAEmbedding, NucleotideTokenizer, reverse_complement_ids
 from titans_sci.heads.classification import ClassificationHead, average_probabilities
 from titans_sci.layers import ConvStem
@@ -32,7 +32,7 @@ from .config import Backbone, LMMConfig
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     """What a :class:`DNAClassifier` is.
 
     Attributes:
@@ -43,8 +43,6 @@ class ClassifierConfig:
             the backbone directly.
         pool: the head's pooling over real positions, ``"max"`` or ``"mean"``.
     """
-
-    __pydantic_config__ = STRICT
 
     backbone: Backbone = field(default_factory=LMMConfig)
     num_classes: int = 2
@@ -59,13 +57,6 @@ class ClassifierConfig:
             raise ValueError(f"stem_kernel={self.stem_kernel}; expected 0 (no stem) or an odd int")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout={self.dropout}; expected in [0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
-        return build(cls, data, cls.__name__)
 
 
 class DNAClassifier(nn.Module):

@@ -73,8 +73,6 @@ class Classification:
                 f"{'test' if 'test' in self.splits else 'train'} split (10% of each training "
                 f"part as dev), seed {protocol.seeds[0]}"
             )
-        if task.data.max_eval:
-            self.protocol += f"; dev and test subsampled to {task.data.max_eval} sequences"
 
     def data_files(self) -> dict[str, Path]:
         return self.files

@@ -42,9 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, StringConstraints, Tag
+from pydantic import StringConstraints
 
-from titans_sci.config import STRICT, build
+from titans_sci.config import Config, build, tagged
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.forecaster import ForecasterConfig
 from titans_sci.train import TrainConfig
@@ -62,14 +62,12 @@ TaskName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]
 
 
 @dataclass(frozen=True)
-class SequenceData:
+class SequenceData(Config):
     """Labelled DNA sequences: a bundled ``dataset`` (``titans_sci.data.registry``) or the
     user's ``train``/``dev``/``test`` files (FASTA, FASTQ, GenBank, CSV; paths relative to the
     task file). ``max_train`` > 0 keeps a seeded random subset of the training sequences;
     ``max_eval`` > 0 scores a seeded random subset of at most that many dev and test sequences
     (for smoke runs; reported numbers use 0, every sequence)."""
-
-    __pydantic_config__ = STRICT
 
     dataset: str | None = None
     train: str | None = None
@@ -86,14 +84,12 @@ class SequenceData:
 
 
 @dataclass(frozen=True)
-class SeriesData:
+class SeriesData(Config):
     """A multivariate series: a bundled ``dataset`` or a CSV/Parquet ``file`` (relative to the
     task file) with its ``date_column`` and a ``split_rule`` (``ratio_70_10_20``,
     ``ett_hour``, ``ett_minute``; a bundled set has its own). ``columns``: the channels (empty:
     every numeric column). ``max_eval`` > 0 scores at most that many evenly spaced validation
     and test windows (for smoke runs; reported numbers use 0, every window)."""
-
-    __pydantic_config__ = STRICT
 
     dataset: str | None = None
     file: str | None = None
@@ -137,13 +133,11 @@ class ForecastTraining(TrainConfig):
 
 
 @dataclass(frozen=True)
-class ClassificationProtocol:
+class ClassificationProtocol(Config):
     """``split = "train_dev_test"``: train, keep the epoch with the best dev accuracy, test
     once, for every seed. ``"kfold"``: stratified ``folds``-fold cross-validation on the only
     split (test, else train), a seeded 10% of each training part as dev, with the first
     seed."""
-
-    __pydantic_config__ = STRICT
 
     split: Literal["train_dev_test", "kfold"] = "train_dev_test"
     folds: int = 5
@@ -157,10 +151,8 @@ class ClassificationProtocol:
 
 
 @dataclass(frozen=True)
-class ForecastProtocol:
+class ForecastProtocol(Config):
     """One model per horizon and seed; the lookback is the model's."""
-
-    __pydantic_config__ = STRICT
 
     horizons: tuple[int, ...] = (96, 192, 336, 720)
     seeds: tuple[int, ...] = (1,)
@@ -173,31 +165,25 @@ class ForecastProtocol:
 
 
 @dataclass(frozen=True)
-class ClassificationBaselines:
+class ClassificationBaselines(Config):
     """``kmer_lr``: 4-mer frequencies and logistic regression (C chosen on dev); ``cnn``: a
     small CNN trained like the Titans model."""
-
-    __pydantic_config__ = STRICT
 
     kmer_lr: bool = True
     cnn: bool = True
 
 
 @dataclass(frozen=True)
-class ForecastBaselines:
+class ForecastBaselines(Config):
     """``last_value``: the last observed value repeated, on the same test windows."""
-
-    __pydantic_config__ = STRICT
 
     last_value: bool = True
 
 
 @dataclass(frozen=True)
-class ClassificationTask:
+class ClassificationTask(Config):
     """Genomic sequence classification: the Titans classifier and baselines on the same
     splits."""
-
-    __pydantic_config__ = STRICT
 
     name: TaskName
     data: SequenceData
@@ -210,10 +196,8 @@ class ClassificationTask:
 
 
 @dataclass(frozen=True)
-class ForecastTask:
+class ForecastTask(Config):
     """Long-horizon forecasting: a Titans forecaster per horizon and seed, and baselines."""
-
-    __pydantic_config__ = STRICT
 
     name: TaskName
     data: SeriesData
@@ -225,18 +209,8 @@ class ForecastTask:
     baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
 
 
-def _kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("kind", "classification")
-    return getattr(value, "kind", None)
-
-
 #: Any task, told apart by its ``kind``.
-Task = Annotated[
-    Annotated[ClassificationTask, Tag("classification")]
-    | Annotated[ForecastTask, Tag("forecasting")],
-    Discriminator(_kind),
-]
+Task = tagged("kind", "classification", classification=ClassificationTask, forecasting=ForecastTask)
 
 
 def _non_negative(config: Any, *names: str) -> None:

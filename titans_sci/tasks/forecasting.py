@@ -64,8 +64,6 @@ class Forecasting:
             f"{task.model.lookback}, horizons {list(task.protocol.horizons)}, seeds "
             f"{list(task.protocol.seeds)}; select on validation MSE, test MSE/MAE on scaled data"
         )
-        if task.data.max_eval:
-            self.protocol += f"; validation and test subsampled to {task.data.max_eval} windows"
 
     def data_files(self) -> dict[str, Path]:
         return {"series": self.file}

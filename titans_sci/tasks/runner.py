@@ -166,9 +166,12 @@ def run(
                     save_model(place / "model", model, meta)
                     first = first or (model, unit, predictions)
             rows += kind.baselines(unit)
+        protocol = kind.protocol
+        if task.data.max_eval:
+            protocol += f"; a smoke run: dev and test cut to {task.data.max_eval} items each"
         result = {
             "task": to_dict(task),
-            "protocol": kind.protocol,
+            "protocol": protocol,
             "fingerprint": {"data": marks["data"], "code": marks["code"]},
             "runs": rows,
             "summary": kind.summarize(rows),
