@@ -23,6 +23,16 @@ on: run this from a benchmark environment that has it, e.g.::
         "gluonts[torch]==0.17.0" -e .
     /tmp/bench-venv/bin/python benchmarks/bench_forecasting.py --long ett/ETTh1 --variants lmm
     /tmp/bench-venv/bin/python benchmarks/bench_forecasting.py --m4
+
+Each Titans run is the data set's task file (``titans_sci.tasks``) at one horizon and variant,
+run into ``--runs`` (default ``benchmarks/results/runs``), replaced on every run unless
+``--resume``. A smoke run of the Titans part (the project's venv is enough for it) that leaves
+the committed tables alone::
+
+    .venv/bin/python benchmarks/bench_forecasting.py --long ett/ETTh1 --variants lmm --peers \
+        --horizons 96 --set training.epochs=1 --set training.windows_per_epoch=64 \
+        --set data.max_eval=64 --runs /tmp/runs --store /tmp/forecasting.json \
+        --out /tmp/forecasting.md
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +58,13 @@ sys.path.insert(0, str(REPO))
 
 from titans_sci.data.registry import load_manifest  # noqa: E402
 from titans_sci.data.timeseries import load_dataset, make_splits  # noqa: E402
-from titans_sci.evaluation.forecasting import PointErrors  # noqa: E402
-from titans_sci.forecasting import ForecastTask, load_task, run  # noqa: E402
+from titans_sci.evaluation.forecasting import error_sums, point_errors  # noqa: E402
+from titans_sci.tasks import ForecastTask, load_task, run  # noqa: E402
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 RESULTS = REPO / "benchmarks" / "results"
 LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
@@ -92,34 +108,59 @@ def today() -> str:
 # ----------------------------------------------------------------------------- Titans, long
 
 
-def long_task(name: str) -> ForecastTask:
-    """The task file of data set ``name``: Titans' budget and the validation windows every model
-    selects on."""
-    return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml")
+def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTask:
+    """The task file of data set ``name`` (with ``overrides``, as ``titans-sci run --set``):
+    Titans' budget and the validation windows every model selects on."""
+    return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml", overrides)
+
+
+def overrides_of(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs as ``{key: value}``, each value read as a TOML value (a bare
+    word is a string), as ``titans-sci run --set`` reads them."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. training.epochs=1")
+        try:
+            out[key.strip()] = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
     comes from the same run."""
-    task = long_task(name)
-    model = dataclasses.replace(task.model, variant=variant, lookback_skip=args.lookback_skip)
     label = f"titans {variant}" + (" + skip" if args.lookback_skip else "")
-    run_name = f"{task.task.name}_{variant}{'_skip' if args.lookback_skip else ''}_h{horizon}"
-    spec = dataclasses.replace(task.task, name=run_name, horizons=[horizon])
-    training = task.training  # the task file's budget
-    task = dataclasses.replace(task, task=spec, model=model)
-    result = run(task, RESULTS / "runs", resume=args.resume)
+    base = long_task(name).name
+    run_name = f"{base}_{variant}{'_skip' if args.lookback_skip else ''}_h{horizon}"
+    task = long_task(  # the task file's budget, unless --set changes it
+        name,
+        {
+            **overrides_of(args.set),
+            "name": run_name,
+            "protocol.horizons": [horizon],
+            "model.backbone.variant": variant,
+            "model.lookback_skip": args.lookback_skip,
+        },
+    )
+    result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
     summary = result["summary"]
+    model, training, backbone = task.model, task.training, task.model.backbone
     budget = (
         f"{training.epochs} epochs max (patience {training.patience}), "
-        f"<= {training.max_train_windows or 'all'} windows per epoch, batch {training.batch_size}, "
-        f"lr {training.lr}, MSE in {training.loss_units} units, dim {model.dim}, depth "
-        f"{model.depth}, {model.mode}, patch {model.patch_len}/{model.stride}, seeds {spec.seeds}"
+        f"<= {training.windows_per_epoch or 'all'} windows per epoch, batch "
+        f"{training.batch_size}, lr {training.lr}, MSE in {training.loss_units} units, dim "
+        f"{backbone.dim}, depth {backbone.depth}, {model.mode}, patch {model.patch_len}/"
+        f"{model.stride}, seeds {list(task.protocol.seeds)}"
     )
     if model.lookback_skip:
         budget += ", linear lookback->horizon skip in the head"
     if training.val_stride > 1:
         budget += f", selected on every {training.val_stride}th validation window"
+    if task.data.max_eval:
+        budget += f", validation and test subsampled to {task.data.max_eval} windows (a smoke run)"
     if args.resume:
         budget += " (resumed from checkpoints: the wall time leaves out earlier training)"
     rows = (("titans", label, budget), ("last_value", "last value", "no training"))
@@ -130,7 +171,8 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
         }
         for key, model_name, cost in rows
     }
-    val = [r["val_mse"] for r in result["runs"] if r["model"] == "titans"]
+    # The dev score is minus the validation MSE of the epoch each run kept.
+    val = [-r["dev_score"] for r in result["runs"] if r["model"] == "titans"]
     entries[f"{name}|{label}|{horizon}"]["val_mse"] = float(np.mean(val))
     return entries
 
@@ -191,7 +233,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
-    errors = PointErrors()
+    sums = torch.zeros(3, dtype=torch.float64)
     for x, y in torch.utils.data.DataLoader(splits.test, batch_size=256):
         entries = [
             {"start": start, "target": x[b, :, c].numpy()}
@@ -200,8 +242,8 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
         ]
         means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
         prediction = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
-        errors.update(prediction.float(), y)
-    return {f"{name}|{peer}|{horizon}": {**errors.result(), "budget": budget}}
+        sums += error_sums(prediction.float(), y)
+    return {f"{name}|{peer}|{horizon}": {**point_errors(sums), "budget": budget}}
 
 
 def _estimator(
@@ -254,7 +296,9 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
     from gluonts.evaluation import Evaluator, make_evaluation_predictions
 
     from titans_sci.data.timeseries import read_m4
-    from titans_sci.models.gluonts_estimator import TitansEstimator
+    from titans_sci.memory import MemoryConfig
+    from titans_sci.models import LMMConfig
+    from titans_sci.models.gluonts_estimator import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
 
     manifest = load_manifest("m4/hourly")
     series = read_m4(manifest.splits["train"].file, manifest.splits["test"].file)
@@ -278,13 +322,18 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
         pl.seed_everything(1, workers=True)
         start = time.perf_counter()
         if model == "titans lmm":
+            # The model of the table's Titans rows: the Student-t head on the backbone that was
+            # the forecaster's default when they were measured (dim 64, depth 2, memory 4 x 16,
+            # chunk 8), not today's larger default.
+            memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=8)
+            backbone = LMMConfig(dim=64, depth=2, memory=memory)
             estimator = TitansEstimator(
                 prediction_length=horizon,
                 freq=freq,
                 context_length=args.m4_context,
-                epochs=args.epochs,
+                model=dataclasses.replace(DEFAULT_MODEL, backbone=backbone),
+                training=dataclasses.replace(DEFAULT_TRAINING, epochs=args.epochs, batch_size=32),
                 batches_per_epoch=args.m4_batches,
-                batch_size=32,
                 seed=1,
             )
         else:
@@ -435,7 +484,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
     parser.add_argument(
-        "--resume", action="store_true", help="reuse/continue Titans runs from their checkpoints"
+        "--resume",
+        action="store_true",
+        help="reuse/continue Titans runs from their checkpoints (default: start them afresh)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the Titans task files, e.g. --set training.epochs=1 (repeatable;"
+        " for smoke runs: the table's numbers use the task files' budgets)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=RESULTS / "runs",
+        help="where the Titans run folders go (default benchmarks/results/runs)",
     )
     parser.add_argument("--m4", action="store_true")
     parser.add_argument(

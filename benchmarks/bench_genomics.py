@@ -8,6 +8,15 @@ repository root::
 
     .venv/bin/python benchmarks/bench_genomics.py --tasks gue/prom/prom_core_tata --variants lmm mag
 
+Each (task, variant) is one classification task of the task system (``titans_sci.tasks``: the
+fields of a task file, built in code) run into ``--runs`` (default ``benchmarks/results/runs``)
+as ``<task>_<variant>/``, replaced on every run unless ``--resume``. A smoke run that leaves the
+committed tables alone::
+
+    .venv/bin/python benchmarks/bench_genomics.py --tasks gue/prom/prom_core_tata --variants lmm \
+        --seeds 1 --epochs 1 --max-train-tokens 7000 --max-eval 64 --runs /tmp/runs \
+        --store /tmp/genomics.json --out /tmp/genomics.md
+
 To keep one training run (one seed or fold of one model) near 10 minutes on 2 cores, each
 epoch sees at most ``--max-train-tokens`` bases: larger training sets are subsampled (the same
 seeded subsample for Titans and both baselines), and the table's budget lines say how many
@@ -37,14 +46,7 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 from titans_sci.data.registry import list_datasets, load_manifest  # noqa: E402
-from titans_sci.genomics import (  # noqa: E402
-    BaselineSpec,
-    GenomicTask,
-    ModelSpec,
-    TaskSpec,
-    TrainingSpec,
-    run,
-)
+from titans_sci.tasks import ClassificationTask, parse_task, run  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -84,39 +86,54 @@ def train_limit(name: str, max_tokens: int, folds: int) -> int:
 
 def build_task(
     name: str, variant: str, args: argparse.Namespace, baselines: bool, max_train: int
-) -> GenomicTask:
+) -> ClassificationTask:
+    """The task of data set ``name`` with Titans ``variant``, as a task file would give it."""
     test_only = name.startswith("genomic_benchmarks/")
     memory = {"preset": args.preset, "num_heads": 4, "head_dim": args.dim // 4, "chunk_size": 16}
-    return GenomicTask(
-        TaskSpec(
-            name=f"{name.replace('/', '_')}_{variant}",
-            dataset=name,
-            protocol="kfold" if test_only else "train_dev_test",
-            folds=args.folds,
-            seeds=args.seeds[:1] if test_only else args.seeds,
-        ),
-        ModelSpec(
-            variant=variant,
-            dim=args.dim,
-            depth=args.depth,
-            stem_kernel=args.stem_kernel,
-            pool=args.pool,
-            memory=memory,
-        ),
-        TrainingSpec(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_train=max_train
-        ),
-        BaselineSpec(kmer_lr=baselines, cnn=baselines),
+    return parse_task(
+        {
+            "format": 2,
+            "kind": "classification",
+            "name": f"{name.replace('/', '_')}_{variant}",
+            "data": {"dataset": name, "max_train": max_train, "max_eval": args.max_eval},
+            "model": {
+                "stem_kernel": args.stem_kernel,
+                "pool": args.pool,
+                "backbone": {
+                    "variant": variant,
+                    "dim": args.dim,
+                    "depth": args.depth,
+                    "bidirectional": True,
+                    "memory": memory,
+                },
+            },
+            "training": {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "rc_augment": True,
+            },
+            "protocol": {
+                "split": "kfold" if test_only else "train_dev_test",
+                "folds": args.folds,
+                "seeds": args.seeds[:1] if test_only else args.seeds,
+            },
+            "baselines": {"kmer_lr": baselines, "cnn": baselines},
+        },
+        where=f"{name} ({variant})",
     )
 
 
 def budget(args: argparse.Namespace, max_train: int) -> str:
     train = "all" if not max_train else f"{max_train} sequences per seed/fold"
-    return (
+    text = (
         f"{args.epochs} epochs, train {train}, batch {args.batch_size}, lr {args.lr}, "
         f"dim {args.dim}, depth {args.depth}, stem {args.stem_kernel}, {args.pool} pool, "
         f"memory {args.preset}"
     )
+    if args.max_eval:
+        text += f", dev and test subsampled to {args.max_eval} sequences (a smoke run)"
+    return text
 
 
 def _margin(store: dict[str, dict], name: str, models: list[str]) -> str:
@@ -185,7 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--preset", default="titans")
+    parser.add_argument(
+        "--max-eval",
+        type=int,
+        default=0,
+        help="score at most this many dev and test sequences (smoke runs; default 0: all)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=RESULTS / "runs",
+        help="where the run folders go (default benchmarks/results/runs)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue interrupted runs from their checkpoints (default: start them afresh)",
+    )
     parser.add_argument("--store", type=Path, default=RESULTS / "genomics.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "genomics.md")
     args = parser.parse_args(argv)
@@ -202,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             task = build_task(
                 name, variant, args, baselines=args.baselines and i == 0, max_train=max_train
             )
-            result = run(task, RESULTS / "runs")
+            result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
             entries = {}
             seconds = time.perf_counter() - start
             for model, summary in result["summary"].items():

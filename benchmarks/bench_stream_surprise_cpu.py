@@ -46,13 +46,15 @@ SOURCE = "gue/prom/prom_core_all"
 
 def save_classifier(folder: Path) -> None:
     from titans_sci.api import save_model
-    from titans_sci.models import backbone_config
-    from titans_sci.models.dna_classifier import DNAClassifier
+    from titans_sci.memory import MemoryConfig
+    from titans_sci.models import LMMConfig
+    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 
     torch.manual_seed(0)
-    memory = {"preset": "titans", "num_heads": 4, "head_dim": 16, "chunk_size": 16}
-    backbone = backbone_config("lmm", memory, dim=64, depth=2, bidirectional=True)
-    model = DNAClassifier(backbone, num_classes=2, stem_kernel=9, pool="max").eval()
+    memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=16)
+    backbone = LMMConfig(dim=64, depth=2, bidirectional=True, memory=memory)
+    config = ClassifierConfig(backbone, num_classes=2, stem_kernel=9, pool="max")
+    model = DNAClassifier(config).eval()
     save_model(folder, model, {"classes": [0, 1]})
 
 

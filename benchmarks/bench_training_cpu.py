@@ -155,7 +155,12 @@ def _dna_model(case: Case, generator: torch.Generator) -> tuple[nn.Module, LossF
         "mal": lambda: MALConfig(**common, window=64),
         "mac": lambda: MACConfig(**common, segment_len=32),
     }[case.variant]()
-    model = DNAClassifier(backbone, num_classes=2)
+    try:  # the task system's classifier takes one config (issue 17)
+        from titans_sci.models.dna_classifier import ClassifierConfig
+    except ImportError:  # older trees (the baseline): the backbone and the head's arguments
+        model = DNAClassifier(backbone, num_classes=2)
+    else:
+        model = DNAClassifier(ClassifierConfig(backbone, num_classes=2))
     ids = torch.randint(0, 4, (case.batch, case.length), generator=generator)
     mask = torch.ones(case.batch, case.length, dtype=torch.bool)
     labels = torch.randint(0, 2, (case.batch,), generator=generator)
