@@ -244,7 +244,7 @@ class NucleotideTokenizer:
         self.token_to_id = {token: i for i, token in enumerate(self.tokens)}
         upper = {base: self.token_to_id[base] for base in self.BASES}
         upper["U"] = upper["T"]
-        upper.update({code: upper["N"] for code in "RYKMSWBDHV"})
+        upper.update(dict.fromkeys("RYKMSWBDHV", upper["N"]))
         self._char_to_id = {**upper, **{c.lower(): i for c, i in upper.items()}}
 
     @property

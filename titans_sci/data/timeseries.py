@@ -539,10 +539,7 @@ class WindowDataset(Dataset):
         """``(x, y)``: ``[L, C]`` and ``[H, C]`` (``[L, 1]`` and ``[H, 1]`` channel-independent)."""
         window, channel = self.locate(int(index))
         middle, end = window + self.lookback, window + self.lookback + self.horizon
-        if channel is None:
-            block = self.values
-        else:
-            block = self.values[:, channel : channel + 1]
+        block = self.values if channel is None else self.values[:, channel : channel + 1]
         return block[window:middle].clone(), block[middle:end].clone()
 
     def __repr__(self) -> str:

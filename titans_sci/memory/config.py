@@ -110,8 +110,8 @@ class MemoryConfig(Config):
             are logits and ``N(0, init_scale^2)``.
     """
 
-    num_heads: int = 8
-    head_dim: int = 64
+    num_heads: int = 4
+    head_dim: int = 32
     architecture: Architecture = "mlp"
     depth: int = 2
     expansion: int = 4
@@ -122,7 +122,7 @@ class MemoryConfig(Config):
     simplex_scale: float | None = None
     elastic_threshold: float = 1e-3
     algorithm: Algorithm = "momentum"
-    chunk_size: int = 64
+    chunk_size: int = 16
     eps: float = 1e-6
     ln_eps: float = 1e-5
     init_scale: float = 1.0

@@ -77,10 +77,7 @@ def lean_chunked(
     pad = -length % chunk
     n = (length + pad) // chunk
     momentum = state.momentum is not None
-    q5, k5, v5 = (
-        chunk_major(F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d))
-        for x in (q, k, v)
-    )
+    q5, k5, v5 = (chunk_major(F.pad(x, (0, 0, 0, pad)).view(b, h, n, chunk, d)) for x in (q, k, v))
     spec = _Spec(
         rule.config.architecture,
         momentum,
@@ -523,9 +520,7 @@ class LeanChunkFunction(torch.autograd.Function):
             dnext = tuple(a + b for a, b in zip(dnext, dend, strict=True))
         used = [(x, dx) for x, dx in zip(graph, dmat, strict=True) if x is not None]
         wanted = [x for x in leaves if x is not None]
-        dgates = iter(
-            torch.autograd.grad([x for x, _ in used], wanted, [dx for _, dx in used])
-        )
+        dgates = iter(torch.autograd.grad([x for x, _ in used], wanted, [dx for _, dx in used]))
         dtheta, dalpha = next(dgates), next(dgates)
         deta = next(dgates) if eta is not None else None
         return (None, dq, dk, dv, dtheta, dalpha, deta, *dnext)

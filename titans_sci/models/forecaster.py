@@ -20,12 +20,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from titans_sci.config import STRICT, build, to_dict
+from titans_sci.config import Config
 from titans_sci.heads.forecasting import HEADS, QuantileHead
 
 from . import build_backbone
@@ -36,7 +36,7 @@ LOSS_UNITS = ("window", "data")
 
 
 @dataclass(frozen=True)
-class ForecasterConfig:
+class ForecasterConfig(Config):
     """What a :class:`TitansForecaster` is.
 
     Attributes:
@@ -56,8 +56,6 @@ class ForecasterConfig:
             channel-independent sequence, ``L * C`` in multivariate mode): a linear
             lookback->horizon path beside the backbone (under the head's dropout too).
     """
-
-    __pydantic_config__ = STRICT
 
     lookback: int = 96
     horizon: int = 96
@@ -94,13 +92,6 @@ class ForecasterConfig:
     def num_patches(self) -> int:
         """Patches per window: ``(L - patch_len) // stride + 2`` (the padded end adds one)."""
         return (self.lookback - self.patch_len) // self.stride + 2
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ForecasterConfig:
-        return build(cls, data, cls.__name__)
 
 
 class TitansForecaster(nn.Module):
@@ -185,13 +176,21 @@ class TitansForecaster(nn.Module):
         surprise = self.backbone.surprise(tokens)  # [B * C', N, L', H]
         return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
 
-    def loss(self, x: Tensor, y: Tensor, units: str = "window") -> Tensor:
+    def loss(
+        self, x: Tensor, y: Tensor, units: str = "window", observed: Tensor | None = None
+    ) -> Tensor:
         """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``.
 
         ``units``: ``"window"`` normalises by each window's own location and scale (``x``'s,
         as the head sees them), so every series weighs the same whatever its scale (raw series
         of many scales, as in M4); ``"data"`` keeps the data's units, the units of MSE and MAE
-        on data scaled once for the whole set (the long-horizon protocol's metric)."""
+        on data scaled once for the whole set (the long-horizon protocol's metric).
+
+        ``observed`` (``[B, H, C]``, bool or 0/1; None: every step): which target steps were
+        observed, as GluonTS' ``observed_values``. The loss is then the mean over the observed
+        steps only; a missing step (its ``y`` may be NaN) changes neither the loss nor its
+        gradient, and a batch with no observed step has loss 0. ``x`` itself must be finite
+        (impute missing input steps before calling)."""
         cfg = self.config
         if y.shape[1:] != (cfg.horizon, cfg.channels) or y.shape[0] != x.shape[0]:
             raise ValueError(
@@ -204,7 +203,7 @@ class TitansForecaster(nn.Module):
             _, loc, scale = self._normalise(x)
         else:
             loc, scale = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        return self.head.loss(self(x), y, loc, scale)
+        return self.head.loss(self(x), y, loc, scale, observed)
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:

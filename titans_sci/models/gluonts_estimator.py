@@ -1,24 +1,40 @@
 """A GluonTS ``Estimator``/``Predictor`` pair for the :class:`TitansForecaster`.
 
 Only GluonTS' core API is used (no ``gluonts.torch``, so no Lightning): :class:`TitansEstimator`
-is a :class:`gluonts.model.estimator.Estimator` whose :meth:`~TitansEstimator.train` runs a
-plain PyTorch loop, and :class:`TitansPredictor` is a :class:`gluonts.model.predictor.Predictor`
-that yields :class:`~gluonts.model.forecast.SampleForecast` (Student-t and point heads) or
+is a :class:`gluonts.model.estimator.Estimator` whose :meth:`~TitansEstimator.train` trains with
+the project's one :class:`~titans_sci.train.Trainer` (select on validation data, early
+stopping, a checkpoint after every epoch, exact resume, data-parallel under ``torchrun``), and
+:class:`TitansPredictor` is a :class:`gluonts.model.predictor.Predictor` that yields
+:class:`~gluonts.model.forecast.SampleForecast` (Student-t and point heads) or
 :class:`~gluonts.model.forecast.QuantileForecast` (quantile head) objects, so GluonTS'
 backtesting and :class:`~gluonts.evaluation.Evaluator` work unchanged.
+
+The settings are the project's configs: the model a
+:class:`~titans_sci.models.forecaster.ForecasterConfig` (the estimator sets its ``lookback``,
+``horizon`` and ``channels``), the training a :class:`~titans_sci.train.TrainConfig`; the
+estimator's own arguments are what is GluonTS' (``prediction_length``, ``freq``, ...).
 
 The model is univariate: every dataset entry's ``target`` is one 1-D series (``channels=1``).
 
 Conventions, for training and prediction alike:
 
-- **Missing values.** Non-finite target values (NaN, inf) are filled with the last observed
-  value; leading ones with the first observed value. A series with no finite value (empty or
-  all-NaN) raises a ``ValueError`` naming its ``item_id`` (or its position in the dataset).
+- **Missing values** (NaN or inf in the target), as GluonTS' ``observed_values``: a missing
+  *target* step is never trained on, it is masked out of the loss (the loss is the mean over
+  the observed target steps of a batch; see :meth:`TitansForecaster.loss`). A missing *input*
+  (context) step is imputed for the network's input only: filled with the last observed value
+  before it (forward fill); the window's instance normalisation then sees the filled values
+  (:meth:`TitansForecaster.forward` takes no input mask, so its statistics are those of the
+  filled window: a value repeated over a gap weighs as often as it is repeated).
+  A training or validation series starts at its first observed value (leading missing steps
+  are dropped); at prediction, leading missing steps are filled with the first observed value.
+  A series with no finite value (empty or all-NaN) raises a ``ValueError`` naming its
+  ``item_id`` (or its position in the dataset).
 - **Short series.** A window (``context_length`` input steps, plus ``prediction_length`` target
   steps when training) that reaches before the series' first observation is **left-padded with
-  the series' first value**. A training or validation series needs at least
-  ``prediction_length + 1`` observations (a full target and one step of context); a shorter one
-  raises a ``ValueError`` naming the item. Prediction needs one observation.
+  the series' first value** (input steps only: a target step is never padding). A training or
+  validation series needs at least ``prediction_length + 1`` values from its first observed
+  value on (a full target and one step of context); a shorter one raises a ``ValueError``
+  naming the item. Prediction needs one observation.
 - **Time index.** Each entry's ``start`` (a ``pandas.Period``, or anything ``pandas.Period``
   accepts together with the entry's ``freq`` field or the estimator's ``freq``) must have the
   estimator's frequency; otherwise a ``ValueError`` names the item. A forecast starts at the
@@ -26,17 +42,26 @@ Conventions, for training and prediction alike:
 
 Example (``y``: a 1-D array of hourly values; its last 48 are held out for scoring)::
 
+    from dataclasses import replace
     from pathlib import Path
 
     from gluonts.dataset.common import ListDataset
     from gluonts.evaluation import Evaluator, make_evaluation_predictions
     from gluonts.model.predictor import Predictor
 
-    from titans_sci.models.gluonts_estimator import TitansEstimator
+    from titans_sci.models.gluonts_estimator import (
+        DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator,
+    )
 
     train = ListDataset([{"item_id": "a", "start": "2020-01-01", "target": y[:-48]}], freq="h")
     test = ListDataset([{"item_id": "a", "start": "2020-01-01", "target": y}], freq="h")
-    estimator = TitansEstimator(prediction_length=48, freq="h", head="student_t", epochs=5)
+    estimator = TitansEstimator(
+        prediction_length=48,
+        freq="h",
+        model=replace(DEFAULT_MODEL, dropout=0.1),  # Student-t head, the default backbone
+        training=replace(DEFAULT_TRAINING, epochs=5),  # keeps the clipping at norm 1
+        directory="runs/titans_a",  # checkpoints; resume=True continues an interrupted run
+    )
     predictor = estimator.train(train)  # validation_data=... keeps the best epoch
     forecasts, series = make_evaluation_predictions(test, predictor, num_samples=100)
     metrics, per_item = Evaluator(quantiles=(0.1, 0.5, 0.9))(series, forecasts)
@@ -48,8 +73,11 @@ Example (``y``: a 1-D array of hourly values; its last 48 are held out for scori
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +88,25 @@ from gluonts.model.estimator import Estimator
 from gluonts.model.forecast import Forecast, QuantileForecast, SampleForecast
 from gluonts.model.predictor import Predictor
 from pandas.tseries.frequencies import to_offset
+from torch import Tensor
 
-from .config import BackboneConfig
+from titans_sci import distributed
+from titans_sci.config import to_dict
+from titans_sci.train import TrainConfig, Trainer
+
 from .forecaster import ForecasterConfig, TitansForecaster
 
-__all__ = ["TitansEstimator", "TitansPredictor"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAINING", "TitansEstimator", "TitansPredictor"]
+
+DEFAULT_MODEL = ForecasterConfig(head="student_t")
+"""The estimator's model when none is given: the forecaster's defaults with the Student-t head
+(GluonTS forecasts are probabilistic); its lookback/horizon/channels are set by the estimator."""
+
+DEFAULT_TRAINING = TrainConfig(clip_norm=1.0)
+"""The estimator's training when none is given: :class:`TrainConfig`'s defaults (10 epochs,
+AdamW lr 1e-3, weight decay 0.01, batches of 32) with gradients clipped to norm 1. A config of
+your own is used as it is: start from this one (``replace(DEFAULT_TRAINING, epochs=5)``) to keep
+the clipping."""
 
 _CONFIG_FILE = "forecaster_config.json"
 _PARAMS_FILE = "predictor.json"
@@ -109,9 +151,9 @@ def _start(entry: dict[str, Any], index: int, freq: str) -> pd.Period:
     return period
 
 
-def _target(entry: dict[str, Any], index: int, min_length: int = 1) -> np.ndarray:
-    """The entry's 1-D target in float32 with missing values filled (see the module docstring),
-    or a ValueError naming the item."""
+def _observed_target(entry: dict[str, Any], index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entry's 1-D target (float64, missing values as they are) and its observed mask (its
+    finite values), or a ValueError naming the item."""
     name = _item_name(entry, index)
     if "target" not in entry:
         raise ValueError(f"series {name}: no 'target' field")
@@ -121,59 +163,103 @@ def _target(entry: dict[str, Any], index: int, min_length: int = 1) -> np.ndarra
             f"series {name}: target has shape {values.shape}; the Titans estimator is "
             "univariate and expects a 1-D target"
         )
-    finite = np.isfinite(values)
-    if not finite.any():
+    observed = np.isfinite(values)
+    if not observed.any():
         raise ValueError(f"series {name} is empty or has no finite value")
-    if len(values) < min_length:
-        raise ValueError(
-            f"series {name} has {len(values)} values; training and validation series need at "
-            f"least {min_length} (prediction_length + 1)"
-        )
-    if not finite.all():
-        last = np.where(finite, np.arange(len(values)), -1)
-        last = np.maximum.accumulate(last)
-        first = int(np.argmax(finite))
-        values = values[np.where(last >= 0, last, first)]
+    return values, observed
+
+
+def _filled(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``values`` in float32 with each missing value replaced by the last observed one before
+    it (leading missing values by the first observed one)."""
+    if not observed.all():
+        last = np.maximum.accumulate(np.where(observed, np.arange(len(values)), -1))
+        values = values[np.where(last >= 0, last, int(np.argmax(observed)))]
     return values.astype(np.float32)
 
 
-def _left_pad(values: np.ndarray, length: int) -> np.ndarray:
-    """``values`` left-padded with its first value to at least ``length``."""
+def _target(entry: dict[str, Any], index: int) -> np.ndarray:
+    """The entry's 1-D target in float32 with missing values filled (a prediction's input)."""
+    return _filled(*_observed_target(entry, index))
+
+
+def _left_pad(values: np.ndarray, length: int, fill: Any = None) -> np.ndarray:
+    """``values`` left-padded to at least ``length`` with ``fill`` (None: its first value)."""
     if len(values) >= length:
         return values
-    return np.concatenate([np.full(length - len(values), values[0], values.dtype), values])
+    pad = values[0] if fill is None else fill
+    return np.concatenate([np.full(length - len(values), pad, values.dtype), values])
 
 
 def _state_to_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+@dataclass(frozen=True)
+class _Series:
+    """Training or validation series ready to cut windows from: per series the network's input
+    values (missing steps forward-filled; left-padded to a full window) and the observed mask
+    (False at missing and padded steps)."""
+
+    values: list[np.ndarray]
+    observed: list[np.ndarray]
+
+    def digest(self) -> str:
+        """A SHA-256 of the series: a checkpoint resumes only on the same data."""
+        digest = hashlib.sha256()
+        for values, observed in zip(self.values, self.observed, strict=True):
+            digest.update(np.int64(len(values)).tobytes())
+            digest.update(values.tobytes())
+            digest.update(np.packbits(observed).tobytes())
+        return digest.hexdigest()
+
+
 class TitansEstimator(Estimator):
-    """Trains a univariate :class:`TitansForecaster` on a GluonTS dataset.
+    """Trains a univariate :class:`TitansForecaster` on a GluonTS dataset with the project's
+    :class:`~titans_sci.train.Trainer`.
 
     Args:
         prediction_length: forecast horizon ``H``.
         freq: the data's pandas frequency (``"h"``, ``"D"``, ...); every entry must match it.
-        context_length: input steps ``L``; ``None``: ``4 * prediction_length`` (at least
-            ``patch_len``).
-        backbone: the Titans backbone config (``None``: the forecaster's default).
-        head: ``"student_t"`` (sample forecasts), ``"quantile"`` (quantile forecasts) or
-            ``"point"`` (one-sample forecasts).
-        patch_len, stride: the forecaster's patching.
-        quantiles: the quantile head's levels (``None``: the forecaster's default deciles).
-        epochs, batches_per_epoch, batch_size: the training budget; each batch holds
-            ``batch_size`` windows, each from a series drawn uniformly at random and a window
-            position drawn uniformly within it (windows with a full context where the series is
-            long enough; otherwise its last window, left-padded).
-        lr, weight_decay: AdamW's settings (gradients clipped to norm ``clip_norm``).
+        context_length: input steps ``L``; ``None``: ``4 * prediction_length`` (at least the
+            model's ``patch_len``).
+        model: the forecaster (backbone, head, patching, normalisation, ...); ``None``:
+            :data:`DEFAULT_MODEL` (Student-t head). Its ``lookback``, ``horizon`` and
+            ``channels`` are replaced by ``context_length``, ``prediction_length`` and 1. The
+            head decides the forecasts: ``"student_t"`` sample forecasts, ``"quantile"``
+            quantile forecasts, ``"point"`` one-sample forecasts.
+        training: epochs, AdamW's lr and weight decay, ``batch_size`` windows per batch,
+            gradient clipping and early-stopping patience; ``None``: :data:`DEFAULT_TRAINING`
+            (gradients clipped to norm 1).
+        batches_per_epoch: batches per epoch. Each batch holds ``training.batch_size`` windows,
+            each from a series drawn uniformly at random and a window position drawn uniformly
+            within it (windows with a full context where the series is long enough; otherwise
+            its last window, left-padded), from the trainer's seeded generator.
         num_samples: sample paths per Student-t forecast.
-        seed: seeds the weights' initialisation, the window sampling and the forecast samples.
+        seed: seeds the weights' initialisation (and dropout), the window sampling and the
+            forecast samples.
         device: the torch device to train and predict on.
+        directory: where the trainer writes ``checkpoint.pt`` and ``train.log`` after every
+            epoch (None: no checkpoints).
+        resume: continue from ``directory``'s checkpoint if there is one, ending exactly where
+            an uninterrupted run would have; a checkpoint of other settings, data or code is
+            refused (``ValueError``).
 
-    ``train(training_data, validation_data=None)`` returns a :class:`TitansPredictor`. With
-    validation data (its loss: the mean over each validation series' last window), the
-    weights of the epoch with the lowest validation loss are kept. The per-epoch losses are in
-    the predictor's ``history``.
+    ``train(training_data, validation_data=None)`` returns a :class:`TitansPredictor`; the
+    per-epoch losses are in its ``history``. Which epoch's weights it keeps:
+
+    - **With validation data** the dev score is minus the validation loss (the loss over each
+      validation series' last window, the mean over its observed target steps); the weights of
+      the epoch with the lowest validation loss are kept (the earliest on ties), and
+      ``training.patience`` stops training after that many epochs without a lower one.
+    - **Without validation data** the last epoch's weights are kept, as in the estimator before
+      the trainer: the dev score is the epoch's index, so every epoch improves on the last
+      (``train.log`` shows that index as the dev score); ``training.patience`` then has
+      nothing to measure and is refused (``ValueError``).
+
+    Under ``torchrun`` it trains data-parallel (see :mod:`titans_sci.distributed`): every
+    process draws the same batches, computes its share and the gradients are summed, so each
+    step is the step of one process on the whole batch, missing values included.
     """
 
     def __init__(
@@ -181,27 +267,19 @@ class TitansEstimator(Estimator):
         prediction_length: int,
         freq: str,
         context_length: int | None = None,
-        backbone: BackboneConfig | None = None,
-        head: str = "student_t",
-        patch_len: int = 16,
-        stride: int = 8,
-        quantiles: Sequence[float] | None = None,
-        epochs: int = 10,
+        model: ForecasterConfig | None = None,
+        training: TrainConfig | None = None,
         batches_per_epoch: int = 50,
-        batch_size: int = 32,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        clip_norm: float | None = 1.0,
         num_samples: int = 100,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        directory: str | os.PathLike[str] | None = None,
+        resume: bool = False,
     ) -> None:
         super().__init__(lead_time=0)
         for name, value in (
             ("prediction_length", prediction_length),
-            ("epochs", epochs),
             ("batches_per_epoch", batches_per_epoch),
-            ("batch_size", batch_size),
             ("num_samples", num_samples),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -210,121 +288,208 @@ class TitansEstimator(Estimator):
             to_offset(freq)
         except ValueError as error:
             raise ValueError(f"TitansEstimator freq={freq!r} is not a pandas frequency") from error
+        model = DEFAULT_MODEL if model is None else model
+        training = DEFAULT_TRAINING if training is None else training
+        if not isinstance(model, ForecasterConfig):
+            raise TypeError(f"TitansEstimator model={model!r}; expected a ForecasterConfig")
+        if not isinstance(training, TrainConfig):
+            raise TypeError(f"TitansEstimator training={training!r}; expected a TrainConfig")
+        if resume and directory is None:
+            raise ValueError("TitansEstimator resume=True needs the directory to resume from")
         if context_length is None:
-            context_length = max(4 * prediction_length, patch_len)
-        extra: dict[str, Any] = {} if backbone is None else {"backbone": backbone}
-        if quantiles is not None:
-            extra["quantiles"] = tuple(quantiles)
-        # Validates context_length, patch_len, stride, head and quantiles.
-        self.forecaster_config = ForecasterConfig(
-            lookback=context_length,
-            horizon=prediction_length,
-            channels=1,
-            patch_len=patch_len,
-            stride=stride,
-            head=head,
-            **extra,
+            context_length = max(4 * prediction_length, model.patch_len)
+        # Validates context_length against the patching.
+        self.model_config = replace(
+            model, lookback=context_length, horizon=prediction_length, channels=1
         )
+        self.training = training
         self.prediction_length = prediction_length
         self.freq = freq
         self.context_length = context_length
-        self.epochs = epochs
         self.batches_per_epoch = batches_per_epoch
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.clip_norm = clip_norm
         self.num_samples = num_samples
         self.seed = seed
         self.device = torch.device(device)
+        self.directory = directory
+        self.resume = resume
 
-    def _series(self, dataset: Iterable[dict[str, Any]], what: str) -> list[np.ndarray]:
-        """Each entry's target, checked, filled and left-padded to a full window."""
+    def _series(self, dataset: Iterable[dict[str, Any]], what: str) -> _Series:
+        """Each entry's target, checked, from its first observed value on, filled for the
+        input and left-padded to a full window, with its observed mask."""
         window = self.context_length + self.prediction_length
-        series = []
+        need = self.prediction_length + 1
+        values, masks = [], []
         for index, entry in enumerate(dataset):
             _start(entry, index, self.freq)
-            values = _target(entry, index, min_length=self.prediction_length + 1)
-            series.append(_left_pad(values, window))
-        if not series:
+            target, observed = _observed_target(entry, index)
+            first = int(np.argmax(observed))
+            target, observed = target[first:], observed[first:]
+            if len(target) < need:
+                since = " from its first observed value on" if first else ""
+                raise ValueError(
+                    f"series {_item_name(entry, index)} has {len(target)} values{since}; "
+                    f"training and validation series need at least {need} (prediction_length "
+                    "+ 1)"
+                )
+            values.append(_left_pad(_filled(target, observed), window))
+            masks.append(_left_pad(observed, window, fill=False))
+        if not values:
             raise ValueError(f"the {what} data has no series")
-        return series
+        return _Series(values, masks)
 
-    def _windows(self, series: list[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
-        """``batch_size`` random windows ``[B, L + H, 1]``."""
+    def _tensors(self, values: np.ndarray, observed: np.ndarray) -> tuple[Tensor, ...]:
+        """Windows ``[B, L + H]`` and their observed masks -> one batch: inputs ``x [B, L, 1]``,
+        targets ``y [B, H, 1]``, their observed mask ``[B, H, 1]`` and, in every row, the
+        number of observed target steps in the whole batch (so a process's share of the batch
+        knows its weight in the batch's loss)."""
+        windows = torch.from_numpy(values)[..., None]
+        mask = torch.from_numpy(observed[:, self.context_length :])[..., None]
+        total = torch.full((len(values),), int(mask.sum()), dtype=torch.int64)
+        return windows[:, : self.context_length], windows[:, self.context_length :], mask, total
+
+    def _positions(
+        self, counts: Tensor, generator: torch.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One batch's windows: which series (uniform) and where in it (uniform over its
+        ``counts`` window positions), drawn from ``generator``."""
+        size = self.training.batch_size
+        which = torch.randint(len(counts), (size,), generator=generator)
+        where = torch.rand(size, generator=generator, dtype=torch.float64) * counts[which]
+        return which.numpy(), where.long().numpy()
+
+    def _batches(self, series: _Series, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+        """An epoch's ``batches_per_epoch`` batches of random windows."""
         window = self.context_length + self.prediction_length
-        which = rng.integers(len(series), size=self.batch_size)
-        batch = np.empty((self.batch_size, window), dtype=np.float32)
-        for row, i in enumerate(which):
-            offset = rng.integers(len(series[i]) - window + 1)
-            batch[row] = series[i][offset : offset + window]
-        return torch.from_numpy(batch)[..., None]
+        counts = torch.tensor([len(v) - window + 1 for v in series.values])
+        for _ in range(self.batches_per_epoch):
+            at = list(zip(*self._positions(counts, generator), strict=True))
+            values = np.stack([series.values[i][o : o + window] for i, o in at])
+            observed = np.stack([series.observed[i][o : o + window] for i, o in at])
+            yield self._tensors(values, observed)
 
-    def _loss(self, model: TitansForecaster, windows: torch.Tensor) -> torch.Tensor:
-        windows = windows.to(self.device)
-        x, y = windows[:, : self.context_length], windows[:, self.context_length :]
-        return model.loss(x, y)
+    def _mean_loss(self, model: TitansForecaster, x: Tensor, y: Tensor, observed: Tensor) -> Tensor:
+        """The model's loss: the mean over the observed target steps."""
+        device = self.device
+        return model.loss(x.to(device), y.to(device), observed=observed.to(device))
+
+    def _loss(self, model: TitansForecaster, batch: tuple[Tensor, ...]) -> Tensor:
+        """The loss of (a process's share of) a batch: the mean over its observed target steps,
+        scaled so that the trainer's weighting of the shares by their number of windows adds
+        up to the mean over the whole batch's observed steps (one process: a factor of 1)."""
+        x, y, observed, total = batch
+        loss = self._mean_loss(model, x, y, observed)
+        share = int(observed.sum()) / max(int(total[0]), 1)
+        return loss * (share * self.training.batch_size / len(x))
 
     @torch.no_grad()
-    def _validation_loss(self, model: TitansForecaster, windows: torch.Tensor) -> float:
+    def _validation_loss(
+        self, model: TitansForecaster, windows: tuple[np.ndarray, np.ndarray]
+    ) -> float:
+        """The mean loss over the observed target steps of the validation windows."""
+        values, observed = windows
         model.eval()
-        total = 0.0
-        for begin in range(0, len(windows), self.batch_size):
-            chunk = windows[begin : begin + self.batch_size]
-            total += float(self._loss(model, chunk)) * len(chunk)
+        total, count = 0.0, 0
+        for begin in range(0, len(values), self.training.batch_size):
+            end = begin + self.training.batch_size
+            x, y, mask, _ = self._tensors(values[begin:end], observed[begin:end])
+            steps = int(mask.sum())
+            if steps:
+                total += float(self._mean_loss(model, x, y, mask)) * steps
+                count += steps
         model.train()
-        return total / len(windows)
+        return total / count
+
+    def _validation(
+        self, dataset: Iterable[dict[str, Any]]
+    ) -> tuple[_Series, tuple[np.ndarray, np.ndarray]]:
+        """The validation series and their last windows (values, observed masks)."""
+        series = self._series(dataset, "validation")
+        window = self.context_length + self.prediction_length
+        values = np.stack([v[-window:] for v in series.values])
+        observed = np.stack([m[-window:] for m in series.observed])
+        if not observed[:, self.context_length :].any():
+            raise ValueError(
+                "the validation data has no observed value in its series' last "
+                f"{self.prediction_length} steps (prediction_length): nothing to validate on"
+            )
+        return series, (values, observed)
+
+    def _fingerprint(self, train: _Series, validation: _Series | None) -> dict[str, Any]:
+        """What determines the run besides the training config and the seed."""
+        from titans_sci.tasks.run_folder import code_version
+
+        return {
+            "estimator": {
+                "model": to_dict(self.model_config),
+                "prediction_length": self.prediction_length,
+                "context_length": self.context_length,
+                "freq": self.freq,
+                "batches_per_epoch": self.batches_per_epoch,
+            },
+            "data": {
+                "training": train.digest(),
+                "validation": None if validation is None else validation.digest(),
+            },
+            "code": code_version(),
+        }
 
     def train(
         self,
         training_data: Iterable[dict[str, Any]],
         validation_data: Iterable[dict[str, Any]] | None = None,
     ) -> TitansPredictor:
-        """Train a forecaster on ``training_data``; returns its :class:`TitansPredictor`."""
+        """Train a forecaster on ``training_data`` (selecting on ``validation_data`` if given;
+        see the class docstring); returns its :class:`TitansPredictor`."""
+        if validation_data is None and self.training.patience is not None:
+            raise ValueError(
+                f"training.patience={self.training.patience} needs validation_data: without it "
+                "the last epoch is kept and there is no score to stop on"
+            )
         series = self._series(training_data, "training")
-        validation = None
-        if validation_data is not None:
-            window = self.context_length + self.prediction_length
-            last = [s[-window:] for s in self._series(validation_data, "validation")]
-            validation = torch.from_numpy(np.stack(last))[..., None]
-        rng = np.random.default_rng(self.seed)
+        validation, windows = (
+            (None, None) if validation_data is None else self._validation(validation_data)
+        )
+        distributed.init_from_env()
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            model = TitansForecaster(self.forecaster_config).to(self.device)
-            optimiser = torch.optim.AdamW(
-                model.parameters(), lr=self.lr, weight_decay=self.weight_decay
+            model = TitansForecaster(self.model_config).to(self.device)
+            trainer = Trainer(
+                model,
+                self.training,
+                self.seed,
+                self.directory,
+                fingerprint=self._fingerprint(series, validation),
             )
-            history: list[dict[str, float]] = []
-            best_loss, best_state = float("inf"), None
-            model.train()
-            for epoch in range(self.epochs):
-                total = 0.0
-                for _ in range(self.batches_per_epoch):
-                    loss = self._loss(model, self._windows(series, rng))
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if self.clip_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_norm)
-                    optimiser.step()
-                    total += float(loss.detach())
-                record = {"epoch": epoch, "train_loss": total / self.batches_per_epoch}
-                if validation is not None:
-                    record["validation_loss"] = self._validation_loss(model, validation)
-                    if record["validation_loss"] < best_loss:
-                        best_loss = record["validation_loss"]
-                        best_state = _state_to_cpu(model)
-                history.append(record)
-            if best_state is not None:
-                model.load_state_dict(best_state)
+            epoch = 0
+
+            def batches(index: int, generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
+                nonlocal epoch
+                epoch = index
+                return self._batches(series, generator)
+
+            def score_dev() -> float:
+                if windows is None:  # keep the last epoch
+                    return float(epoch)
+                return -self._validation_loss(model, windows)
+
+            result = trainer.fit(
+                batches, lambda batch: self._loss(model, batch), score_dev, self.resume
+            )
         model.eval()
+        history: list[dict[str, float]] = []
+        for index, train_loss in enumerate(result.train_losses):
+            record = {"epoch": index, "train_loss": train_loss}
+            if windows is not None:
+                record["validation_loss"] = -result.dev_scores[index]
+            history.append(record)
         return TitansPredictor(
             model,
             prediction_length=self.prediction_length,
             freq=self.freq,
             context_length=self.context_length,
             num_samples=self.num_samples,
-            batch_size=self.batch_size,
+            batch_size=self.training.batch_size,
             seed=self.seed,
             device=self.device,
             history=history,
