@@ -62,6 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from titans_sci.demo import associative_recall
     from titans_sci.resources import tasks_dir
 
+    # The main job's demo runs replace their own earlier runs (unless resumed).
+    args.overwrite = not args.resume
     print("== 1/3: test-time learning (associative recall, no outer training)")
     associative_recall(tokens=args.tokens, batch=args.batch, seed=args.seed)
     for i, name in enumerate(MAIN_JOB, start=2):

@@ -22,7 +22,7 @@ from titans_sci.data.registry import (
     verify,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 GUE = {
     "gue/prom/prom_core_all": (70, {"train": 47356, "dev": 5920, "test": 5920}),

@@ -1,6 +1,6 @@
 """The data set registry's two kinds: DNA and time-series manifests, filtering, verification.
 
-(``tests/test_datasets.py`` covers the DNA sets and the registry's basics in depth.)
+(``tests/data/test_datasets.py`` covers the DNA sets and the registry's basics in depth.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from titans_sci.data.registry import (
     verify,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = datasets_dir()  # the repo's datasets/ unless $TITANS_SCI_DATASETS says otherwise
 
 TIMESERIES = {

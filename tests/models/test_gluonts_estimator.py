@@ -28,7 +28,7 @@ from titans_sci.models.gluonts_estimator import (
 )
 from titans_sci.train import CHECKPOINT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 M4_HOURLY = ROOT / "datasets" / "m4" / "hourly"
 ETTH1 = ROOT / "datasets" / "ett" / "ETTh1" / "ETTh1.csv.gz"
 H = 48
