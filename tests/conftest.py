@@ -21,55 +21,25 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-TINY_GENOMICS = """# tiny genomics
-format = 2
-name = "cli_dna"
-[data]
-train = "train.csv"
-dev = "dev.csv"
-test = "test.csv"
-[model.backbone]
-dim = 16
-depth = 1
-bidirectional = true
-memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 16 }
-[training]
-epochs = 1
-"""
-
-TINY_FORECAST = """# tiny forecasting
-format = 2
-kind = "forecasting"
-name = "cli_ts"
-[data]
-file = "series.csv"
-split_rule = "ratio_70_10_20"
-columns = ["HUFL", "OT"]
-[model]
-lookback = 48
-patch_len = 8
-stride = 4
-[model.backbone]
-dim = 16
-depth = 1
-memory = { preset = "titans", num_heads = 2, head_dim = 8, chunk_size = 4 }
-[training]
-epochs = 1
-patience = 3
-windows_per_epoch = 128
-[protocol]
-horizons = [12]
-"""
-
-
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
     """Real data (bundled GUE and ETTh1 subsets) and two tiny tasks trained with ``titans-sci
     train``: ``(root, classifier folder, forecaster folder)``, shared by the CLI and API tests."""
     import pandas as pd
 
+    from tiny_tasks import classification_task, forecast_task
     from titans_sci.cli import main
     from titans_sci.data.registry import load_manifest
+
+    dna_task = "# tiny genomics\n" + classification_task(
+        "cli_dna", 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
+    ).replace("epochs = 2", "epochs = 1")
+
+    ts_task = "# tiny forecasting\n" + forecast_task(
+        "cli_ts",
+        'file = "series.csv"\nsplit_rule = "ratio_70_10_20"\ncolumns = ["HUFL", "OT"]',
+        "[protocol]\nhorizons = [12]\n",
+    ).replace("epochs = 2", "epochs = 1\npatience = 3").replace("= 256", "= 128")
 
     root = tmp_path_factory.mktemp("cli")
     frame = pd.read_csv(load_manifest("gue/prom/prom_core_tata").splits["train"].file)
@@ -78,8 +48,8 @@ def workspace(tmp_path_factory):
     frame.iloc[300:340].to_csv(root / "test.csv", index=False)
     series = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(900)
     series.to_csv(root / "series.csv", index=False)
-    (root / "dna.toml").write_text(TINY_GENOMICS)
-    (root / "ts.toml").write_text(TINY_FORECAST)
+    (root / "dna.toml").write_text(dna_task)
+    (root / "ts.toml").write_text(ts_task)
     out = str(root / "runs")
     assert main(["train", "-q", "--out", out, str(root / "dna.toml")]) == 0
     assert main(["train", "-q", "--out", out, str(root / "ts.toml")]) == 0
