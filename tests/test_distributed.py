@@ -127,3 +127,37 @@ def test_a_killed_worker_stops_the_job_with_a_resumable_checkpoint(tmp_path):
     resumed, whole = _final(tmp_path, "killed"), _final(tmp_path, "whole")
     for key, value in whole["state"].items():
         torch.testing.assert_close(resumed["state"][key], value, rtol=1e-5, atol=1e-5)
+
+
+def test_a_task_runs_data_parallel_through_the_cli(tmp_path):
+    """``torchrun -m titans_sci.cli run TASK`` with two processes: one run folder written by
+    process 0 (one line per epoch in each log, the results and the report), numbers within
+    float rounding of one process's."""
+    import json
+
+    from tiny_tasks import classification_task, gue_csv
+
+    for split, rows in (("train", 64), ("dev", 32), ("test", 32)):
+        gue_csv(tmp_path, split, rows)
+    data = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
+    text = classification_task("ddp", data, "[baselines]\ncnn = false\nkmer_lr = false\n")
+    (tmp_path / "task.toml").write_text(text)
+    cli = ["-m", "titans_sci.cli", "run", "-q", str(tmp_path / "task.toml")]
+    runs = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"out{nproc}"
+        prefix = [sys.executable]
+        if nproc > 1:
+            prefix += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        done = subprocess.run(
+            [*prefix, *cli, "--out", str(out)], env=ENV, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        folder = out / "ddp"
+        runs[nproc] = json.loads((folder / "results.json").read_text())["runs"][0]
+        log = (folder / "checkpoints/seed1/titans/train.log").read_text().splitlines()
+        assert [line.split(":")[0] for line in log] == ["epoch 1/2", "epoch 2/2"]
+        assert (folder / "report.md").exists() and not list(folder.rglob("*.tmp"))
+    assert runs[2]["dev_score"] == pytest.approx(runs[1]["dev_score"], abs=0.05)
+    assert runs[2]["best_epoch"] == runs[1]["best_epoch"]

@@ -156,3 +156,17 @@ def test_a_one_class_test_set_writes_null_auroc_with_the_reason(tmp_path):
     assert saved["summary"]["titans"]["auroc"]["mean"] is None
     assert any("auroc" in note and "single class" in note for note in saved["notes"])
     assert result["summary"]["titans"]["accuracy"]["mean"] is not None
+
+
+def test_results_are_written_before_the_report_can_fail(user_task, tmp_path, monkeypatch):
+    from titans_sci import report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the report failed")
+
+    monkeypatch.setattr(report, "surprise_trace", broken)
+    with pytest.raises(RuntimeError, match="the report failed"):
+        run(load_task(user_task), tmp_path / "runs")
+    folder = tmp_path / "runs" / "user"
+    assert _strict(folder / "results.json")["runs"]
+    assert (folder / "runs.csv").exists() and not (folder / "report.md").exists()
