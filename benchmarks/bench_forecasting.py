@@ -60,11 +60,7 @@ from titans_sci.data.registry import load_manifest  # noqa: E402
 from titans_sci.data.timeseries import load_dataset, make_splits  # noqa: E402
 from titans_sci.evaluation.forecasting import error_sums, point_errors  # noqa: E402
 from titans_sci.tasks import ForecastTask, load_task, run  # noqa: E402
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from titans_sci.tasks.config import parse_overrides  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
@@ -114,21 +110,6 @@ def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTas
     return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml", overrides)
 
 
-def overrides_of(pairs: list[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs as ``{key: value}``, each value read as a TOML value (a bare
-    word is a string), as ``titans-sci run --set`` reads them."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set {pair!r}: expected KEY=VALUE, e.g. training.epochs=1")
-        try:
-            out[key.strip()] = tomllib.loads(f"value = {text}")["value"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = text
-    return out
-
-
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
     comes from the same run."""
@@ -138,7 +119,7 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
     task = long_task(  # the task file's budget, unless --set changes it
         name,
         {
-            **overrides_of(args.set),
+            **parse_overrides(args.set),
             "name": run_name,
             "protocol.horizons": [horizon],
             "model.backbone.variant": variant,

@@ -49,6 +49,8 @@ def triton_chunked(
     pad = -length % chunk
     q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
     momentum = state.momentum or tuple(torch.zeros_like(w) for w in state.weights)
+    new_weights: tuple[Tensor, ...]
+    new_momentum: tuple[Tensor, ...]
     if rule.config.architecture == "linear":
         y, w, s = LinearChunkFunction.apply(q, k, v, *matrices, *state.weights, *momentum)
         new_weights, new_momentum = (w,), (s,)
@@ -58,8 +60,9 @@ def triton_chunked(
         )
         new_weights, new_momentum = (w1, w2), (s1, s2)
     else:
+        (w1, w2), (s1, s2) = state.weights, momentum  # the MLP memory of depth 2
         y, new_weights, new_momentum = mlp_forward(
-            q, k, v, matrices, state.weights, momentum, rule.config.ln_eps
+            q, k, v, matrices, (w1, w2), (s1, s2), rule.config.ln_eps
         )
     dtype = state.weights[0].dtype
     weights = tuple(w.to(dtype) for w in new_weights)

@@ -66,6 +66,7 @@ def test_tasks_data_and_bench(capsys):
         (["run", "unknown_key.toml"], "colour"),
         (["run", "wrong_type.toml"], "training.epochs = 'two': Input should be a valid integer"),
         (["run", "old_format.toml"], "no 'format' key; add format = 2 at the top"),
+        (["run", "unknown_key.toml", "--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
         (["predict", "OTHER", "new.fa"], "do not fit the model"),
         (["evaluate", "nowhere"], "model.json: not a saved titans-sci model"),
     ],

@@ -56,6 +56,7 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster"}
     if type(model) not in kinds:
         raise TypeError(f"cannot save a {type(model).__name__}")
+    assert isinstance(model, (DNAClassifier, TitansForecaster))  # one of the kinds above
     info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))

@@ -14,7 +14,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from titans_sci import __version__
 
@@ -26,27 +25,11 @@ class UserError(Exception):
     """A problem with the user's input, reported as one line."""
 
 
-def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``--set key=value`` pairs as ``{key: value}``, each value read as a TOML value (a bare
-    word is a string)."""
-    from titans_sci.tasks.config import tomllib
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.epochs=1")
-        try:
-            out[key.strip()] = tomllib.loads(f"value = {text}")["value"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = text
-    return out
-
-
 def _run_one(path: str | Path, args: argparse.Namespace, titans_only: bool = False) -> dict:
     from titans_sci.tasks import kind_of, load_task, run, without_baselines
+    from titans_sci.tasks.config import parse_overrides
 
-    task = load_task(path, _overrides(args.set))
+    task = load_task(path, parse_overrides(args.set))
     if titans_only:
         task = without_baselines(task)
     result = run(task, args.out, args.resume, args.overwrite, not args.quiet)

@@ -20,7 +20,7 @@ import json
 import math
 import operator
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, overload
 
 from pydantic import ConfigDict, Discriminator, Tag, TypeAdapter, ValidationError
 
@@ -58,7 +58,13 @@ def tagged(field: str, default: str, **options: type) -> Any:
 _ADAPTERS: dict[Any, TypeAdapter] = {}
 
 
-def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> T:
+@overload
+def build(kind: type[T], data: Mapping[str, Any], where: str = ...) -> T: ...
+@overload
+def build(kind: Any, data: Mapping[str, Any], where: str = ...) -> Any: ...
+
+
+def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> Any:
     """``data`` validated into ``kind`` (a config dataclass, or a union of them); a
     ``ValueError`` naming ``where``, the key and what is wrong otherwise."""
     adapter = _ADAPTERS.get(kind)
@@ -77,7 +83,8 @@ def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> T:
 def _first_problem(error: ValidationError, data: Mapping[str, Any]) -> str:
     problem = error.errors()[0]
     kind, loc = problem["type"], problem["loc"]
-    keys, value = [], data
+    keys: list[str] = []
+    value: Any = data
     for i, part in enumerate(loc):
         if isinstance(value, Mapping) and part in value:
             keys.append(str(part))

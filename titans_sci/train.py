@@ -193,6 +193,7 @@ class Trainer:
         tmp.replace(self.directory / CHECKPOINT)
 
     def _load(self) -> tuple[int, DevSelection, list[float]]:
+        assert self.directory is not None  # fit resumes only from a checkpoint directory
         path = self.directory / CHECKPOINT
         try:
             state = torch.load(path, weights_only=False)

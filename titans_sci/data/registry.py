@@ -43,9 +43,9 @@ from typing import Any
 
 from titans_sci.resources import datasets_dir as bundled_datasets_dir
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python < 3.11
+else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [

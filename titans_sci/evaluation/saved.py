@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from torch import Tensor
 
 from titans_sci.api import Forecaster, SequenceClassifier
 from titans_sci.data.dna import read_sequences
@@ -31,9 +32,10 @@ def _default_data(model: SequenceClassifier | Forecaster) -> str:
 
 def evaluate_saved(
     model: SequenceClassifier | Forecaster, data: str | Path | None = None
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Test metrics of ``model`` on ``data`` (a file), or on the test split of the bundled data
-    set it was trained on."""
+    set it was trained on (``None`` where a metric is undefined, see
+    :func:`~titans_sci.evaluation.metrics.classification_metrics`)."""
     if isinstance(model, SequenceClassifier):
         if data is None:
             data = load_manifest(_default_data(model)).splits["test"].file
@@ -46,10 +48,12 @@ def evaluate_saved(
         labels = np.array([r.label for r in records])
         return {"n": len(records), **classification_metrics(labels, probs[columns].to_numpy())}
     config = model.model.config
+    values: Tensor | np.ndarray
     if data is None:
         name = _default_data(model)
         table = load_dataset(name)
         rule = load_manifest(name).split_rule
+        assert rule is not None  # load_manifest requires it of every time-series data set
         values = make_splits(table, rule, config.lookback, config.horizon, scale=False).test.values
         source = f"{name} [test]"
     else:

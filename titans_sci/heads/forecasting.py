@@ -142,6 +142,8 @@ class QuantileHead(ForecastHead):
     """Quantiles ``[B, H, C, Q]`` (non-decreasing in Q by construction: a first value plus
     softplus increments)."""
 
+    levels: Tensor  # the quantile levels ``[Q]``, a buffer
+
     def __init__(
         self,
         in_features: int,

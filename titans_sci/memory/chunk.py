@@ -86,13 +86,17 @@ def checkpointed(
         return chunked(rule, q, k, v, gates, state)
     sizes = [min(group, length - start) for start in range(0, length, group)]
     layers = len(state.weights)
-    names = ("theta", "eta", "alpha", "delta")
-    used = [getattr(gates, name) is not None for name in names]
+    has_eta, has_delta = gates.eta is not None, gates.delta is not None
+    num_gates = 2 + has_eta + has_delta  # theta and alpha always
 
     def piece(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        present = iter(rest[: sum(used)])
-        g = Gates(*(next(present) if here else None for here in used))
-        tensors = rest[sum(used) :]
+        present = iter(rest[:num_gates])  # in the order theta, eta, alpha, delta
+        theta = next(present)
+        eta = next(present) if has_eta else None
+        alpha = next(present)
+        delta = next(present) if has_delta else None
+        g = Gates(theta, eta, alpha, delta)
+        tensors = rest[num_gates:]
         momentum = tuple(tensors[layers:]) or None
         y, end = chunked(rule, q, k, v, g, MemoryState(tuple(tensors[:layers]), momentum))
         return (y, *end.weights, *(end.momentum or ()))
@@ -147,16 +151,11 @@ def _segment(
 
     # Gate matrices of the unrolled recurrence.
     unrolled = chunk_gates(g.theta, g.alpha, g.eta if s is not None else None)
-    beta, coeff, carry, mom, f = (
-        unrolled.beta,
-        unrolled.coeff,
-        unrolled.carry,
-        unrolled.mom,
-        unrolled.f,
-    )
-
+    beta, coeff = unrolled.beta, unrolled.coeff
     beta_rows = beta.unsqueeze(-1)
-    f_rows = None if s is None else f.unsqueeze(-1)
+    if s is not None:  # carry, mom, f and f_rows exist with momentum only
+        carry, mom, f = unrolled.momentum_rows()
+        f_rows = f.unsqueeze(-1)
 
     def layer(i: int, r: Tensor) -> Tensor:
         correction = ((r @ inputs[i].transpose(-1, -2)) * coeff) @ deltas[i]

@@ -1,7 +1,7 @@
 """Configuration of a MIRAS memory: architecture, attentional bias, retention, algorithm.
 
 The four choices of the MIRAS framework are plain fields of one frozen dataclass. Presets give the
-combinations of the papers (DESIGN.md, "The memory"):
+combinations of the Titans and MIRAS papers:
 
 =========  ============  ==============  ============================  =================
 preset     architecture  bias            retention                     algorithm
@@ -12,7 +12,7 @@ yaad       mlp (L=2)     huber           decay                         gd
 memora     mlp (L=2)     l2              decay + KL/softmax + lag      gd
 =========  ============  ==============  ============================  =================
 
-Choices the papers leave open (``reference/titans_miras.md`` section 6) and what is taken here:
+Choices the papers leave open, and what is taken here:
 
 * Gates are per token and per head scalars. ``alpha`` is always the *forget* rate: every retention
   multiplies the memory's free parameters by ``1 - alpha_t`` per token (Titans' weight decay;
@@ -29,6 +29,7 @@ Choices the papers leave open (``reference/titans_miras.md`` section 6) and what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -90,7 +91,7 @@ class MemoryConfig(Config):
         simplex_scale: ``c``, the sum of each column of a ``kl`` memory; ``None`` takes
             ``sqrt(fan_in)`` of each matrix, so its entries start at the scale of a standard
             initialisation (with ``c = 1`` an MLP memory's entries are ``1/fan_in`` and it
-            barely learns: we measured chance-level recall in the associative-recall demo).
+            barely learns: its recall in the associative-recall demo stays at chance).
         elastic_threshold: ``gamma`` of the ``elastic`` soft threshold.
         algorithm: ``"momentum"``: ``S_t = eta_t S_{t-1} - theta_t g_t`` (Titans);
             ``"gd"``: plain gradient steps ``-theta_t g_t`` (MIRAS models; ``eta`` is unused).
@@ -180,7 +181,7 @@ class MemoryConfig(Config):
         return [(d, hidden)] + [(hidden, hidden)] * (self.depth - 2) + [(hidden, d)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryConfig:
         """The config :meth:`to_dict` wrote, or a task file's memory table (see
         :func:`expand_preset`)."""
         return build(cls, expand_preset(data), "MemoryConfig")

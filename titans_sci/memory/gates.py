@@ -43,6 +43,12 @@ class ChunkGates:
     mom: Tensor | None = None
     f: Tensor | None = None
 
+    def momentum_rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``Q, m, f`` (``carry, mom, f``) of gates unrolled with momentum (``eta`` given)."""
+        if self.carry is None or self.mom is None or self.f is None:
+            raise ValueError("these chunk gates were unrolled without momentum (eta None)")
+        return self.carry, self.mom, self.f
+
 
 def chunk_gates(theta: Tensor, alpha: Tensor, eta: Tensor | None) -> ChunkGates:
     """``P, beta, G`` (and ``Q, m, f`` when ``eta`` is given) from gates ``[..., n]``."""
@@ -76,7 +82,8 @@ def padded_chunk_gates(
     n = t // chunk
     theta, alpha, eta = (x.reshape(b, h, n, chunk) for x in (theta, alpha, eta))
     unrolled = chunk_gates(theta, alpha, eta)
-    G, f, beta, carry, mom = unrolled.coeff, unrolled.f, unrolled.beta, unrolled.carry, unrolled.mom
+    G, beta = unrolled.coeff, unrolled.beta
+    carry, mom, f = unrolled.momentum_rows()
     ends = torch.full((n,), chunk - 1, dtype=torch.long, device=theta.device)
     ends[-1] = (length - 1) % chunk
     chunks = torch.arange(n, device=theta.device)

@@ -116,7 +116,9 @@ class _Spec:
     chunk: int  # tokens per chunk
     length: int  # real tokens (the rest of the last chunk is padding)
 
-    def gate_matrices(self, theta: Tensor, alpha: Tensor, eta: Tensor | None) -> list:
+    def gate_matrices(
+        self, theta: Tensor, alpha: Tensor, eta: Tensor | None
+    ) -> list[Tensor | None]:
         """The unrolled gates of every chunk, chunk-major (``G: [N, B, H, C, C]``, ``f, beta,
         g_end, c_end: [N, B, H, C]``, ``f_end, beta_end, m_end: [N, B, H]``; the momentum
         ones ``None`` for plain GD), from gates ``[B, H, T]``."""
@@ -128,35 +130,41 @@ class _Spec:
 
 
 @dataclass
+class _MomentumGates:
+    """The momentum terms of one chunk's unrolled gates: ``f, c_end: [B, H, C, 1]`` and
+    ``f_end, m_end: [B, H, 1, 1]``."""
+
+    f: Tensor
+    c_end: Tensor
+    f_end: Tensor
+    m_end: Tensor
+
+
+@dataclass
 class _Gates:
-    """One chunk's unrolled gates ``[B, H, C(, C)]`` and end scalars ``[B, H, 1, 1]``; the
-    momentum ones are ``None`` for plain GD."""
+    """One chunk's unrolled gates ``[B, H, C(, C)]`` and end scalars ``[B, H, 1, 1]``; ``mom``
+    (the momentum ones) is ``None`` for plain GD."""
 
     G: Tensor
-    f: Tensor | None
     beta: Tensor
     g_end: Tensor
-    c_end: Tensor | None
-    f_end: Tensor | None
     beta_end: Tensor
-    m_end: Tensor | None
+    mom: _MomentumGates | None
 
     @classmethod
     def of_chunk(cls, matrices: list[Tensor | None], c: int) -> _Gates:
         G, f, beta, g_end, c_end, f_end, beta_end, m_end = (
             None if x is None else x[c] for x in matrices
         )
-
-        def col(x: Tensor | None) -> Tensor | None:
-            return None if x is None else x.unsqueeze(-1)
-
-        def scalar(x: Tensor | None) -> Tensor | None:
-            return None if x is None else x[..., None, None]
-
-        return cls(
-            G, col(f), col(beta), col(g_end), col(c_end), scalar(f_end), scalar(beta_end),
-            scalar(m_end),
-        )  # fmt: skip
+        # padded_chunk_gates always gives these; the momentum ones are None for plain GD.
+        assert G is not None and beta is not None and g_end is not None and beta_end is not None
+        mom = None
+        if f is not None:
+            assert c_end is not None and f_end is not None and m_end is not None
+            mom = _MomentumGates(
+                f.unsqueeze(-1), c_end.unsqueeze(-1), f_end[..., None, None], m_end[..., None, None]
+            )
+        return cls(G, beta.unsqueeze(-1), g_end.unsqueeze(-1), beta_end[..., None, None], mom)
 
 
 # -- shared pieces -------------------------------------------------------------------------------
@@ -202,7 +210,10 @@ def _rowsum(x: Tensor) -> Tensor:
 def _scaled(x: Tensor, a: Tensor, y: Tensor | None = None, b: Tensor | None = None) -> Tensor:
     """A new tensor ``a x`` (``+ b y``) of a state's shape, ``a, b: [B, H, 1, 1]``."""
     out = x * a
-    return out if y is None else out.addcmul_(y, b)
+    if y is None:
+        return out
+    assert b is not None, "b scales y"
+    return out.addcmul_(y, b)
 
 
 def _mad(out: Tensor, a: Tensor, b: Tensor, alpha: float = 1.0) -> Tensor:
@@ -226,18 +237,20 @@ def _dot(x: Tensor, y: Tensor) -> Tensor:
 
 def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):
     """One chunk of the linear memory: ``(y, next state, intermediates or None)``."""
-    w, s = state[0], (state[1] if g.f is not None else None)
+    w, m = state[0], g.mom
     e = k @ w - v
     qk = q @ _t(k)
     a = qk * g.G
     qw = q @ w
     y = g.beta * qw - a @ e
     qs = None
-    if s is not None:
+    nxt: tuple[Tensor, ...]
+    if m is not None:
+        s = state[1]
         qs = q @ s
-        y = y + g.f * qs
-        w_next = _mad(_scaled(w, g.beta_end, s, g.f_end), _t(k), g.g_end * e, -1.0)
-        nxt = (w_next, _mad(_scaled(s, g.m_end), _t(k), g.c_end * e, -1.0))
+        y = y + m.f * qs
+        w_next = _mad(_scaled(w, g.beta_end, s, m.f_end), _t(k), g.g_end * e, -1.0)
+        nxt = (w_next, _mad(_scaled(s, m.m_end), _t(k), m.c_end * e, -1.0))
     else:
         nxt = (_mad(_scaled(w, g.beta_end), _t(k), g.g_end * e, -1.0),)
     cache = dict(e=e, qk=qk, a=a, qw=qw, qs=qs) if keep else None
@@ -247,7 +260,7 @@ def _linear_chunk(q, k, v, g: _Gates, state, eps, keep):
 def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
     """Gradients of one linear chunk: ``(dq, dk, dv, gate grads, d start state)``, given ``dy``
     and the gradients ``dnext`` of the chunk's end state (the next chunk's start state)."""
-    w, s = state[0], (state[1] if g.f is not None else None)
+    w, m = state[0], g.mom
     e, qk, a = cache["e"], cache["qk"], cache["a"]
     dw_n = dnext[0]
     k_dw = k @ dw_n
@@ -263,20 +276,20 @@ def _linear_chunk_backward(q, k, v, g: _Gates, state, cache, dy, dnext):
     dq = (g.beta * dy) @ _t(w) + da_g @ k
     dk = _t(da_g) @ q - (g.g_end * e) @ _t(dw_n)
     dw = _mad(_scaled(dw_n, g.beta_end), _t(q), g.beta * dy)
-    ds = ()
-    if s is not None:
-        ds_n = dnext[1]
+    ds: tuple[Tensor, ...] = ()
+    if m is not None:
+        s, ds_n = state[1], dnext[1]
         k_ds = k @ ds_n
-        de = de - g.c_end * k_ds
-        dq = dq + (g.f * dy) @ _t(s)
-        dk = dk - (g.c_end * e) @ _t(ds_n)
+        de = de - m.c_end * k_ds
+        dq = dq + (m.f * dy) @ _t(s)
+        dk = dk - (m.c_end * e) @ _t(ds_n)
         grads.update(
             f=_rowsum(cache["qs"] * dy),
             c_end=-_rowsum(k_ds * e),
             f_end=_dot(s, dw_n),
             m_end=_dot(s, ds_n),
         )
-        ds = (_mad(_scaled(dw_n, g.f_end, ds_n, g.m_end), _t(q), g.f * dy),)
+        ds = (_mad(_scaled(dw_n, m.f_end, ds_n, m.m_end), _t(q), m.f * dy),)
     dk = dk + de @ _t(w)
     _mad(dw, _t(k), de)
     return dq, dk, -de, grads, (dw, *ds)
@@ -290,9 +303,9 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     ``state = (W1, W2)`` or ``(W1, W2, S1, S2)``. Per-token gate factors scale the ``D``-wide
     operand of each product (``(beta q) W1`` rather than ``beta (q W1)``): four times fewer
     multiplications than scaling the ``4 D``-wide hidden side."""
-    w1, w2 = state[0], state[1]
-    momentum = g.f is not None
-    s1, s2 = (state[2], state[3]) if momentum else (None, None)
+    w1, w2, m = state[0], state[1], g.mom
+    if m is not None:  # the momenta exist with momentum only
+        s1, s2 = state[2], state[3]
     z1 = k @ w1
     a1 = F.gelu(z1)
     normed, inv_sigma = _layer_norm(a1 @ w2, eps)
@@ -303,25 +316,26 @@ def _mlp_chunk(q, k, v, g: _Gates, state, eps, keep):
     qk = q @ _t(k)
     bq = qk * g.G
     zq1 = _mad((g.beta * q) @ w1, bq, d1, -1.0)
-    if momentum:
-        _mad(zq1, g.f * q, s1)
+    if m is not None:
+        _mad(zq1, m.f * q, s1)
     aq1 = F.gelu(zq1)
     aa = aq1 @ _t(a1)
     ba = aa * g.G
     aw2 = aq1 @ w2
     zq2 = _mad(g.beta * aw2, ba, d2, -1.0)
     as2 = None
-    if momentum:
+    if m is not None:
         as2 = aq1 @ s2
-        zq2 += g.f * as2
+        zq2 += m.f * as2
     normed_q, inv_sigma_q = _layer_norm(zq2, eps)
     y = q + normed_q
-    if momentum:
+    nxt: tuple[Tensor, ...]
+    if m is not None:
         nxt = (
-            _mad(_scaled(w1, g.beta_end, s1, g.f_end), _t(g.g_end * k), d1, -1.0),
-            _mad(_scaled(w2, g.beta_end, s2, g.f_end), _t(a1), g.g_end * d2, -1.0),
-            _mad(_scaled(s1, g.m_end), _t(g.c_end * k), d1, -1.0),
-            _mad(_scaled(s2, g.m_end), _t(a1), g.c_end * d2, -1.0),
+            _mad(_scaled(w1, g.beta_end, s1, m.f_end), _t(g.g_end * k), d1, -1.0),
+            _mad(_scaled(w2, g.beta_end, s2, m.f_end), _t(a1), g.g_end * d2, -1.0),
+            _mad(_scaled(s1, m.m_end), _t(m.c_end * k), d1, -1.0),
+            _mad(_scaled(s2, m.m_end), _t(a1), m.c_end * d2, -1.0),
         )
     else:
         nxt = (
@@ -344,11 +358,11 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     Row sums over the hidden width are taken on the ``D``-wide side where an identity allows:
     ``rowsum((Q W1) * dZ) = rowsum(Q * (dZ W1^T))`` and ``rowsum((K dW1') * d1) = rowsum(K *
     (d1 dW1'^T))``."""
-    w1, w2 = state[0], state[1]
-    momentum = g.f is not None
-    s1, s2 = (state[2], state[3]) if momentum else (None, None)
+    w1, w2, m = state[0], state[1], g.mom
     dw1_n, dw2_n = dnext[0], dnext[1]
-    ds1_n, ds2_n = (dnext[2], dnext[3]) if momentum else (None, None)
+    if m is not None:  # the momenta and their gradients exist with momentum only
+        s1, s2 = state[2], state[3]
+        ds1_n, ds2_n = dnext[2], dnext[3]
     a1, d1, d2, aq1 = c["a1"], c["d1"], c["d2"], c["aq1"]
 
     # The read: Y = Q + LN(Zq2), Zq2 = beta Aq1 W2 + f Aq1 S2 - ((Aq1 A1^T) * G) d2.
@@ -359,8 +373,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     dG = -zq2_d2 * c["aa"]
     dd2 = -(_t(c["ba"]) @ dzq2)
     daq1 = _mad(bdzq2 @ _t(w2), dba, a1)
-    if momentum:
-        fdzq2 = g.f * dzq2
+    if m is not None:
+        fdzq2 = m.f * dzq2
         _mad(daq1, fdzq2, _t(s2))
     # Zq1 = beta Q W1 + f Q S1 - ((Q K^T) * G) d1.
     dzq1 = _gelu_backward(daq1, c["zq1"])
@@ -384,16 +398,16 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
     dd1 = _mad((g.g_end * k) @ dw1_n, _t(c["bq"]), dzq1).neg_()
     _mad(da1, g.g_end * d2, _t(dw2_n), -1.0)
     grads = dict(G=dG.tril(), beta=dbeta, beta_end=_dot(w1, dw1_n) + _dot(w2, dw2_n))
-    ds = ()
-    if momentum:
+    ds: tuple[Tensor, ...] = ()
+    if m is not None:
         dz_s1 = dzq1 @ _t(s1)
-        dq += g.f * dz_s1
+        dq += m.f * dz_s1
         a1_ds2 = a1 @ ds2_n
-        dd2 -= g.c_end * a1_ds2
+        dd2 -= m.c_end * a1_ds2
         d1_ds1 = d1 @ _t(ds1_n)
-        dk -= g.c_end * d1_ds1
-        _mad(dd1, g.c_end * k, ds1_n, -1.0)
-        _mad(da1, g.c_end * d2, _t(ds2_n), -1.0)
+        dk -= m.c_end * d1_ds1
+        _mad(dd1, m.c_end * k, ds1_n, -1.0)
+        _mad(da1, m.c_end * d2, _t(ds2_n), -1.0)
         grads.update(
             f=_rowsum(c["as2"] * dzq2) + _rowsum(q * dz_s1),
             c_end=-_rowsum(a1_ds2 * d2) - _rowsum(k * d1_ds1),
@@ -401,8 +415,8 @@ def _mlp_chunk_backward(q, k, v, g: _Gates, state, c, dy, dnext):
             m_end=_dot(s1, ds1_n) + _dot(s2, ds2_n),
         )
         ds = (
-            _mad(_scaled(dw1_n, g.f_end, ds1_n, g.m_end), _t(g.f * q), dzq1),
-            _mad(_scaled(dw2_n, g.f_end, ds2_n, g.m_end), _t(aq1), fdzq2),
+            _mad(_scaled(dw1_n, m.f_end, ds1_n, m.m_end), _t(m.f * q), dzq1),
+            _mad(_scaled(dw2_n, m.f_end, ds2_n, m.m_end), _t(aq1), fdzq2),
         )
     grads["g_end"] = dge
 
@@ -457,7 +471,7 @@ class LeanChunkFunction(torch.autograd.Function):
         # A learned initial state is a broadcast view: kept as it is, computed on densely
         # (batched matmuls on a stride-0 batch fall back to one product per matrix).
         state = returned = tuple(x.contiguous() for x in start)
-        saved = []
+        saved: list[Tensor] = []
         for c in range(n):
             if c % spec.group == 0:
                 saved.extend(start if c == 0 else state)
@@ -475,10 +489,10 @@ class LeanChunkFunction(torch.autograd.Function):
         spec: _Spec = ctx.spec
         q, k, v, theta, alpha, eta, *saved = ctx.saved_tensors
         with torch.enable_grad():
-            leaves = [
-                None if x is None else x.detach().requires_grad_() for x in (theta, alpha, eta)
-            ]
-            graph = spec.gate_matrices(*leaves)
+            theta_leaf, alpha_leaf = (x.detach().requires_grad_() for x in (theta, alpha))
+            eta_leaf = None if eta is None else eta.detach().requires_grad_()
+            leaves = [theta_leaf, alpha_leaf, eta_leaf]
+            graph = spec.gate_matrices(theta_leaf, alpha_leaf, eta_leaf)
         matrices = [None if x is None else x.detach() for x in graph]
         size = ctx.state_size
         step, step_backward = _CHUNKS[spec.architecture]
@@ -487,9 +501,9 @@ class LeanChunkFunction(torch.autograd.Function):
         # every sum built from it is dense too.
         dy = torch.zeros_like(q) if dy is None else dy.contiguous()
         # The gradient of the returned state joins the chain at the end of chunk until - 1.
-        dend = [
+        dend = tuple(
             torch.zeros_like(s) if dx is None else dx for dx, s in zip(dend, saved, strict=False)
-        ]
+        )
         dnext = tuple(torch.zeros_like(x) for x in dend)
         dq, dk, dv = (torch.empty_like(x) for x in (q, k, v))
         dmat = [None if x is None else torch.empty_like(x) for x in matrices]
@@ -512,9 +526,9 @@ class LeanChunkFunction(torch.autograd.Function):
                 dq[c], dk[c], dv[c], grads, dnext = step_backward(
                     q[c], k[c], v[c], gates[i], states[i], caches[i], dy[c], dnext
                 )
-                for j, name in enumerate(_GATE_ORDER):
-                    if dmat[j] is not None:
-                        dmat[j][c] = grads[name].reshape(dmat[j][c].shape)
+                for dx, name in zip(dmat, _GATE_ORDER, strict=True):
+                    if dx is not None:
+                        dx[c] = grads[name].reshape(dx[c].shape)
                 caches[i] = None
         if spec.until == 0:
             dnext = tuple(a + b for a, b in zip(dnext, dend, strict=True))

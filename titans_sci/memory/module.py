@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal, get_args
 
@@ -20,8 +20,11 @@ from .state import MemoryState, PendingTokens
 
 Implementation = Literal["chunked", "recurrent"]
 
+_Impl = Callable[..., tuple[Tensor, MemoryState]]
+"""A memory implementation: ``(rule, q, k, v, gates, state, ...) -> (y, state)``."""
 
-def _torch_chunked(rule: MemoryRule, training: bool):
+
+def _torch_chunked(rule: MemoryRule, training: bool) -> _Impl:
     """The PyTorch dual form: the lean explicit backward where it covers the memory, else (when
     training) per-group recomputation, else plain autograd."""
     if rule.config.backend == "autograd":
@@ -31,7 +34,7 @@ def _torch_chunked(rule: MemoryRule, training: bool):
     return checkpointed if training else chunked
 
 
-def _chunked_backend(rule: MemoryRule, on_cuda: bool, training: bool):
+def _chunked_backend(rule: MemoryRule, on_cuda: bool, training: bool) -> _Impl:
     """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form."""
     backend = rule.config.backend
     if backend in ("torch", "autograd") or (backend == "auto" and not on_cuda):
@@ -147,6 +150,7 @@ class NeuralMemory(nn.Module):
         boundary = length - length % self.config.chunk_size
         sink = self.surprise_sink
         trace: list[Tensor] | None = None if sink is None else []
+        run: _Impl
         if impl == "recurrent":
             run = recurrent
         elif trace is not None:
@@ -159,7 +163,7 @@ class NeuralMemory(nn.Module):
         g0, g1 = gates.split(sizes)
         if run is lean_chunked:  # one pass: the tail is read in it, the boundary state kept
             try:
-                y, state = lean_chunked(self.rule, q, k, v, gates, state, state_at=boundary)
+                y, state = run(self.rule, q, k, v, gates, state, state_at=boundary)
             except NonFiniteSurpriseError as error:
                 raise error.moved(-replayed) from None
         else:
@@ -248,7 +252,8 @@ class NeuralMemory(nn.Module):
     ) -> Gates:
         """The gates ``[B, T, H]`` in the internal layout ``[B, H, T]`` (unused ones None)."""
 
-        def internal(x: Tensor) -> Tensor:
+        def internal(x: Tensor | None) -> Tensor:
+            assert x is not None  # _check_inputs requires every gate the memory uses
             return x.transpose(1, 2).contiguous()
 
         return Gates(

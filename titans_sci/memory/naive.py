@@ -15,6 +15,9 @@ memory. Every tensor is in the internal layout ``[B, H, T, ...]``.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 from torch import Tensor
 
@@ -62,7 +65,9 @@ def recurrent(
             bad = torch.stack([~torch.isfinite(g).flatten(2).all(-1) for g in grads]).any(0)
             raise_if_not_finite(bad.unsqueeze(-1), offset=t)
             if surprise is not None:
-                squares = sum(g.detach().square().flatten(2).sum(-1) for g in grads)
+                squares = functools.reduce(
+                    operator.add, (g.detach().square().flatten(2).sum(-1) for g in grads)
+                )
                 surprise.append(squares.sqrt().unsqueeze(-1))
             theta = gates.theta[..., t, None, None]
             keep = 1 - gates.alpha[..., t, None, None]

@@ -46,9 +46,6 @@ class MemoryRule:
         )
 
 
-_GATE_NAMES = ("theta", "eta", "alpha", "delta")
-
-
 @dataclass(frozen=True)
 class Gates:
     """Per token, per head gates in the internal layout ``[B, H, T]``.
@@ -68,7 +65,12 @@ class Gates:
         def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
             return None if a is None or b is None else torch.cat([a, b], dim=-1)
 
-        return Gates(*(join(getattr(self, n), getattr(later, n)) for n in _GATE_NAMES))
+        return Gates(
+            torch.cat([self.theta, later.theta], dim=-1),
+            join(self.eta, later.eta),
+            torch.cat([self.alpha, later.alpha], dim=-1),
+            join(self.delta, later.delta),
+        )
 
     def split(self, sizes: list[int]) -> list[Gates]:
         """Consecutive pieces of ``sizes`` tokens (``torch.split`` along time)."""
@@ -76,8 +78,22 @@ class Gates:
         def cut(x: Tensor | None) -> list[Tensor | None]:
             return [None] * len(sizes) if x is None else list(x.split(sizes, dim=-1))
 
-        parts = zip(cut(self.theta), cut(self.eta), cut(self.alpha), cut(self.delta), strict=True)
-        return [Gates(*part) for part in parts]
+        parts = zip(
+            self.theta.split(sizes, dim=-1),
+            cut(self.eta),
+            self.alpha.split(sizes, dim=-1),
+            cut(self.delta),
+            strict=True,
+        )
+        return [Gates(theta, eta, alpha, delta) for theta, eta, alpha, delta in parts]
+
+    def detach(self) -> Gates:
+        """The same gates, cut from the autograd graph."""
+
+        def cut(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.detach()
+
+        return Gates(self.theta.detach(), cut(self.eta), self.alpha.detach(), cut(self.delta))
 
 
 def raise_if_not_finite(bad: Tensor, offset: int = 0) -> None:

@@ -23,8 +23,7 @@ class PendingTokens:
         return self.q.shape[2]
 
     def detach(self) -> PendingTokens:
-        gates = Gates(*(None if x is None else x.detach() for x in vars(self.gates).values()))
-        return PendingTokens(self.q.detach(), self.k.detach(), self.v.detach(), gates)
+        return PendingTokens(self.q.detach(), self.k.detach(), self.v.detach(), self.gates.detach())
 
 
 @dataclass

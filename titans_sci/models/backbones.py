@@ -305,6 +305,7 @@ class TitansMAC(TitansBackbone):
     """Titans (MAC): memory as context for segment-local attention (see ``_MACBlock``)."""
 
     config_class = MACConfig
+    config: MACConfig  # checked in TitansBackbone.__init__
 
     def _causal(
         self, x: Tensor, mask: Tensor | None, state: BackboneState | None

@@ -3,14 +3,13 @@ masked pooling head.
 
 The stem (a dense convolution over ``stem_kernel`` bases, default 9) gives the memory k-mer-like
 keys and values to write and read. Without it the backbone sees single bases, whose only local
-mixing is the memory layer's short depthwise convolution: on GUE prom_core_tata (one seed, 3
-epochs, lr 1e-3) dev MCC was 0.37-0.43 without a stem and 0.72 with it (max pooling; 0.67 with
-mean pooling), training loss 0.57 against 0.36.
+mixing is the memory layer's short depthwise convolution (``stem_kernel = 0``).
 
-Reverse-complement handling, as in Caduceus and HyenaDNA: ``rc_augment`` (training) replaces
-each sequence by its reverse complement with probability 1/2; ``predict_proba`` averages the
+Reverse-complement handling, as in Caduceus and HyenaDNA, through two functions that take any
+sequence classifier: :func:`random_strands` (training augmentation) replaces each sequence by
+its reverse complement with probability 1/2, and :func:`both_strands` (evaluation) averages the
 class probabilities of both strands, so a sequence and its reverse complement get the same
-prediction.
+prediction (``DNAClassifier.predict_proba`` uses it).
 """
 
 from __future__ import annotations

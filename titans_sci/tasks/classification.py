@@ -58,7 +58,7 @@ class Classification:
         self.files = _files(task)
         self.splits = {name: _read(path) for name, path in self.files.items()}
         _check_labels(self.splits, self.files)
-        self.num_classes = max(2, max(r.label for s in self.splits.values() for r in s) + 1)
+        self.num_classes = max(2, max(_label(r) for s in self.splits.values() for r in s) + 1)
         protocol = task.protocol
         if protocol.split == "train_dev_test":
             missing = sorted({"train", "dev", "test"} - set(self.splits))
@@ -85,7 +85,7 @@ class Classification:
             return
         records = self.splits.get("test") or self.splits["train"]
         seed = protocol.seeds[0]
-        folds = stratified_folds([r.label for r in records], protocol.folds, seed)
+        folds = stratified_folds([_label(r) for r in records], protocol.folds, seed)
         for fold, (train, test) in enumerate(folds):
             train = np.random.default_rng(seed + fold).permutation(train)
             n_dev = max(1, len(train) // 10)
@@ -141,9 +141,11 @@ class Classification:
 
     def score_dev(self, model: nn.Module, unit: Unit) -> float:
         dev: Encoded = unit.data["dev"]
-        return classification_metrics(dev.labels.numpy(), self._probabilities(model, dev))[
+        accuracy = classification_metrics(dev.labels.numpy(), self._probabilities(model, dev))[
             "accuracy"
         ]
+        assert accuracy is not None  # only the AUROC can be undefined
+        return accuracy
 
     def evaluate(self, model: nn.Module, unit: Unit) -> tuple[dict[str, Any], np.ndarray]:
         test: Encoded = unit.data["test"]
@@ -176,6 +178,7 @@ class Classification:
     def figures(
         self, model: nn.Module, unit: Unit, probabilities: np.ndarray, folder: Path
     ) -> dict[str, Path]:
+        assert isinstance(model, DNAClassifier)  # the first Titans model (see TaskKind.figures)
         test: Encoded = unit.data["test"]
         first = test.records[0]
         ids = test.ids[:1, : len(first.sequence)]
@@ -221,16 +224,23 @@ def _read(path: Path) -> list[SequenceRecord]:
 
 def _check_labels(splits: dict[str, list[SequenceRecord]], files: dict[str, Path]) -> None:
     """Labels are 0..K-1, and dev/test hold no label that training never saw."""
-    known = {r.label for r in splits.get("train", [])}
+    known = {_label(r) for r in splits.get("train", [])}
     for name, records in splits.items():
         for record in records:
-            if record.label < 0:
-                raise ValueError(f"{files[name]}: record {record.id} has label {record.label} < 0")
-            if known and record.label not in known:
+            label = _label(record)
+            if label < 0:
+                raise ValueError(f"{files[name]}: record {record.id} has label {label} < 0")
+            if known and label not in known:
                 raise ValueError(
-                    f"{files[name]}: record {record.id} has label {record.label}, which the "
+                    f"{files[name]}: record {record.id} has label {label}, which the "
                     f"training split does not have (it has {sorted(known)})"
                 )
+
+
+def _label(record: SequenceRecord) -> int:
+    """The label of a record of a task's splits (:func:`_read` refuses records without one)."""
+    assert record.label is not None
+    return record.label
 
 
 def _subsample(records: list[SequenceRecord], limit: int, seed: int) -> list[SequenceRecord]:

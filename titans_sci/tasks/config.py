@@ -38,6 +38,7 @@ every mistake is one line naming the file and the key.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -267,3 +268,19 @@ def _set(data: dict[str, Any], key: str, value: Any, path: Path) -> None:
         if not isinstance(where, dict):
             raise ValueError(f"{path}: cannot set {key!r}: {table!r} is not a table")
     where[last] = value
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (``titans-sci run --set``) as ``{key: value}`` for :func:`load_task`,
+    each value read as a TOML value (``3``, ``1e-3``, ``true``, ``[96, 192]``; a bare word is a
+    string)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. training.epochs=1")
+        try:
+            out[key.strip()] = tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = text
+    return out

@@ -13,7 +13,7 @@ last partial batch kept) once per seed and horizon.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from titans_sci import report
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import (
-    ForecastSplits,
+    Scaler,
     TimeSeriesTable,
+    WindowDataset,
     load_dataset,
     make_splits,
     read_series,
@@ -37,14 +38,30 @@ from titans_sci.models.forecaster import TitansForecaster
 from titans_sci.tasks.config import ForecastTask
 from titans_sci.tasks.runner import TITANS, Unit
 
+Windows = WindowDataset | Subset
+"""A split's windows, or evenly spaced ones of them (:func:`every_kth`, :func:`at_most`)."""
 
-def every_kth(windows: Dataset, stride: int) -> Dataset:
+
+@dataclass(frozen=True)
+class HorizonSplits:
+    """A unit's data: the splits of its horizon (see
+    :func:`~titans_sci.data.timeseries.make_splits`), validation and test cut to at most
+    ``data.max_eval`` windows each, the scaler fitted on the training rows and the channels."""
+
+    train: WindowDataset
+    val: Windows
+    test: Windows
+    scaler: Scaler
+    columns: list[str]
+
+
+def every_kth(windows: Windows, stride: int) -> Windows:
     """Every ``stride``-th window of ``windows`` (all of them at stride 1), the first one
     included."""
     return windows if stride == 1 else Subset(windows, range(0, len(windows), stride))
 
 
-def at_most(windows: Dataset, limit: int) -> Dataset:
+def at_most(windows: Windows, limit: int) -> Windows:
     """At most ``limit`` evenly spaced windows of ``windows`` (all of them for 0)."""
     if not limit or len(windows) <= limit:
         return windows
@@ -72,13 +89,18 @@ class Forecasting:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
         for horizon in self.task.protocol.horizons:
             splits = make_splits(self.table, self.rule, lookback, horizon)
-            splits = replace(
-                splits, val=at_most(splits.val, limit), test=at_most(splits.test, limit)
+            assert splits.scaler is not None  # make_splits scales unless told not to
+            data = HorizonSplits(
+                splits.train,
+                at_most(splits.val, limit),
+                at_most(splits.test, limit),
+                splits.scaler,
+                splits.columns,
             )
             for seed in self.task.protocol.seeds:
-                yield Unit({"horizon": horizon, "seed": seed}, seed, splits)
+                yield Unit({"horizon": horizon, "seed": seed}, seed, data)
 
-    def models(self, unit: Unit) -> dict[str, Callable[[], nn.Module]]:
+    def models(self, unit: Unit) -> dict[str, Callable[[], TitansForecaster]]:
         config = replace(
             self.task.model, horizon=unit.labels["horizon"], channels=len(self.table.columns)
         )
@@ -107,7 +129,7 @@ class Forecasting:
         return _errors(model, unit.data.test), None
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
-        splits: ForecastSplits = unit.data
+        splits: HorizonSplits = unit.data
         return {
             "dataset": self.task.data.dataset,
             "columns": list(splits.columns),
@@ -160,7 +182,7 @@ class Forecasting:
         """The last test window's forecast against the truth with a 95% band (1.96 standard
         deviations of the validation errors at each step), and the memory's surprise along
         it, for the target channel (``OT`` if present, else the last)."""
-        splits: ForecastSplits = unit.data
+        splits: HorizonSplits = unit.data
         model.eval()
         columns = list(splits.columns)
         channel = columns.index("OT") if "OT" in columns else len(columns) - 1
@@ -195,6 +217,8 @@ def _table(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
     data = task.data
     columns = list(data.columns) or None
     if data.dataset is None:
+        # SeriesData: a file when there is no dataset, and a file comes with its split rule
+        assert data.file is not None and data.split_rule is not None
         file = Path(data.file)
         return read_series(file, data.date_column, columns), data.split_rule, file
     manifest = load_manifest(data.dataset)
@@ -206,4 +230,6 @@ def _table(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
         keep = [table.columns.index(c) for c in columns]
         table = replace(table, values=table.values[:, keep], columns=columns)
     file = next(iter(manifest.splits.values())).file
-    return table, data.split_rule or manifest.split_rule, Path(file)
+    rule = data.split_rule or manifest.split_rule
+    assert rule is not None  # load_manifest requires it of every time-series data set
+    return table, rule, Path(file)

@@ -15,15 +15,16 @@ way for every kind::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from titans_sci import report
+from titans_sci import distributed, report
 from titans_sci.api import save_model
 from titans_sci.config import to_dict
 from titans_sci.tasks.config import ClassificationTask, ForecastTask, load_task
@@ -49,8 +50,12 @@ class Unit:
         return "_".join(f"h{v}" if k == "horizon" else f"{k}{v}" for k, v in self.labels.items())
 
 
-class TaskKind(Protocol):
-    """What the runner needs from a task kind."""
+M = TypeVar("M", bound=nn.Module)
+
+
+class TaskKind(Protocol[M]):
+    """What the runner needs from a task kind whose neural models are ``M`` (the model arguments
+    are the models its :meth:`models` built)."""
 
     task: Any
     #: One line saying how the numbers were obtained (split, selection, test).
@@ -60,44 +65,54 @@ class TaskKind(Protocol):
 
     def data_files(self) -> dict[str, Path]:
         """Every file the task reads, by role: their checksums go into the fingerprint."""
+        ...
 
     def units(self) -> Iterator[Unit]:
         """The units of work, in order."""
+        ...
 
-    def models(self, unit: Unit) -> dict[str, Callable[[], nn.Module]]:
+    def models(self, unit: Unit) -> dict[str, Callable[[], M]]:
         """The neural models to train on ``unit``, by name (``"titans"`` first): builders."""
+        ...
 
-    def batches(self, unit: Unit, model: nn.Module) -> Callable[[int, torch.Generator], Iterable]:
+    def batches(self, unit: Unit, model: M) -> Callable[[int, torch.Generator], Iterable]:
         """The trainer's ``batches(epoch, generator)`` for ``model`` on ``unit``."""
+        ...
 
-    def loss(self, model: nn.Module, batch: Any) -> Tensor:
+    def loss(self, model: M, batch: Any) -> Tensor:
         """The training loss of a batch."""
+        ...
 
-    def score_dev(self, model: nn.Module, unit: Unit) -> float:
+    def score_dev(self, model: M, unit: Unit) -> float:
         """The dev score (higher is better)."""
+        ...
 
-    def evaluate(self, model: nn.Module, unit: Unit) -> tuple[dict[str, Any], Any]:
+    def evaluate(self, model: M, unit: Unit) -> tuple[dict[str, Any], Any]:
         """Test metrics and the test predictions (for the report)."""
+        ...
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
         """What a user of the saved model needs besides its config (columns, scaler, ...)."""
+        ...
 
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         """Result rows of the non-neural baselines on ``unit`` (their labels included)."""
+        ...
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """The summary over every row (mean and spread over seeds or folds)."""
+        ...
 
     def format_summary(self, result: dict[str, Any]) -> str:
         """The summary in a few lines of text."""
+        ...
 
-    def figures(
-        self, model: nn.Module, unit: Unit, predictions: Any, folder: Path
-    ) -> dict[str, Path]:
+    def figures(self, model: M, unit: Unit, predictions: Any, folder: Path) -> dict[str, Path]:
         """The kind's report figures of the first Titans model, by caption."""
+        ...
 
 
-def kind_of(task: ClassificationTask | ForecastTask) -> TaskKind:
+def kind_of(task: ClassificationTask | ForecastTask) -> TaskKind[Any]:
     """The :class:`TaskKind` that runs ``task``."""
     if isinstance(task, ForecastTask):
         from titans_sci.tasks.forecasting import Forecasting
@@ -108,7 +123,7 @@ def kind_of(task: ClassificationTask | ForecastTask) -> TaskKind:
     return Classification(task)
 
 
-def fingerprint(kind: TaskKind) -> dict[str, Any]:
+def fingerprint(kind: TaskKind[Any]) -> dict[str, Any]:
     """What determines the run: the resolved task, the data's checksums, the code version."""
     files = kind.data_files()
     return {
@@ -120,8 +135,10 @@ def fingerprint(kind: TaskKind) -> dict[str, Any]:
 
 def without_baselines(task: ClassificationTask | ForecastTask) -> ClassificationTask | ForecastTask:
     """``task`` with every baseline switched off (``titans-sci train``)."""
-    off = {f.name: False for f in dataclasses.fields(task.baselines)}
-    return dataclasses.replace(task, baselines=dataclasses.replace(task.baselines, **off))
+    # Any: mypy types replace() on the union of the two kinds' baselines as taking nothing.
+    baselines: Any = task.baselines
+    off = {f.name: False for f in dataclasses.fields(baselines)}
+    return dataclasses.replace(task, baselines=dataclasses.replace(baselines, **off))
 
 
 def run(
@@ -148,8 +165,8 @@ def run(
                 trainer = Trainer(model, task.training, unit.seed, place, progress, marks)
                 trained = trainer.fit(
                     kind.batches(unit, model),
-                    lambda batch, m=model: kind.loss(m, batch),
-                    lambda m=model, u=unit: kind.score_dev(m, u),
+                    functools.partial(kind.loss, model),
+                    functools.partial(kind.score_dev, model, unit),
                     resume,
                 )
                 metrics, predictions = kind.evaluate(model, unit)
@@ -179,17 +196,27 @@ def run(
         }
         write_json(folder.path / "results.json", result)
         write_csv(folder.path / "runs.csv", rows)
-        figures = {}
-        if curves:
-            figures["Learning curves"] = report.learning_curves(
-                curves, folder.path / "learning_curves.png"
-            )
-        if first is not None:
-            figures.update(kind.figures(*first, folder.path))
-        report.write_report(
-            folder.path, task.name, kind.format_summary(result).splitlines(), figures
-        )
+        if distributed.is_main():  # under torchrun, process 0 writes the report
+            _write_report(kind, result, curves, first, folder.path)
     return result
+
+
+def _write_report(
+    kind: TaskKind[Any],
+    result: dict[str, Any],
+    curves: dict[str, TrainResult],
+    first: tuple[Any, Unit, Any] | None,
+    folder: Path,
+) -> None:
+    """``report.md`` and its figures, from what the run holds in memory."""
+    figures = {}
+    if curves:
+        figures["Learning curves"] = report.learning_curves(curves, folder / "learning_curves.png")
+    if first is not None:
+        figures.update(kind.figures(*first, folder))
+    report.write_report(
+        folder, result["task"]["name"], kind.format_summary(result).splitlines(), figures
+    )
 
 
 def run_file(
