@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -200,13 +201,19 @@ def sha256_of(path: str | Path) -> str:
 
 @cache
 def code_version() -> dict[str, str]:
-    """The package version and a SHA-256 over its Python sources: a resumed run must be of the
-    same code."""
+    """The package version and a SHA-256 over its Python sources (the Triton kernels' folder
+    included, wherever the build maps it from): a resumed run must be of the same code."""
     from titans_sci import __version__
 
-    root = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[1]
+    roots = [package]
+    kernels = importlib.util.find_spec("titans_sci.kernels")  # found, not imported
+    for place in (kernels.submodule_search_locations or []) if kernels else []:
+        if not Path(place).resolve().is_relative_to(package):
+            roots.append(Path(place).resolve())
     digest = hashlib.sha256()
-    for file in sorted(root.rglob("*.py")):
-        digest.update(file.relative_to(root).as_posix().encode())
-        digest.update(file.read_bytes())
+    for root in roots:
+        for file in sorted(root.rglob("*.py")):
+            digest.update(f"{root.name}/{file.relative_to(root).as_posix()}".encode())
+            digest.update(file.read_bytes())
     return {"version": __version__, "source_sha256": digest.hexdigest()}
