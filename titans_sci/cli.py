@@ -8,6 +8,7 @@ Every command has ``--help``. Errors print one line (``titans-sci: ...``) and ex
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -299,11 +300,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
             args.quiet = True
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (UserError, ValueError, OSError, FloatingPointError) as error:
         if args.debug:
             traceback.print_exc()
-        print(f"titans-sci: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"titans-sci: {' '.join(_message(error).split())}", file=sys.stderr)
         return 2
+
+
+def _message(error: BaseException) -> str:
+    """One line for an error: an OS error names its file first, and a full disk says what to
+    do."""
+    if not isinstance(error, OSError) or error.filename is None:
+        return str(error)
+    what = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        what += "; free some space, then run again (with --resume for a task)"
+    return f"{error.filename}: {what}"
 
 
 if __name__ == "__main__":

@@ -70,14 +70,36 @@ def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> Any:
     adapter = _ADAPTERS.get(kind)
     if adapter is None:
         adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    bad = _non_finite(data)
+    if bad:
+        raise ValueError(f"{where}: {bad[0]} = {bad[1]}: expected a finite number")
     try:
-        text = json.dumps(data, allow_nan=False)
+        text = json.dumps(data)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: not plain data ({error})") from None
     try:
         return adapter.validate_json(text, strict=True)
     except ValidationError as error:
         raise ValueError(f"{where}: {_first_problem(error, data)}") from None
+
+
+def _non_finite(data: Any, where: str = "") -> tuple[str, float] | None:
+    """The first place (``training.lr``) in plain data that holds inf or NaN, and its value."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where, data
+    items = (
+        data.items()
+        if isinstance(data, Mapping)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for key, value in items:
+        place = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
+        found = _non_finite(value, place)
+        if found:
+            return found
+    return None
 
 
 def _first_problem(error: ValidationError, data: Mapping[str, Any]) -> str:

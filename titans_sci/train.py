@@ -22,6 +22,7 @@ process 0 writes files.
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import pickle
@@ -60,12 +61,16 @@ class TrainConfig(Config):
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr}; expected > 0")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr={self.lr}; expected a finite number > 0")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay={self.weight_decay}; expected a finite number >= 0")
         if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience={self.patience}; expected >= 1 (or none)")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm={self.clip_norm}; expected > 0 (or none)")
+            raise ValueError(f"patience={self.patience}; expected >= 1 (or leave it out)")
+        if self.clip_norm is not None and not 0 < self.clip_norm < math.inf:
+            raise ValueError(
+                f"clip_norm={self.clip_norm}; expected a finite number > 0 (or leave it out)"
+            )
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,17 @@ class Trainer:
             "train_losses": losses,
         }
         tmp = self.directory / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except (OSError, RuntimeError) as error:
+            # torch reports a full disk as "RuntimeError: [enforce fail at inline_container...]"
+            tmp.unlink(missing_ok=True)
+            raise OSError(
+                errno.EIO,
+                f"cannot write the checkpoint ({_first_line(error)}); is the disk full?"
+                " Free some space and run again with --resume",
+                str(tmp),
+            ) from error
         tmp.replace(self.directory / CHECKPOINT)
 
     def _load(self) -> tuple[int, DevSelection, list[float]]:
@@ -213,3 +228,8 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         return state["epochs_done"], DevSelection(**state["selection"]), state["train_losses"]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

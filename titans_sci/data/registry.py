@@ -375,16 +375,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    unreadable: list[str] = []  # verify: a bad manifest fails alone, the others are checked
     try:
         if args.names:
             manifests = [load_manifest(n, args.root) for n in args.names]
             manifests = [m for m in manifests if args.kind in (None, m.kind)]
+        elif args.command == "verify":
+            root = Path(args.root) if args.root is not None else datasets_dir()
+            manifests = []
+            for path in sorted(root.rglob(MANIFEST_NAME)):
+                try:
+                    manifest = read_manifest(path, root)
+                except ValueError as exc:
+                    unreadable.append(str(exc))
+                    continue
+                if args.kind in (None, manifest.kind):
+                    manifests.append(manifest)
+            manifests.sort(key=lambda m: m.name)
         else:
             manifests = list_datasets(args.root, kind=args.kind)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not manifests:
+    if not manifests and not unreadable:
         what = f"no {args.kind} data sets" if args.kind else f"no {MANIFEST_NAME}"
         print(f"error: {what} under {args.root or datasets_dir()}", file=sys.stderr)
         return 2
@@ -394,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_describe(m))
         return 0
 
-    failed = 0
+    failed = len(unreadable)
+    for problem in unreadable:
+        print(f"FAIL {problem}")
     for m in manifests:
         problems = verify(m)
         if problems:
@@ -405,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             total = sum(info.rows for info in m.splits.values())
             print(f"ok   {m.name} ({len(m.splits)} splits, {total} rows)")
-    print(f"{len(manifests) - failed}/{len(manifests)} data sets verified")
+    total = len(manifests) + len(unreadable)
+    print(f"{total - failed}/{total} data sets verified")
     return 1 if failed else 0
 
 

@@ -23,6 +23,7 @@ import csv
 import fcntl
 import hashlib
 import importlib.util
+import io
 import json
 import math
 import os
@@ -175,18 +176,24 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
         return
     rows = [json_safe(dict(r))[0] for r in rows]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, text.getvalue())
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a temporary file renamed at the end; on any error (a full
+    disk) the temporary file is removed and ``path`` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    try:
+        with open(tmp, "w", newline="") as handle:
+            handle.write(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
 
 

@@ -194,8 +194,9 @@ def run(
             "summary": kind.summarize(rows),
             "notes": _notes(rows, kind.undefined),
         }
-        write_json(folder.path / "results.json", result)
+        # runs.csv first: a results.json is always of a complete pair
         write_csv(folder.path / "runs.csv", rows)
+        write_json(folder.path / "results.json", result)
         if distributed.is_main():  # under torchrun, process 0 writes the report
             _write_report(kind, result, curves, first, folder.path)
     return result
