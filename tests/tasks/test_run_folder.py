@@ -48,8 +48,12 @@ def test_a_folder_with_an_earlier_run_is_refused_unless_resumed_or_overwritten(u
     again = run(load_task(user_task), out, overwrite=True)
     assert not stale.exists()  # cleared first
     assert again["runs"] == first["runs"]
+    left = [out / "user/checkpoints/seed1/titans/checkpoint.pt.tmp", out / "user/surprise.tmp.png"]
+    for file in left:  # what a killed run leaves half-written
+        file.write_bytes(b"half")
     resumed = run(load_task(user_task), out, resume=True)  # finished: nothing trained again
     assert resumed["runs"] == first["runs"]
+    assert not any(file.exists() for file in left)
 
 
 @pytest.mark.parametrize(

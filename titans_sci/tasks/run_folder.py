@@ -122,6 +122,11 @@ class RunFolder:
             self._check_same_run()
             for name in OUTPUTS:
                 (self.path / name).unlink(missing_ok=True)
+            for leftover in self.path.rglob("*.tmp*"):  # a killed run's half-written files
+                if leftover.is_dir():
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
         write_json(self.path / RUN_FILE, self.fingerprint)
 
     def _check_same_run(self) -> None:
