@@ -14,7 +14,7 @@ prediction (``DNAClassifier.predict_proba`` uses it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -89,24 +89,38 @@ class DNAClassifier(nn.Module):
         memory layers of ``H`` heads; see ``TitansBackbone.surprise``)."""
         return self.backbone.surprise(self._features(ids, mask), mask)
 
-    @torch.no_grad()
+    @property
+    def margin(self) -> int:
+        """Bases the stem reads on either side of a position (``stem_kernel // 2``)."""
+        return 0 if self.stem is None else self.stem.conv.kernel_size[0] // 2
+
     def stream_surprise(self, sequence: str, segment: int = 4096) -> Iterator[tuple[int, Tensor]]:
         """:meth:`surprise` of one sequence of any length, ``segment`` bases at a time with the
         memories' state carried between segments: yields ``(start, surprise [n, L, H])`` for
-        consecutive segments, equal to slices of one call on the whole sequence. Memory does
-        not grow with the length: each segment is tokenized on its own, and the stem sees the
-        ``stem_kernel // 2`` bases on either side of it."""
+        consecutive segments, equal to slices of one call on the whole sequence."""
         if segment < 1:
             raise ValueError(f"segment={segment}; expected a positive number of bases")
-        half = 0 if self.stem is None else self.stem.conv.kernel_size[0] // 2
+        margin, starts = self.margin, range(0, len(sequence), segment)
+        pieces = (
+            (sequence[max(s - margin, 0) : s], sequence[s : s + segment],
+             sequence[s + segment : s + segment + margin])
+            for s in starts
+        )  # fmt: skip
+        yield from zip(starts, self.surprise_of_pieces(pieces), strict=True)
+
+    @torch.no_grad()
+    def surprise_of_pieces(self, pieces: Iterable[tuple[str, str, str]]) -> Iterator[Tensor]:
+        """The surprise ``[n, L, H]`` of each consecutive piece of one sequence, given as
+        ``(before, piece, after)`` with the :attr:`margin` bases around it (fewer at the
+        sequence's ends), the memories' state carried from piece to piece. Memory does not grow
+        with the sequence's length: each piece is tokenized on its own (see
+        :func:`titans_sci.data.fasta_stream.with_context` for pieces of a file)."""
         state = None
-        for start in range(0, len(sequence), segment):
-            end = min(start + segment, len(sequence))
-            low, high = max(start - half, 0), min(end + half, len(sequence))
-            ids = torch.tensor([self.tokenizer.encode(sequence[low:high])])
-            features = self._features(ids, None)[:, start - low : end - low]
+        for before, piece, after in pieces:
+            ids = torch.tensor([self.tokenizer.encode(before + piece + after)])
+            features = self._features(ids, None)[:, len(before) : len(before) + len(piece)]
             trace, state = self.backbone.surprise_and_state(features, state=state)
-            yield start, trace[0]
+            yield trace[0]
 
     @torch.no_grad()
     def predict_proba(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
