@@ -59,22 +59,32 @@ def save_classifier(folder: Path) -> None:
 
 
 def write_fasta(path: Path, length: int) -> None:
+    """One record of ``length`` real bases (the source's sequences end to end, repeated as
+    often as needed), in lines of 80 as FASTA files of chromosomes are."""
     from titans_sci.data.registry import load_manifest
 
     frame = pd.read_csv(load_manifest(SOURCE).splits["train"].file)
     bases = "".join(frame["sequence"])
-    if len(bases) < length:
-        raise SystemExit(f"{SOURCE} has {len(bases):,} bases; {length:,} asked")
-    path.write_text(f">{SOURCE}_{length}\n{bases[:length]}\n")
+    with open(path, "w") as handle:
+        handle.write(f">{SOURCE}_{length}\n")
+        written = 0
+        while written < length:
+            block = bases[: min(len(bases), length - written)]
+            for i in range(0, len(block), 80):
+                handle.write(block[i : i + 80] + "\n")
+            written += len(block)
 
 
-def worker(model: Path, fasta: Path, output: Path, segment: int) -> dict:
+def worker(model: Path, fasta: Path, output: Path, segment: int, window: int, stride: int) -> dict:
     import titans_sci
 
     start = time.perf_counter()
     classifier = titans_sci.load(model)
     rss_loaded = current_rss_bytes()
-    rows = classifier.stream_surprise(fasta, output, segment=segment, progress=False)
+    if window:
+        rows = classifier.predict_windows(fasta, output, window, stride or None, progress=False)
+    else:
+        rows = classifier.stream_surprise(fasta, output, segment=segment, progress=False)
     seconds = time.perf_counter() - start
     return {
         "rows": rows,
@@ -87,6 +97,15 @@ def worker(model: Path, fasta: Path, output: Path, segment: int) -> dict:
     }
 
 
+def _describe_code(tree: Path) -> str:
+    """A source tree as its git commit (with ``+changes`` when its work tree differs)."""
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "titans_sci"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return f"{head or tree.name}{' +changes' if dirty else ''}"
+
+
 def mib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / MIB:.1f}"
 
@@ -96,13 +115,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lengths", type=int, nargs="+", default=[250_000, 1_000_000, 2_000_000])
     parser.add_argument("--segment", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=0,
+        help="score WINDOW-base windows (predict --window) instead of streaming the surprise",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        nargs="+",
+        default=[REPO_ROOT],
+        help="source trees to run (each worker imports titans_sci from there; e.g. an old "
+        "commit's `git worktree` next to this one)",
+    )
+    parser.add_argument(
+        "--stride", type=int, default=0, help="bases between windows (default WINDOW)"
+    )
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.segment)))
+        print(json.dumps(worker(*args.worker, args.segment, args.window, args.stride)))
         return 0
+    if args.out is None:
+        args.out = DEFAULT_OUT if not args.window else DEFAULT_OUT.with_name("windows_cpu.md")
 
     loads = [load_avg()]
     rows = []
@@ -112,22 +150,32 @@ def main(argv: list[str] | None = None) -> int:
         for length in sorted(set(args.lengths)):
             fasta, csv = root / f"{length}.fa", root / f"{length}.csv"
             write_fasta(fasta, length)
-            print(f"streaming {length:,} bases ...", file=sys.stderr, flush=True)
-            cmd = [sys.executable, __file__, "--threads", str(args.threads)]
-            cmd += ["--segment", str(args.segment), "--worker", str(root / "model"), str(fasta)]
-            proc = subprocess.run([*cmd, str(csv)], capture_output=True, text=True)
-            if proc.returncode:
-                print(proc.stderr, file=sys.stderr)
-                return 1
-            row = {"length": length, **json.loads(proc.stdout.strip().splitlines()[-1])}
-            print(f"  {row['seconds']:.1f} s, peak RSS {mib(row['peak_rss'])} MiB", file=sys.stderr)
-            rows.append(row)
-            csv.unlink()
+            for code in args.code:
+                print(f"{code}: {length:,} bases ...", file=sys.stderr, flush=True)
+                cmd = [sys.executable, __file__, "--threads", str(args.threads)]
+                cmd += ["--segment", str(args.segment), "--window", str(args.window)]
+                cmd += ["--stride", str(args.stride)]
+                cmd += ["--worker", str(root / "model"), str(fasta)]
+                env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(args.threads)}
+                proc = subprocess.run([*cmd, str(csv)], capture_output=True, text=True, env=env)
+                if proc.returncode:
+                    print(proc.stderr, file=sys.stderr)
+                    return 1
+                row = {"length": length, "code": _describe_code(code)}
+                row.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(f"  {row['seconds']:.1f} s, peak {mib(row['peak_rss'])} MiB", file=sys.stderr)
+                rows.append(row)
+                csv.unlink()
+            fasta.unlink()
     loads.append(load_avg())
 
-    base = rows[0]["peak_rss"]
+    what = (
+        f"`predict_windows` ({args.window}-base windows, stride {args.stride or args.window})"
+        if args.window
+        else f"`stream_surprise` (segments of {args.segment} bases, state carried)"
+    )
     lines = [
-        "# Per-base surprise of a long FASTA record, streamed through `stream_surprise`",
+        f"# A long FASTA record through {what}",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores, torch threads {args.threads}, "
@@ -136,27 +184,25 @@ def main(argv: list[str] | None = None) -> int:
         "- model: DNAClassifier of the genomics benchmark's shape (Titans LMM dim 64, depth 2, "
         "stem 9, memory `titans` 4 heads x 16, chunk 16), untrained, fp32; saved and loaded "
         "through `titans_sci.save_model`/`titans_sci.load`",
-        f"- input: one FASTA record of real bases ({SOURCE} training sequences end to end); "
-        f"segments of {args.segment} bases with the state carried; one CSV row per base "
-        "(record, position, base, 8 surprise columns)",
-        "- command: `.venv/bin/python benchmarks/bench_stream_surprise_cpu.py`; each length in "
-        "a fresh subprocess; seconds include loading the model and writing the CSV",
+        f"- input: one FASTA record of real bases ({SOURCE} training sequences end to end, "
+        "repeated), in lines of 80; one CSV row per "
+        + ("window (record, start, end, p_0, p_1)" if args.window else "base (8 surprise columns)"),
+        "- command: `.venv/bin/python benchmarks/bench_stream_surprise_cpu.py "
+        + " ".join(argv if argv is not None else sys.argv[1:])
+        + "`; each length and code tree in a fresh subprocess; seconds include loading the "
+        "model and writing the CSV",
         "",
-        "| bases | seconds | bases/s | CSV MiB | RSS after loading MiB | RSS at end MiB "
-        "| peak RSS MiB | peak growth vs smallest MiB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| code | bases | CSV rows | seconds | bases/s | CSV MiB | RSS after loading MiB "
+        "| peak RSS MiB | peak growth vs loaded MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
-            f"| {row['rows']:,} | {row['seconds']:.1f} | {row['bases_per_s']:,.0f} "
-            f"| {mib(row['csv_bytes'])} | {mib(row['rss_loaded'])} | {mib(row['rss_end'])} "
-            f"| {mib(row['peak_rss'])} | {(row['peak_rss'] - base) / MIB:+.1f} |"
+            f"| {row['code']} | {row['length']:,} | {row['rows']:,} | {row['seconds']:.1f} "
+            f"| {row['length'] / row['seconds']:,.0f} | {mib(row['csv_bytes'])} "
+            f"| {mib(row['rss_loaded'])} | {mib(row['peak_rss'])} "
+            f"| {(row['peak_rss'] - row['rss_loaded']) / MIB:+.1f} |"
         )
-    lines += [
-        "",
-        "The record's text (one byte per base, read whole by biopython) is the only input held "
-        "in memory; the model's state and each segment's tensors have a fixed size.",
-    ]
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.write_text(table)
