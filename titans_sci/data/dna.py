@@ -1,7 +1,9 @@
 """DNA adapter: sequence readers, tokenizers, reverse complement, batching and embedding.
 
 Readers turn FASTA, FASTQ, GenBank, CSV and TSV files (plain or gzip) into
-:class:`SequenceRecord` lists, validating every base against the IUPAC nucleotide alphabet.
+:class:`SequenceRecord` lists, validating every base against the IUPAC nucleotide alphabet and
+refusing every bad file (truncated gzip, not UTF-8 text, malformed rows, repeated ids...) with one
+``ValueError`` line that names the file and, where it can, the record, line or row.
 Tokenizers map sequences to integer ids that share five special tokens
 (``[PAD]=0, [CLS]=1, [SEP]=2, [MASK]=3, [UNK]=4``). Batching helpers pad id lists and group
 sequences of similar length; :class:`DNAEmbedding` embeds the ids, optionally with a
@@ -10,16 +12,20 @@ soft-mask (lowercase) channel.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import re
+import zlib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 import torch
 from Bio import SeqIO
+from Bio.Seq import Seq
 from Bio.Seq import reverse_complement as _bio_reverse_complement
 from torch import Tensor, nn
 
@@ -60,6 +66,9 @@ _SEQIO_FORMATS = {
     ".genbank": "genbank",
 }
 _TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t"}
+_GZIP_MAGIC = b"\x1f\x8b"
+# What Bio.SeqIO raises on a malformed file (its messages are reported with the file name).
+_PARSER_ERRORS = (ValueError, IndexError, KeyError, AssertionError, TypeError, AttributeError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,85 +120,319 @@ def _split_suffix(path: Path) -> tuple[str, bool]:
     return (suffixes[-1] if suffixes else ""), compressed
 
 
+# How reading a file fails, turned into one ValueError naming the file (these helpers are
+# shared with titans_sci.data.timeseries).
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a missing path or a directory, naming it."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a file; give the file inside it")
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+
+
 def _open_text(path: Path, compressed: bool) -> IO[str]:
-    """Open ``path`` for reading text, through gzip when ``compressed``."""
-    if compressed:
-        return gzip.open(path, "rt")
-    return open(path)
+    """Open ``path`` for reading UTF-8 text (a leading byte-order mark is dropped), through
+    gzip when ``compressed``; a missing file, a directory or an unreadable file is refused."""
+    _check_file(path)
+    try:
+        if compressed:
+            return gzip.open(path, "rt", encoding="utf-8-sig")
+        return open(path, encoding="utf-8-sig")
+    except OSError as err:
+        raise ValueError(f"{path}: cannot open it: {err.strerror or err}") from err
 
 
-def read_sequences(path: str | Path) -> list[SequenceRecord]:
+@contextmanager
+def _reading(path: Path, compressed: bool) -> Iterator[None]:
+    """Turn the failures of reading ``path`` (however lazily, inside the ``with`` body) into one
+    ValueError naming the file: bad gzip data, bytes that are not UTF-8 text, an I/O error."""
+    try:
+        yield
+    except UnicodeDecodeError as err:
+        raise ValueError(_not_text(path, compressed, err)) from err
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise ValueError(_bad_gzip(path)) from err
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it: {err.strerror or err}") from err
+
+
+def _starts_with_gzip_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as raw:
+            return raw.read(2) == _GZIP_MAGIC
+    except OSError:
+        return False
+
+
+def _bad_gzip(path: Path) -> str:
+    if not _starts_with_gzip_magic(path):
+        return (
+            f"{path}: not a gzip file, though its name ends in .gz; compress it with gzip, or "
+            f"rename it without .gz"
+        )
+    return f"{path}: truncated or corrupt gzip file; re-download or re-compress it"
+
+
+def _not_text(path: Path, compressed: bool, err: UnicodeDecodeError | None = None) -> str:
+    """The message for a file that is not UTF-8 text: the first offending byte and its offset
+    (in the uncompressed data of a gzip file)."""
+    if not compressed and _starts_with_gzip_magic(path):
+        return (
+            f"{path}: gzip-compressed, but its name does not end in .gz; rename it to "
+            f"{path.name}.gz"
+        )
+    found = _first_non_text_byte(path, compressed)
+    if found is None:  # cannot locate it again: fall back on the decoder's own words
+        detail = str(err) if err is not None else "not UTF-8"
+    else:
+        offset, byte = found
+        where = "of the uncompressed data " if compressed else ""
+        what = "a NUL byte" if byte == 0 else "not UTF-8"
+        detail = f"byte 0x{byte:02x} at offset {offset} {where}is {what}"
+    return f"{path}: not a text file ({detail}); if it is text, save it as UTF-8"
+
+
+def _first_non_text_byte(path: Path, compressed: bool) -> tuple[int, int] | None:
+    """``(offset, byte)`` of the first byte of the (uncompressed) file that is NUL or not
+    UTF-8, read in chunks; ``None`` if there is none or the file cannot be read again."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fed = 0
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as raw:
+            while True:
+                chunk = raw.read1(1 << 16) if compressed else raw.read(1 << 20)
+                pending = len(decoder.getstate()[0])
+                nul = chunk.find(b"\x00")
+                try:
+                    decoder.decode(chunk, final=not chunk)
+                except UnicodeDecodeError as err:
+                    offset = fed - pending + err.start
+                    if nul >= 0 and fed + nul < offset:
+                        return fed + nul, 0
+                    return offset, err.object[err.start]
+                if nul >= 0:
+                    return fed + nul, 0
+                if not chunk:
+                    return None
+                fed += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None
+
+
+class _NoNul:
+    """A text stream that reads ``handle`` and refuses a NUL character: pandas' C parser
+    silently cuts a field short at one, so a binary file would otherwise parse as text."""
+
+    def __init__(self, handle: IO[str], path: Path, compressed: bool) -> None:
+        self._handle, self._path, self._compressed = handle, path, compressed
+
+    def _checked(self, text: str) -> str:
+        if "\x00" in text:
+            raise ValueError(_not_text(self._path, self._compressed))
+        return text
+
+    def read(self, size: int = -1) -> str:
+        return self._checked(self._handle.read(size))
+
+    def readline(self, size: int = -1) -> str:
+        return self._checked(self._handle.readline(size))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.readline, "")
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_OPEN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def _read_csv(path: Path, sep: str, compressed: bool, **options: Any) -> pd.DataFrame:
+    """``pd.read_csv`` of a UTF-8 (optionally gzip) CSV/TSV file, every failure one ValueError
+    naming the file (and the line, for a row with the wrong number of fields)."""
+    named = "a tab" if sep == "\t" else repr(sep)
+    with _reading(path, compressed), _open_text(path, compressed) as handle:
+        try:
+            frame = pd.read_csv(_NoNul(handle, path, compressed), sep=sep, **options)
+        except pd.errors.EmptyDataError as err:
+            raise ValueError(f"{path}: empty file (no header, no rows)") from err
+        except pd.errors.ParserError as err:
+            text = str(err).strip()
+            fields, quote = _FIELDS.search(text), _OPEN_QUOTE.search(text)
+            if fields:
+                expected, line, saw = fields.groups()
+                raise ValueError(
+                    f"{path}: line {line}: expected {expected} fields, saw {saw}; remove the "
+                    f"extra field, or quote a field that holds {named}"
+                ) from err
+            if quote:
+                raise ValueError(
+                    f"{path}: line {int(quote.group(1)) + 1}: a quoted field is never closed; "
+                    f"close the quote (or remove the stray '\"')"
+                ) from err
+            detail = text.removeprefix("Error tokenizing data. C error: ")
+            raise ValueError(f"{path}: cannot parse as CSV: {detail}") from err
+    if not isinstance(frame.index, pd.RangeIndex):
+        # The first data row had more fields than the header: pandas took them as an index.
+        columns = len(frame.columns)
+        raise ValueError(
+            f"{path}: line {_first_data_line(path, compressed)}: expected {columns} fields, "
+            f"saw {columns + frame.index.nlevels}; remove the extra field, or quote a field that "
+            f"holds {named}"
+        )
+    return frame
+
+
+def _first_data_line(path: Path, compressed: bool) -> int:
+    """The 1-based line number of a table's first data row: its second non-blank line."""
+    with _open_text(path, compressed) as handle:
+        seen = 0
+        for number, line in enumerate(handle, start=1):
+            seen += bool(line.strip())
+            if seen == 2:
+                return number
+    return 2
+
+
+# Readers
+
+
+def read_sequences(path: str | Path, *, allow_duplicate_ids: bool = False) -> list[SequenceRecord]:
     """Read every record of a FASTA, FASTQ, GenBank, CSV or TSV file (optionally ``.gz``).
 
     The format is chosen by suffix: ``.fa/.fasta/.fna``, ``.fq/.fastq``,
-    ``.gb/.gbk/.genbank``, ``.csv``, ``.tsv``, each optionally followed by ``.gz``.
-    Every sequence is validated with :func:`validate_sequence`; nothing is dropped. Case is
-    kept as read, except that Biopython reads GenBank bases uppercase (no soft mask there).
+    ``.gb/.gbk/.genbank``, ``.csv``, ``.tsv``, each optionally followed by ``.gz``. Files are
+    read as UTF-8 text; a leading UTF-8 byte-order mark is accepted (and dropped), and so are
+    blank lines before a FASTA file's first ``>`` header. Every sequence is validated with
+    :func:`validate_sequence`; nothing is dropped. Case is kept as read, except that Biopython
+    reads GenBank bases uppercase (no soft mask there). CSV/TSV records are named
+    ``row1, row2, ...``.
+
+    Args:
+        path: the file.
+        allow_duplicate_ids: accept two records with the same id (FASTA/FASTQ/GenBank);
+            by default that is an error, since the id names a record's rows in the output.
 
     Raises:
-        ValueError: unknown suffix, a file with no records, a parse error, an empty record,
-            an invalid character, or (CSV/TSV) a missing ``sequence`` column or non-integer
-            label; the message names the file.
+        ValueError: one line naming the file (and the record, line or row): a missing file, a
+            directory, an unknown suffix, a file with no records, a truncated or corrupt gzip
+            file, a file that is not UTF-8 text, text before a FASTA file's first header, a
+            parse error (e.g. a CSV row with extra fields), a repeated record id, an empty
+            record, an invalid character, or (CSV/TSV) a missing ``sequence`` column or a
+            non-integer label.
     """
     path = Path(path)
-    suffix, compressed = _split_suffix(path)
-    if suffix in _SEQIO_FORMATS:
-        records = _read_seqio(path, _SEQIO_FORMATS[suffix], compressed)
-    elif suffix in _TABLE_SEPARATORS:
-        records = _read_table(path, _TABLE_SEPARATORS[suffix], compressed)
-    else:
-        known = ", ".join(sorted([*_SEQIO_FORMATS, *_TABLE_SEPARATORS]))
-        raise ValueError(f"{path}: unknown sequence file suffix {suffix!r} (known: {known})")
-    if not records:
-        raise ValueError(f"{path}: no records found")
-    return records
+    return list(iter_sequences(path, allow_duplicate_ids=allow_duplicate_ids))
 
 
-def iter_sequences(path: str | Path) -> Iterator[SequenceRecord]:
+def iter_sequences(
+    path: str | Path, *, allow_duplicate_ids: bool = False
+) -> Iterator[SequenceRecord]:
     """The records of a sequence file one at a time (as :func:`read_sequences`, but a FASTA,
-    FASTQ or GenBank file is parsed lazily, so only one record is in memory at a time)."""
+    FASTQ or GenBank file is parsed lazily, so only one record is in memory at a time; the ids
+    seen so far are remembered to refuse a repeated one). An error in the file is raised when
+    the iteration reaches it."""
     path = Path(path)
     suffix, compressed = _split_suffix(path)
+    _check_file(path)
     if suffix in _SEQIO_FORMATS:
         empty = True
-        for record in _iter_seqio(path, _SEQIO_FORMATS[suffix], compressed):
+        records = _iter_seqio(path, _SEQIO_FORMATS[suffix], compressed, allow_duplicate_ids)
+        for record in records:
             empty = False
             yield record
         if empty:
-            raise ValueError(f"{path}: no records found")
+            raise ValueError(f"{path}: no records found; is it empty?")
+    elif suffix in _TABLE_SEPARATORS:
+        table = _read_table(path, _TABLE_SEPARATORS[suffix], compressed)
+        if not table:
+            raise ValueError(f"{path}: no records found (a header but no rows)")
+        yield from table
     else:
-        yield from read_sequences(path)
+        known = ", ".join(sorted([*_SEQIO_FORMATS, *_TABLE_SEPARATORS]))
+        raise ValueError(
+            f"{path}: unknown sequence file suffix {suffix!r}; rename it to one of: {known} "
+            f"(optionally + .gz)"
+        )
 
 
-def _read_seqio(path: Path, fmt: str, compressed: bool) -> list[SequenceRecord]:
-    """Read a FASTA/FASTQ/GenBank file with ``Bio.SeqIO`` in format ``fmt``."""
-    return list(_iter_seqio(path, fmt, compressed))
+def _iter_seqio(
+    path: Path, fmt: str, compressed: bool, allow_duplicate_ids: bool
+) -> Iterator[SequenceRecord]:
+    """The records of a FASTA/FASTQ/GenBank file, parsed lazily with ``Bio.SeqIO``."""
+    seen: dict[str, int] = {}
+    with _reading(path, compressed), _open_text(path, compressed) as handle:
+        if fmt == "fasta":
+            _skip_to_first_header(handle, path)
+        parser = SeqIO.parse(handle, fmt)
+        index = 0
+        while True:
+            try:
+                rec = next(parser)
+            except StopIteration:
+                return
+            except (UnicodeDecodeError, EOFError, zlib.error, OSError):
+                raise  # the file itself, not its format: _reading names it
+            except _PARSER_ERRORS as err:
+                detail = " ".join(str(err).split()) or type(err).__name__
+                raise ValueError(
+                    f"{path}: cannot parse as {fmt} (after {index} records): {detail}"
+                ) from err
+            index += 1
+            name = rec.id or f"#{index}"
+            sequence = _sequence_text(rec.seq, path, name)
+            validate_sequence(sequence, source=str(path), record=name)
+            if not allow_duplicate_ids:
+                first = seen.setdefault(name, index)
+                if first != index:
+                    raise ValueError(
+                        f"{path}: record id {name!r} appears twice (records {first} and "
+                        f"{index}); give each record its own id (or read with "
+                        f"allow_duplicate_ids=True)"
+                    )
+            yield SequenceRecord(id=name, sequence=sequence)
 
 
-def _iter_seqio(path: Path, fmt: str, compressed: bool) -> Iterator[SequenceRecord]:
-    with _open_text(path, compressed) as handle:
-        try:
-            for index, rec in enumerate(SeqIO.parse(handle, fmt), start=1):
-                name = rec.id or f"#{index}"
-                try:
-                    sequence = str(rec.seq)
-                except ValueError as err:  # e.g. a GenBank CONTIG record without bases
-                    raise ValueError(f"{path}: record {name!r}: {err}") from err
-                validate_sequence(sequence, source=str(path), record=name)
-                yield SequenceRecord(id=name, sequence=sequence)
-        except ValueError as err:
-            if str(err).startswith(str(path)):
-                raise
-            raise ValueError(f"{path}: cannot parse as {fmt}: {err}") from err
+def _skip_to_first_header(handle: IO[str], path: Path) -> None:
+    """Leave ``handle`` at its first non-blank line, which must be a FASTA ``>`` header (an
+    empty file is left as it is)."""
+    number = 0
+    while True:
+        position = handle.tell()
+        line = handle.readline()
+        number += 1
+        if not line:
+            return
+        if line.strip():
+            break
+    if not line.startswith(">"):
+        shown = line.strip()
+        shown = shown[:40] + "..." if len(shown) > 40 else shown
+        raise ValueError(
+            f"{path}: line {number}: text before the first '>' header ({shown!r}); a FASTA "
+            f"file starts with a '>' header line: remove the text before it"
+        )
+    handle.seek(position)
+
+
+def _sequence_text(seq: Seq, path: Path, name: str) -> str:
+    """The bases of a parsed record as text."""
+    try:
+        return str(seq)
+    except UnicodeDecodeError:  # non-ASCII letters: validate_sequence names the first bad one
+        return bytes(seq).decode("utf-8", "replace")
+    except ValueError as err:  # e.g. a GenBank CONTIG record without bases
+        raise ValueError(f"{path}: record {name!r}: {err}") from err
 
 
 def _read_table(path: Path, sep: str, compressed: bool) -> list[SequenceRecord]:
     """Read a CSV/TSV file with a ``sequence`` column and an optional integer ``label``."""
-    with _open_text(path, compressed) as handle:
-        frame = pd.read_csv(handle, sep=sep, dtype=str, keep_default_na=False)
+    frame = _read_csv(path, sep, compressed, dtype=str, keep_default_na=False)
     if "sequence" not in frame.columns:
+        columns = ", ".join(repr(str(c)) for c in frame.columns)
         raise ValueError(
-            f"{path}: no 'sequence' column (columns: {', '.join(map(str, frame.columns))})"
+            f"{path}: no 'sequence' column (columns: {columns}); name the column of bases "
+            f"'sequence'"
         )
     labels = frame["label"] if "label" in frame.columns else [None] * len(frame)
     records = []

@@ -44,6 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from titans_sci.data.dna import _check_file, _read_csv
 from titans_sci.data.registry import DatasetManifest, load_manifest
 
 __all__ = [
@@ -79,6 +80,7 @@ M4_START = "1750-01-01 00:00"
 _ETT_HOURS = (12 * 30 * 24, 4 * 30 * 24, 4 * 30 * 24)  # train / val / test rows, hourly
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -140,8 +142,9 @@ def read_series(
     """Read and validate one long-format series file (a date column and one column per channel).
 
     Args:
-        path: a CSV (``.csv``, ``.csv.gz``, any ``.gz``, read as UTF-8) or Parquet (``.parquet``,
-            ``.pq``) file. A Parquet file may hold the dates as its index named ``date_column``.
+        path: a CSV (``.csv``, ``.csv.gz``, any ``.gz``, read as UTF-8; a leading byte-order
+            mark is dropped) or Parquet (``.parquet``, ``.pq``) file. A Parquet file may hold the
+            dates as its index named ``date_column``.
         date_column: the column holding the timestamps.
         columns: the channels to keep, in this order; ``None``: every column but the date.
         freq: the expected pandas offset alias; every step must then be exactly one ``freq``
@@ -161,7 +164,11 @@ def read_series(
         The table: timestamps ``[N]``, values ``[N, C]`` float32.
 
     Raises:
-        ValueError: naming the file, column and data row (or timestamp) of the first problem.
+        ValueError: one line naming the file, column and data row (or timestamp, or file line)
+            of the first problem: a missing file or a directory, a truncated or corrupt gzip
+            file, a file that is not UTF-8 text, a CSV row with extra fields, timestamps with
+            mixed UTC offsets (a daylight-saving switch), a value outside float32's range, and
+            every check above.
     """
     _check_choice("nan_policy", nan_policy, NAN_POLICIES)
     _check_choice("duplicates", duplicates, DUPLICATE_POLICIES)
@@ -178,7 +185,7 @@ def read_series(
     timestamps = _parse_dates(frame[date_column], source, date_column)
     names = _select_columns(frame, date_column, columns, source)
     values = np.stack([_numeric(frame[c], source, c, timestamps) for c in names], axis=1)
-    _check_order(timestamps, source, duplicates)
+    _check_order(timestamps, source, date_column, duplicates)
     freq = _check_freq(timestamps, freq, source, gaps) if freq else _infer_freq(timestamps)
     values = _fill_missing(values, names, timestamps, source, nan_policy)
     return TimeSeriesTable(
@@ -202,23 +209,25 @@ def _row(i: int, timestamps: pd.DatetimeIndex | None = None) -> str:
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
-    """The file as a DataFrame, by suffix; an empty file or one without data rows is refused."""
+    """The file as a DataFrame, by suffix; a missing file, a directory, an unreadable, truncated
+    or non-text file, a row with extra fields, an empty file or one without data rows is refused
+    (one ValueError naming the file)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        if suffixes and suffixes[-1] in _PARQUET_SUFFIXES:
+    _check_file(path)
+    if suffixes and suffixes[-1] in _PARQUET_SUFFIXES:
+        try:
             frame = pd.read_parquet(path)
-        elif suffixes and (suffixes[-1] == ".gz" or suffixes[-1] in _CSV_SUFFIXES):
-            sep = "\t" if ".tsv" in suffixes else ","
-            frame = pd.read_csv(path, sep=sep, encoding="utf-8")
-        else:
-            raise ValueError(
-                f"{path}: unknown file type {''.join(suffixes)!r}; expected .csv, .csv.gz, "
-                f".tsv or .parquet"
-            )
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"{path}: empty file (no header, no data rows)") from exc
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            detail = " ".join(str(exc).split())
+            raise ValueError(f"{path}: cannot read it as Parquet: {detail}") from exc
+    elif suffixes and (suffixes[-1] == ".gz" or suffixes[-1] in _CSV_SUFFIXES):
+        sep = "\t" if ".tsv" in suffixes else ","
+        frame = _read_csv(path, sep, compressed=suffixes[-1] == ".gz")
+    else:
+        raise ValueError(
+            f"{path}: unknown file type {''.join(suffixes)!r}; expected .csv, .csv.gz, "
+            f".tsv or .parquet"
+        )
     if frame.empty:
         raise ValueError(f"{path}: no data rows (columns {list(frame.columns)})")
     return frame
@@ -228,23 +237,77 @@ def _parse_dates(raw: pd.Series, source: str, column: str) -> pd.DatetimeIndex:
     """``raw`` as timestamps; the first value that does not parse is named.
 
     Numbers are read as text (``20200101`` is 2020-01-01), never as nanoseconds since 1970.
+    Timestamps with a UTC offset must all have the same one (mixed offsets are refused: they are
+    usually local time across a daylight-saving switch).
     """
     if isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(raw):
         parsed = pd.to_datetime(raw)
     else:
         if pd.api.types.is_numeric_dtype(raw.dtype):
             raw = raw.astype("string")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
-            parsed = pd.to_datetime(raw, errors="coerce")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+                warnings.simplefilter("ignore", FutureWarning)  # "mixed time zones"
+                parsed = pd.to_datetime(raw, errors="coerce")
+        except (ValueError, TypeError, OverflowError) as exc:  # pandas 3: mixed time zones
+            raise _mixed_offsets(raw, source, column) or ValueError(
+                f"{source}: column {column!r}: cannot read the timestamps: "
+                f"{' '.join(str(exc).split())}"
+            ) from exc
+        if not isinstance(parsed.dtype, pd.DatetimeTZDtype) and parsed.dtype.kind != "M":
+            # pandas 2 gives objects for timestamps with mixed UTC offsets
+            raise _mixed_offsets(raw, source, column) or ValueError(
+                f"{source}: column {column!r}: cannot read the timestamps (mixed kinds of "
+                f"values); give them all in one format"
+            )
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         i = int(bad[0])
+        if _parses_alone(raw.iloc[i]):  # one with a UTC offset among ones without, or so
+            mixed = _mixed_offsets(raw, source, column)
+            if mixed is not None:
+                raise mixed
         raise ValueError(
             f"{source}: column {column!r}, {_row(i)}: not a timestamp: {raw.iloc[i]!r} "
             f"({bad.size} such rows)"
         )
     return pd.DatetimeIndex(parsed)
+
+
+def _parses_alone(value: Any) -> bool:
+    """Whether ``value`` is a timestamp on its own (``pd.Timestamp`` reads it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pd.Timestamp(value) is not pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+def _mixed_offsets(raw: pd.Series, source: str, column: str) -> ValueError | None:
+    """The error for timestamps whose UTC offsets differ (or that mix timestamps with and
+    without an offset), naming the first two rows that differ; ``None`` if they do not."""
+    first: tuple[int, str] | None = None
+    for i, text in enumerate(raw):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stamp = pd.Timestamp(text)
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if stamp is pd.NaT:
+            continue
+        zone = "no UTC offset" if stamp.tzinfo is None else str(stamp.tzinfo)
+        if first is None:
+            first = (i, zone)
+        elif zone != first[1]:
+            return ValueError(
+                f"{source}: column {column!r}: timestamps with mixed UTC offsets ({first[1]} at "
+                f"{_row(first[0])}, {zone} at {_row(i)}; a daylight-saving switch?); give them "
+                f"in UTC (or all with the same offset)"
+            )
+    return None
 
 
 def _select_columns(
@@ -289,25 +352,35 @@ def _numeric(
         raise ValueError(
             f"{source}: column {column!r}, {_row(i, timestamps)}: infinite value {values[i]}"
         )
+    with np.errstate(invalid="ignore"):
+        huge = np.flatnonzero(np.abs(values) > _FLOAT32_MAX)
+    if huge.size:
+        i = int(huge[0])
+        raise ValueError(
+            f"{source}: column {column!r}, {_row(i, timestamps)}: {values[i]:g} is outside "
+            f"float32's range (magnitude at most {_FLOAT32_MAX:.4g}; {huge.size} such rows); "
+            f"rescale the column (e.g. change its units)"
+        )
     return values
 
 
-def _check_order(timestamps: pd.DatetimeIndex, source: str, duplicates: str) -> None:
+def _check_order(timestamps: pd.DatetimeIndex, source: str, column: str, duplicates: str) -> None:
     """Timestamps must increase (or stay equal, with ``duplicates="keep"``)."""
     steps = np.diff(timestamps.asi8)
     backwards = np.flatnonzero(steps < 0)
     if backwards.size:
         i = int(backwards[0])
         raise ValueError(
-            f"{source}: timestamps are not sorted: {_row(i + 1, timestamps)} comes after "
-            f"{_row(i, timestamps)}"
+            f"{source}: column {column!r}: timestamps are not sorted: "
+            f"{_row(i + 1, timestamps)} comes after {_row(i, timestamps)}; sort the rows by time"
         )
     repeated = np.flatnonzero(steps == 0)
     if repeated.size and duplicates == "error":
         i = int(repeated[0])
         raise ValueError(
-            f"{source}: duplicate timestamp {timestamps[i]}: data rows {i + 1} and {i + 2} "
-            f"({repeated.size} repeated timestamps in all; duplicates='keep' keeps them)"
+            f"{source}: column {column!r}: duplicate timestamp {timestamps[i]}: data rows "
+            f"{i + 1} and {i + 2} ({repeated.size} repeated timestamps in all; local time across "
+            f"a daylight-saving switch? give them in UTC; duplicates='keep' keeps them)"
         )
 
 
