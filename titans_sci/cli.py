@@ -72,8 +72,6 @@ def _load(path: str):
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     model = _load(args.model)
-    if not Path(args.input).is_file():
-        raise UserError(f"{args.input}: no such file")
     if args.surprise:
         if not args.output or not hasattr(model, "stream_surprise"):
             raise UserError("--surprise needs a sequence classifier and --output")
@@ -106,7 +104,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from titans_sci.evaluation.saved import evaluate_saved
 
     metrics = evaluate_saved(_load(args.model), args.data)
-    print(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics, indent=2, allow_nan=False))  # undefined metrics are null
     return 0
 
 

@@ -171,7 +171,7 @@ def test_missing_file_and_wrong_row_count_are_reported(tmp_path):
     manifest = folder / "manifest.toml"
     text = manifest.read_text()
     old_sha = m.splits["train"].sha256
-    manifest.write_text(text.replace(old_sha, registry._sha256(train)))
+    manifest.write_text(text.replace(old_sha, registry.sha256_of(train)))
     (folder / "test.csv.gz").write_bytes((REPO / "datasets" / SMALL / "test.csv.gz").read_bytes())
     problems = verify(load_manifest(SMALL, tmp_path))
     assert len(problems) == 1, problems

@@ -94,10 +94,10 @@ def test_windows_and_context_match_slicing_for_any_sizes(lengths, window, stride
     ("text", "message"),
     [
         ("ACGT\n>a\nACGT\n", "line 1: text before the first '>' header"),
-        (">a\nACGT\n>a\nACGA\n", r"record id 'a' appears twice \(line 1 and line 3\)"),
+        (">a\nACGT\n>a\nACGA\n", r"record id 'a' appears twice \(records 1 and 2\)"),
         (">a\nACGT\n>b\n>c\nAC\n", "record 'b' has an empty sequence"),
         (">a\n" + "A" * 70 + "\nACXT\n", "record 'a' has invalid character 'X' at position 73"),
-        ("", "no FASTA records"),
+        ("", "no records found"),
     ],
 )
 def test_bad_fasta_is_one_line_with_the_record_and_its_position(tmp_path, text, message):

@@ -31,25 +31,30 @@ from titans_sci.data.dna import (
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".frn", ".fas")
 
 
-def iter_pieces(path: str | Path, size: int) -> Iterator[tuple[str, int, str]]:
+def iter_pieces(
+    path: str | Path, size: int, *, allow_duplicate_ids: bool = False
+) -> Iterator[tuple[str, int, str]]:
     """``(record id, start, piece)`` for consecutive pieces of at most ``size`` bases of every
     record of a sequence file, in order (0-based ``start``; only a record's last piece may be
-    shorter). Errors name the file, the record and the position in the record."""
+    shorter). Errors name the file, the record and the position in the record; a repeated
+    record id is one unless ``allow_duplicate_ids``."""
     if size < 1:
         raise ValueError(f"size={size}; expected >= 1")
     path = Path(path)
     suffix, compressed = _split_suffix(path)
     if suffix not in FASTA_SUFFIXES:
-        for record in iter_sequences(path):
+        for record in iter_sequences(path, allow_duplicate_ids=allow_duplicate_ids):
             text = record.sequence
             for start in range(0, len(text), size):
                 yield record.id, start, text[start : start + size]
         return
-    yield from _fasta_pieces(path, compressed, size)
+    yield from _fasta_pieces(path, compressed, size, allow_duplicate_ids)
 
 
-def _fasta_pieces(path: Path, compressed: bool, size: int) -> Iterator[tuple[str, int, str]]:
-    seen: dict[str, int] = {}
+def _fasta_pieces(
+    path: Path, compressed: bool, size: int, allow_duplicate_ids: bool
+) -> Iterator[tuple[str, int, str]]:
+    seen: dict[str, int] = {}  # record id -> its number (1-based)
     record: str | None = None
     buffer: list[str] = []
     held = done = 0  # bases in the buffer; bases of the record already yielded
@@ -79,22 +84,25 @@ def _fasta_pieces(path: Path, compressed: bool, size: int) -> Iterator[tuple[str
                 record = header[0] if header else ""
                 if not record:
                     raise ValueError(f"{path}: line {number}: a '>' header without an id")
-                if record in seen:
+                index = len(seen) + 1
+                first = seen.setdefault(record, index) if not allow_duplicate_ids else index
+                if first != index:
                     raise ValueError(
-                        f"{path}: record id {record!r} appears twice (line {seen[record]} and "
-                        f"line {number}); give every record its own id"
+                        f"{path}: record id {record!r} appears twice (records {first} and "
+                        f"{index}); give each record its own id (or read with "
+                        "allow_duplicate_ids=True)"
                     )
-                seen[record] = number
                 buffer, held, done = [], 0, 0
                 continue
-            line = line.replace(" ", "")  # as biopython's FASTA parser
             if not line:
                 continue
             if record is None:
+                shown = line[:40] + "..." if len(line) > 40 else line
                 raise ValueError(
-                    f"{path}: line {number}: text before the first '>' header; a FASTA file "
-                    "starts with a header line"
+                    f"{path}: line {number}: text before the first '>' header ({shown!r}); a "
+                    "FASTA file starts with a '>' header line: remove the text before it"
                 )
+            line = line.replace(" ", "")  # as biopython's FASTA parser
             check(line)
             buffer.append(line)
             held += len(line)
@@ -103,7 +111,7 @@ def _fasta_pieces(path: Path, compressed: bool, size: int) -> Iterator[tuple[str
                 yield record, done, text[:size]
                 buffer, held, done = [text[size:]], held - size, done + size
         if record is None:
-            raise ValueError(f"{path}: no FASTA records ('>' header lines)")
+            raise ValueError(f"{path}: no records found; is it empty?")
         if not done + held:
             raise ValueError(f"{path}: record {record!r} has an empty sequence")
         if held:

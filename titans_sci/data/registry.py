@@ -306,9 +306,10 @@ def load_manifest(name: str, root: str | os.PathLike[str] | None = None) -> Data
     raise ValueError(f"unknown data set {name!r} under {root}; known: {known}")
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes (read in blocks of 1 MiB)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -337,7 +338,7 @@ def verify(manifest: DatasetManifest) -> list[str]:
         if not info.file.is_file():
             problems.append(f"{prefix}: missing file")
             continue
-        actual = _sha256(info.file)
+        actual = sha256_of(info.file)
         if actual != info.sha256:
             problems.append(f"{prefix}: sha256 mismatch (expected {info.sha256}, got {actual})")
         try:

@@ -7,6 +7,7 @@ scaler it was trained with (the long-horizon protocol's units).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,13 @@ def evaluate_saved(
         unlabelled = [r.id for r in records if r.label is None]
         if unlabelled:
             raise ValueError(f"{data}: records without a label, e.g. {unlabelled[:3]}")
+        classes = model.model.config.num_classes
+        for record in records:
+            if not 0 <= int(record.label or 0) < classes:
+                raise ValueError(
+                    f"{data}: record {record.id} has label {record.label}; the model knows "
+                    f"classes 0..{classes - 1}"
+                )
         probs = model.predict([r.sequence for r in records])
         columns = [c for c in probs.columns if c.startswith("p_")]
         labels = np.array([r.label for r in records])
@@ -68,4 +76,10 @@ def evaluate_saved(
     scaled = (values - model.mean) / model.scale
     windows = WindowDataset(scaled.astype(np.float32), config.lookback, config.horizon, source)
     metrics = evaluate_windows(lambda x: model.model.predict(x), windows)
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"{source}: the test {name.upper()} is {value}: the model's forecasts are not "
+                "finite there; is the data far outside what it was trained on?"
+            )
     return {"n": len(windows), **metrics}

@@ -27,8 +27,9 @@ from torch import Tensor, nn
 from titans_sci import distributed, report
 from titans_sci.api import save_model
 from titans_sci.config import to_dict
+from titans_sci.data.registry import sha256_of
 from titans_sci.tasks.config import ClassificationTask, ForecastTask, load_task
-from titans_sci.tasks.run_folder import RunFolder, code_version, sha256_of, write_csv, write_json
+from titans_sci.tasks.run_folder import RunFolder, code_version, write_csv, write_json
 from titans_sci.train import Trainer, TrainResult
 
 TITANS = "titans"
