@@ -154,6 +154,7 @@ class SequenceClassifier:
         sequences: str | Path | Sequence[str],
         batch_size: int = 256,
         max_length: int = MAX_RECORD,
+        allow_duplicate_ids: bool = False,
     ) -> pd.DataFrame:
         """Class probabilities of every sequence of a FASTA/FASTQ/GenBank/CSV/TSV file (or of a
         list of strings): one row per record with ``id``, ``length``, ``p_<class>`` and the
@@ -162,7 +163,7 @@ class SequenceClassifier:
         or :meth:`stream_surprise`)."""
         source = str(sequences) if isinstance(sequences, (str, Path)) else "sequences"
         if isinstance(sequences, (str, Path)):
-            records = read_sequences(sequences)
+            records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
             ids, texts = [r.id for r in records], [r.sequence for r in records]
         else:
             texts = list(sequences)
@@ -195,6 +196,7 @@ class SequenceClassifier:
         stride: int | None = None,
         batch_size: int = 256,
         progress: bool = True,
+        allow_duplicate_ids: bool = False,
     ) -> int:
         """Class probabilities of every ``window``-base window (every ``stride`` bases, default
         ``window``; the last window ends at the record's end) of every record of a sequence
@@ -206,7 +208,7 @@ class SequenceClassifier:
         complete or not at all (it is written under a temporary name and renamed)."""
         written = 0
         header = None
-        windows = iter_windows(path, window, stride)
+        windows = iter_windows(path, window, stride, allow_duplicate_ids=allow_duplicate_ids)
         with _atomic_csv(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
             for batch in _batches(windows, batch_size):
                 ids, mask = self._encode([text for _, _, text in batch])
@@ -223,7 +225,12 @@ class SequenceClassifier:
         return written
 
     def stream_surprise(
-        self, path: str | Path, output: str | Path, segment: int = 4096, progress: bool = True
+        self,
+        path: str | Path,
+        output: str | Path,
+        segment: int = 4096,
+        progress: bool = True,
+        allow_duplicate_ids: bool = False,
     ) -> int:
         """The memories' surprise at every base of every record of a sequence file, however
         long: each record streams through the model ``segment`` bases at a time with the
@@ -240,7 +247,8 @@ class SequenceClassifier:
         written = 0
         with _atomic_csv(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
             sink.write(",".join(["record", "position", "base", *columns]) + "\n")
-            pieces = with_context(iter_pieces(path, segment), self.model.margin)
+            records = iter_pieces(path, segment, allow_duplicate_ids=allow_duplicate_ids)
+            pieces = with_context(records, self.model.margin)
             for name, group in itertools.groupby(pieces, key=lambda piece: piece[0]):
                 pending: deque[tuple[int, str]] = deque()  # the piece whose trace comes next
                 for trace in self.model.surprise_of_pieces(_noting(group, pending)):

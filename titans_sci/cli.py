@@ -71,12 +71,14 @@ def _load(path: str):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from titans_sci.api import SequenceClassifier
+
     model = _load(args.model)
     if args.surprise:
         if not args.output or not hasattr(model, "stream_surprise"):
             raise UserError("--surprise needs a sequence classifier and --output")
         count = model.stream_surprise(
-            args.input, args.output, args.segment, progress=not args.quiet
+            args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
         )
         print(f"{count} positions in {args.output}")
         return 0
@@ -84,11 +86,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         if not args.output or not hasattr(model, "predict_windows"):
             raise UserError("--window needs a sequence classifier and --output")
         count = model.predict_windows(
-            args.input, args.output, args.window, args.stride, progress=not args.quiet
+            args.input,
+            args.output,
+            args.window,
+            args.stride,
+            progress=not args.quiet,
+            allow_duplicate_ids=args.allow_duplicate_ids,
         )
         print(f"{count} windows in {args.output}")
         return 0
-    table = model.predict(args.input)
+    if isinstance(model, SequenceClassifier):
+        table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
+    else:
+        table = model.predict(args.input)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(args.output) + ".tmp")
@@ -249,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=4096,
         help="bases per streamed segment for --surprise (default 4096)",
+    )
+    predict.add_argument(
+        "--allow-duplicate-ids",
+        action="store_true",
+        help="accept records that share an id (refused by default)",
     )
     predict.set_defaults(func=_cmd_predict)
 

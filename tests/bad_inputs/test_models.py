@@ -106,3 +106,19 @@ def test_a_save_clears_what_a_killed_save_left(tmp_path):
     info = json.loads((tmp_path / "model" / "model.json").read_text())
     assert info["format"] == 3 and len(info["weights_sha256"]) == 64
     assert titans_sci.load(tmp_path / "model").model.config == classifier.config
+
+
+def test_duplicate_ids_are_refused_unless_allowed(models, tmp_path, capsys):
+    _, dna, _ = models
+    fasta = tmp_path / "twice.fa"
+    fasta.write_text(">a\nACGTTATAAAAGGC\n>b\nACGTACGT\n>a\nTTTTACGTAC\n")
+    out = tmp_path / "out" / "p.csv"
+    (tmp_path / "out").mkdir()
+    for extra in ([], ["--window", "8"], ["--surprise"]):
+        refused(capsys, ["predict", "-q", str(dna), str(fasta), "-o", str(out), *extra],
+                str(fasta), "record id 'a' appears twice", watch=[tmp_path / "out"],
+                debug=False)  # fmt: skip
+        flag = ["--allow-duplicate-ids"]
+        assert main(["predict", "-q", str(dna), str(fasta), "-o", str(out), *extra, *flag]) == 0
+        assert pd.read_csv(out).iloc[:, 0].astype(str).str.fullmatch("a|b").all()
+        out.unlink()

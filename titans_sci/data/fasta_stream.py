@@ -119,7 +119,12 @@ def _fasta_pieces(
 
 
 def iter_windows(
-    path: str | Path, window: int, stride: int | None = None, piece: int = 1 << 20
+    path: str | Path,
+    window: int,
+    stride: int | None = None,
+    piece: int = 1 << 20,
+    *,
+    allow_duplicate_ids: bool = False,
 ) -> Iterator[tuple[str, int, str]]:
     """``(record id, start, text)`` of every ``window``-base window of every record, every
     ``stride`` bases (default ``window``), plus one ending at the record's end when the stride
@@ -138,7 +143,7 @@ def iter_windows(
         elif last + window < end:
             yield str(record), end - window, buffer[-window:]
 
-    for name, start, text in iter_pieces(path, piece):
+    for name, start, text in iter_pieces(path, piece, allow_duplicate_ids=allow_duplicate_ids):
         if name != record or start == 0:
             if record is not None:
                 yield from finish()
