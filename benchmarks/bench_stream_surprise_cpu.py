@@ -75,14 +75,18 @@ def write_fasta(path: Path, length: int) -> None:
             written += len(block)
 
 
-def worker(model: Path, fasta: Path, output: Path, segment: int, window: int, stride: int) -> dict:
+def worker(
+    model: Path, fasta: Path, output: Path, segment: int, window: int, stride: int, batch: int
+) -> dict:
     import titans_sci
 
     start = time.perf_counter()
     classifier = titans_sci.load(model)
     rss_loaded = current_rss_bytes()
     if window:
-        rows = classifier.predict_windows(fasta, output, window, stride or None, progress=False)
+        rows = classifier.predict_windows(
+            fasta, output, window, stride or None, batch_size=batch, progress=False
+        )
     else:
         rows = classifier.stream_surprise(fasta, output, segment=segment, progress=False)
     seconds = time.perf_counter() - start
@@ -132,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stride", type=int, default=0, help="bases between windows (default WINDOW)"
     )
+    parser.add_argument("--batch", type=int, default=256, help="windows per batch")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--worker", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.segment, args.window, args.stride)))
+        work = worker(*args.worker, args.segment, args.window, args.stride, args.batch)
+        print(json.dumps(work))
         return 0
     if args.out is None:
         args.out = DEFAULT_OUT if not args.window else DEFAULT_OUT.with_name("windows_cpu.md")
@@ -154,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{code}: {length:,} bases ...", file=sys.stderr, flush=True)
                 cmd = [sys.executable, __file__, "--threads", str(args.threads)]
                 cmd += ["--segment", str(args.segment), "--window", str(args.window)]
-                cmd += ["--stride", str(args.stride)]
+                cmd += ["--stride", str(args.stride), "--batch", str(args.batch)]
                 cmd += ["--worker", str(root / "model"), str(fasta)]
                 env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(args.threads)}
                 proc = subprocess.run([*cmd, str(csv)], capture_output=True, text=True, env=env)
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     loads.append(load_avg())
 
     what = (
-        f"`predict_windows` ({args.window}-base windows, stride {args.stride or args.window})"
+        f"`predict_windows` ({args.window}-base windows, stride {args.stride or args.window}, "
+        f"batches of {args.batch})"
         if args.window
         else f"`stream_surprise` (segments of {args.segment} bases, state carried)"
     )
