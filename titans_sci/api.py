@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -50,9 +52,11 @@ from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
 #: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load.
 FORMAT = 3
-#: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured on this
-#: project's 2-core CPU machine with the genomics benchmark's classifier (LMM dim 64, depth 2,
-#: both strands): inference takes about 19 KB per base, so 100,000 bases take about 1.9 GB.
+#: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
+#: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
+#: classifier (LMM dim 64, depth 2, both strands): 1.4 GB more for a 100,000-base record, 4.2
+#: GB for 300,000 (about 14 KB a base, so a 1 Mb record would take about 14 GB); a tiny dim-16
+#: model takes 3.1 GB for 1 Mb. Longer records go through ``--window`` or ``--surprise``.
 MAX_RECORD = 100_000
 #: Scaled inputs further than this many training standard deviations from the training mean
 #: get a warning naming the column.
@@ -65,13 +69,17 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     """Write ``model`` (a :class:`DNAClassifier` or :class:`TitansForecaster`) and ``meta``
     (JSON-able facts a user of the model needs) to ``directory``, atomically: the folder
     appears complete or not at all, replacing an older one. ``model.json`` records the
-    SHA-256 of the weights, which :func:`load` checks. Staging folders (``.<name>-*``) that a
-    killed earlier save of the same folder left are removed first."""
+    SHA-256 of the weights, which :func:`load` checks.
+
+    The files are written into a staging folder ``.<name>-XXXXXXXX`` beside ``directory`` and
+    renamed into place. Every staging folder of the same ``<name>`` that exists when a save
+    starts is what a killed earlier save left, and is removed first (the rule assumes one save
+    of a folder at a time, which a task run guarantees; other folders' staging, e.g. that of
+    ``<name>-2``, is left alone)."""
     directory = Path(directory)
     if not is_main():  # under torchrun, process 0 writes
         return directory
-    for stale in directory.parent.glob(f".{directory.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale_staging(directory)
     kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster"}
     if type(model) not in kinds:
         raise TypeError(f"cannot save a {type(model).__name__}")
@@ -85,12 +93,25 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         info["weights_sha256"] = sha256_of(staging / WEIGHTS)
         text = json.dumps({"format": FORMAT, **info, "meta": meta}, indent=2, allow_nan=False)
         (staging / CONFIG).write_text(text)
-        if directory.exists():
-            shutil.rmtree(directory)
+        old = staging.with_name(staging.name + "-old")
+        if directory.exists():  # moved aside, not removed: the target is missing only briefly
+            os.replace(directory, old)
         staging.replace(directory)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _remove_stale_staging(directory: Path) -> None:
+    """Remove the staging folders (``tempfile.mkdtemp``'s ``.<name>-`` + 8 characters, and the
+    ``-old`` copy of a replaced folder) that killed saves of ``directory`` left."""
+    if not directory.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(directory.name)}-[a-z0-9_]{{8}}(-old)?")
+    for stale in directory.parent.iterdir():
+        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def load(path: str | Path) -> SequenceClassifier | Forecaster:
@@ -104,6 +125,14 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
         config = info["config"] if "config" in info else info["settings"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"{config_path}: not a saved titans-sci model ({error})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{config_path}: not a saved titans-sci model (not a JSON object)")
+    version = info.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT:
+        raise ValueError(
+            f"{config_path}: format {version!r}; this titans-sci reads formats 1..{FORMAT} "
+            "(upgrade titans-sci to load the model)"
+        )
     if kind == "dna_classifier":
         model: nn.Module = DNAClassifier(build(ClassifierConfig, config, str(config_path)))
         wrapper: type = SequenceClassifier
@@ -113,30 +142,79 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
     else:
         raise ValueError(f"{config_path}: unknown model kind {kind!r}")
     meta = info.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"{config_path}: 'meta' is a {type(meta).__name__}, not an object")
     if kind == "forecaster":
-        missing = [key for key in FORECASTER_META if key not in meta]
-        if missing:
-            raise ValueError(
-                f"{config_path}: meta has no {', '.join(missing)}; a forecaster needs its "
-                "columns and training scaler (re-save the model with them)"
-            )
+        assert isinstance(model, TitansForecaster)
+        _check_forecaster_meta(meta, model.config.channels, config_path)
     weights = path / WEIGHTS
     if not weights.is_file():
         raise ValueError(f"{weights}: no such file; a saved model holds {WEIGHTS} and {CONFIG}")
-    expected = info.get("weights_sha256")  # formats 1 and 2 did not record it
+    # Formats 1 and 2 did not record the checksum: their weights load unverified.
+    expected = info.get("weights_sha256")
+    if version >= 3 and not isinstance(expected, str):
+        raise ValueError(f"{config_path}: no weights_sha256 (format {version} records it)")
     if expected is not None and sha256_of(weights) != expected:
         raise ValueError(
             f"{weights}: the weights do not match the checksum in {CONFIG} (a corrupt, "
-            "truncated or changed file); copy the model again or re-train it"
+            "truncated or changed file); copy the model again, re-save or re-train it"
         )
     try:
-        model.load_state_dict(load_file(weights))
-    except (OSError, RuntimeError, SafetensorError) as error:
+        state = load_file(weights)
+    except (OSError, SafetensorError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()
+        raise ValueError(
+            f"{weights}: not a readable safetensors file ({first}); copy the model again, "
+            "re-save or re-train it"
+        ) from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()
         raise ValueError(
             f"{weights}: these weights do not fit the model in {CONFIG}: {first}"
         ) from None
+    broken = next(
+        (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
+    )
+    if broken is not None:
+        raise ValueError(
+            f"{weights}: tensor {broken!r} holds non-finite values (NaN or inf; the training "
+            "diverged?); re-train the model"
+        )
     return wrapper(model.eval(), meta)
+
+
+def _check_forecaster_meta(meta: dict[str, Any], channels: int, config_path: Path) -> None:
+    """A forecaster's ``meta`` holds its ``channels`` columns and a finite, positive scaler."""
+    missing = [key for key in FORECASTER_META if key not in meta]
+    if missing:
+        raise ValueError(
+            f"{config_path}: meta has no {', '.join(missing)}; a forecaster needs its "
+            "columns and training scaler (re-save the model with them)"
+        )
+    columns = meta["columns"]
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"{config_path}: meta's columns must be a list of names, got {columns!r}")
+    for key in ("columns", "scaler_mean", "scaler_scale"):
+        value = meta[key]
+        if not isinstance(value, list) or len(value) != channels:
+            raise ValueError(
+                f"{config_path}: meta's {key} must list {channels} entries (the model's "
+                f"channels), got {value!r}"
+            )
+    for key in ("scaler_mean", "scaler_scale"):
+        numbers = meta[key]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise ValueError(f"{config_path}: meta's {key} must be numbers, got {numbers!r}")
+        array = np.asarray(numbers, dtype=np.float64)
+        bad = ~np.isfinite(array) | ((array <= 0) if key == "scaler_scale" else False)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{config_path}: meta's {key} for column {columns[i]!r} is {numbers[i]!r}; "
+                "expected a finite number" + (" > 0" if key == "scaler_scale" else "")
+            )
 
 
 class SequenceClassifier:
@@ -158,9 +236,13 @@ class SequenceClassifier:
     ) -> pd.DataFrame:
         """Class probabilities of every sequence of a FASTA/FASTQ/GenBank/CSV/TSV file (or of a
         list of strings): one row per record with ``id``, ``length``, ``p_<class>`` and the
-        most probable class as ``prediction``. A record longer than ``max_length`` bases is
-        refused before any tensor is built (score long records with :meth:`predict_windows`
-        or :meth:`stream_surprise`)."""
+        most probable class as ``prediction``.
+
+        A record longer than ``max_length`` bases (default :data:`MAX_RECORD`, about 1.9 GB
+        with the genomics benchmark's classifier) is refused before any tensor is built: score
+        long records with :meth:`predict_windows` or :meth:`stream_surprise`. Batches hold up
+        to ``batch_size`` records and at most ``max(max_length, longest record)`` padded bases,
+        so many long records do not multiply the memory of one."""
         source = str(sequences) if isinstance(sequences, (str, Path)) else "sequences"
         if isinstance(sequences, (str, Path)):
             records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
@@ -178,10 +260,18 @@ class SequenceClassifier:
                     "--window W (or its surprise with --surprise)"
                 )
         probs = []
-        for start in range(0, len(texts), batch_size):
-            batch, mask = self._encode(texts[start : start + batch_size])
+        budget = max([max_length, *map(len, texts)])
+        for first, stop in _token_batches([len(t) for t in texts], batch_size, budget):
+            batch, mask = self._encode(texts[first:stop])
             probs.append(self.model.predict_proba(batch, mask))
-        p = torch.cat(probs).numpy()
+        classes = self.model.config.num_classes
+        p = torch.cat(probs).numpy() if probs else np.zeros((0, classes), dtype=np.float32)
+        broken = np.flatnonzero(~np.isfinite(p).all(axis=1))
+        if broken.size:
+            raise FloatingPointError(
+                f"{source}: the class probabilities of record {ids[broken[0]]} are not finite "
+                f"({broken.size} such records); the model's weights or this record break it"
+            )
         table = pd.DataFrame({"id": ids, "length": [len(t) for t in texts]})
         for k in range(p.shape[1]):
             table[f"p_{k}"] = p[:, k]
@@ -213,6 +303,13 @@ class SequenceClassifier:
             for batch in _batches(windows, batch_size):
                 ids, mask = self._encode([text for _, _, text in batch])
                 probs = self.model.predict_proba(ids, mask).numpy()
+                broken = np.flatnonzero(~np.isfinite(probs).all(axis=1))
+                if broken.size:
+                    name, start, text = batch[broken[0]]
+                    raise FloatingPointError(
+                        f"{path}: the class probabilities of record {name}, bases "
+                        f"{start}..{start + len(text)} are not finite"
+                    )
                 if header is None:
                     header = ["record", "start", "end"] + [f"p_{k}" for k in range(probs.shape[1])]
                     sink.write(",".join(header) + "\n")
@@ -264,11 +361,18 @@ class SequenceClassifier:
                     bar.update(n)
         return written
 
-    def surprise(self, sequence: str) -> np.ndarray:
-        """The memories' surprise at each base of ``sequence``: ``[T, layers, heads]``."""
+    def surprise(self, sequence: str, max_length: int = MAX_RECORD) -> np.ndarray:
+        """The memories' surprise at each base of ``sequence``: ``[T, layers, heads]``. A
+        sequence longer than ``max_length`` bases is refused (stream it with
+        :meth:`stream_surprise`, whose memory stays flat in the length)."""
         validate_sequence(sequence, source="sequence", record="seq1")
+        if len(sequence) > max_length:
+            raise ValueError(
+                f"sequence: {len(sequence):,} bases, more than surprise() takes whole "
+                f"({max_length:,}); stream it with stream_surprise (or --surprise)"
+            )
         ids, _ = self._encode([sequence])
-        return self.model.surprise(ids)[0].numpy()
+        return _finite(self.model.surprise(ids)[0].numpy(), "sequence: the surprise")
 
 
 class Forecaster:
@@ -302,17 +406,17 @@ class Forecaster:
             raise ValueError(
                 f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
             )
-        values = table.values[:, [table.columns.index(c) for c in self.columns]]
-        window = (values[-self.lookback :] - self.mean) / self.scale
+        picked = [table.columns.index(c) for c in self.columns]
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = np.asarray(table.values[:, picked], dtype=np.float32)
+        self._refuse(table, values, 0, "not finite (in float32)")
         first_row = len(table) - self.lookback
-        bad = np.argwhere(~np.isfinite(window.astype(np.float32)))
-        if len(bad):
-            row, column = bad[0]
-            raise ValueError(
-                f"{table.source}: column {self.columns[column]!r}, row {first_row + row + 1}: "
-                f"{values[first_row + row, column]!r} is outside what float32 holds once scaled"
-            )
-        far = np.abs(window).max(axis=0) > FAR_OUTSIDE
+        # Scaled in float64, then checked to fit in float32, the model's dtype.
+        scaled = (values[first_row:].astype(np.float64) - self.mean) / self.scale
+        fits = np.where(np.abs(scaled) <= np.finfo(np.float32).max, scaled, np.inf)
+        self._refuse(table, fits, first_row, "outside what float32 holds once scaled")
+        window = scaled.astype(np.float32)
+        far = np.abs(scaled).max(axis=0) > FAR_OUTSIDE
         if far.any():
             names = ", ".join(repr(c) for c, f in zip(self.columns, far, strict=True) if f)
             warnings.warn(
@@ -322,19 +426,37 @@ class Forecaster:
             )
         return table, window
 
+    def _refuse(self, table: TimeSeriesTable, rows: np.ndarray, offset: int, what: str) -> None:
+        """Refuse the first non-finite cell of ``rows`` (the model's columns of the table's
+        rows from ``offset``), naming its column, row and value."""
+        bad = np.argwhere(~np.isfinite(rows))
+        if not len(bad):
+            return
+        row, column = int(bad[0][0]) + offset, int(bad[0][1])
+        name = self.columns[column]
+        stamp = f" ({table.timestamps[row]})" if len(table.timestamps) > row else ""
+        value = table.values[row, table.columns.index(name)]
+        raise ValueError(
+            f"{table.source}: column {name!r}, data row {row + 1}{stamp}: {value!r} is {what} "
+            f"({len(bad)} such value(s))"
+        )
+
     def predict(self, series: str | Path | TimeSeriesTable) -> pd.DataFrame:
         """Forecast the ``horizon`` steps after the last row of a series file (CSV/Parquet with
         the model's columns): a table with a ``step`` (1..H), a ``timestamp`` when the series'
         frequency is known, and one column per channel."""
         table, window = self._window(series)
         x = torch.from_numpy(window.astype(np.float32))[None]
-        forecast = self.model.predict(x)[0].numpy() * self.scale + self.mean
+        with np.errstate(over="ignore", invalid="ignore"):
+            forecast = self.model.predict(x)[0].numpy() * self.scale + self.mean
         bad = ~np.isfinite(forecast).all(axis=0)
         if bad.any():
             names = ", ".join(repr(c) for c, b in zip(self.columns, bad, strict=True) if b)
+            column = int(np.flatnonzero(bad)[0])
+            value = forecast[~np.isfinite(forecast[:, column]), column][0]
             raise FloatingPointError(
-                f"{table.source}: the forecast of column(s) {names} is not finite; is the input "
-                "far outside the training data?"
+                f"{table.source}: the forecast of column(s) {names} is not finite ({value}); "
+                "is the input far outside the training data?"
             )
         out = pd.DataFrame(forecast, columns=self.columns)
         out.insert(0, "step", np.arange(1, self.horizon + 1))
@@ -347,8 +469,33 @@ class Forecaster:
     def surprise(self, series: str | Path | TimeSeriesTable) -> np.ndarray:
         """The memories' surprise at each patch of the last window: ``[C', patches, layers,
         heads]`` (see :meth:`TitansForecaster.surprise`)."""
-        _, window = self._window(series)
-        return self.model.surprise(torch.from_numpy(window.astype(np.float32))[None])[0].numpy()
+        table, window = self._window(series)
+        trace = self.model.surprise(torch.from_numpy(window.astype(np.float32))[None])[0]
+        return _finite(trace.numpy(), f"{table.source}: the surprise of the last window")
+
+
+def _finite(array: np.ndarray, what: str) -> np.ndarray:
+    """``array``, refused with ``what`` in the message if it holds NaN or inf."""
+    if not np.isfinite(array).all():
+        raise FloatingPointError(
+            f"{what} is not finite (NaN or inf); is the input far outside the training data?"
+        )
+    return array
+
+
+def _token_batches(lengths: Sequence[int], size: int, budget: int) -> Iterator[tuple[int, int]]:
+    """``(first, stop)`` ranges of consecutive items: at most ``size`` items, and at most
+    ``budget`` padded tokens (items times the longest) unless a range holds one item."""
+    first = 0
+    while first < len(lengths):
+        stop, longest = first + 1, lengths[first]
+        while stop < len(lengths) and stop - first < size:
+            longer = max(longest, lengths[stop])
+            if longer * (stop - first + 1) > budget:
+                break
+            stop, longest = stop + 1, longer
+        yield first, stop
+        first = stop
 
 
 def _noting(

@@ -71,50 +71,66 @@ def _load(path: str):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
     from titans_sci.api import SequenceClassifier
 
-    model = _load(args.model)
-    if args.surprise:
-        if not args.output or not hasattr(model, "stream_surprise"):
-            raise UserError("--surprise needs a sequence classifier and --output")
-        count = model.stream_surprise(
-            args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
-        )
-        print(f"{count} positions in {args.output}")
-        return 0
-    if args.window:
-        if not args.output or not hasattr(model, "predict_windows"):
-            raise UserError("--window needs a sequence classifier and --output")
-        count = model.predict_windows(
-            args.input,
-            args.output,
-            args.window,
-            args.stride,
-            progress=not args.quiet,
-            allow_duplicate_ids=args.allow_duplicate_ids,
-        )
-        print(f"{count} windows in {args.output}")
-        return 0
-    if isinstance(model, SequenceClassifier):
-        table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
-    else:
-        table = model.predict(args.input)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(args.output) + ".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(args.output)
-        print(f"{len(table)} predictions in {args.output}")
-    else:
-        print(table.to_csv(index=False), end="")
+    def predict() -> None:
+        model = _load(args.model)
+        if args.surprise:
+            if not args.output or not hasattr(model, "stream_surprise"):
+                raise UserError("--surprise needs a sequence classifier and --output")
+            count = model.stream_surprise(
+                args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
+            )
+            print(f"{count} positions in {args.output}")
+            return
+        if args.window:
+            if not args.output or not hasattr(model, "predict_windows"):
+                raise UserError("--window needs a sequence classifier and --output")
+            count = model.predict_windows(
+                args.input,
+                args.output,
+                args.window,
+                args.stride,
+                progress=not args.quiet,
+                allow_duplicate_ids=args.allow_duplicate_ids,
+            )
+            print(f"{count} windows in {args.output}")
+            return
+        if isinstance(model, SequenceClassifier):
+            table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
+        else:
+            table = model.predict(args.input)
+        if args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(str(args.output) + ".tmp")
+            table.to_csv(tmp, index=False)
+            tmp.replace(args.output)
+            print(f"{len(table)} predictions in {args.output}")
+        else:
+            print(table.to_csv(index=False), end="")
+
+    # Warnings (an input far outside the training data...) print as one line each once the
+    # command succeeded; on an error, its one line says it all.
+    with warnings.catch_warnings(record=True) as caught:
+        predict()
+    for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        print(f"titans-sci: warning: {text}", file=sys.stderr)
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import warnings
+
     from titans_sci.evaluation.saved import evaluate_saved
 
-    metrics = evaluate_saved(_load(args.model), args.data)
-    print(json.dumps(metrics, indent=2, allow_nan=False))  # undefined metrics are null
+    with warnings.catch_warnings(record=True) as caught:  # one line each, as in predict
+        metrics = evaluate_saved(_load(args.model), args.data)
+    # Strict JSON: an undefined metric is null; evaluate_saved refuses non-finite ones.
+    print(json.dumps(metrics, indent=2, allow_nan=False))
+    for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        print(f"titans-sci: warning: {text}", file=sys.stderr)
     return 0
 
 

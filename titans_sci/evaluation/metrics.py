@@ -16,7 +16,9 @@ def classification_metrics(
 
     ``accuracy``; ``mcc`` (Matthews correlation); ``f1`` (binary F1 of class 1 when K = 2, else
     macro F1); ``auroc`` (of class 1 when K = 2, else one-vs-rest macro; ``None`` when only one
-    class is present in ``labels``, where it is undefined).
+    class is present in ``labels``, where it is undefined). Every other value is a finite
+    float: a label outside ``0..K-1`` or a probability that is NaN or inf is refused, naming
+    its row (0-based).
     """
     labels = np.asarray(labels)
     probabilities = np.asarray(probabilities, dtype=np.float64)
@@ -25,8 +27,18 @@ def classification_metrics(
             f"probabilities have shape {probabilities.shape}; expected [N={labels.shape[0]}, K]"
         )
     k = probabilities.shape[1]
-    if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(f"labels outside 0..{k - 1}: found {labels.min()}..{labels.max()}")
+    outside = np.flatnonzero((labels < 0) | (labels >= k))
+    if outside.size:
+        i = int(outside[0])
+        raise ValueError(
+            f"labels outside 0..{k - 1}: found {labels.min()}..{labels.max()} (row {i} has "
+            f"label {labels[i]}; {outside.size} such rows)"
+        )
+    broken = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+    if broken.size:
+        raise FloatingPointError(
+            f"the probabilities of row {int(broken[0])} are not finite ({broken.size} such rows)"
+        )
     predicted = probabilities.argmax(axis=1)
     binary = k == 2
     # MCC is 0 when labels and predictions hold a single class between them (sklearn's value,
@@ -46,4 +58,7 @@ def classification_metrics(
         result["auroc"] = float(
             metrics.roc_auc_score(labels, probabilities, multi_class="ovr", labels=list(range(k)))
         )
+    for name, value in result.items():
+        if value is not None and not np.isfinite(value):
+            raise FloatingPointError(f"{name} is {value}, not a finite number")
     return result

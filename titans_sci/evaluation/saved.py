@@ -8,12 +8,13 @@ scaler it was trained with (the long-horizon protocol's units).
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
-from titans_sci.api import Forecaster, SequenceClassifier
+from titans_sci.api import FAR_OUTSIDE, MAX_RECORD, Forecaster, SequenceClassifier
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import WindowDataset, load_dataset, make_splits, read_series
@@ -51,6 +52,12 @@ def evaluate_saved(
                     f"{data}: record {record.id} has label {record.label}; the model knows "
                     f"classes 0..{classes - 1}"
                 )
+        long = next((r for r in records if len(r.sequence) > MAX_RECORD), None)
+        if long is not None:
+            raise ValueError(
+                f"{data}: record {long.id} has {len(long.sequence):,} bases, more than evaluate "
+                f"scores whole ({MAX_RECORD:,}); evaluate on shorter records"
+            )
         probs = model.predict([r.sequence for r in records])
         columns = [c for c in probs.columns if c.startswith("p_")]
         labels = np.array([r.label for r in records])
@@ -73,8 +80,8 @@ def evaluate_saved(
     values = np.asarray(values, dtype=np.float32)[
         :, [table.columns.index(c) for c in model.columns]
     ]
-    scaled = (values - model.mean) / model.scale
-    windows = WindowDataset(scaled.astype(np.float32), config.lookback, config.horizon, source)
+    scaled = _scaled(model, values, source)
+    windows = WindowDataset(scaled, config.lookback, config.horizon, source)
     metrics = evaluate_windows(lambda x: model.model.predict(x), windows)
     for name, value in metrics.items():
         if not math.isfinite(value):
@@ -83,3 +90,28 @@ def evaluate_saved(
                 "finite there; is the data far outside what it was trained on?"
             )
     return {"n": len(windows), **metrics}
+
+
+def _scaled(model: Forecaster, values: np.ndarray, source: str) -> np.ndarray:
+    """``values [N, C]`` on the training scale, float32: a value that is not finite, or not
+    once scaled, is refused naming its column and row; columns further than
+    :data:`~titans_sci.api.FAR_OUTSIDE` training standard deviations from the training mean
+    get a warning."""
+    scaled = (values.astype(np.float64) - model.mean) / model.scale
+    bad = np.argwhere(~(np.abs(scaled) <= np.finfo(np.float32).max))  # NaN, inf, too large
+    if len(bad):
+        row, column = (int(i) for i in bad[0])
+        raise ValueError(
+            f"{source}: column {model.columns[column]!r}, data row {row + 1}: "
+            f"{values[row, column]!r} is not finite in float32 once scaled ({len(bad)} such "
+            "value(s))"
+        )
+    far = np.abs(scaled).max(axis=0) > FAR_OUTSIDE
+    if far.any():
+        names = ", ".join(repr(c) for c, f in zip(model.columns, far, strict=True) if f)
+        warnings.warn(
+            f"{source}: column(s) {names} lie more than {FAR_OUTSIDE:g} training standard "
+            "deviations from the training mean; the metrics measure an extrapolation",
+            stacklevel=3,
+        )
+    return scaled.astype(np.float32)
