@@ -415,16 +415,8 @@ class Forecaster:
         scaled = (values[first_row:].astype(np.float64) - self.mean) / self.scale
         fits = np.where(np.abs(scaled) <= np.finfo(np.float32).max, scaled, np.inf)
         self._refuse(table, fits, first_row, "outside what float32 holds once scaled")
-        window = scaled.astype(np.float32)
-        far = np.abs(scaled).max(axis=0) > FAR_OUTSIDE
-        if far.any():
-            names = ", ".join(repr(c) for c, f in zip(self.columns, far, strict=True) if f)
-            warnings.warn(
-                f"{table.source}: column(s) {names} lie more than {FAR_OUTSIDE:g} training "
-                "standard deviations from the training mean; the forecast is an extrapolation",
-                stacklevel=3,
-            )
-        return table, window
+        warn_far_outside(str(table.source), self.columns, scaled, "the forecast")
+        return table, scaled.astype(np.float32)
 
     def _refuse(self, table: TimeSeriesTable, rows: np.ndarray, offset: int, what: str) -> None:
         """Refuse the first non-finite cell of ``rows`` (the model's columns of the table's
@@ -513,6 +505,20 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
+
+
+def warn_far_outside(source: str, columns: Sequence[str], scaled: np.ndarray, what: str) -> None:
+    """Warn, naming the columns, where scaled inputs ``[N, C]`` lie more than
+    :data:`FAR_OUTSIDE` training standard deviations from the training mean (``what``, e.g.
+    "the forecast", is then an extrapolation)."""
+    far = np.abs(scaled).max(axis=0) > FAR_OUTSIDE
+    if far.any():
+        names = ", ".join(repr(c) for c, f in zip(columns, far, strict=True) if f)
+        warnings.warn(
+            f"{source}: column(s) {names} lie more than {FAR_OUTSIDE:g} training standard "
+            f"deviations from the training mean; {what} is an extrapolation",
+            stacklevel=3,
+        )
 
 
 @contextmanager

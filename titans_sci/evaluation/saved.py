@@ -8,13 +8,12 @@ scaler it was trained with (the long-horizon protocol's units).
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
-from titans_sci.api import FAR_OUTSIDE, MAX_RECORD, Forecaster, SequenceClassifier
+from titans_sci.api import MAX_RECORD, Forecaster, SequenceClassifier, warn_far_outside
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import WindowDataset, load_dataset, make_splits, read_series
@@ -106,12 +105,5 @@ def _scaled(model: Forecaster, values: np.ndarray, source: str) -> np.ndarray:
             f"{values[row, column]!r} is not finite in float32 once scaled ({len(bad)} such "
             "value(s))"
         )
-    far = np.abs(scaled).max(axis=0) > FAR_OUTSIDE
-    if far.any():
-        names = ", ".join(repr(c) for c, f in zip(model.columns, far, strict=True) if f)
-        warnings.warn(
-            f"{source}: column(s) {names} lie more than {FAR_OUTSIDE:g} training standard "
-            "deviations from the training mean; the metrics measure an extrapolation",
-            stacklevel=3,
-        )
+    warn_far_outside(source, model.columns, scaled, "what the metrics measure")
     return scaled.astype(np.float32)
