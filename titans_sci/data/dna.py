@@ -91,10 +91,12 @@ class SequenceRecord:
     label: int | None = None
 
 
-def validate_sequence(sequence: str, *, source: str, record: str) -> str:
+def validate_sequence(sequence: str, *, source: str, record: str, start: int = 0) -> str:
     """Check that ``sequence`` is non-empty IUPAC nucleotide text and return it unchanged.
 
     Allowed letters are ``ACGTUNRYKMSWBDHV`` in either case (lowercase = soft-masked).
+    ``start``: where ``sequence`` begins in its record (a piece of a long record), so that a
+    bad character's position is the record's.
 
     Raises:
         ValueError: naming ``source`` (the file), ``record`` and, for a bad character, its
@@ -106,7 +108,8 @@ def validate_sequence(sequence: str, *, source: str, record: str) -> str:
     if bad is not None:
         raise ValueError(
             f"{source}: record {record!r} has invalid character {bad.group()!r} at position "
-            f"{bad.start() + 1} (allowed: IUPAC nucleotide codes {IUPAC_NUCLEOTIDES}, any case)"
+            f"{start + bad.start() + 1} (allowed: IUPAC nucleotide codes {IUPAC_NUCLEOTIDES}, "
+            "any case)"
         )
     return sequence
 

@@ -59,18 +59,6 @@ def _fasta_pieces(
     buffer: list[str] = []
     held = done = 0  # bases in the buffer; bases of the record already yielded
 
-    def check(text: str) -> None:
-        try:
-            validate_sequence(text, source=str(path), record=str(record))
-        except ValueError as error:
-            # the position validate_sequence names is in ``text``: make it the record's
-            message = str(error)
-            if " at position " in message:
-                head, tail = message.split(" at position ", 1)
-                number, rest = tail.split(" ", 1)
-                message = f"{head} at position {done + held + int(number)} {rest}"
-            raise ValueError(message) from None
-
     with _reading(path, compressed), _open_text(path, compressed) as handle:
         for number, line in enumerate(handle, start=1):
             line = line.strip()
@@ -103,7 +91,7 @@ def _fasta_pieces(
                     "FASTA file starts with a '>' header line: remove the text before it"
                 )
             line = line.replace(" ", "")  # as biopython's FASTA parser
-            check(line)
+            validate_sequence(line, source=str(path), record=record, start=done + held)
             buffer.append(line)
             held += len(line)
             while held >= size:
