@@ -70,9 +70,9 @@ def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> Any:
     adapter = _ADAPTERS.get(kind)
     if adapter is None:
         adapter = _ADAPTERS[kind] = TypeAdapter(kind)
-    bad = _non_finite(data)
+    _, bad = json_safe(data)
     if bad:
-        raise ValueError(f"{where}: {bad[0]} = {bad[1]}: expected a finite number")
+        raise ValueError(f"{where}: {bad[0][0]} = {bad[0][1]}: expected a finite number")
     try:
         text = json.dumps(data)
     except (TypeError, ValueError) as error:
@@ -83,23 +83,21 @@ def build(kind: Any, data: Mapping[str, Any], where: str = "config") -> Any:
         raise ValueError(f"{where}: {_first_problem(error, data)}") from None
 
 
-def _non_finite(data: Any, where: str = "") -> tuple[str, float] | None:
-    """The first place (``training.lr``) in plain data that holds inf or NaN, and its value."""
+def json_safe(data: Any, where: str = "") -> tuple[Any, list[tuple[str, float]]]:
+    """``data`` with every non-finite float replaced by ``None``, and the places replaced
+    (``training.lr``, ``runs[0].mse``) with their values, in order."""
     if isinstance(data, float) and not math.isfinite(data):
-        return where, data
-    items = (
-        data.items()
-        if isinstance(data, Mapping)
-        else enumerate(data)
-        if isinstance(data, list)
-        else ()
-    )
-    for key, value in items:
-        place = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
-        found = _non_finite(value, place)
-        if found:
-            return found
-    return None
+        return None, [(where or "value", data)]
+    if isinstance(data, Mapping):
+        out, places = {}, []
+        for key, value in data.items():
+            out[key], found = json_safe(value, f"{where}.{key}" if where else str(key))
+            places += found
+        return out, places
+    if isinstance(data, (list, tuple)):
+        items = [json_safe(v, f"{where}[{i}]") for i, v in enumerate(data)]
+        return [v for v, _ in items], [p for _, found in items for p in found]
+    return data, []
 
 
 def _first_problem(error: ValidationError, data: Mapping[str, Any]) -> str:

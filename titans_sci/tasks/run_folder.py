@@ -25,7 +25,6 @@ import hashlib
 import importlib.util
 import io
 import json
-import math
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from titans_sci import distributed
-from titans_sci.config import difference
+from titans_sci.config import difference, json_safe
 
 RUN_FILE = "run.json"
 LOCK = ".lock"
@@ -145,22 +144,6 @@ class RunFolder:
             )
 
 
-def json_safe(data: Any, where: str = "") -> tuple[Any, list[str]]:
-    """``data`` with every non-finite float replaced by ``None``, and the places replaced."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None, [where or "value"]
-    if isinstance(data, Mapping):
-        out, places = {}, []
-        for key, value in data.items():
-            out[key], found = json_safe(value, f"{where}.{key}" if where else str(key))
-            places += found
-        return out, places
-    if isinstance(data, (list, tuple)):
-        items = [json_safe(v, f"{where}[{i}]") for i, v in enumerate(data)]
-        return [v for v, _ in items], [p for _, found in items for p in found]
-    return data, []
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Strict JSON, atomically: non-finite numbers become ``null`` and are listed in the
     document's ``notes``. Under torchrun only process 0 writes."""
@@ -169,7 +152,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
     safe, places = json_safe(data)
     if places:
         notes = list(safe.get("notes", []))
-        notes.append(f"not finite, written as null: {', '.join(places)}")
+        notes.append(f"not finite, written as null: {', '.join(p for p, _ in places)}")
         safe["notes"] = notes
     _atomic_write(path, json.dumps(safe, indent=2, allow_nan=False) + "\n")
 
