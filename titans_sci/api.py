@@ -299,7 +299,7 @@ class SequenceClassifier:
         written = 0
         header = None
         windows = iter_windows(path, window, stride, allow_duplicate_ids=allow_duplicate_ids)
-        with _atomic_csv(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
+        with atomic_csv(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
             for batch in _batches(windows, batch_size):
                 ids, mask = self._encode([text for _, _, text in batch])
                 probs = self.model.predict_proba(ids, mask).numpy()
@@ -342,7 +342,7 @@ class SequenceClassifier:
             f"layer{i}_head{j}" for i in range(config.depth) for j in range(config.memory.num_heads)
         ]
         written = 0
-        with _atomic_csv(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
+        with atomic_csv(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
             sink.write(",".join(["record", "position", "base", *columns]) + "\n")
             records = iter_pieces(path, segment, allow_duplicate_ids=allow_duplicate_ids)
             pieces = with_context(records, self.model.margin)
@@ -522,7 +522,7 @@ def warn_far_outside(source: str, columns: Sequence[str], scaled: np.ndarray, wh
 
 
 @contextmanager
-def _atomic_csv(output: str | Path) -> Iterator[TextIO]:
+def atomic_csv(output: str | Path) -> Iterator[TextIO]:
     """A text file written under a temporary name and renamed to ``output`` once complete; on
     an error the partial file is removed."""
     output = Path(output)

@@ -13,7 +13,9 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from titans_sci import __version__
@@ -70,67 +72,67 @@ def _load(path: str):
     return load(path)
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    import warnings
-
-    from titans_sci.api import SequenceClassifier
-
-    def predict() -> None:
-        model = _load(args.model)
-        if args.surprise:
-            if not args.output or not hasattr(model, "stream_surprise"):
-                raise UserError("--surprise needs a sequence classifier and --output")
-            count = model.stream_surprise(
-                args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
-            )
-            print(f"{count} positions in {args.output}")
-            return
-        if args.window:
-            if not args.output or not hasattr(model, "predict_windows"):
-                raise UserError("--window needs a sequence classifier and --output")
-            count = model.predict_windows(
-                args.input,
-                args.output,
-                args.window,
-                args.stride,
-                progress=not args.quiet,
-                allow_duplicate_ids=args.allow_duplicate_ids,
-            )
-            print(f"{count} windows in {args.output}")
-            return
-        if isinstance(model, SequenceClassifier):
-            table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
-        else:
-            table = model.predict(args.input)
-        if args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(args.output) + ".tmp")
-            table.to_csv(tmp, index=False)
-            tmp.replace(args.output)
-            print(f"{len(table)} predictions in {args.output}")
-        else:
-            print(table.to_csv(index=False), end="")
-
-    # Warnings (an input far outside the training data...) print as one line each once the
-    # command succeeded; on an error, its one line says it all.
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings of the body (an input far outside the training data...) print as one
+    ``titans-sci: warning:`` line each once it succeeded; on an error, its one line says it
+    all."""
     with warnings.catch_warnings(record=True) as caught:
-        predict()
+        yield
     for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
         print(f"titans-sci: warning: {text}", file=sys.stderr)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    with _warnings_as_lines():
+        _predict(args)
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import warnings
+def _predict(args: argparse.Namespace) -> None:
+    from titans_sci.api import SequenceClassifier, atomic_csv
 
+    model = _load(args.model)
+    if args.surprise:
+        if not args.output or not hasattr(model, "stream_surprise"):
+            raise UserError("--surprise needs a sequence classifier and --output")
+        count = model.stream_surprise(
+            args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
+        )
+        print(f"{count} positions in {args.output}")
+        return
+    if args.window:
+        if not args.output or not hasattr(model, "predict_windows"):
+            raise UserError("--window needs a sequence classifier and --output")
+        count = model.predict_windows(
+            args.input,
+            args.output,
+            args.window,
+            args.stride,
+            progress=not args.quiet,
+            allow_duplicate_ids=args.allow_duplicate_ids,
+        )
+        print(f"{count} windows in {args.output}")
+        return
+    if isinstance(model, SequenceClassifier):
+        table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
+    else:
+        table = model.predict(args.input)
+    if args.output:
+        with atomic_csv(args.output) as sink:
+            table.to_csv(sink, index=False)
+        print(f"{len(table)} predictions in {args.output}")
+    else:
+        print(table.to_csv(index=False), end="")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
     from titans_sci.evaluation.saved import evaluate_saved
 
-    with warnings.catch_warnings(record=True) as caught:  # one line each, as in predict
+    with _warnings_as_lines():
         metrics = evaluate_saved(_load(args.model), args.data)
-    # Strict JSON: an undefined metric is null; evaluate_saved refuses non-finite ones.
-    print(json.dumps(metrics, indent=2, allow_nan=False))
-    for text in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
-        print(f"titans-sci: warning: {text}", file=sys.stderr)
+        # Strict JSON: an undefined metric is null; evaluate_saved refuses non-finite ones.
+        print(json.dumps(metrics, indent=2, allow_nan=False))
     return 0
 
 
