@@ -51,7 +51,7 @@ from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
 #: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load.
-FORMAT = 3
+FORMAT = 4
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
 #: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
 #: classifier (LMM dim 64, depth 2, both strands): 1.4 GB more for a 100,000-base record, 4.2
@@ -114,6 +114,17 @@ def _remove_stale_staging(directory: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def _with_first_mac_form(config: Any) -> Any:
+    """A config saved before format 4, with every MAC backbone given the block it was trained
+    with (``form="residual"``; format 4 added ``form`` and made the paper's block the
+    default)."""
+    if isinstance(config, dict):
+        config = {key: _with_first_mac_form(value) for key, value in config.items()}
+        if config.get("variant") == "mac":
+            config.setdefault("form", "residual")
+    return config
+
+
 def load(path: str | Path) -> SequenceClassifier | Forecaster:
     """A saved model (see :func:`save_model`), ready to predict; errors name the file."""
     path = Path(path)
@@ -133,6 +144,8 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
             f"{config_path}: format {version!r}; this titans-sci reads formats 1..{FORMAT} "
             "(upgrade titans-sci to load the model)"
         )
+    if version < 4:
+        config = _with_first_mac_form(config)
     if kind == "dna_classifier":
         model: nn.Module = DNAClassifier(build(ClassifierConfig, config, str(config_path)))
         wrapper: type = SequenceClassifier

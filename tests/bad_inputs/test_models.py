@@ -209,7 +209,7 @@ def test_a_save_clears_what_a_killed_save_left(tmp_path):
     save_model(tmp_path / "model", classifier, {"n": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", other.name])
     info = json.loads((tmp_path / "model" / "model.json").read_text())
-    assert info["format"] == 3 and len(info["weights_sha256"]) == 64 and info["meta"] == {"n": 2}
+    assert info["format"] == 4 and len(info["weights_sha256"]) == 64 and info["meta"] == {"n": 2}
     assert titans_sci.load(tmp_path / "model").model.config == classifier.config
 
 
@@ -228,8 +228,8 @@ def test_older_formats_load_unverified_and_newer_ones_are_refused(models, tmp_pa
     config.write_text(json.dumps(old | {"format": 3}))
     refused(capsys, _predict(dna, root / "test.csv", tmp_path), str(config),
             "no weights_sha256")  # fmt: skip
-    config.write_text(json.dumps(info | {"format": 4}))
-    refused(capsys, _predict(dna, root / "test.csv", tmp_path), str(config), "format 4",
+    config.write_text(json.dumps(info | {"format": 5}))
+    refused(capsys, _predict(dna, root / "test.csv", tmp_path), str(config), "format 5",
             "upgrade titans-sci")  # fmt: skip
 
 
@@ -273,3 +273,20 @@ def test_duplicate_ids_are_refused_unless_allowed(models, tmp_path, capsys):
         assert main(["predict", "-q", str(dna), str(fasta), "-o", str(out), *extra, *flag]) == 0
         assert pd.read_csv(out).iloc[:, 0].astype(str).str.fullmatch("a|b").all()
         out.unlink()
+
+
+def test_a_mac_model_saved_before_format_4_keeps_its_block(tmp_path):
+    """Format 4 made the paper's MAC block the default; a MAC model saved before it (no
+    ``form``) loads with the block it was trained with."""
+    from titans_sci.models import MACConfig
+    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+
+    config = ClassifierConfig(backbone=MACConfig(dim=16, depth=1, segment_len=16))
+    classifier = DNAClassifier(config)
+    save_model(tmp_path / "model", classifier, {})
+    path = tmp_path / "model" / "model.json"
+    info = json.loads(path.read_text())
+    assert titans_sci.load(tmp_path / "model").model.config.backbone.form == "paper"
+    del info["config"]["backbone"]["form"]
+    path.write_text(json.dumps(info | {"format": 3}))
+    assert titans_sci.load(tmp_path / "model").model.config.backbone.form == "residual"

@@ -24,9 +24,20 @@ from titans_sci.padding import reversal
 
 DIM = 16
 VARIANTS = ("lmm", "mac", "mag", "mal")
+# The forms the long-context work added: MAC's first (residual) block, and sparse gates with
+# persistent tokens through the memory branch.
+FORMS = {
+    "mac_residual": ("mac", {"form": "residual"}),
+    "lmm_sparse": ("lmm", {"gates": "sparse", "memory_persistent": 3}),
+    "mac_sparse": ("mac", {"gates": "sparse", "memory_persistent": 4}),
+    "mag_sparse": ("mag", {"gates": "sparse", "memory_persistent": 3}),
+}
+ALL_FORMS = VARIANTS + tuple(FORMS)
 
 
 def make_config(variant: str, preset: str = "titans", **changes):
+    variant, form = FORMS.get(variant, (variant, {}))
+    changes = {**form, **changes}
     memory = MemoryConfig.preset(preset, num_heads=2, head_dim=8, chunk_size=4)
     common = dict(dim=DIM, depth=2, memory=memory)
     attention = dict(attention_heads=2, num_persistent=2)
@@ -60,7 +71,7 @@ def stream(model, x: Tensor, sizes: list[int], mask: Tensor | None = None):
 
 
 @pytest.mark.parametrize("preset", ["titans", "yaad"])
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_causal(variant: str, preset: str):
     """Changing inputs from position 17 on leaves every earlier output unchanged."""
     model = make_model(variant, preset)
@@ -73,7 +84,7 @@ def test_causal(variant: str, preset: str):
     assert not torch.allclose(h[:, 17:], h_changed[:, 17:])
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_streaming_equals_one_call(variant: str):
     """Pieces of any lengths (MAC: mid-segment too) give one call's outputs."""
     model = make_model(variant)
@@ -84,7 +95,7 @@ def test_streaming_equals_one_call(variant: str):
         torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_streaming_with_a_padding_mask(variant: str):
     model = make_model(variant)
     x = embeddings(length=30)
@@ -95,7 +106,7 @@ def test_streaming_with_a_padding_mask(variant: str):
     torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_streaming_state_does_not_grow(variant: str):
     model = make_model(variant)
     x = embeddings(batch=1, length=200)
@@ -121,7 +132,7 @@ def test_streaming_state_does_not_grow(variant: str):
     assert max(sizes[5:]) <= max(sizes[:5]), sizes
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_padding_content_is_ignored(variant: str):
     """Whatever the padded positions hold, real positions get the same outputs; with the
     padding at the start (left) or the end (right) of a sequence."""
@@ -136,7 +147,7 @@ def test_padding_content_is_ignored(variant: str):
     torch.testing.assert_close(h[mask], h_other[mask], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_bidirectional(variant: str):
     """Same weights read both directions: reversing the input reverses the output, and the
     output at a position depends on later inputs; padding content is still ignored."""
@@ -163,7 +174,7 @@ def test_reverse_order_mirrors_real_tokens_only():
     assert reversal(None, 4, mask.device).tolist() == [[3, 2, 1, 0]]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", ALL_FORMS)
 def test_bidirectional_right_padding_equals_the_sequence_alone(variant: str):
     """Each sequence is reversed over its own real tokens, so right padding (as ``pad_batch``
     makes it) changes nothing: a sequence gets the same outputs in any batch."""
@@ -252,3 +263,52 @@ def test_divergence_names_block_and_step(variant: str):
     ) as info:
         model(x)
     assert 0 <= info.value.step < 20
+
+
+def test_sparse_gates_write_nothing_and_forget_nothing():
+    """Sparse gates reach exactly zero: tokens whose theta and alpha are 0 leave the memory's
+    weights exactly as they were, however many there are; sigmoid gates never do."""
+    from titans_sci.layers.memory_layer import NeuralMemoryLayer, sparse_gate
+
+    assert sparse_gate(torch.tensor([-3.1, 0.0, 3.1])).tolist() == [0.0, 0.5, 1.0]
+    memory = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
+    torch.manual_seed(0)
+    for gates, unchanged in (("sparse", True), ("sigmoid", False)):
+        layer = NeuralMemoryLayer(DIM, memory, gates=gates).double()
+        with torch.no_grad():
+            layer.to_gates.bias.view(4, 2)[[0, 2]] = -8.0  # theta and alpha off
+        _, before = layer(embeddings(length=8))
+        _, after = layer(embeddings(length=400, seed=5), state=before)
+        same = all(
+            torch.equal(a, b)
+            for a, b in zip(before.memory.weights, after.memory.weights, strict=True)
+        )
+        assert same is unchanged, gates
+
+
+def test_memory_persistent_tokens_are_learned_and_start_every_sequence():
+    """Persistent tokens are read before the sequence: they change the outputs, get gradients,
+    and a fresh stream starts from the state after them (so pieces still equal one call, which
+    the streaming tests check for every form)."""
+    plain, persistent = make_model("lmm"), make_model("lmm", memory_persistent=3)
+    x = embeddings(length=12)
+    assert not torch.allclose(plain(x)[0], persistent(x)[0])
+    persistent(x)[0].square().sum().backward()
+    for block in persistent.blocks:
+        assert block.memory.persistent.grad is not None and block.memory.persistent.grad.any()
+    with pytest.raises(ValueError, match="memory_persistent=3 must be a multiple of"):
+        make_config("mac", memory_persistent=3)
+
+
+def test_mac_paper_form_writes_the_attention_output():
+    """In the paper's MAC block the memory is written with the attention output alone, so the
+    two forms differ, and the paper's block does not add ``y`` to the residual stream: with the
+    gate's output forced to zero the block is exactly its MLP of the input."""
+    x = embeddings(length=16)
+    paper, residual = make_model("mac"), make_model("mac", form="residual")
+    assert not torch.allclose(paper(x)[0], residual(x)[0])
+    block = paper.blocks[0]
+    with torch.no_grad():
+        block.gate.norm_y.weight.zero_()
+    h, _ = block(x, None, None)
+    torch.testing.assert_close(h, block.mlp(x), rtol=0, atol=1e-12)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,23 @@ from .basic import CausalDepthwiseConv, GatedRMSNorm
 # Huber threshold / value radius 1.
 _INITIAL_GATES = {"theta": 0.1, "eta": 0.9, "alpha": 0.01}
 _INITIAL_DELTA = 1.0
+# How far a sparse gate's sigmoid is stretched past [0, 1] before clipping: the gate is exactly 0
+# for sigmoid(raw) below STRETCH / (1 + 2 STRETCH) (raw < -3.04), and exactly 1 symmetrically.
+_STRETCH = 0.05
+
+GateForm = Literal["sigmoid", "sparse"]
+
+
+def sparse_gate(raw: Tensor) -> Tensor:
+    """``clip((1 + 2s) sigmoid(raw) - s, 0, 1)`` with ``s = 0.05``: a sigmoid that reaches exactly
+    0 and 1, so a token can write nothing or forget nothing, at any length."""
+    return ((1 + 2 * _STRETCH) * torch.sigmoid(raw) - _STRETCH).clamp(0.0, 1.0)
+
+
+def _sparse_gate_logit(value: float) -> float:
+    """The ``raw`` at which :func:`sparse_gate` is ``value`` (0 < value < 1)."""
+    p = (value + _STRETCH) / (1 + 2 * _STRETCH)
+    return math.log(p / (1 - p))
 
 
 @dataclass
@@ -38,7 +56,15 @@ class NeuralMemoryLayer(nn.Module):
     -> per-head memory (any preset) -> RMSNorm gated by a projection of x -> output projection.
     Gates are per token and head, from the normalised x: ``theta = max_step * sigmoid(.)``,
     ``eta, alpha = sigmoid(.)``, ``delta = softplus(.)``; their biases start at "remember, small
-    steps" (alpha 0.01, theta 0.1 * max_step, eta 0.9, delta 1).
+    steps" (alpha 0.01, theta 0.1 * max_step, eta 0.9, delta 1). With ``gates="sparse"``, theta
+    and alpha are :func:`sparse_gate` instead: exactly zero is reachable, so a token the model
+    does not want stored is not written at all and the memory need not fade (eta stays a
+    sigmoid, below 1, so momentum always dies out).
+
+    ``num_persistent`` learned tokens ``[N_p, dim]`` are read by the memory before every
+    sequence (the paper's persistent memory, passed through the memory branch): the layer's
+    initial state is the state after them, so they cost nothing per token and streaming still
+    equals one call.
 
     ``mask: [B, T]`` (True = real token) makes padded tokens no-ops: zero inputs and zero step
     size and forgetting, so (with padding at the start or end of a sequence) they change nothing
@@ -46,10 +72,16 @@ class NeuralMemoryLayer(nn.Module):
     """
 
     def __init__(
-        self, dim: int, memory: MemoryConfig, max_step: float = 1.0, conv_kernel: int = 4
+        self,
+        dim: int,
+        memory: MemoryConfig,
+        max_step: float = 1.0,
+        conv_kernel: int = 4,
+        gates: GateForm = "sigmoid",
+        num_persistent: int = 0,
     ) -> None:
         super().__init__()
-        self.dim, self.config, self.max_step = dim, memory, max_step
+        self.dim, self.config, self.max_step, self.gates = dim, memory, max_step, gates
         inner = memory.num_heads * memory.head_dim
         self.norm = nn.RMSNorm(dim, eps=1e-6)
         self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
@@ -59,6 +91,7 @@ class NeuralMemoryLayer(nn.Module):
         self.to_out_gate = nn.Linear(dim, inner, bias=False)
         self.out_norm = GatedRMSNorm(inner)
         self.out = nn.Linear(inner, dim, bias=False)
+        self.persistent = nn.Parameter(torch.randn(num_persistent, dim)) if num_persistent else None
         self._init_gates()
 
     def _init_gates(self) -> None:
@@ -66,7 +99,9 @@ class NeuralMemoryLayer(nn.Module):
         h = self.config.num_heads
         bias = torch.empty(4, h)
         for i, name in enumerate(("theta", "eta", "alpha")):
-            bias[i] = math.log(_INITIAL_GATES[name] / (1 - _INITIAL_GATES[name]))
+            value = _INITIAL_GATES[name]
+            sparse = self.gates == "sparse" and name != "eta"
+            bias[i] = _sparse_gate_logit(value) if sparse else math.log(value / (1 - value))
         bias[3] = math.log(math.expm1(_INITIAL_DELTA))
         with torch.no_grad():
             self.to_gates.bias.copy_(bias.flatten())
@@ -86,8 +121,9 @@ class NeuralMemoryLayer(nn.Module):
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
 
         raw = self.to_gates(xn).view(b, t, 4, h)
-        theta = self.max_step * torch.sigmoid(raw[:, :, 0])
-        eta, alpha = torch.sigmoid(raw[:, :, 1]), torch.sigmoid(raw[:, :, 2])
+        squash = sparse_gate if self.gates == "sparse" else torch.sigmoid
+        theta = self.max_step * squash(raw[:, :, 0])
+        eta, alpha = torch.sigmoid(raw[:, :, 1]), squash(raw[:, :, 2])
         delta = F.softplus(raw[:, :, 3])
         if keep is not None:
             theta, alpha = theta * keep, alpha * keep
@@ -95,16 +131,26 @@ class NeuralMemoryLayer(nn.Module):
         return (q, k, v), gates, conv_state
 
     def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:
-        return MemoryLayerState(
+        """The state before a sequence: the learned initial memory, after the persistent
+        tokens when there are any."""
+        state = MemoryLayerState(
             self.conv.initial_state(batch, like), self.memory.initial_state(batch, like.dtype)
         )
+        if self.persistent is None:
+            return state
+        tokens = self.persistent.to(like.dtype).expand(batch, -1, -1)
+        return self._step(tokens, None, state)[1]
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, state: MemoryLayerState | None = None
     ) -> tuple[Tensor, MemoryLayerState]:
+        return self._step(x, mask, state or self.initial_state(x.shape[0], x))
+
+    def _step(
+        self, x: Tensor, mask: Tensor | None, state: MemoryLayerState
+    ) -> tuple[Tensor, MemoryLayerState]:
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
-        state = state or self.initial_state(b, x)
         # The projections, convolution and gates, and the output norm, are recomputed in the
         # backward: they are cheap next to the memory and would keep most of the activations.
         (q, k, v), gates, conv_state = recomputed(self._memory_inputs, x, mask, state.conv)

@@ -67,7 +67,14 @@ class _MLP(nn.Module):
 
 
 def _memory_layer(config: BackboneConfig) -> NeuralMemoryLayer:
-    return NeuralMemoryLayer(config.dim, config.memory, config.max_step, config.conv_kernel)
+    return NeuralMemoryLayer(
+        config.dim,
+        config.memory,
+        config.max_step,
+        config.conv_kernel,
+        config.gates,
+        config.memory_persistent,
+    )
 
 
 def _attention(config: MAGConfig | MALConfig | MACConfig, window: int) -> SlidingWindowAttention:
@@ -124,13 +131,15 @@ class _MAGBlock(nn.Module):
 
 class _MACBlock(nn.Module):
     """Per segment: read the memory with the segment's queries (state before the segment);
-    attend over [persistent | retrieved | segment]; write the attention output into the memory
-    (read after each token's write, so causal); gate the attention output with that read."""
+    attend over [persistent | retrieved | segment] (causal within the segment); write the
+    attention output ``y`` into the memory and read it back, ``M(y)`` (read after each token's
+    write, so causal); add ``o = gate(y, M(y))`` to the residual stream (``form="paper"``; see
+    :class:`MACConfig` for ``"residual"``)."""
 
     def __init__(self, config: MACConfig) -> None:
         super().__init__()
         mem = config.memory
-        self.segment_len = config.segment_len
+        self.segment_len, self.paper = config.segment_len, config.form == "paper"
         self.memory = _memory_layer(config)
         self.read_norm = nn.RMSNorm(config.dim, eps=1e-6)
         self.to_read_query = nn.Linear(config.dim, mem.num_heads * mem.head_dim, bias=False)
@@ -138,27 +147,27 @@ class _MACBlock(nn.Module):
         self.attention = _attention(config, config.segment_len)
         self.gate, self.mlp = _Gate(config.dim), _MLP(config)
 
-    def _retrieve(self, x: Tensor, state: MemoryLayerState | None) -> Tensor:
+    def _retrieve(self, x: Tensor, state: MemoryLayerState) -> Tensor:
         mem = self.memory.config
         b, t, _ = x.shape
         q = F.silu(self.to_read_query(self.read_norm(x))).view(b, t, mem.num_heads, mem.head_dim)
-        read = self.memory.memory.read(
-            F.normalize(q, dim=-1), None if state is None else state.memory
-        )
+        read = self.memory.memory.read(F.normalize(q, dim=-1), state.memory)
         return self.from_read(read.flatten(2))
 
     def forward(self, x: Tensor, mask: Tensor | None, state: MemoryLayerState | None):
         """Segments of ``x``; returns the outputs and the state after the last *whole* segment
         (the caller replays a trailing partial segment)."""
+        state = state or self.memory.initial_state(x.shape[0], x)
         outputs, boundary_state = [], state
         for start in range(0, x.shape[1], self.segment_len):
             seg = x[:, start : start + self.segment_len]
             seg_mask = None if mask is None else mask[:, start : start + self.segment_len]
             retrieved = self._retrieve(seg, state)
             y = recomputed(self.attention.forward_with_memory, seg, retrieved, seg_mask)
-            seg = seg + y
+            if not self.paper:
+                seg = seg + y
             try:
-                m, state = self.memory(seg, seg_mask, state)
+                m, state = self.memory(y if self.paper else seg, seg_mask, state)
             except NonFiniteSurpriseError as error:
                 raise error.moved(start) from None
             outputs.append(self.mlp(seg + self.gate(y, m)))

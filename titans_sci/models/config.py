@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator
 
 from titans_sci.config import Config, tagged
+from titans_sci.layers.memory_layer import GateForm
 from titans_sci.memory import MemoryConfig
 from titans_sci.memory.config import expand_preset
 
@@ -31,6 +32,12 @@ class BackboneConfig(Config):
         mlp_hidden: SwiGLU hidden width (``None``: 8/3 of ``dim``).
         bidirectional: also run the backbone over the reversed sequence (same weights) and
             average, for non-causal use such as sequence classification; no streaming then.
+        gates: how the memory layers squash their step size theta and forget rate alpha:
+            ``"sigmoid"``, or ``"sparse"``, a stretched sigmoid clipped to [0, 1] that reaches
+            exactly 0 ("do not write", "do not forget"), which is what lets recall survive far
+            past the training length (``benchmarks/results/long_context.md``).
+        memory_persistent: learned tokens every memory layer reads before the sequence (the
+            paper's persistent memory passed through the memory branch; 0: none).
     """
 
     dim: int = 128
@@ -42,8 +49,14 @@ class BackboneConfig(Config):
     conv_kernel: int = 4
     mlp_hidden: int | None = None
     bidirectional: bool = False
+    gates: GateForm = "sigmoid"
+    memory_persistent: int = 0
 
     def __post_init__(self) -> None:
+        if self.memory_persistent < 0:
+            raise ValueError(
+                f"{type(self).__name__}.memory_persistent={self.memory_persistent}; expected >= 0"
+            )
         for name in ("dim", "depth", "conv_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -94,10 +107,16 @@ class MALConfig(_AttentionFields):
 @dataclass(frozen=True)
 class MACConfig(_AttentionFields):
     """Titans (MAC): segments of ``segment_len`` tokens attend over [persistent | retrieved
-    memory | segment]; ``segment_len`` must be a multiple of the memory's ``chunk_size``."""
+    memory | segment]; ``segment_len`` must be a multiple of the memory's ``chunk_size``.
+
+    ``form="paper"`` is the paper's block: the memory is written with the attention output
+    ``y`` and the block adds ``o = y * M(y)`` (a gate) to the residual stream, never ``y`` on
+    its own. ``form="residual"`` is this library's first form, kept for comparison: the memory
+    is written with ``x + y`` and the block adds ``y + gate(y, M(x + y))``."""
 
     variant: Literal["mac"] = "mac"
     segment_len: int = 32
+    form: Literal["paper", "residual"] = "paper"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,6 +124,11 @@ class MACConfig(_AttentionFields):
             raise ValueError(
                 f"MACConfig.segment_len={self.segment_len} must be a positive multiple of "
                 f"memory.chunk_size={self.memory.chunk_size}"
+            )
+        if self.memory_persistent % self.memory.chunk_size:
+            raise ValueError(
+                f"MACConfig.memory_persistent={self.memory_persistent} must be a multiple of "
+                f"memory.chunk_size={self.memory.chunk_size} (MAC reads the memory at chunk ends)"
             )
 
 
