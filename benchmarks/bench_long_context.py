@@ -1,174 +1,447 @@
-"""Long-context benchmark: passkey retrieval with a small trained Titans LMM, 2k to 1M tokens.
+"""Long-context benchmark: does the memory really remember? Recall against length, to 1M tokens.
 
-A sequence of filler tokens hides one passkey: the marker token ``KEY`` followed by a digit, at a
-uniformly random depth; the sequence ends with ``QUERY`` and the model must name the digit there.
-The filler is either random tokens (``--filler random``: a needle in noise, every filler token is
-new to the memory) or, as in the usual passkey test, a short text repeated over and over
-(``--filler repeated``: the 16 filler tokens in a fixed order, cycled from a random phase), which
-a test-time memory learns once, so that later repeats barely surprise it.
+Three tasks (``long_context_tasks.py``): passkey retrieval (random or repeated filler), a
+BABILong-style single-supporting-fact task, and a long-range motif pair planted in real DNA. A
+model reads token ids through an embedding (DNA: then a causal 12-base convolution, the same
+for every model), a body and a linear head at the last position. Bodies:
 
-A causal ``TitansLMM`` (token embedding -> backbone -> a linear head on the last position) is
-trained at ``--train-length`` tokens, then evaluated by streaming sequences of 2k to 1M tokens
-through it in pieces with carried state (constant memory), so the memory alone must carry the
-digit across the whole distance. Chance is 10%.
+* ``lmm``, ``mac``: Titans LMM / MAC (MAC's ``--mac-form``), with ``--gates`` (``sparse``: gates
+  that can be exactly 0, "do not write" and "do not forget"; ``sigmoid``: the old gates);
+* ``lmm-no-momentum``, ``lmm-no-forgetting``: the paper's two ablations of the LMM (plain
+  gradient steps; the forget rate fixed at 0);
+* ``cnn``: causal dilated convolutions reaching ``--reach`` tokens back; ``swa``: sliding-window
+  attention blocks of window ``--reach``. Neither can see further than that.
 
-Run from the repository root::
+Training is for length: each step draws a length log-uniformly between 64 and a cap that doubles
+up to ``--train-length`` (mixed lengths), runs every segment but the last without gradients,
+carrying the state, and trains on the last ``--segment`` tokens (gradients truncated at the
+segment border, as BABILong fine-tuning does). Evaluation streams ``--samples`` fresh sequences
+per length in pieces of 4,096 tokens with the state carried (constant memory).
 
-    .venv/bin/python benchmarks/bench_long_context.py
+One run is one (task, model, seed); its result is merged into
+``benchmarks/results/long_context.json`` and the table ``long_context.md`` is rebuilt from all
+runs (mean +- std over seeds). With ``--stability`` it also streams 100k tokens in float32
+pieces against one call and records the relative difference. Run from the repository root::
 
-It writes ``benchmarks/results/long_context.md`` (recall per length, tokens/s, the training
-budget and the machine).
+    .venv/bin/python benchmarks/bench_long_context.py --task passkey_random --model lmm --seed 0
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from machine import cpu_model
+from store import save
 from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
+
+from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
+from titans_sci.layers.basic import SwiGLU  # noqa: E402
 from titans_sci.memory import MemoryConfig  # noqa: E402
-from titans_sci.models import LMMConfig, TitansLMM  # noqa: E402
+from titans_sci.models import LMMConfig, MACConfig, build_backbone  # noqa: E402
 
-FILLER, DIGITS = 16, 10
-KEY, QUERY = FILLER + DIGITS, FILLER + DIGITS + 1
-VOCAB = QUERY + 1
+RESULTS = REPO / "benchmarks/results"
+PIECE = 4096
+TASKS = {
+    "passkey_random": lambda: Passkey("random"),
+    "passkey_repeated": lambda: Passkey("repeated"),
+    "facts": Facts,
+    "dna_pair": DNAPair,
+}
+MODELS = ("lmm", "mac", "lmm-no-momentum", "lmm-no-forgetting", "cnn", "swa")
 
 
-class PasskeyModel(nn.Module):
-    """Token ids ``[B, T]`` -> digit logits ``[B, 10]`` read at the last position."""
+class CausalConv(nn.Module):
+    """``[B, T, D] -> [B, T, D]`` causal convolution that streams: its state is the last
+    ``(kernel - 1) * dilation`` inputs ``[B, D, n]``."""
 
-    def __init__(self, dim: int, depth: int) -> None:
+    def __init__(self, dim: int, kernel: int, dilation: int = 1) -> None:
         super().__init__()
-        memory = MemoryConfig.preset("titans", num_heads=4, head_dim=dim // 4, chunk_size=16)
-        self.embed = nn.Embedding(VOCAB, dim)
-        self.backbone = TitansLMM(LMMConfig(dim=dim, depth=depth, memory=memory))
-        self.head = nn.Linear(dim, DIGITS)
+        self.context = (kernel - 1) * dilation
+        self.conv = nn.Conv1d(dim, dim, kernel, dilation=dilation)
 
-    def forward(self, ids: Tensor, state=None) -> tuple[Tensor, object]:
-        h, state = self.backbone(self.embed(ids), state=state)
-        return self.head(h[:, -1]), state
-
-
-def passkey_batch(
-    batch: int, length: int, gen: torch.Generator, filler: str = "random"
-) -> tuple[Tensor, Tensor]:
-    """``batch`` sequences of ``length`` tokens and their digits."""
-    if filler == "random":
-        ids = torch.randint(0, FILLER, (batch, length), generator=gen)
-    else:  # the repeated "text": 0, 1, ..., FILLER - 1, 0, 1, ... from a random phase
-        phase = torch.randint(0, FILLER, (batch, 1), generator=gen)
-        ids = (phase + torch.arange(length)) % FILLER
-    digits = torch.randint(0, DIGITS, (batch,), generator=gen)
-    depth = torch.randint(0, length - 3, (batch,), generator=gen)
-    rows = torch.arange(batch)
-    ids[rows, depth] = KEY
-    ids[rows, depth + 1] = FILLER + digits
-    ids[:, -1] = QUERY
-    return ids, digits
+    def forward(self, x: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
+        x = x.transpose(1, 2)
+        if state is None:
+            state = x.new_zeros(x.shape[0], x.shape[1], self.context)
+        full = torch.cat([state, x], dim=2)
+        return self.conv(full).transpose(1, 2), full[:, :, full.shape[2] - self.context :]
 
 
-def train(model: PasskeyModel, args: argparse.Namespace) -> dict:
-    gen = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    start, accuracy, step = time.perf_counter(), 0.0, 0
-    recent: list[float] = []
+class CNNBody(nn.Module):
+    """Residual causal convolutions, kernel 5, dilations 1, 2, 4, ...: reach ``4 (2^L - 1)``."""
+
+    def __init__(self, dim: int, reach: int) -> None:
+        super().__init__()
+        layers = max(1, math.floor(math.log2(reach / 4 + 1)))
+        self.convs = nn.ModuleList(CausalConv(dim, 5, 2**i) for i in range(layers))
+        self.norms = nn.ModuleList(nn.RMSNorm(dim) for _ in range(layers))
+        self.reach = 4 * (2**layers - 1)
+
+    def forward(self, x: Tensor, mask: None, state: list | None) -> tuple[Tensor, list]:
+        state = state or [None] * len(self.convs)
+        new = []
+        for conv, norm, s in zip(self.convs, self.norms, state, strict=True):
+            y, s = conv(norm(x), s)
+            x = x + F.gelu(y)
+            new.append(s)
+        return x, new
+
+
+class WindowBody(nn.Module):
+    """``depth`` blocks of sliding-window attention (window ``reach``) and a SwiGLU MLP."""
+
+    def __init__(self, dim: int, depth: int, reach: int) -> None:
+        super().__init__()
+        self.attention = nn.ModuleList(SlidingWindowAttention(dim, 4, reach) for _ in range(depth))
+        self.mlps = nn.ModuleList(SwiGLU(dim, 8 * dim // 3) for _ in range(depth))
+        self.norms = nn.ModuleList(nn.RMSNorm(dim) for _ in range(depth))
+        self.reach = reach
+
+    def forward(self, x: Tensor, mask: None, state: list | None) -> tuple[Tensor, list]:
+        state = state or [None] * len(self.attention)
+        new = []
+        for attention, mlp, norm, s in zip(
+            self.attention, self.mlps, self.norms, state, strict=True
+        ):
+            y, s = attention(x, None, s)
+            x = x + y
+            x = x + mlp(norm(x))
+            new.append(s)
+        return x, new
+
+
+def _no_forgetting(layer: nn.Module) -> None:
+    """The paper's "w/o forget gate" ablation: the memory layer's alpha is fixed at 0."""
+    inputs = layer._memory_inputs
+
+    def without_alpha(*args: Any) -> Any:
+        qkv, gates, conv = inputs(*args)
+        return qkv, {**gates, "alpha": torch.zeros_like(gates["alpha"])}, conv
+
+    layer._memory_inputs = without_alpha
+
+
+def titans_body(args: argparse.Namespace) -> nn.Module:
+    algorithm = "gd" if args.model == "lmm-no-momentum" else "momentum"
+    memory = MemoryConfig.preset(
+        "titans", num_heads=4, head_dim=args.dim // 4, chunk_size=16, algorithm=algorithm
+    )
+    common = dict(dim=args.dim, depth=args.depth, memory=memory, gates=args.gates)
+    if args.model == "mac":
+        config: Any = MACConfig(**common, segment_len=64, form=args.mac_form)
+    else:
+        config = LMMConfig(**common)
+    body = build_backbone(config)
+    if args.model == "lmm-no-forgetting":
+        for block in body.blocks:
+            _no_forgetting(block.memory)
+    return body
+
+
+class Reader(nn.Module):
+    """Token ids ``[B, T]`` -> class logits ``[B, K]`` read at the last position; streams."""
+
+    def __init__(self, task: Any, args: argparse.Namespace) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(task.vocab, args.dim)
+        self.stem = CausalConv(args.dim, DNAPair.motif_length) if task.name == "dna_pair" else None
+        if args.model == "cnn":
+            self.body: nn.Module = CNNBody(args.dim, args.reach)
+        elif args.model == "swa":
+            self.body = WindowBody(args.dim, args.depth, args.reach)
+        else:
+            self.body = titans_body(args)
+        self.norm = nn.RMSNorm(args.dim)
+        self.head = nn.Linear(args.dim, task.classes)
+
+    def hidden(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        stem_state, body_state = state if state is not None else (None, None)
+        x = self.embed(ids)
+        if self.stem is not None:
+            y, stem_state = self.stem(x, stem_state)
+            x = x + F.gelu(y)
+        h, body_state = self.body(x, None, body_state)
+        return h, (stem_state, body_state)
+
+    def forward(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        h, state = self.hidden(ids, state)
+        return self.head(self.norm(h[:, -1])), state
+
+
+def detach(state: Any) -> Any:
+    """``state`` with every tensor in it cut from the graph (gradients stop at the border)."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach(s) for s in state)
+    if state is None:
+        return None
+    return state.detach()
+
+
+def stream(model: Reader, ids: Tensor, piece: int, state: Any = None) -> tuple[Tensor, Any]:
+    """Logits after streaming ``ids`` in pieces, with the state carried."""
+    logits = None
+    for start in range(0, ids.shape[1], piece):
+        logits, state = model(ids[:, start : start + piece], state)
+    assert logits is not None
+    return logits, state
+
+
+def draw(task: Any, batch: int, length: int, gen: torch.Generator, distance: int | None = None):
+    if task.name == "dna_pair":
+        return task.batch(batch, length, gen, distance)
+    return task.batch(batch, length, gen)
+
+
+def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
+    gen = torch.Generator().manual_seed(1000 + args.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    low = args.min_length
+    start, recent, step, cap = time.perf_counter(), [], 0, low
+    tokens = 0
     for step in range(1, args.steps + 1):
-        # Curriculum: 16 tokens, doubling every `--double-every` steps up to --train-length.
-        length = min(args.train_length, 16 * 2 ** (step // args.double_every))
-        ids, digits = passkey_batch(args.batch, length, gen, args.filler)
-        logits, _ = model(ids)
-        loss = nn.functional.cross_entropy(logits, digits)
+        cap = min(args.train_length, low * 2 ** (step // args.double_every))
+        # Mixed lengths: log-uniform in [low, cap], whole segments when longer than one.
+        length = int(math.exp(torch.empty(1).uniform_(math.log(low), math.log(cap), generator=gen)))
+        if length > args.segment:
+            length = args.segment * round(length / args.segment)
+        ids, labels = draw(task, args.batch, length, gen)
+        state, prefix = None, ids.shape[1] - min(args.segment, ids.shape[1])
+        if prefix:
+            with torch.no_grad():
+                _, state = stream(model, ids[:, :prefix], args.segment)
+        logits, _ = model(ids[:, prefix:], detach(state))
+        loss = F.cross_entropy(logits, labels)
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        recent = (recent + [float((logits.argmax(-1) == digits).float().mean())])[-50:]
-        accuracy = sum(recent) / len(recent)
+        tokens += ids.numel()
+        recent = (recent + [float((logits.argmax(-1) == labels).float().mean())])[-50:]
         if step % 50 == 0:
-            print(f"step {step} (length {length}): loss {loss.item():.3f}, accuracy {accuracy:.3f}")
-        if length == args.train_length and len(recent) == 50 and accuracy >= args.target:
-            break
-    return {"steps": step, "seconds": time.perf_counter() - start, "train_accuracy": accuracy}
+            print(f"step {step} cap {cap}: loss {loss.item():.3f}, recent {sum(recent) / 50:.3f}",
+                  flush=True)  # fmt: skip
+    return {
+        "steps": step,
+        "seconds": round(time.perf_counter() - start, 1),
+        "recent_accuracy": sum(recent) / len(recent),
+        "tokens": tokens,
+    }
 
 
 @torch.inference_mode()
-def evaluate(model: PasskeyModel, length: int, args: argparse.Namespace) -> dict:
-    """Recall over ``args.samples`` sequences of ``length`` tokens, streamed in pieces."""
-    gen = torch.Generator().manual_seed(args.seed + length)
-    ids, digits = passkey_batch(args.samples, length, gen, args.filler)
-    start, state, logits = time.perf_counter(), None, None
-    for piece in ids.split(args.piece, dim=1):
-        logits, state = model(piece, state)
+def evaluate(model: Reader, task: Any, length: int, args: argparse.Namespace) -> dict:
+    """Accuracy over ``args.samples`` fresh sequences of ``length`` tokens (DNA: the anchor
+    ``length`` bases before the partner), streamed in pieces."""
+    gen = torch.Generator().manual_seed(7_000_000 + length)  # the same test set for every model
+    distance = None
+    if task.name == "dna_pair":
+        distance, length = length, length + 3 * DNAPair.motif_length + 64
+    correct, start = 0, time.perf_counter()
+    for first in range(0, args.samples, args.eval_batch):
+        n = min(args.eval_batch, args.samples - first)
+        ids, labels = draw(task, n, length, gen, distance)
+        logits, _ = stream(model, ids, PIECE)
+        correct += int((logits.argmax(-1) == labels).sum())
     seconds = time.perf_counter() - start
-    recall = float((logits.argmax(-1) == digits).float().mean())
-    return {"recall": recall, "tokens_per_s": args.samples * length / seconds}
+    speed = round(args.samples * length / seconds)
+    return {"accuracy": correct / args.samples, "tokens_per_s": speed}
+
+
+@torch.inference_mode()
+def stability(model: Reader, task: Any, length: int, piece: int = 1000) -> float:
+    """Relative difference between the final hidden states ``[B, D]`` of a float32 stream in
+    pieces of ``piece`` tokens (not a multiple of the chunk or segment, so the pieces end
+    mid-chunk) and of one call over ``length`` tokens."""
+    ids, _ = draw(task, 4, length, torch.Generator().manual_seed(99))
+    whole, _ = model.hidden(ids)
+    state, last = None, None
+    for start in range(0, length, piece):
+        last, state = model.hidden(ids[:, start : start + piece], state)
+    assert last is not None
+    a, b = whole[:, -1], last[:, -1]
+    return float((a - b).norm() / b.norm())
+
+
+def key(args: argparse.Namespace) -> str:
+    model = args.model
+    if args.model in ("lmm", "mac", "lmm-no-momentum", "lmm-no-forgetting"):
+        block = f", {args.mac_form} block" if args.model == "mac" else ""
+        model += f" ({args.gates} gates{block})"
+    return f"{args.task}|{model}|seed{args.seed}"
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def render(store: dict[str, dict]) -> str:
+    """The Markdown table of every run in the store: one section per task, a row per model."""
+    lines = [
+        "# Long context: does the memory really remember?",
+        "",
+        "Generated by `benchmarks/bench_long_context.py` from `long_context.json`; every cell is "
+        "the test accuracy, mean ± std over the training seeds (n in the row), on the same fresh "
+        "test sequences for every model, streamed in pieces of 4,096 tokens with the state "
+        "carried. Lengths are tokens (DNA: the distance in bases between the last anchor and the "
+        "partner). '-' = not run.",
+        "",
+    ]
+    tasks: dict[str, dict[str, list[dict]]] = {}
+    for name, entry in sorted(store.items()):
+        task, model, _ = name.split("|")
+        tasks.setdefault(task, {}).setdefault(model, []).append(entry)
+    for task, models in tasks.items():
+        any_entry = next(iter(models.values()))[0]
+        lengths = sorted({int(n) for runs in models.values() for r in runs for n in r["accuracy"]})
+        note = f"Chance {any_entry['chance']:.3f}. {any_entry['task_note']}"
+        lines += [f"## {task}", "", note, ""]
+        lines.append("| model | n | " + " | ".join(f"{n:,}" for n in lengths) + " |")
+        lines.append("| --- | ---: |" + " ---: |" * len(lengths))
+        for model, runs in sorted(models.items()):
+            cells = []
+            for n in lengths:
+                values = [r["accuracy"][str(n)] for r in runs if str(n) in r["accuracy"]]
+                cells.append(_mean_std(values) if values else "-")
+            lines.append(f"| {model} | {len(runs)} | " + " | ".join(cells) + " |")
+        lines += ["", "Budgets and runs:", ""]
+        for model, runs in sorted(models.items()):
+            for r in sorted(runs, key=lambda r: r["seed"]):
+                extra = ""
+                if r.get("stability") is not None:
+                    extra = f"; float32 stream vs one call at {r['stability_length']:,}: " \
+                            f"{r['stability']:.1e} relative"  # fmt: skip
+                lines.append(f"- {model}, seed {r['seed']}: {r['budget']}{extra}")
+        lines.append("")
+    machines = sorted({r["machine"] for r in store.values()})
+    lines += ["Machines: " + "; ".join(machines), ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--filler", choices=["random", "repeated"], default="random")
+    parser.add_argument("--task", choices=sorted(TASKS), default="passkey_random")
+    parser.add_argument("--model", choices=MODELS, default="lmm")
+    parser.add_argument("--gates", choices=["sparse", "sigmoid"], default="sparse")
+    parser.add_argument("--mac-form", choices=["paper", "residual"], default="paper")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--train-length", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--double-every", type=int, default=150)
-    parser.add_argument("--target", type=float, default=0.98)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--reach", type=int, default=512)
+    parser.add_argument("--train-length", type=int, default=4096)
+    parser.add_argument("--min-length", type=int, default=64)
+    parser.add_argument("--segment", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--double-every", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument(
-        "--lengths", type=int, nargs="+", default=[2048, 8192, 32768, 131072, 524288, 1048576]
-    )
-    parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--piece", type=int, default=4096)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1048576])
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--eval-batch", type=int, default=64)
+    parser.add_argument("--stability", type=int, default=0, help="tokens (0: skip)")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/long_context.md")
+    parser.add_argument("--out", type=Path, default=RESULTS / "long_context.md")
+    parser.add_argument(
+        "--models", type=Path, default=Path("/tmp/long_context_models"),
+        help="where trained models are kept: a run whose model is there only evaluates, and "
+        "adds its lengths to the stored entry",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = PasskeyModel(args.dim, args.depth)
-    trained = train(model, args)
+    store = args.out.with_suffix(".json")
+    before = json.loads(store.read_text()).get(key(args), {}) if store.exists() else {}
+    if all(str(n) in before.get("accuracy", {}) for n in args.lengths):
+        print(f"{key(args)}: already in {store.name} at every length asked; skipped")
+        return 0
+    task = TASKS[args.task]()
+    model = Reader(task, args)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{key(args)}: {params:,} parameters", flush=True)
+    saved = args.models / (key(args).replace("|", "_").replace(" ", "") + ".pt")
+    if saved.exists():
+        checkpoint = torch.load(saved)
+        model.load_state_dict(checkpoint["model"])
+        trained = checkpoint["trained"]
+    else:
+        trained = train(model, task, args)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "trained": trained}, saved)
     model.eval()
-    rows = []
-    for length in [args.train_length, *args.lengths]:
-        result = evaluate(model, length, args)
-        rows.append((length, result))
-        print(f"length {length}: recall {result['recall']:.3f}", flush=True)
-    lines = [
-        "# Passkey retrieval with a small trained Titans LMM, streamed to 1M tokens",
-        "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
-        f"{os.cpu_count()} cores, {args.threads} torch thread(s), torch {torch.__version__}",
-        f"- model: token embedding -> TitansLMM(dim {args.dim}, depth {args.depth}, titans memory "
-        "4 heads, chunk 16) -> linear head at the last position; "
-        f"{sum(p.numel() for p in model.parameters()):,} parameters",
-        f"- training: {trained['steps']} steps of {args.batch} sequences, 16 tokens doubling every "
-        f"{args.double_every} steps to {args.train_length} (AdamW lr {args.lr}, stop at "
-        f"{args.target:.0%} recent accuracy at full length), "
-        f"{trained['seconds']:.0f} s, final recent accuracy {trained['train_accuracy']:.3f}",
-        f"- filler: {args.filler} ({FILLER} tokens"
-        + (", a fixed cycle from a random phase)" if args.filler == "repeated" else ", uniform)"),
-        f"- evaluation: {args.samples} sequences per length, passkey at a uniform random depth, "
-        f"streamed in pieces of {args.piece} tokens with carried state; chance 0.10",
-        "",
-        "| length | recall | tokens/s |",
-        "| ---: | ---: | ---: |",
-    ]
-    for length, result in rows:
-        lines.append(f"| {length:,} | {result['recall']:.3f} | {result['tokens_per_s']:,.0f} |")
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if before.get("trained") != trained:
+        before = {}  # another training run: start the entry afresh
+    accuracy, speed = dict(before.get("accuracy", {})), dict(before.get("tokens_per_s", {}))
+    for length in args.lengths:
+        result = evaluate(model, task, length, args)
+        accuracy[str(length)], speed[str(length)] = result["accuracy"], result["tokens_per_s"]
+        print(f"length {length:,}: accuracy {result['accuracy']:.3f} "
+              f"({result['tokens_per_s']:,} tokens/s)", flush=True)  # fmt: skip
+    drift = stability(model, task, args.stability) if args.stability else before.get("stability")
+    args.stability = args.stability or before.get("stability_length", 0)
+    if drift is not None:
+        print(f"float32 stream vs one call at {args.stability:,}: {drift:.2e}", flush=True)
+    reach = getattr(model.body, "reach", None)
+    budget = (
+        f"{params:,} parameters (dim {args.dim}, depth {args.depth}"
+        + (f", reach {reach}" if reach else "")
+        + f"); {trained['steps']} steps of {args.batch} sequences, mixed lengths "
+        f"{args.min_length} to {args.train_length} (cap doubling every {args.double_every} "
+        f"steps), gradients on the last {args.segment} tokens, AdamW lr {args.lr}; "
+        f"{trained['tokens']:,} training tokens in {trained['seconds']:.0f} s; final recent "
+        f"training accuracy {trained['recent_accuracy']:.2f}; {args.samples} test sequences "
+        "per length"
+    )
+    entry = {
+        "seed": args.seed,
+        "trained": trained,
+        "accuracy": accuracy,
+        "tokens_per_s": speed,
+        "chance": task.chance,
+        "task_note": TASK_NOTES[args.task],
+        "budget": budget,
+        "stability": drift,
+        "stability_length": args.stability,
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch thread(s), "
+        f"torch {torch.__version__}",
+        "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    save({key(args): entry}, args.out.with_suffix(".json"), args.out, render)
     return 0
+
+
+TASK_NOTES = {
+    "passkey_random": "Passkey (KEY, digit) hidden at a uniform depth in uniformly random filler "
+    "(16 tokens); QUERY at the end; answer: the digit.",
+    "passkey_repeated": "Passkey hidden in a repeated filler (the 16 filler tokens in a fixed "
+    "cycle from a random phase); answer: the digit.",
+    "facts": "BABILong-style: 6 facts 'ACTOR MOVED PLACE' (8 actors, 8 places) at random "
+    "positions in random filler, then 'WHERE ACTOR'; answer: the asked actor's last place "
+    "(distractors: other actors and its own earlier moves).",
+    "dna_pair": "Two anchor and two partner 12-mers (absent from the background) planted in "
+    "real DNA (the bundled human_enhancers_cohn sequences end to end): a decoy anchor, then "
+    "the last anchor at the given distance before the partner that ends the window; answer: "
+    "whether the last anchor matches the partner.",
+}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""The long-context benchmark's generators give the answers they document (known answers from
+the generated sequences themselves; the DNA background is the bundled real data)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
+
+
+@pytest.mark.parametrize("filler", ["random", "repeated"])
+def test_passkey_label_is_the_digit_after_the_key(filler: str):
+    task = Passkey(filler)
+    ids, labels = task.batch(64, 300, torch.Generator().manual_seed(0))
+    key, query = task.num_filler + 10, task.num_filler + 11
+    assert (ids[:, -1] == query).all() and ((ids == key).sum(1) == 1).all()
+    after = ids[torch.arange(64), (ids == key).int().argmax(1) + 1]
+    assert torch.equal(after - task.num_filler, labels)
+    assert ((labels >= 0) & (labels < task.classes)).all()
+
+
+def test_facts_label_is_the_asked_actors_last_place():
+    task = Facts()
+    ids, labels = task.batch(128, 400, torch.Generator().manual_seed(1))
+    actor0, place0 = task.num_filler, task.num_filler + task.actors
+    moved = place0 + task.places
+    for row, label in zip(ids.tolist(), labels.tolist(), strict=True):
+        facts = [(row[i - 1], row[i + 1]) for i, t in enumerate(row[:-2]) if t == moved]
+        assert len(facts) == task.facts
+        asked = row[-1]
+        assert row[-2] == moved + 1 and actor0 <= asked < place0
+        places = [place for actor, place in facts if actor == asked]
+        assert places and places[-1] - place0 == label
+    # Distractors are there: other actors' facts in every sequence, and answers vary.
+    assert labels.unique().numel() == task.places
+
+
+def test_dna_pair_plants_both_anchors_and_the_partner_at_the_distance():
+    task = DNAPair()
+    assert task.background.numel() > 3_000_000  # the bundled enhancer sequences end to end
+    m, distance = task.motif_length, 1000
+    length = distance + 3 * m + 64
+    ids, labels = task.batch(32, length, torch.Generator().manual_seed(2), distance)
+
+    def where(row: torch.Tensor, motif: torch.Tensor) -> list[int]:
+        windows = row.unfold(0, m, 1)
+        return (windows == motif).all(1).nonzero().flatten().tolist()
+
+    for row, label in zip(ids, labels.tolist(), strict=True):
+        anchors = [where(row, a) for a in task.anchors]
+        partners = [where(row, p) for p in task.partners]
+        assert all(len(found) == 1 for found in anchors), "both anchors, once each"
+        partner = next(i for i, found in enumerate(partners) if found)
+        assert partners[partner] == [length - 1 - m] and not partners[1 - partner]
+        last = max((0, 1), key=lambda i: anchors[i][0])
+        assert partners[partner][0] - anchors[last][0] == distance
+        assert label == int(last == partner)
+    assert 0 < labels.float().mean() < 1
