@@ -140,7 +140,12 @@ def _no_forgetting(layer: nn.Module) -> None:
 def titans_body(args: argparse.Namespace) -> nn.Module:
     algorithm = "gd" if args.model == "lmm-no-momentum" else "momentum"
     memory = MemoryConfig.preset(
-        "titans", num_heads=4, head_dim=args.dim // 4, chunk_size=16, algorithm=algorithm
+        "titans",
+        num_heads=4,
+        head_dim=args.dim // 4,
+        chunk_size=16,
+        algorithm=algorithm,
+        architecture=args.architecture,
     )
     common = dict(dim=args.dim, depth=args.depth, memory=memory, gates=args.gates)
     if args.model == "mac":
@@ -280,11 +285,39 @@ def stability(model: Reader, task: Any, length: int, piece: int = 1000) -> float
     return float((a - b).norm() / b.norm())
 
 
+@torch.inference_mode()
+def gate_use(model: Reader, task: Any, length: int) -> dict[str, float] | None:
+    """The share of (token, head) pairs whose step size and forget rate are nonzero, over 8
+    test sequences of ``length`` tokens, all memory layers together (Titans bodies only)."""
+    memories = [m for m in model.modules() if type(m).__name__ == "NeuralMemory"]
+    if not memories:
+        return None
+    seen: list[tuple[Tensor, Tensor]] = []
+
+    def record(_module: nn.Module, _args: Any, kwargs: dict, _output: Any) -> None:
+        seen.append((kwargs["theta"], kwargs["alpha"]))
+
+    hooks = [m.register_forward_hook(record, with_kwargs=True) for m in memories]
+    try:
+        ids, _ = draw(task, 8, length, torch.Generator().manual_seed(5))
+        stream(model, ids, PIECE)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    theta = torch.cat([t.flatten() for t, _ in seen])
+    alpha = torch.cat([a.flatten() for _, a in seen])
+    return {
+        "writes": float((theta > 0).float().mean()),
+        "forgets": float((alpha > 0).float().mean()),
+    }
+
+
 def key(args: argparse.Namespace) -> str:
     model = args.model
     if args.model in ("lmm", "mac", "lmm-no-momentum", "lmm-no-forgetting"):
         block = f", {args.mac_form} block" if args.model == "mac" else ""
-        model += f" ({args.gates} gates{block})"
+        linear = ", linear memory" if args.architecture == "linear" else ""
+        model += f" ({args.gates} gates{linear}{block})"
     return f"{args.task}|{model}|seed{args.seed}"
 
 
@@ -330,6 +363,11 @@ def render(store: dict[str, dict]) -> str:
                 if r.get("stability") is not None:
                     extra = f"; float32 stream vs one call at {r['stability_length']:,}: " \
                             f"{r['stability']:.1e} relative"  # fmt: skip
+                if r.get("gates"):
+                    extra += (
+                        f"; at the training length {r['gates']['writes']:.1%} of (token, head) "
+                        f"pairs write and {r['gates']['forgets']:.1%} forget"
+                    )
                 lines.append(f"- {model}, seed {r['seed']}: {r['budget']}{extra}")
         lines.append("")
     machines = sorted({r["machine"] for r in store.values()})
@@ -342,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=sorted(TASKS), default="passkey_random")
     parser.add_argument("--model", choices=MODELS, default="lmm")
     parser.add_argument("--gates", choices=["sparse", "sigmoid"], default="sparse")
+    parser.add_argument("--architecture", choices=["mlp", "linear"], default="mlp")
     parser.add_argument("--mac-form", choices=["paper", "residual"], default="paper")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
@@ -399,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     args.stability = args.stability or before.get("stability_length", 0)
     if drift is not None:
         print(f"float32 stream vs one call at {args.stability:,}: {drift:.2e}", flush=True)
+    gates = gate_use(model, task, args.train_length)
+    if gates is not None:
+        print(f"gates: {gates['writes']:.1%} of token-heads write, {gates['forgets']:.1%} forget")
     reach = getattr(model.body, "reach", None)
     budget = (
         f"{params:,} parameters (dim {args.dim}, depth {args.depth}"
@@ -419,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         "task_note": TASK_NOTES[args.task],
         "budget": budget,
         "stability": drift,
+        "gates": gates,
         "stability_length": args.stability,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch thread(s), "
         f"torch {torch.__version__}",

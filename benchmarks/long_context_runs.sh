@@ -18,6 +18,7 @@ a)
         --lengths 1048576; done
     ;;
 b)
+    bench --task dna_pair --model lmm --architecture linear --seed 0 $DNA
     for seed in 0 1 2; do
         bench --task dna_pair --model cnn --seed $seed $DNA
         bench --task dna_pair --model swa --seed $seed $DNA
