@@ -36,6 +36,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +54,7 @@ from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
 
 from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
 from titans_sci.layers.basic import SwiGLU  # noqa: E402
-from titans_sci.memory import MemoryConfig  # noqa: E402
+from titans_sci.memory import MemoryConfig, NeuralMemory, NonFiniteSurpriseError  # noqa: E402
 from titans_sci.models import LMMConfig, MACConfig, build_backbone  # noqa: E402
 
 RESULTS = REPO / "benchmarks/results"
@@ -220,7 +222,7 @@ def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     low = args.min_length
     start, recent, step, cap = time.perf_counter(), [], 0, low
-    tokens = 0
+    tokens = skipped = 0
     for step in range(1, args.steps + 1):
         cap = min(args.train_length, low * 2 ** (step // args.double_every))
         # Mixed lengths: log-uniform in [low, cap], whole segments when longer than one.
@@ -232,13 +234,24 @@ def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
         if prefix:
             with torch.no_grad():
                 _, state = stream(model, ids[:, :prefix], args.segment)
-        logits, _ = model(ids[:, prefix:], detach(state))
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
         tokens += ids.numel()
+        optimizer.zero_grad()
+        try:
+            with recorded_gates(model) as gates:
+                logits, _ = model(ids[:, prefix:], detach(state))
+            loss = F.cross_entropy(logits, labels)
+            if args.gate_penalty and gates:
+                # Sparsity of writing and forgetting: only what the loss needs is stored.
+                use = torch.stack([theta.mean() + alpha.mean() for theta, alpha in gates])
+                loss = loss + args.gate_penalty * use.mean()
+            loss.backward()
+        except NonFiniteSurpriseError:
+            skipped += 1  # the inner loop overflowed on this batch: no step, counted
+            continue
+        if not math.isfinite(float(nn.utils.clip_grad_norm_(model.parameters(), 1.0))):
+            skipped += 1
+            continue
+        optimizer.step()
         recent = (recent + [float((logits.argmax(-1) == labels).float().mean())])[-50:]
         if step % 50 == 0:
             print(f"step {step} cap {cap}: loss {loss.item():.3f}, recent {sum(recent) / 50:.3f}",
@@ -248,6 +261,7 @@ def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
         "recent_accuracy": sum(recent) / len(recent),
         "tokens": tokens,
+        "skipped": skipped,
     }
 
 
@@ -285,25 +299,32 @@ def stability(model: Reader, task: Any, length: int, piece: int = 1000) -> float
     return float((a - b).norm() / b.norm())
 
 
-@torch.inference_mode()
-def gate_use(model: Reader, task: Any, length: int) -> dict[str, float] | None:
-    """The share of (token, head) pairs whose step size and forget rate are nonzero, over 8
-    test sequences of ``length`` tokens, all memory layers together (Titans bodies only)."""
-    memories = [m for m in model.modules() if type(m).__name__ == "NeuralMemory"]
-    if not memories:
-        return None
+@contextmanager
+def recorded_gates(model: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Within the block, every memory call's step sizes and forget rates ``[B, T, H]``."""
     seen: list[tuple[Tensor, Tensor]] = []
 
     def record(_module: nn.Module, _args: Any, kwargs: dict, _output: Any) -> None:
         seen.append((kwargs["theta"], kwargs["alpha"]))
 
+    memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
     hooks = [m.register_forward_hook(record, with_kwargs=True) for m in memories]
     try:
-        ids, _ = draw(task, 8, length, torch.Generator().manual_seed(5))
-        stream(model, ids, PIECE)
+        yield seen
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@torch.inference_mode()
+def gate_use(model: Reader, task: Any, length: int) -> dict[str, float] | None:
+    """The share of (token, head) pairs whose step size and forget rate are nonzero, over 8
+    test sequences of ``length`` tokens, all memory layers together (Titans bodies only)."""
+    with recorded_gates(model) as seen:
+        ids, _ = draw(task, 8, length, torch.Generator().manual_seed(5))
+        stream(model, ids, PIECE)
+    if not seen:
+        return None
     theta = torch.cat([t.flatten() for t, _ in seen])
     alpha = torch.cat([a.flatten() for _, a in seen])
     return {
@@ -317,7 +338,8 @@ def key(args: argparse.Namespace) -> str:
     if args.model in ("lmm", "mac", "lmm-no-momentum", "lmm-no-forgetting"):
         block = f", {args.mac_form} block" if args.model == "mac" else ""
         linear = ", linear memory" if args.architecture == "linear" else ""
-        model += f" ({args.gates} gates{linear}{block})"
+        penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
+        model += f" ({args.gates} gates{linear}{penalty}{block})"
     return f"{args.task}|{model}|seed{args.seed}"
 
 
@@ -381,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODELS, default="lmm")
     parser.add_argument("--gates", choices=["sparse", "sigmoid"], default="sparse")
     parser.add_argument("--architecture", choices=["mlp", "linear"], default="mlp")
+    parser.add_argument(
+        "--gate-penalty", type=float, default=0.0,
+        help="weight of the mean step size and forget rate added to the loss (sparsity)",
+    )  # fmt: skip
     parser.add_argument("--mac-form", choices=["paper", "residual"], default="paper")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
@@ -447,9 +473,12 @@ def main(argv: list[str] | None = None) -> int:
         + (f", reach {reach}" if reach else "")
         + f"); {trained['steps']} steps of {args.batch} sequences, mixed lengths "
         f"{args.min_length} to {args.train_length} (cap doubling every {args.double_every} "
-        f"steps), gradients on the last {args.segment} tokens, AdamW lr {args.lr}; "
+        f"steps), gradients on the last {args.segment} tokens, AdamW lr {args.lr}"
+        + (f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else "")
+        + "; "
         f"{trained['tokens']:,} training tokens in {trained['seconds']:.0f} s; final recent "
-        f"training accuracy {trained['recent_accuracy']:.2f}; {args.samples} test sequences "
+        f"training accuracy {trained['recent_accuracy']:.2f}; "
+        f"{trained.get('skipped', 0)} steps skipped (non-finite); {args.samples} test sequences "
         "per length"
     )
     entry = {
