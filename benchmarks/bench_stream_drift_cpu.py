@@ -39,6 +39,9 @@ CASES = {
     "MLP memory, momentum, forget rate 0.1": {"alpha": 0.1},
     "MLP memory, plain GD, max_step 1": {"algorithm": "gd"},
     "MLP memory, plain GD, max_step 0.01": {"algorithm": "gd", "max_step": 0.01},
+    "MLP memory, momentum, LayerNorm eps 1": {"ln_eps": 1.0},
+    "MLP memory, momentum, LayerNorm eps 100 (almost no normalisation)": {"ln_eps": 100.0},
+    "MLP memory, momentum, forget rate 0.1, LayerNorm eps 100": {"alpha": 0.1, "ln_eps": 100.0},
     "linear memory, momentum": {"architecture": "linear"},
     "MLP memory, momentum, no writes (theta 0)": {"theta": 0.0},
 }
@@ -47,7 +50,9 @@ CASES = {
 def drift(case: dict, dtype: torch.dtype, ids: torch.Tensor) -> list[float]:
     torch.manual_seed(0)
     memory = MemoryConfig(
-        algorithm=case.get("algorithm", "momentum"), architecture=case.get("architecture", "mlp")
+        algorithm=case.get("algorithm", "momentum"),
+        architecture=case.get("architecture", "mlp"),
+        ln_eps=case.get("ln_eps", 1e-5),
     )
     backbone = LMMConfig(dim=64, depth=2, memory=memory, max_step=case.get("max_step", 1.0))
     model = DNAClassifier(ClassifierConfig(backbone)).eval().to(dtype)
