@@ -9,8 +9,9 @@ for every model), a body and a linear head at the last position. Bodies:
   that can be exactly 0, "do not write" and "do not forget"; ``sigmoid``: the old gates);
 * ``lmm-no-momentum``, ``lmm-no-forgetting``: the paper's two ablations of the LMM (plain
   gradient steps; the forget rate fixed at 0);
-* ``cnn``: causal dilated convolutions reaching ``--reach`` tokens back; ``swa``: sliding-window
-  attention blocks of window ``--reach``. Neither can see further than that.
+* ``cnn``: the library's small CNN baseline (convolutions, global max pool) over the last
+  ``--reach`` tokens; ``swa``: sliding-window attention blocks of window ``--reach``. Neither can
+  see further than that.
 
 Training is for length: each step draws a length log-uniformly between 64 and a cap that doubles
 up to ``--train-length`` (mixed lengths), runs every segment but the last without gradients,
@@ -52,10 +53,12 @@ sys.path.insert(0, str(REPO))
 
 from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
 
+from titans_sci.data.dna import PAD_ID  # noqa: E402
 from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
 from titans_sci.layers.basic import SwiGLU  # noqa: E402
 from titans_sci.memory import MemoryConfig, NeuralMemory, NonFiniteSurpriseError  # noqa: E402
 from titans_sci.models import LMMConfig, MACConfig, build_backbone  # noqa: E402
+from titans_sci.models.baselines import SmallCNN  # noqa: E402
 
 RESULTS = REPO / "benchmarks/results"
 PIECE = 4096
@@ -85,24 +88,21 @@ class CausalConv(nn.Module):
         return self.conv(full).transpose(1, 2), full[:, :, full.shape[2] - self.context :]
 
 
-class CNNBody(nn.Module):
-    """Residual causal convolutions, kernel 5, dilations 1, 2, 4, ...: reach ``4 (2^L - 1)``."""
+class WindowedCNN(nn.Module):
+    """The library's :class:`~titans_sci.models.baselines.SmallCNN` (embedding, convolutions
+    of kernel 9, global max pool, linear) over the last ``reach`` tokens: ids ``[B, T]`` ->
+    logits ``[B, K]``; its streaming state is the last ``reach - 1`` ids."""
 
-    def __init__(self, dim: int, reach: int) -> None:
+    def __init__(self, task: Any, dim: int, reach: int) -> None:
         super().__init__()
-        layers = max(1, math.floor(math.log2(reach / 4 + 1)))
-        self.convs = nn.ModuleList(CausalConv(dim, 5, 2**i) for i in range(layers))
-        self.norms = nn.ModuleList(nn.RMSNorm(dim) for _ in range(layers))
-        self.reach = 4 * (2**layers - 1)
+        # SmallCNN keeps id PAD_ID for padding: shift the task's ids past it.
+        self.cnn = SmallCNN(task.vocab + PAD_ID + 1, task.classes, dim, layers=3, dropout=0.0)
+        self.reach = reach
 
-    def forward(self, x: Tensor, mask: None, state: list | None) -> tuple[Tensor, list]:
-        state = state or [None] * len(self.convs)
-        new = []
-        for conv, norm, s in zip(self.convs, self.norms, state, strict=True):
-            y, s = conv(norm(x), s)
-            x = x + F.gelu(y)
-            new.append(s)
-        return x, new
+    def forward(self, ids: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        window = ids if state is None else torch.cat([state, ids], dim=1)
+        window = window[:, -self.reach :]
+        return self.cnn(window + PAD_ID + 1), window[:, 1:]
 
 
 class WindowBody(nn.Module):
@@ -168,9 +168,7 @@ class Reader(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(task.vocab, args.dim)
         self.stem = CausalConv(args.dim, DNAPair.motif_length) if task.name == "dna_pair" else None
-        if args.model == "cnn":
-            self.body: nn.Module = CNNBody(args.dim, args.reach)
-        elif args.model == "swa":
+        if args.model == "swa":
             self.body = WindowBody(args.dim, args.depth, args.reach)
         else:
             self.body = titans_body(args)
@@ -202,7 +200,7 @@ def detach(state: Any) -> Any:
     return state.detach()
 
 
-def stream(model: Reader, ids: Tensor, piece: int, state: Any = None) -> tuple[Tensor, Any]:
+def stream(model: nn.Module, ids: Tensor, piece: int, state: Any = None) -> tuple[Tensor, Any]:
     """Logits after streaming ``ids`` in pieces, with the state carried."""
     logits = None
     for start in range(0, ids.shape[1], piece):
@@ -217,7 +215,7 @@ def draw(task: Any, batch: int, length: int, gen: torch.Generator, distance: int
     return task.batch(batch, length, gen)
 
 
-def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
+def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(1000 + args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     low = args.min_length
@@ -266,7 +264,7 @@ def train(model: Reader, task: Any, args: argparse.Namespace) -> dict:
 
 
 @torch.inference_mode()
-def evaluate(model: Reader, task: Any, length: int, args: argparse.Namespace) -> dict:
+def evaluate(model: nn.Module, task: Any, length: int, args: argparse.Namespace) -> dict:
     """Accuracy over ``args.samples`` fresh sequences of ``length`` tokens (DNA: the anchor
     ``length`` bases before the partner), streamed in pieces."""
     gen = torch.Generator().manual_seed(7_000_000 + length)  # the same test set for every model
@@ -317,7 +315,7 @@ def recorded_gates(model: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
 
 
 @torch.inference_mode()
-def gate_use(model: Reader, task: Any, length: int) -> dict[str, float] | None:
+def gate_use(model: nn.Module, task: Any, length: int) -> dict[str, float] | None:
     """The share of (token, head) pairs whose step size and forget rate are nonzero, over 8
     test sequences of ``length`` tokens, all memory layers together (Titans bodies only)."""
     with recorded_gates(model) as seen:
@@ -439,7 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key(args)}: already in {store.name} at every length asked; skipped")
         return 0
     task = TASKS[args.task]()
-    model = Reader(task, args)
+    model: nn.Module = (
+        WindowedCNN(task, args.dim, args.reach) if args.model == "cnn" else Reader(task, args)
+    )
     params = sum(p.numel() for p in model.parameters())
     print(f"{key(args)}: {params:,} parameters", flush=True)
     saved = args.models / (key(args).replace("|", "_").replace(" ", "") + ".pt")
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     gates = gate_use(model, task, args.train_length)
     if gates is not None:
         print(f"gates: {gates['writes']:.1%} of token-heads write, {gates['forgets']:.1%} forget")
-    reach = getattr(model.body, "reach", None)
+    reach = getattr(model, "reach", None) or getattr(getattr(model, "body", None), "reach", None)
     budget = (
         f"{params:,} parameters (dim {args.dim}, depth {args.depth}"
         + (f", reach {reach}" if reach else "")
