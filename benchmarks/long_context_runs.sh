@@ -1,40 +1,55 @@
 #!/bin/sh
-# The runs behind benchmarks/results/long_context.md, one queue per core (one torch thread
-# each): `sh benchmarks/long_context_runs.sh a` and `sh benchmarks/long_context_runs.sh b`.
-# A run already in long_context.json with every length asked is skipped, and one whose trained
-# model is kept (--models) only evaluates, so a queue can be rerun after a kill, in another
-# session too.
-# A failed run is logged and the queue goes on.
-bench() { .venv/bin/python benchmarks/bench_long_context.py --threads 1 "$@"; }
+# The runs behind benchmarks/results/long_context.md, in the order they were run. Each line of
+# `runs` is one (task, model, seed); `sh benchmarks/long_context_runs.sh` runs them one after
+# another, and `sh benchmarks/long_context_runs.sh worker QUEUE` runs the lines of the file
+# QUEUE, taking them one at a time under a lock, so one worker per core can share a queue (one
+# torch thread each). A run already in long_context.json with every length asked is skipped, and
+# one whose trained model is kept (--models) only evaluates, so a queue can be rerun after a
+# kill, in another session too. A failed run is logged and the queue goes on.
 PASSKEY="--min-length 16 --double-every 60 --steps 700 --batch 32"
-DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
 PENALTY="--gate-penalty 0.05"
-case "$1" in
-a)
-    bench --task passkey_random --model lmm --seed 0 $PASSKEY --lengths 4096 65536
-    bench --task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 \
-        --stability 100000
-    bench --task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 1048576
-    for seed in 1 2; do bench --task passkey_random --model lmm --seed $seed $PASSKEY \
-        $PENALTY --lengths 4096 65536 --stability 100000; done
-    for seed in 1 2; do bench --task passkey_random --model lmm --seed $seed $PASSKEY \
-        $PENALTY --lengths 1048576; done
-    ;;
-b)
-    bench --task dna_pair --model lmm --seed 0 $DNA
-    bench --task dna_pair --model cnn --seed 0 $DNA
-    bench --task dna_pair --model swa --seed 0 $DNA
-    bench --task facts --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
-    for model in lmm-no-momentum lmm-no-forgetting; do
-        bench --task passkey_random --model $model --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
+
+runs() {
+    cat <<RUNS
+--task passkey_random --model lmm --seed 0 $PASSKEY --lengths 4096 65536
+--task dna_pair --model lmm --seed 0 $DNA
+--task dna_pair --model cnn --seed 0 $DNA
+--task dna_pair --model swa --seed 0 $DNA
+--task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 1048576
+--task facts --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
+--task dna_pair --model lmm --seed 0 $DNA $PENALTY
+--task facts --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536
+--task facts --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536
+--task dna_pair --model cnn --seed 1 $DNA
+--task dna_pair --model swa --seed 1 $DNA
+--task dna_pair --model cnn --seed 2 $DNA
+--task dna_pair --model swa --seed 2 $DNA
+--task passkey_random --model lmm --gates sigmoid --seed 0 $PASSKEY --lengths 4096 65536
+--task dna_pair --model lmm --seed 1 $DNA $PENALTY
+--task dna_pair --model lmm --seed 2 $DNA $PENALTY
+--task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 1048576
+--task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 1048576
+RUNS
+}
+
+bench() { .venv/bin/python benchmarks/bench_long_context.py --threads 1 "$@"; }
+
+if [ "$1" = worker ]; then
+    while :; do
+        line=$(flock "$2.lock" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$2")
+        [ -n "$line" ] || break
+        # shellcheck disable=SC2086
+        bench $line
     done
-    bench --task dna_pair --model lmm --seed 0 $DNA $PENALTY
-    bench --task passkey_random --model lmm --gates sigmoid --seed 0 $PASSKEY --lengths 4096 65536
-    for seed in 1 2; do
-        bench --task facts --model lmm --seed $seed $PASSKEY $PENALTY --lengths 4096 65536
-        bench --task dna_pair --model cnn --seed $seed $DNA
-        bench --task dna_pair --model swa --seed $seed $DNA
-        bench --task dna_pair --model lmm --seed $seed $DNA $PENALTY
+else
+    runs | while read -r line; do
+        # shellcheck disable=SC2086
+        bench $line
     done
-    ;;
-esac
+fi
