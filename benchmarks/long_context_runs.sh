@@ -24,6 +24,7 @@ runs() {
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY
+--task passkey_random --model mac --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task facts --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536
 --task facts --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536
 --task dna_pair --model cnn --seed 1 $DNA
