@@ -8,6 +8,7 @@
 # kill, in another session too. A failed run is logged and the queue goes on.
 PASSKEY="--min-length 16 --double-every 60 --steps 700 --batch 32"
 PENALTY="--gate-penalty 0.05"
+FACTS="--min-length 32 --double-every 60 --steps 700 --batch 32"  # 6 facts need 20 tokens
 DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
 
 runs() {
@@ -18,15 +19,15 @@ runs() {
 --task dna_pair --model swa --seed 0 $DNA
 --task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 0 $PASSKEY $PENALTY --lengths 1048576
---task facts --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task facts --model lmm --seed 0 $FACTS $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY
 --task passkey_random --model mac --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
---task facts --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536
---task facts --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536
+--task facts --model lmm --seed 1 $FACTS $PENALTY --lengths 4096 65536
+--task facts --model lmm --seed 2 $FACTS $PENALTY --lengths 4096 65536
 --task dna_pair --model cnn --seed 1 $DNA
 --task dna_pair --model swa --seed 1 $DNA
 --task dna_pair --model cnn --seed 2 $DNA
