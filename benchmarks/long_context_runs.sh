@@ -22,16 +22,17 @@ runs() {
 --task facts --model lmm --seed 0 $FACTS $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
+--task dna_pair --model lmm --seed 0 $DNA $PENALTY
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
---task dna_pair --model lmm --seed 0 $DNA $PENALTY
---task passkey_random --model mac --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task facts --model lmm --seed 1 $FACTS $PENALTY --lengths 4096 65536
 --task facts --model lmm --seed 2 $FACTS $PENALTY --lengths 4096 65536
 --task dna_pair --model cnn --seed 1 $DNA
---task dna_pair --model swa --seed 1 $DNA
 --task dna_pair --model cnn --seed 2 $DNA
+--task dna_pair --model swa --seed 1 $DNA
 --task dna_pair --model swa --seed 2 $DNA
+--task passkey_random --model mac --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --gates sigmoid --seed 0 $PASSKEY --lengths 4096 65536
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY
 --task dna_pair --model lmm --seed 2 $DNA $PENALTY
