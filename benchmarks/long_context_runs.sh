@@ -22,7 +22,6 @@ runs() {
 --task facts --model lmm --seed 0 $FACTS $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
---task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
