@@ -50,7 +50,8 @@ from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
-#: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load.
+#: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load. 4: a MAC
+#: backbone's config names its block (``form``); older MAC models load as ``"residual"``.
 FORMAT = 4
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
 #: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
