@@ -33,6 +33,7 @@ runs() {
 --task dna_pair --model swa --seed 2 $DNA
 --task passkey_random --model mac --seed 0 $PASSKEY $PENALTY --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --gates sigmoid --seed 0 $PASSKEY --lengths 4096 65536
+--task passkey_repeated --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY
 --task dna_pair --model lmm --seed 2 $DNA $PENALTY
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 1048576
