@@ -27,7 +27,7 @@ from machine import cpu_model
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from long_context_tasks import read_background  # noqa: E402
+from long_context_tasks import background_bases  # noqa: E402
 
 from titans_sci.memory import MemoryConfig  # noqa: E402
 from titans_sci.models import LMMConfig  # noqa: E402
@@ -75,7 +75,7 @@ def drift(case: dict, dtype: torch.dtype, ids: torch.Tensor) -> list[float]:
 
 def main() -> int:
     torch.set_num_threads(1)
-    bases = "".join("ACGTN"[i] for i in read_background()[:LENGTH].tolist())
+    bases = background_bases()[:LENGTH]
     tokenizer = DNAClassifier(ClassifierConfig(LMMConfig(dim=64))).tokenizer
     ids = torch.tensor([tokenizer.encode(bases)])
     windows = [f"{s:,}-{s + PIECE:,}" for s in range(0, LENGTH, PIECE)]

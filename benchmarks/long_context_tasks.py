@@ -23,12 +23,13 @@ its vocabulary size and chance level.
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from titans_sci.data.dna import read_sequences
 
 REPO = Path(__file__).resolve().parents[1]
 BACKGROUND = REPO / "datasets/genomic_benchmarks/human_enhancers_cohn/test.csv.gz"
@@ -119,17 +120,17 @@ class Facts:
         return ids, places[torch.arange(batch), last]
 
 
-def read_background(path: Path = BACKGROUND) -> Tensor:
-    """The sequences of a bundled DNA CSV end to end, as base ids ``[N]`` (A, C, G, T = 0..3;
-    any other letter is 4)."""
-    with gzip.open(path, "rt") as handle:
-        header = handle.readline().strip().split(",")
-        column = header.index("sequence")
-        text = "".join(line.split(",")[column] for line in handle)
+def background_bases(path: Path = BACKGROUND) -> str:
+    """The sequences of a bundled DNA file end to end, as read (uppercase here)."""
+    return "".join(record.sequence for record in read_sequences(path))
+
+
+def base_ids(bases: str) -> Tensor:
+    """Base ids ``[N]`` of ``bases`` (A, C, G, T = 0..3; any other letter is 4)."""
     table = torch.full((256,), 4, dtype=torch.uint8)
     for i, base in enumerate(b"ACGT"):
         table[base] = i
-    return table[torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8).long()].long()
+    return table[torch.frombuffer(bytearray(bases.encode()), dtype=torch.uint8).long()].long()
 
 
 class DNAPair:
@@ -141,10 +142,10 @@ class DNAPair:
     chance = 0.5
     motif_length = 12
 
-    def __init__(self, background: Tensor | None = None, seed: int = 2026) -> None:
-        self.background = read_background() if background is None else background
+    def __init__(self, bases: str | None = None, seed: int = 2026) -> None:
+        text = background_bases() if bases is None else bases
+        self.background = base_ids(text)
         gen = torch.Generator().manual_seed(seed)
-        text = "".join("ACGTN"[i] for i in self.background.tolist())
         motifs: list[Tensor] = []
         while len(motifs) < 4:  # anchors 0, 1; partners 0, 1; none occurs in the background
             motif = torch.randint(0, 4, (self.motif_length,), generator=gen)
