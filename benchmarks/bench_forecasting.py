@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import cpu_model
+from machine import describe
 from store import save
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,13 +88,6 @@ PUBLISHED = {
 }  # fmt: skip
 
 TITANS_ROWS = ["titans lmm", "titans mag", "titans lmm + skip", "titans mag + skip"]
-
-
-def machine(threads: int) -> str:
-    return (
-        f"{cpu_model()}, {os.cpu_count()} cores, {threads} torch thread(s), "
-        f"torch {torch.__version__}"
-    )
 
 
 def today() -> str:
@@ -494,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "forecasting.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    stamp = {"machine": machine(args.threads), "date": today()}
+    stamp = {"machine": describe(args.threads), "date": today()}
     names = list(LONG) if args.long == [] else (args.long or [])
     for name in names:
         jobs = [(titans_long, v) for v in args.variants] + [(gluonts_long, p) for p in args.peers]

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_model
+from machine import describe
 from store import save
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,10 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "genomics.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    machine = (
-        f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch thread(s), "
-        f"torch {torch.__version__}"
-    )
+    machine = describe(args.threads)
     for name in args.tasks:
         metric = metric_of(name)
         max_train = train_limit(name, args.max_train_tokens, args.folds)

@@ -36,7 +36,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from machine import cpu_model
+from machine import describe
 from store import save
 from torch import Tensor, nn
 
@@ -495,8 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         "stability": drift,
         "gates": gates,
         "stability_length": args.stability,
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores, {args.threads} torch thread(s), "
-        f"torch {torch.__version__}",
+        "machine": describe(args.threads),
         "date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

@@ -14,14 +14,13 @@ repository root::
 from __future__ import annotations
 
 import datetime as dt
-import os
 import statistics
 import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from machine import cpu_model
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests/models")]
@@ -54,8 +53,7 @@ def main() -> int:
     lines = [
         "# MAC: the paper's block against the first (residual) form, on MQAR",
         "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
-        f"{os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {describe(1)}",
         "- task and model: `tests/models/test_backbone_learning.py` (MQAR, 4 pairs + 8 queries, "
         "dim 32, depth 2, titans memory 2 heads x 16, chunk 8, segments of 8, AdamW lr 0.01, "
         f"batch 32); held-out accuracy on {mqar.EVAL_BATCH} sequences, chance 0.125",

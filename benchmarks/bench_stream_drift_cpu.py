@@ -17,12 +17,11 @@ It writes ``benchmarks/results/stream_drift_cpu.md``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
 import torch
-from machine import cpu_model
+from machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -82,8 +81,7 @@ def main() -> int:
     lines = [
         "# Float streaming against one call: drift along the sequence",
         "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_model()}, "
-        f"{os.cpu_count()} cores, 1 torch thread, torch {torch.__version__}",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {describe(1)}",
         f"- input: the first {LENGTH:,} bases of the bundled human_enhancers_cohn sequences end to "
         f"end, through an untrained DNA classifier's stem and a Titans LMM (dim 64, depth 2, "
         f"4 heads x 32, chunk 16); streamed in pieces of {PIECE} (mid-chunk ends) against one call",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
+
+import torch
 
 
 def cpu_model() -> str:
@@ -15,3 +18,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def describe(threads: int) -> str:
+    """``"<CPU>, <n> cores, <threads> torch thread(s), torch <version>"``."""
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {threads} torch thread(s), "
+        f"torch {torch.__version__}"
+    )
