@@ -13,14 +13,14 @@ for every model), a body and a linear head at the last position. Bodies:
   ``--reach`` tokens; ``swa``: sliding-window attention blocks of window ``--reach``. Neither can
   see further than that.
 
-Training is for length: each step draws a length log-uniformly between 64 and a cap that doubles
-up to ``--train-length`` (mixed lengths), runs every segment but the last without gradients,
-carrying the state, and trains on the last ``--segment`` tokens (gradients truncated at the
-segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds its weight times the
-mean step size and forget rate to the loss, a sparsity prior on writing and forgetting (with
-sparse gates it drives them to exactly 0 on what the answer does not need). Steps whose
-gradients are not finite are skipped and counted. Evaluation streams ``--samples`` fresh sequences
-per length in pieces of 4,096 tokens with the state carried (constant memory).
+Training is for length: each step draws a length log-uniformly between ``--min-length`` and a cap
+that doubles up to ``--train-length`` (mixed lengths), runs every segment but the last without
+gradients, carrying the state, and trains on the last ``--segment`` tokens (gradients truncated at
+the segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds its weight times the mean
+step size and forget rate to the loss, a sparsity prior on writing and forgetting (with sparse gates
+it drives them to exactly 0 on what the answer does not need). Steps whose gradients are not finite
+are skipped and counted. Evaluation streams ``--samples`` fresh sequences per length in pieces of
+4,096 tokens with the state carried (constant memory).
 
 One run is one (task, model, seed); its result is merged into
 ``benchmarks/results/long_context.json`` and the table ``long_context.md`` is rebuilt from all

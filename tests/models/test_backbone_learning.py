@@ -64,7 +64,7 @@ VARIANTS = [
     pytest.param(LMMConfig(**_COMMON), TitansLMM, id="lmm"),
     # segment_len 8 = 2 * NUM_PAIRS: the pairs fill segment 0, the queries segment 1. MAC's
     # first form ("residual"): the paper's block reaches 0.32-0.37 here after 200 steps on
-    # seeds 0-2 (the residual form 1.00), see benchmarks/results/long_context.md.
+    # seeds 0-2 (the residual form 1.00), see benchmarks/results/mac_forms.md.
     pytest.param(
         MACConfig(**_COMMON, **_ATTENTION, segment_len=8, form="residual"), TitansMAC, id="mac"
     ),
