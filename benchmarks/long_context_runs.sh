@@ -38,6 +38,9 @@ runs() {
 --task dna_pair --model lmm --seed 2 $DNA $PENALTY
 --task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 1048576
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 1048576
+--task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
+--task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
+--task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
 RUNS
 }
 

@@ -44,9 +44,11 @@ def make_case(
     seed: int = 0,
     theta_max: float = 0.5,
     alpha_max: float = 0.1,
+    channel_wise: bool = False,
     **overrides: object,
 ) -> Case:
-    """A memory and random inputs: l2-normalised q and k, gates in their usual ranges."""
+    """A memory and random inputs: l2-normalised q and k, gates in their usual ranges; with
+    ``channel_wise``, also channel-wise step sizes ``[B, T, H, D]`` in [0, 2)."""
     gen = torch.Generator().manual_seed(seed)
     cfg = MemoryConfig.preset(
         preset,
@@ -76,6 +78,8 @@ def make_case(
         "alpha": alpha_max * rand(*gate_shape),
         "delta": 0.5 + 2.0 * rand(*gate_shape),
     }
+    if channel_wise:
+        gates["channel"] = 2.0 * rand(*shape)
     for x in (q, k, v, *gates.values()):
         x.requires_grad_()
     return Case(memory, q, k, v, gates)
@@ -94,6 +98,7 @@ def run(case: Case, impl: str) -> tuple[Tensor, MemoryState]:
         eta=heads_first(case.gates["eta"]) if cfg.uses_momentum else None,
         alpha=heads_first(case.gates["alpha"]),
         delta=heads_first(case.gates["delta"]) if cfg.needs_delta else None,
+        channel=heads_first(case.gates["channel"]) if "channel" in case.gates else None,
     )
     state = memory.initial_state(case.q.shape[0], case.q.dtype)
     implementation = {"chunked": chunked, "recurrent": recurrent}[impl]

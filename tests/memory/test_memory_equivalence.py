@@ -104,3 +104,21 @@ def test_largest_chunk_size(length: int):
     """Chunk size 256 (the largest allowed): one partial chunk, one exact chunk, and a tail."""
     case = make_case("titans", "mlp", length, 256, dtype=torch.float64, **WELL_CONDITIONED)
     compare(case, FLOAT64_TOL, FLOAT64_TOL)
+
+
+@pytest.mark.parametrize("length", [63, 100])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_channel_wise_steps(preset: str, architecture: str, length: int):
+    """Channel-wise step sizes (a weight per value channel on the surprise) through both paths:
+    outputs, states and every gradient, the channel weights' included."""
+    case = make_case(
+        preset,
+        architecture,
+        length,
+        16,
+        dtype=torch.float64,
+        channel_wise=True,
+        **WELL_CONDITIONED,
+    )
+    compare(case, FLOAT64_TOL, FLOAT64_TOL)

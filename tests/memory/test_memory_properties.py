@@ -173,12 +173,14 @@ def test_state_over_two_halves_equals_whole(preset: str, architecture: str):
     assert grad[:, :32].abs().max() > 1e-6
 
 
+@pytest.mark.parametrize("channel_wise", [False, True])
 @pytest.mark.parametrize("impl", ["chunked", "recurrent"])
 @pytest.mark.parametrize("preset", PRESETS)
-def test_pieces_of_any_length_equal_one_call(preset: str, impl: str):
+def test_pieces_of_any_length_equal_one_call(preset: str, impl: str, channel_wise: bool):
     """Pieces that end mid-chunk: the state keeps the tokens since the last chunk boundary and
-    the next call replays them, so every read and the final state equal one call's."""
-    case = make_case(preset, "mlp", 53, 16, dtype=torch.float64)
+    the next call replays them, so every read and the final state equal one call's (with
+    channel-wise step sizes too: the pending tokens keep theirs)."""
+    case = make_case(preset, "mlp", 53, 16, dtype=torch.float64, channel_wise=channel_wise)
     whole_y, whole_state = _pieces(case, [53], impl)
     for sizes in ([37, 16], [5, 1, 1, 30, 16], [1] * 53):
         y, state = _pieces(case, sizes, impl)
@@ -187,6 +189,59 @@ def test_pieces_of_any_length_equal_one_call(preset: str, impl: str):
             assert_close(f"state.weights {sizes}", a, b, 1e-12)
         assert len(state.pending) == len(whole_state.pending) == 53 % 16
         assert_close("pending k", state.pending.k, whole_state.pending.k, 0.0)
+
+
+def test_channel_wise_training_path_equals_recurrent():
+    """Through the module while training (grouped recomputation over 3 groups, odd length):
+    outputs and every gradient, the channel-wise step sizes' included, equal the recurrence."""
+    case = make_case(
+        "titans",
+        "mlp",
+        157,
+        16,
+        dtype=torch.float64,
+        channel_wise=True,
+        theta_max=0.05,
+        alpha_max=0.01,
+    )
+    results = {}
+    for impl in ("chunked", "recurrent"):
+        y, state = _call(case, impl=impl)
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum()
+        loss = loss + sum((w.square()).mean() for w in state.weights)
+        results[impl] = (y, torch.autograd.grad(loss, case.inputs(), allow_unused=True))
+    (y_ref, g_ref), (y, g) = results["recurrent"], results["chunked"]
+    assert_close("y", y, y_ref, 1e-8)
+    for name, a, b in zip(case.names(), g, g_ref, strict=True):
+        assert_close(f"grad {name}", a, b, 1e-8)
+
+
+def test_channel_wise_steps_of_one_are_the_per_head_steps():
+    """Channel weights of 1 give the per-head memory exactly: the lean explicit backward
+    (per-head steps) against the grouped autograd path (channel-wise), outputs and gradients."""
+    case = make_case("titans", "mlp", 157, 16, dtype=torch.float64)
+    ones = torch.ones_like(case.q, requires_grad=True)
+    y_head, _ = _call(case)
+    y_channel, _ = _call(case, channel=ones)
+    assert_close("y", y_channel, y_head, 1e-10)
+    probe = torch.linspace(-1, 1, y_head.numel(), dtype=y_head.dtype).view_as(y_head)
+    g_head = torch.autograd.grad((y_head * probe).sum(), case.inputs(), allow_unused=True)
+    g_channel = torch.autograd.grad((y_channel * probe).sum(), case.inputs(), allow_unused=True)
+    for name, a, b in zip(case.names(), g_channel, g_head, strict=True):
+        assert_close(f"grad {name}", a, b, 1e-10)
+
+
+def test_a_channel_of_zero_is_never_written():
+    """A value channel with step size 0 on every token: the last layer's column for that channel
+    keeps its initial weights; the other columns move."""
+    case = make_case("titans", "linear", 40, 8, alpha_max=0.0)
+    channel = torch.ones_like(case.q)
+    channel[..., 3] = 0.0
+    with torch.no_grad():
+        _, state = _call(case, channel=channel)
+    start = case.memory.initial_state(2).weights[0]
+    assert torch.equal(state.weights[0][..., 3], start[..., 3])
+    assert (state.weights[0][..., 2] - start[..., 2]).abs().max() > 1e-3
 
 
 def test_streaming_state_is_bounded():
@@ -286,6 +341,8 @@ def _call(case, **changes):
             lambda c: {"alpha": c.gates["alpha"].detach().clone().fill_(float("inf"))},
             "gate alpha has non-finite",
         ),
+        (lambda c: {"channel": c.gates["theta"]}, r"gate channel has shape .* \[B, T, H, D\]"),
+        (lambda c: {"channel": -torch.ones_like(c.q)}, "gate channel has values outside"),
     ],
 )
 def test_bad_input_names_the_tensor(change, message):
@@ -358,3 +415,17 @@ def test_pending_tokens_from_another_config_are_rejected():
     gd_state = MemoryState(state.weights, None, state.pending)
     with pytest.raises(ValueError, match="state.pending gate eta does not fit"):
         gd(case.q, case.k, case.v, **case.gates, state=gd_state)
+
+
+def test_a_stream_cannot_switch_channel_wise_steps():
+    case = make_case("titans", "linear", 13, 16)
+    _, state = _call(case)  # 13 pending tokens written with per-head steps only
+    with pytest.raises(ValueError, match="written without channel-wise step sizes"):
+        _call(case, channel=torch.ones_like(case.q), state=state)
+
+
+def test_channel_wise_steps_refuse_the_kernels():
+    case = make_case("titans", "mlp", 8, 4)
+    memory = NeuralMemory(case.memory.config.replace(backend="triton"))
+    with pytest.raises(ValueError, match="kernels take one step size per head"):
+        memory(case.q, case.k, case.v, **case.gates, channel=torch.ones_like(case.q))

@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from titans_sci.layers.memory_layer import NeuralMemoryLayer
 from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError
 from titans_sci.models import (
     MODELS,
@@ -24,13 +25,15 @@ from titans_sci.padding import reversal
 
 DIM = 16
 VARIANTS = ("lmm", "mac", "mag", "mal")
-# The forms the long-context work added: MAC's first (residual) block, and sparse gates with
-# persistent tokens through the memory branch.
+# The forms the long-context work added: MAC's first (residual) block, sparse gates with
+# persistent tokens through the memory branch, and channel-wise step sizes.
 FORMS = {
     "mac_residual": ("mac", {"form": "residual"}),
     "lmm_sparse": ("lmm", {"gates": "sparse", "memory_persistent": 3}),
     "mac_sparse": ("mac", {"gates": "sparse", "memory_persistent": 4}),
     "mag_sparse": ("mag", {"gates": "sparse", "memory_persistent": 3}),
+    "lmm_channel": ("lmm", {"channel_gates": 2}),
+    "mac_channel": ("mac", {"gates": "sparse", "channel_gates": 2}),
 }
 ALL_FORMS = VARIANTS + tuple(FORMS)
 
@@ -52,7 +55,11 @@ def make_config(variant: str, preset: str = "titans", **changes):
 
 def make_model(variant: str, preset: str = "titans", **changes):
     torch.manual_seed(0)
-    return build_backbone(make_config(variant, preset, **changes)).double()
+    model = build_backbone(make_config(variant, preset, **changes)).double()
+    for layer in model.modules():  # channel-wise steps start at 1: set them apart
+        if isinstance(layer, NeuralMemoryLayer) and layer.to_channel is not None:
+            nn.init.normal_(layer.to_channel[1].weight, std=0.5)
+    return model
 
 
 def embeddings(batch: int = 2, length: int = 29, seed: int = 1) -> Tensor:
@@ -268,7 +275,7 @@ def test_divergence_names_block_and_step(variant: str):
 def test_sparse_gates_write_nothing_and_forget_nothing():
     """Sparse gates reach exactly zero: tokens whose theta and alpha are 0 leave the memory's
     weights exactly as they were, however many there are; sigmoid gates never do."""
-    from titans_sci.layers.memory_layer import NeuralMemoryLayer, sparse_gate
+    from titans_sci.layers.memory_layer import sparse_gate
 
     assert sparse_gate(torch.tensor([-3.1, 0.0, 3.1])).tolist() == [0.0, 0.5, 1.0]
     memory = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=4)
@@ -298,6 +305,25 @@ def test_memory_persistent_tokens_are_learned_and_start_every_sequence():
         assert block.memory.persistent.grad is not None and block.memory.persistent.grad.any()
     with pytest.raises(ValueError, match="memory_persistent=3 must be a multiple of"):
         make_config("mac", memory_persistent=3)
+
+
+def test_channel_gates_start_per_head_and_learn():
+    """Channel-wise step sizes start at 1 on every channel (the per-head model exactly), and
+    both low-rank projections get gradients once the up projection is nonzero."""
+    torch.manual_seed(0)
+    plain = build_backbone(make_config("lmm")).double()
+    torch.manual_seed(0)
+    channel = build_backbone(make_config("lmm", channel_gates=2)).double()
+    channel.load_state_dict(plain.state_dict(), strict=False)  # the same weights elsewhere
+    x = embeddings(length=12)
+    torch.testing.assert_close(channel(x)[0], plain(x)[0], rtol=0, atol=1e-12)
+    model = make_model("lmm", channel_gates=2)
+    model(x)[0].square().sum().backward()
+    for block in model.blocks:
+        for projection in block.memory.to_channel:
+            assert projection.weight.grad is not None and projection.weight.grad.any()
+    with pytest.raises(ValueError, match="channel_gates=-1; expected an int >= 0"):
+        make_config("lmm", channel_gates=-1)
 
 
 def test_mac_paper_form_writes_the_attention_output():

@@ -61,6 +61,14 @@ class NeuralMemoryLayer(nn.Module):
     does not want stored is not written at all and the memory need not fade (eta stays a
     sigmoid, below 1, so momentum always dies out).
 
+    ``channel_rank = r > 0`` makes the step size channel-wise, as MIRAS' gates: the step of
+    value channel ``c`` of a head is ``theta * w_c`` with ``w = 2 squash(U (V xn))`` from a
+    rank-``r`` projection (``V: dim -> r``, ``U: r -> H * D``, ``U`` zero at the start, so
+    ``w = 1``: the per-head layer), in [0, 2]; with sparse gates a channel can be left
+    unwritten exactly. The forget rate and momentum stay per head (the chunk dual form
+    unrolls them as ``[C, C]`` matrices of scalars); channel-wise steps train through the
+    grouped-recomputation path, not the lean backward or the kernels.
+
     ``num_persistent`` learned tokens ``[N_p, dim]`` are read by the memory before every
     sequence (the paper's persistent memory, passed through the memory branch): the layer's
     initial state is the state after them, so they cost nothing per token and streaming still
@@ -79,6 +87,7 @@ class NeuralMemoryLayer(nn.Module):
         conv_kernel: int = 4,
         gates: GateForm = "sigmoid",
         num_persistent: int = 0,
+        channel_rank: int = 0,
     ) -> None:
         super().__init__()
         self.dim, self.config, self.max_step, self.gates = dim, memory, max_step, gates
@@ -92,6 +101,11 @@ class NeuralMemoryLayer(nn.Module):
         self.out_norm = GatedRMSNorm(inner)
         self.out = nn.Linear(inner, dim, bias=False)
         self.persistent = nn.Parameter(torch.randn(num_persistent, dim)) if num_persistent else None
+        self.to_channel = (
+            nn.Sequential(nn.Linear(dim, channel_rank, bias=False), nn.Linear(channel_rank, inner))
+            if channel_rank
+            else None
+        )
         self._init_gates()
 
     def _init_gates(self) -> None:
@@ -105,10 +119,14 @@ class NeuralMemoryLayer(nn.Module):
         bias[3] = math.log(math.expm1(_INITIAL_DELTA))
         with torch.no_grad():
             self.to_gates.bias.copy_(bias.flatten())
+        if self.to_channel is not None:  # w = 2 squash(0) = 1 on every channel at the start
+            nn.init.zeros_(self.to_channel[1].weight)
+            nn.init.zeros_(self.to_channel[1].bias)
 
     def _memory_inputs(self, x: Tensor, mask: Tensor | None, conv: Tensor):
         """The memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T, H]`` (a dict of
-        theta, eta, alpha, delta) and the convolution's next state."""
+        theta, eta, alpha, delta, and channel ``[B, T, H, D]`` with a channel rank) and the
+        convolution's next state."""
         b, t, _ = x.shape
         h, d = self.config.num_heads, self.config.head_dim
         xn = self._normed(x, mask)
@@ -128,6 +146,8 @@ class NeuralMemoryLayer(nn.Module):
         if keep is not None:
             theta, alpha = theta * keep, alpha * keep
         gates = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta}
+        if self.to_channel is not None:
+            gates["channel"] = 2 * squash(self.to_channel(xn)).view(b, t, h, d)
         return (q, k, v), gates, conv_state
 
     def initial_state(self, batch: int, like: Tensor) -> MemoryLayerState:

@@ -87,15 +87,17 @@ def checkpointed(
     sizes = [min(group, length - start) for start in range(0, length, group)]
     layers = len(state.weights)
     has_eta, has_delta = gates.eta is not None, gates.delta is not None
-    num_gates = 2 + has_eta + has_delta  # theta and alpha always
+    has_channel = gates.channel is not None
+    num_gates = 2 + has_eta + has_delta + has_channel  # theta and alpha always
 
     def piece(q: Tensor, k: Tensor, v: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        present = iter(rest[:num_gates])  # in the order theta, eta, alpha, delta
+        present = iter(rest[:num_gates])  # in the order theta, eta, alpha, delta, channel
         theta = next(present)
         eta = next(present) if has_eta else None
         alpha = next(present)
         delta = next(present) if has_delta else None
-        g = Gates(theta, eta, alpha, delta)
+        channel = next(present) if has_channel else None
+        g = Gates(theta, eta, alpha, delta, channel)
         tensors = rest[num_gates:]
         momentum = tuple(tensors[layers:]) or None
         y, end = chunked(rule, q, k, v, g, MemoryState(tuple(tensors[:layers]), momentum))
@@ -105,7 +107,9 @@ def checkpointed(
     start = 0
     pieces = zip(*(x.split(sizes, dim=2) for x in (q, k, v)), gates.split(sizes), strict=True)
     for qc, kc, vc, gc in pieces:
-        gate_tensors = [x for x in (gc.theta, gc.eta, gc.alpha, gc.delta) if x is not None]
+        gate_tensors = [
+            x for x in (gc.theta, gc.eta, gc.alpha, gc.delta, gc.channel) if x is not None
+        ]
         tensors = (*state.weights, *(state.momentum or ()))
         try:
             y, *end = recomputed(piece, qc, kc, vc, *gate_tensors, *tensors)
@@ -135,7 +139,9 @@ def _segment(
     scales = [retention.read_scale(w) for w in x]
 
     # Surprise factors of every token at the segment-start weights.
-    inputs, deltas = arch.surprise_factors(start_weights, k, lambda y: bias.grad(y - v, g.delta))
+    inputs, deltas = arch.surprise_factors(
+        start_weights, k, lambda y: g.weigh(bias.grad(y - v, g.delta))
+    )
     # The surprise u^T d of a layer is finite iff max|u| * max|d| is (the same float product).
     finite = [
         (u.abs().amax(-1) * d.abs().amax(-1)).isfinite()

@@ -24,29 +24,38 @@ _Impl = Callable[..., tuple[Tensor, MemoryState]]
 """A memory implementation: ``(rule, q, k, v, gates, state, ...) -> (y, state)``."""
 
 
-def _torch_chunked(rule: MemoryRule, training: bool) -> _Impl:
-    """The PyTorch dual form: the lean explicit backward where it covers the memory, else (when
-    training) per-group recomputation, else plain autograd."""
+def _torch_chunked(rule: MemoryRule, training: bool, channel_wise: bool) -> _Impl:
+    """The PyTorch dual form: the lean explicit backward where it covers the memory (per-head
+    step sizes), else (when training) per-group recomputation, else plain autograd."""
     if rule.config.backend == "autograd":
         return chunked
-    if lean_supports(rule):
+    if lean_supports(rule) and not channel_wise:
         return lean_chunked
     return checkpointed if training else chunked
 
 
-def _chunked_backend(rule: MemoryRule, on_cuda: bool, training: bool) -> _Impl:
-    """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form."""
+def _chunked_backend(
+    rule: MemoryRule, on_cuda: bool, training: bool, channel_wise: bool = False
+) -> _Impl:
+    """The function behind ``impl="chunked"``: the Triton kernels or the PyTorch dual form.
+    Channel-wise step sizes run the PyTorch dual form (the kernels and the lean backward take
+    one step size per head)."""
     backend = rule.config.backend
-    if backend in ("torch", "autograd") or (backend == "auto" and not on_cuda):
-        return _torch_chunked(rule, training)  # no Triton import for a decision already made
+    if backend == "triton" and channel_wise:
+        raise ValueError(
+            "backend='triton' but the kernels take one step size per head; channel-wise step "
+            "sizes (channel=...) run with backend='auto' or 'torch'"
+        )
+    if channel_wise or backend in ("torch", "autograd") or (backend == "auto" and not on_cuda):
+        return _torch_chunked(rule, training, channel_wise)  # no Triton import needed
     try:
         from titans_sci.kernels import supports, triton_chunked
     except ImportError as error:  # no Triton on this platform
         if backend == "triton":
             raise ValueError(f"backend='triton' but Triton cannot be imported: {error}") from None
-        return _torch_chunked(rule, training)
+        return _torch_chunked(rule, training, channel_wise)
     if backend == "auto":
-        return triton_chunked if supports(rule) else _torch_chunked(rule, training)
+        return triton_chunked if supports(rule) else _torch_chunked(rule, training, channel_wise)
     if not supports(rule):
         raise ValueError(
             "backend='triton' but the kernels do not cover this memory (they cover the l2 bias "
@@ -78,6 +87,9 @@ class NeuralMemory(nn.Module):
     Call ``memory(q, k, v, theta=..., eta=..., alpha=..., delta=..., state=None)`` with
     ``q, k, v: [B, T, H, D]`` and gates ``[B, T, H]``; it returns the reads ``y: [B, T, H, D]``
     (after each token's write) and the :class:`MemoryState` after the last token.
+    ``channel: [B, T, H, D]`` (>= 0, optional) makes the step size channel-wise: the step of
+    value channel ``c`` is ``theta * channel[..., c]``, i.e. the surprise's gradient through
+    the error is weighed per channel before it reaches the weights.
     ``impl="recurrent"`` runs the token-by-token reference instead of the chunked path.
 
     Inside :func:`recording_surprise`, each call also appends its tokens' surprise ``[B, T,
@@ -128,15 +140,23 @@ class NeuralMemory(nn.Module):
         alpha: Tensor,
         eta: Tensor | None = None,
         delta: Tensor | None = None,
+        channel: Tensor | None = None,
         state: MemoryState | None = None,
         impl: Implementation = "chunked",
     ) -> tuple[Tensor, MemoryState]:
         if impl not in get_args(Implementation):
             raise ValueError(f"impl={impl!r}; expected one of {sorted(get_args(Implementation))}")
-        q, k, v, gates, state = self._internal_inputs(q, k, v, theta, alpha, eta, delta, state)
+        gates_in = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta, "channel": channel}
+        q, k, v, gates, state = self._internal_inputs(q, k, v, gates_in, state)
         replayed = 0
         if state.pending is not None:
             pending, replayed = state.pending, len(state.pending)
+            if (pending.gates.channel is None) != (gates.channel is None):
+                written = "without" if pending.gates.channel is None else "with"
+                raise ValueError(
+                    f"state.pending tokens were written {written} channel-wise step sizes "
+                    "(channel=); pass channel to every call of a stream or to none"
+                )
             q, k, v = (
                 torch.cat(pair, dim=2)
                 for pair in zip((pending.q, pending.k, pending.v), (q, k, v), strict=True)
@@ -156,7 +176,8 @@ class NeuralMemory(nn.Module):
         elif trace is not None:
             run = chunked
         else:
-            run = _chunked_backend(self.rule, q.is_cuda, torch.is_grad_enabled())
+            channel_wise = gates.channel is not None
+            run = _chunked_backend(self.rule, q.is_cuda, torch.is_grad_enabled(), channel_wise)
         extra = () if trace is None else (trace,)
         sizes = [boundary, length - boundary]
         (q0, q1), (k0, k1), (v0, v1) = (x.split(sizes, dim=2) for x in (q, k, v))
@@ -197,6 +218,7 @@ class NeuralMemory(nn.Module):
         alpha: Tensor,
         eta: Tensor | None = None,
         delta: Tensor | None = None,
+        channel: Tensor | None = None,
         state: MemoryState | None = None,
         impl: Implementation = "chunked",
     ) -> Tensor:
@@ -204,7 +226,18 @@ class NeuralMemory(nn.Module):
         bias with respect to the memory's weights, at the weights the memory writes it with
         (those of its chunk's start, as in :meth:`forward`). Inputs as :meth:`forward`."""
         with recording_surprise(self) as sinks:
-            self(q, k, v, theta=theta, alpha=alpha, eta=eta, delta=delta, state=state, impl=impl)
+            self(
+                q,
+                k,
+                v,
+                theta=theta,
+                alpha=alpha,
+                eta=eta,
+                delta=delta,
+                channel=channel,
+                state=state,
+                impl=impl,
+            )
         return sinks[self][0]
 
     def read(self, q: Tensor, state: MemoryState | None = None) -> Tensor:
@@ -231,26 +264,30 @@ class NeuralMemory(nn.Module):
         q: Tensor,
         k: Tensor,
         v: Tensor,
-        theta: Tensor,
-        alpha: Tensor,
-        eta: Tensor | None,
-        delta: Tensor | None,
+        gates: dict[str, Tensor | None],
         state: MemoryState | None,
     ) -> tuple[Tensor, Tensor, Tensor, Gates, MemoryState]:
         """Checked inputs in the internal layout ``[B, H, T, ...]`` and the state to start from
-        (the learned initial memory when ``state`` is None)."""
-        self._check_inputs(q, k, v, theta=theta, eta=eta, alpha=alpha, delta=delta)
+        (the learned initial memory when ``state`` is None). ``gates``: theta, eta, alpha,
+        delta ``[B, T, H]`` and channel ``[B, T, H, D]``, by name (unused ones None)."""
+        self._check_inputs(q, k, v, **gates)
         if state is None:
             state = self.initial_state(q.shape[0], q.dtype)
         else:
             self._check_state(state, q.shape[0], q)
         q, k, v = (x.transpose(1, 2).contiguous() for x in (q, k, v))
-        return q, k, v, self._gates(theta, eta, alpha, delta), state
+        return q, k, v, self._gates(**gates), state
 
     def _gates(
-        self, theta: Tensor, eta: Tensor | None, alpha: Tensor, delta: Tensor | None
+        self,
+        theta: Tensor | None,
+        eta: Tensor | None,
+        alpha: Tensor | None,
+        delta: Tensor | None,
+        channel: Tensor | None,
     ) -> Gates:
-        """The gates ``[B, T, H]`` in the internal layout ``[B, H, T]`` (unused ones None)."""
+        """The gates ``[B, T, H(, D)]`` in the internal layout ``[B, H, T(, D)]`` (unused ones
+        None)."""
 
         def internal(x: Tensor | None) -> Tensor:
             assert x is not None  # _check_inputs requires every gate the memory uses
@@ -261,6 +298,7 @@ class NeuralMemory(nn.Module):
             eta=internal(eta) if self.config.uses_momentum else None,
             alpha=internal(alpha),
             delta=internal(delta) if self.config.needs_delta else None,
+            channel=None if channel is None else internal(channel),
         )
 
     # -- input checks -------------------------------------------------------------------------
@@ -288,6 +326,7 @@ class NeuralMemory(nn.Module):
             "alpha": True,
             "eta": cfg.uses_momentum,
             "delta": cfg.needs_delta,
+            "channel": False,
         }
         # (low, high) bounds of each gate; None is unbounded.
         bounds = {
@@ -295,6 +334,7 @@ class NeuralMemory(nn.Module):
             "eta": (0.0, 1.0),
             "alpha": (0.0, 1.0),
             "delta": (0.0, None),
+            "channel": (0.0, None),
         }
         for name, gate in gates.items():
             if gate is None:
@@ -305,10 +345,12 @@ class NeuralMemory(nn.Module):
             if not isinstance(gate, Tensor) or gate.dtype != q.dtype:
                 got = gate.dtype if isinstance(gate, Tensor) else type(gate).__name__
                 raise ValueError(f"gate {name} must be a tensor of dtype {q.dtype}, got {got}")
-            if gate.shape != q.shape[:3]:
+            expected = q.shape if name == "channel" else q.shape[:3]
+            if gate.shape != expected:
+                layout = "[B, T, H, D]" if name == "channel" else "[B, T, H]"
                 raise ValueError(
-                    f"gate {name} has shape {tuple(gate.shape)}; expected [B, T, H] = "
-                    f"{tuple(q.shape[:3])}"
+                    f"gate {name} has shape {tuple(gate.shape)}; expected {layout} = "
+                    f"{tuple(expected)}"
                 )
             low, high = bounds[name]
             smallest, largest = _extremes(gate)
@@ -359,6 +401,9 @@ class NeuralMemory(nn.Module):
             gate = getattr(pending.gates, name)
             if (gate is None) == used or (gate is not None and gate.shape != shape[:3]):
                 raise ValueError(f"state.pending gate {name} does not fit this memory")
+        channel = pending.gates.channel
+        if channel is not None and channel.shape != shape:
+            raise ValueError("state.pending gate channel does not fit this memory")
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 For each token ``t`` of a segment that starts at ``c`` (see :func:`chunk_segments`):
 
     g_t = d/dW  bias(M_W(k_t), v_t) at W = R(X_c)          # surprise, by autograd
+                                    # (channel-wise steps: dbias/de weighed per channel)
     u_t = S_t = eta_t S_{t-1} - theta_t g_t   (momentum)   or   u_t = -theta_t g_t   (gd)
     X_t = (1 - alpha_t) X_{t-1} + u_t                      # the state's free parameters
     V_t = (1 - alpha_t) V_{t-1} + s_c u_t,  V_c = R(X_c)   # the weights read inside the chunk
@@ -26,15 +27,26 @@ from .state import MemoryState, chunk_segments
 
 
 def _token_surprise(
-    rule: MemoryRule, weights: list[Tensor], k: Tensor, v: Tensor, delta: Tensor | None
+    rule: MemoryRule,
+    weights: list[Tensor],
+    k: Tensor,
+    v: Tensor,
+    delta: Tensor | None,
+    channel: Tensor | None,
 ) -> list[Tensor]:
-    """``d bias(M_W(k), v) / dW`` for one token per (batch, head), keeping the graph."""
+    """``d bias(M_W(k), v) / dW`` for one token per (batch, head), keeping the graph; with
+    channel-wise step sizes ``channel: [B, H, 1, D]``, the gradient ``dbias/de`` of the error
+    ``e = M_W(k) - v`` is weighed by them per channel on its way back to ``W``."""
     outer = torch.is_grad_enabled()
     with torch.enable_grad():
         leaves = [w if outer and w.requires_grad else w.detach().requires_grad_() for w in weights]
         error = rule.architecture.forward(leaves, k) - v
         loss = rule.bias.loss(error, delta).sum()
-        return list(torch.autograd.grad(loss, leaves, create_graph=outer))
+        if channel is None:
+            return list(torch.autograd.grad(loss, leaves, create_graph=outer))
+        (error_grad,) = torch.autograd.grad(loss, error, create_graph=outer, retain_graph=True)
+        weighed = channel * error_grad
+        return list(torch.autograd.grad(error, leaves, weighed, create_graph=outer))
 
 
 def recurrent(
@@ -61,7 +73,8 @@ def recurrent(
         for t in range(segment.start, segment.end):
             tok = slice(t, t + 1)
             delta = None if gates.delta is None else gates.delta[..., tok]
-            grads = _token_surprise(rule, start_weights, k[:, :, tok], v[:, :, tok], delta)
+            channel = None if gates.channel is None else gates.channel[:, :, tok]
+            grads = _token_surprise(rule, start_weights, k[:, :, tok], v[:, :, tok], delta, channel)
             bad = torch.stack([~torch.isfinite(g).flatten(2).all(-1) for g in grads]).any(0)
             raise_if_not_finite(bad.unsqueeze(-1), offset=t)
             if surprise is not None:

@@ -51,13 +51,16 @@ class Gates:
     """Per token, per head gates in the internal layout ``[B, H, T]``.
 
     ``theta``: step size; ``eta``: momentum (``None`` for plain GD); ``alpha``: forget rate;
-    ``delta``: Huber threshold or value radius (``None`` for biases that do not use it).
+    ``delta``: Huber threshold or value radius (``None`` for biases that do not use it);
+    ``channel``: ``[B, H, T, D]`` channel-wise step sizes relative to ``theta``, a weight on
+    each value channel of the surprise's output gradient (``None``: 1 for every channel).
     """
 
     theta: Tensor
     eta: Tensor | None
     alpha: Tensor
     delta: Tensor | None
+    channel: Tensor | None = None
 
     def cat(self, later: Gates) -> Gates:
         """These gates followed by ``later`` along time."""
@@ -65,11 +68,15 @@ class Gates:
         def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
             return None if a is None or b is None else torch.cat([a, b], dim=-1)
 
+        channel = None
+        if self.channel is not None and later.channel is not None:
+            channel = torch.cat([self.channel, later.channel], dim=-2)
         return Gates(
             torch.cat([self.theta, later.theta], dim=-1),
             join(self.eta, later.eta),
             torch.cat([self.alpha, later.alpha], dim=-1),
             join(self.delta, later.delta),
+            channel,
         )
 
     def split(self, sizes: list[int]) -> list[Gates]:
@@ -78,14 +85,18 @@ class Gates:
         def cut(x: Tensor | None) -> list[Tensor | None]:
             return [None] * len(sizes) if x is None else list(x.split(sizes, dim=-1))
 
+        channels = (
+            [None] * len(sizes) if self.channel is None else list(self.channel.split(sizes, dim=-2))
+        )
         parts = zip(
             self.theta.split(sizes, dim=-1),
             cut(self.eta),
             self.alpha.split(sizes, dim=-1),
             cut(self.delta),
+            channels,
             strict=True,
         )
-        return [Gates(theta, eta, alpha, delta) for theta, eta, alpha, delta in parts]
+        return [Gates(*gates) for gates in parts]
 
     def detach(self) -> Gates:
         """The same gates, cut from the autograd graph."""
@@ -93,7 +104,18 @@ class Gates:
         def cut(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.detach()
 
-        return Gates(self.theta.detach(), cut(self.eta), self.alpha.detach(), cut(self.delta))
+        return Gates(
+            self.theta.detach(),
+            cut(self.eta),
+            self.alpha.detach(),
+            cut(self.delta),
+            cut(self.channel),
+        )
+
+    def weigh(self, grad: Tensor) -> Tensor:
+        """The surprise's output gradient ``[B, H, n, D]`` weighed by the channel-wise step sizes
+        (unchanged without them)."""
+        return grad if self.channel is None else grad * self.channel
 
 
 def raise_if_not_finite(bad: Tensor, offset: int = 0) -> None:

@@ -74,6 +74,7 @@ def _memory_layer(config: BackboneConfig) -> NeuralMemoryLayer:
         config.conv_kernel,
         config.gates,
         config.memory_persistent,
+        config.channel_gates,
     )
 
 

@@ -38,6 +38,8 @@ class BackboneConfig(Config):
             past the training length (``benchmarks/results/long_context.md``).
         memory_persistent: learned tokens every memory layer reads before the sequence (the
             paper's persistent memory passed through the memory branch; 0: none).
+        channel_gates: rank of the low-rank projection that makes the memory's step size
+            channel-wise (MIRAS' channel-wise gates; 0: one step size per head and token).
     """
 
     dim: int = 128
@@ -51,12 +53,13 @@ class BackboneConfig(Config):
     bidirectional: bool = False
     gates: GateForm = "sigmoid"
     memory_persistent: int = 0
+    channel_gates: int = 0
 
     def __post_init__(self) -> None:
-        if self.memory_persistent < 0:
-            raise ValueError(
-                f"{type(self).__name__}.memory_persistent={self.memory_persistent}; expected >= 0"
-            )
+        for name in ("memory_persistent", "channel_gates"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{type(self).__name__}.{name}={value!r}; expected an int >= 0")
         for name in ("dim", "depth", "conv_kernel"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
