@@ -151,7 +151,10 @@ def titans_body(args: argparse.Namespace) -> nn.Module:
         algorithm=algorithm,
         architecture=args.architecture,
     )
-    common = dict(dim=args.dim, depth=args.depth, memory=memory, gates=args.gates)
+    common = dict(
+        dim=args.dim, depth=args.depth, memory=memory, gates=args.gates,
+        channel_gates=args.channel_gates,
+    )  # fmt: skip
     if args.model == "mac":
         config: Any = MACConfig(**common, segment_len=64, form=args.mac_form)
     else:
@@ -223,8 +226,19 @@ def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
     low = args.min_length
     start, recent, step, cap = time.perf_counter(), [], 0, low
     tokens = skipped = 0
+    since, doublings = 0, []
     for step in range(1, args.steps + 1):
-        cap = min(args.train_length, low * 2 ** (step // args.double_every))
+        if not args.advance_at:
+            cap = min(args.train_length, low * 2 ** (step // args.double_every))
+        elif (
+            cap < args.train_length
+            and since >= args.double_every
+            and len(recent) == 50
+            and sum(recent) / 50 >= args.advance_at  # learned at this cap: go longer
+        ):
+            cap, since, recent = min(args.train_length, 2 * cap), 0, []
+            doublings.append(step)
+        since += 1
         # Mixed lengths: log-uniform in [low, cap], whole segments when longer than one.
         length = int(math.exp(torch.empty(1).uniform_(math.log(low), math.log(cap), generator=gen)))
         if length > args.segment:
@@ -254,15 +268,18 @@ def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
         optimizer.step()
         recent = (recent + [float((logits.argmax(-1) == labels).float().mean())])[-50:]
         if step % 50 == 0:
-            print(f"step {step} cap {cap}: loss {loss.item():.3f}, recent {sum(recent) / 50:.3f}",
-                  flush=True)  # fmt: skip
-    return {
+            print(f"step {step} cap {cap}: loss {loss.item():.3f}, "
+                  f"recent {sum(recent) / max(1, len(recent)):.3f}", flush=True)  # fmt: skip
+    trained = {
         "steps": step,
         "seconds": round(time.perf_counter() - start, 1),
-        "recent_accuracy": sum(recent) / len(recent),
+        "recent_accuracy": sum(recent) / max(1, len(recent)),
         "tokens": tokens,
         "skipped": skipped,
     }
+    if args.advance_at:
+        trained.update(doublings=doublings, final_cap=cap)
+    return trained
 
 
 @torch.inference_mode()
@@ -339,8 +356,26 @@ def key(args: argparse.Namespace) -> str:
         block = f", {args.mac_form} block" if args.model == "mac" else ""
         linear = ", linear memory" if args.architecture == "linear" else ""
         penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
-        model += f" ({args.gates} gates{linear}{penalty}{block})"
+        channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
+        model += f" ({args.gates} gates{linear}{channel}{penalty}{block})"
+    if args.advance_at:
+        model += f" [cap doubles at {args.advance_at:g} accuracy]"
     return f"{args.task}|{model}|seed{args.seed}"
+
+
+def schedule(args: argparse.Namespace, trained: dict) -> str:
+    """How the length cap grew, for the budget line."""
+    if not args.advance_at:
+        return f"cap doubling every {args.double_every} steps"
+    grew = (
+        f"reached {args.train_length:,} at step {trained['doublings'][-1]}"
+        if trained["final_cap"] >= args.train_length
+        else f"never reached {args.train_length:,}: cap {trained['final_cap']:,} at the end"
+    )
+    return (
+        f"cap doubling once the last 50 steps' training accuracy reached {args.advance_at:g}, "
+        f"at least {args.double_every} steps apart; {grew}"
+    )
 
 
 def _mean_std(values: list[float]) -> str:
@@ -416,6 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=int, default=512)
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--double-every", type=int, default=60)
+    parser.add_argument(
+        "--advance-at", type=float, default=0.0,
+        help="double the length cap once the last 50 steps' training accuracy reaches this "
+        "(and at least --double-every steps after the last doubling) instead of on a fixed "
+        "schedule (0: fixed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--channel-gates", type=int, default=0,
+        help="rank of the channel-wise step sizes (0: one step size per head)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 65536, 1048576])
@@ -435,8 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     store = args.out.with_suffix(".json")
     before = json.loads(store.read_text()).get(key(args), {}) if store.exists() else {}
-    if all(str(n) in before.get("accuracy", {}) for n in args.lengths):
-        print(f"{key(args)}: already in {store.name} at every length asked; skipped")
+    stable = not args.stability or before.get("stability_length") == args.stability
+    if stable and all(str(n) in before.get("accuracy", {}) for n in args.lengths):
+        print(f"{key(args)}: already in {store.name} with everything asked; skipped")
         return 0
     task = TASKS[args.task]()
     model: nn.Module = (
@@ -458,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         before = {}  # another training run: start the entry afresh
     accuracy, speed = dict(before.get("accuracy", {})), dict(before.get("tokens_per_s", {}))
     for length in args.lengths:
+        if str(length) in accuracy:
+            continue  # measured for this training run already
         result = evaluate(model, task, length, args)
         accuracy[str(length)], speed[str(length)] = result["accuracy"], result["tokens_per_s"]
         print(f"length {length:,}: accuracy {result['accuracy']:.3f} "
@@ -474,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{params:,} parameters (dim {args.dim}, depth {args.depth}"
         + (f", reach {reach}" if reach else "")
         + f"); {trained['steps']} steps of {args.batch} sequences, mixed lengths "
-        f"{args.min_length} to {args.train_length} (cap doubling every {args.double_every} "
-        f"steps), gradients on the last {args.segment} tokens, AdamW lr {args.lr}"
+        f"{args.min_length} to {args.train_length} ({schedule(args, trained)}), gradients on "
+        f"the last {args.segment} tokens, AdamW lr {args.lr}"
         + (f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else "")
         + "; "
         f"{trained['tokens']:,} training tokens in {trained['seconds']:.0f} s; final recent "

@@ -10,6 +10,8 @@ PASSKEY="--min-length 16 --double-every 60 --steps 700 --batch 32"
 PENALTY="--gate-penalty 0.05"
 FACTS="--min-length 32 --double-every 60 --steps 700 --batch 32"  # 6 facts need 20 tokens
 DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
+# Facts with a curriculum that waits for the task to be learned at each length cap.
+FACTS2="--min-length 32 --double-every 60 --advance-at 0.9 --steps 1500 --batch 32 $PENALTY"
 
 runs() {
     cat <<RUNS
@@ -41,6 +43,9 @@ runs() {
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
 --task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
+--task facts --model lmm --seed 0 $FACTS2 --lengths 512 4096 65536
+--task dna_pair --model lmm --seed 0 $DNA $PENALTY --stability 100000
+--task dna_pair --model lmm --seed 1 $DNA $PENALTY --stability 100000
 RUNS
 }
 
