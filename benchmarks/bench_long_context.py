@@ -432,7 +432,9 @@ def render(store: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; ``build_parser().parse_args([...])`` also gives a notebook its
+    settings."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="passkey_random")
     parser.add_argument("--model", choices=MODELS, default="lmm")
@@ -475,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where trained models are kept: a run whose model is there only evaluates, and "
         "adds its lengths to the stored entry",
     )  # fmt: skip
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     store = args.out.with_suffix(".json")
