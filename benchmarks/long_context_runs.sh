@@ -42,7 +42,9 @@ runs() {
 --task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 1048576
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
---task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
+--task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 1048576
+--task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 1048576
+--task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 1048576
 --task facts --model lmm --seed 0 $FACTS2 --lengths 512 4096 65536
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY --stability 100000
