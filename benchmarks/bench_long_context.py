@@ -6,7 +6,8 @@ model reads token ids through an embedding (DNA: then a causal 12-base convoluti
 for every model), a body and a linear head at the last position. Bodies:
 
 * ``lmm``, ``mac``: Titans LMM / MAC (MAC's ``--mac-form``), with ``--gates`` (``sparse``: gates
-  that can be exactly 0, "do not write" and "do not forget"; ``sigmoid``: the old gates);
+  that can be exactly 0, "do not write" and "do not forget"; ``sigmoid``: the old gates) and
+  ``--channel-gates r`` (channel-wise step sizes of rank ``r``);
 * ``lmm-no-momentum``, ``lmm-no-forgetting``: the paper's two ablations of the LMM (plain
   gradient steps; the forget rate fixed at 0);
 * ``cnn``: the library's small CNN baseline (convolutions, global max pool) over the last
@@ -14,7 +15,9 @@ for every model), a body and a linear head at the last position. Bodies:
   see further than that.
 
 Training is for length: each step draws a length log-uniformly between ``--min-length`` and a cap
-that doubles up to ``--train-length`` (mixed lengths), runs every segment but the last without
+that doubles up to ``--train-length`` (mixed lengths; every ``--double-every`` steps, or with
+``--advance-at A`` once the last 50 steps' training accuracy reaches ``A``), runs every segment but
+the last without
 gradients, carrying the state, and trains on the last ``--segment`` tokens (gradients truncated at
 the segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds its weight times the mean
 step size and forget rate to the loss, a sparsity prior on writing and forgetting (with sparse gates

@@ -48,6 +48,9 @@ runs() {
 --task facts --model lmm --seed 0 $FACTS2 --lengths 512 4096 65536
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY --stability 100000
+--task dna_pair --model lmm --seed 0 $DNA --gate-penalty 0.2
+--task dna_pair --model lmm --seed 1 $DNA --gate-penalty 0.2
+--task dna_pair --model lmm --seed 2 $DNA --gate-penalty 0.2
 RUNS
 }
 
