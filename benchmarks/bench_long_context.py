@@ -27,8 +27,9 @@ are skipped and counted. Evaluation streams ``--samples`` fresh sequences per le
 
 One run is one (task, model, seed); its result is merged into
 ``benchmarks/results/long_context.json`` and the table ``long_context.md`` is rebuilt from all
-runs (mean +- std over seeds). With ``--stability`` it also streams 100k tokens in float32
-pieces against one call and records the relative difference. Run from the repository root::
+runs (mean +- std over seeds). With ``--stability N`` it also streams N tokens in float32 pieces
+against one call, and runs one float32 call against a float64 copy of the model (how much the
+memory amplifies rounding), and records both relative differences. Run from the repository root::
 
     .venv/bin/python benchmarks/bench_long_context.py --task passkey_random --model lmm --seed 0
 """
@@ -36,6 +37,7 @@ pieces against one call and records the relative difference. Run from the reposi
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import math
@@ -67,6 +69,7 @@ from titans_sci.models.baselines import SmallCNN  # noqa: E402
 
 RESULTS = REPO / "benchmarks/results"
 PIECE = 4096
+DEFAULT_LN_EPS = MemoryConfig().ln_eps
 TASKS = {
     "passkey_random": lambda: Passkey("random"),
     "passkey_repeated": lambda: Passkey("repeated"),
@@ -153,6 +156,7 @@ def titans_body(args: argparse.Namespace) -> nn.Module:
         chunk_size=16,
         algorithm=algorithm,
         architecture=args.architecture,
+        ln_eps=args.ln_eps,
     )
     common = dict(
         dim=args.dim, depth=args.depth, memory=memory, gates=args.gates,
@@ -319,6 +323,19 @@ def stability(model: Reader, task: Any, length: int, piece: int = 1000) -> float
     return float((a - b).norm() / b.norm())
 
 
+@torch.inference_mode()
+def precision_drift(model: Reader, task: Any, length: int) -> float:
+    """Relative difference between the final hidden states ``[B, D]`` of one float32 call and
+    one float64 call of the same model over ``length`` tokens: how much the trained memory's
+    recurrence amplifies float32 rounding (a contractive or bounded one keeps it near 1e-6; a
+    chaotic one turns it into O(1))."""
+    ids, _ = draw(task, 4, length, torch.Generator().manual_seed(99))
+    single, _ = model.hidden(ids)
+    double, _ = copy.deepcopy(model).double().hidden(ids)
+    a, b = single[:, -1].double(), double[:, -1]
+    return float((a - b).norm() / b.norm())
+
+
 @contextmanager
 def recorded_gates(model: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
     """Within the block, every memory call's step sizes and forget rates ``[B, T, H]``."""
@@ -360,7 +377,8 @@ def key(args: argparse.Namespace) -> str:
         linear = ", linear memory" if args.architecture == "linear" else ""
         penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
         channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
-        model += f" ({args.gates} gates{linear}{channel}{penalty}{block})"
+        eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
+        model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
     if args.advance_at:
         model += f" [cap doubles at {args.advance_at:g} accuracy]"
     return f"{args.task}|{model}|seed{args.seed}"
@@ -423,6 +441,8 @@ def render(store: dict[str, dict]) -> str:
                 if r.get("stability") is not None:
                     extra = f"; float32 stream vs one call at {r['stability_length']:,}: " \
                             f"{r['stability']:.1e} relative"  # fmt: skip
+                if r.get("precision_drift") is not None:
+                    extra += f", float32 vs float64: {r['precision_drift']:.1e}"
                 if r.get("gates"):
                     extra += (
                         f"; at the training length {r['gates']['writes']:.1%} of (token, head) "
@@ -463,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule (0: fixed)",
     )  # fmt: skip
     parser.add_argument(
+        "--ln-eps", type=float, default=DEFAULT_LN_EPS,
+        help="epsilon of the MLP memory's LayerNorm (large: the gain 1/sigma stays bounded)",
+    )  # fmt: skip
+    parser.add_argument(
         "--channel-gates", type=int, default=0,
         help="rank of the channel-wise step sizes (0: one step size per head)",
     )  # fmt: skip
@@ -489,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     store = args.out.with_suffix(".json")
     before = json.loads(store.read_text()).get(key(args), {}) if store.exists() else {}
-    stable = not args.stability or before.get("stability_length") == args.stability
+    stable = not args.stability or (
+        before.get("stability_length") == args.stability
+        and before.get("precision_drift") is not None
+    )
     if stable and all(str(n) in before.get("accuracy", {}) for n in args.lengths):
         print(f"{key(args)}: already in {store.name} with everything asked; skipped")
         return 0
@@ -520,9 +547,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"length {length:,}: accuracy {result['accuracy']:.3f} "
               f"({result['tokens_per_s']:,} tokens/s)", flush=True)  # fmt: skip
     drift = stability(model, task, args.stability) if args.stability else before.get("stability")
+    precision = (
+        precision_drift(model, task, args.stability)
+        if args.stability
+        else before.get("precision_drift")
+    )
     args.stability = args.stability or before.get("stability_length", 0)
     if drift is not None:
         print(f"float32 stream vs one call at {args.stability:,}: {drift:.2e}", flush=True)
+    if precision is not None:
+        print(f"float32 vs float64 at {args.stability:,}: {precision:.2e}", flush=True)
     gates = gate_use(model, task, args.train_length)
     if gates is not None:
         print(f"gates: {gates['writes']:.1%} of token-heads write, {gates['forgets']:.1%} forget")
@@ -549,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "task_note": TASK_NOTES[args.task],
         "budget": budget,
         "stability": drift,
+        "precision_drift": precision,
         "gates": gates,
         "stability_length": args.stability,
         "machine": describe(args.threads),
