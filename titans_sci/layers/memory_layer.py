@@ -38,6 +38,15 @@ def _sparse_gate_logit(value: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _channel_projection(dim: int, rank: int, inner: int) -> nn.Sequential:
+    """``dim -> rank -> inner``, the up projection zero: every channel's raw gate starts at 0,
+    where ``2 squash(0) = 1`` for both squashes."""
+    up = nn.Linear(rank, inner)
+    nn.init.zeros_(up.weight)
+    nn.init.zeros_(up.bias)
+    return nn.Sequential(nn.Linear(dim, rank, bias=False), up)
+
+
 @dataclass
 class MemoryLayerState:
     """Streaming state of one memory layer: the convolution's last inputs and the memory."""
@@ -101,11 +110,7 @@ class NeuralMemoryLayer(nn.Module):
         self.out_norm = GatedRMSNorm(inner)
         self.out = nn.Linear(inner, dim, bias=False)
         self.persistent = nn.Parameter(torch.randn(num_persistent, dim)) if num_persistent else None
-        self.to_channel = (
-            nn.Sequential(nn.Linear(dim, channel_rank, bias=False), nn.Linear(channel_rank, inner))
-            if channel_rank
-            else None
-        )
+        self.to_channel = _channel_projection(dim, channel_rank, inner) if channel_rank else None
         self._init_gates()
 
     def _init_gates(self) -> None:
@@ -119,9 +124,6 @@ class NeuralMemoryLayer(nn.Module):
         bias[3] = math.log(math.expm1(_INITIAL_DELTA))
         with torch.no_grad():
             self.to_gates.bias.copy_(bias.flatten())
-        if self.to_channel is not None:  # w = 2 squash(0) = 1 on every channel at the start
-            nn.init.zeros_(self.to_channel[1].weight)
-            nn.init.zeros_(self.to_channel[1].bias)
 
     def _memory_inputs(self, x: Tensor, mask: Tensor | None, conv: Tensor):
         """The memory's ``(q, k, v)`` ``[B, T, H, D]``, its gates ``[B, T, H]`` (a dict of
