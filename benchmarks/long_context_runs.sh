@@ -50,8 +50,9 @@ runs() {
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 0 $DNA --gate-penalty 0.2
---task dna_pair --model lmm --seed 1 $DNA --gate-penalty 0.2
---task dna_pair --model lmm --seed 2 $DNA --gate-penalty 0.2
+--task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
 RUNS
 }
 
