@@ -10,6 +10,8 @@ PASSKEY="--min-length 16 --double-every 60 --steps 700 --batch 32"
 PENALTY="--gate-penalty 0.05"
 FACTS="--min-length 32 --double-every 60 --steps 700 --batch 32"  # 6 facts need 20 tokens
 DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
+# The stable recipe: a strong gate penalty and a LayerNorm eps that bounds the memory's gain.
+STABLE="--gate-penalty 0.2 --ln-eps 100"
 # Facts with a curriculum that waits for the task to be learned at each length cap.
 FACTS2="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2500 --batch 32 $PENALTY"
 
@@ -38,21 +40,21 @@ runs() {
 --task passkey_repeated --model lmm --seed 0 $PASSKEY $PENALTY --lengths 4096 65536
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY
 --task dna_pair --model lmm --seed 2 $DNA $PENALTY
---task passkey_random --model lmm --seed 1 $PASSKEY $PENALTY --lengths 1048576
---task passkey_random --model lmm --seed 2 $PASSKEY $PENALTY --lengths 1048576
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536
---task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 1048576
---task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --ln-eps 100 --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 1048576 --stability 100000
---task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 1048576 --stability 100000
+--task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 --task facts --model lmm --seed 0 $FACTS2 --lengths 512 4096 65536
 --task dna_pair --model lmm --seed 0 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 1 $DNA $PENALTY --stability 100000
 --task dna_pair --model lmm --seed 0 $DNA --gate-penalty 0.2
---task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
+--task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 1048576
+--task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 1048576
+--task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 1048576
+--task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 RUNS
 }
 
