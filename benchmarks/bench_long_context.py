@@ -44,8 +44,6 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +61,7 @@ from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
 from titans_sci.data.dna import PAD_ID  # noqa: E402
 from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
 from titans_sci.layers.basic import SwiGLU  # noqa: E402
-from titans_sci.memory import MemoryConfig, NeuralMemory, NonFiniteSurpriseError  # noqa: E402
+from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError, recording_gates  # noqa: E402
 from titans_sci.models import LMMConfig, MACConfig, build_backbone  # noqa: E402
 from titans_sci.models.baselines import SmallCNN  # noqa: E402
 
@@ -258,12 +256,12 @@ def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
         tokens += ids.numel()
         optimizer.zero_grad()
         try:
-            with recorded_gates(model) as gates:
+            with recording_gates(model) as gates:
                 logits, _ = model(ids[:, prefix:], detach(state))
             loss = F.cross_entropy(logits, labels)
             if args.gate_penalty and gates:
                 # Sparsity of writing and forgetting: only what the loss needs is stored.
-                use = torch.stack([theta.mean() + alpha.mean() for theta, alpha in gates])
+                use = torch.stack([g["theta"].mean() + g["alpha"].mean() for g in gates])
                 loss = loss + args.gate_penalty * use.mean()
             loss.backward()
         except NonFiniteSurpriseError:
@@ -336,34 +334,17 @@ def precision_drift(model: Reader, task: Any, length: int) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@contextmanager
-def recorded_gates(model: nn.Module) -> Iterator[list[tuple[Tensor, Tensor]]]:
-    """Within the block, every memory call's step sizes and forget rates ``[B, T, H]``."""
-    seen: list[tuple[Tensor, Tensor]] = []
-
-    def record(_module: nn.Module, _args: Any, kwargs: dict, _output: Any) -> None:
-        seen.append((kwargs["theta"], kwargs["alpha"]))
-
-    memories = [m for m in model.modules() if isinstance(m, NeuralMemory)]
-    hooks = [m.register_forward_hook(record, with_kwargs=True) for m in memories]
-    try:
-        yield seen
-    finally:
-        for hook in hooks:
-            hook.remove()
-
-
 @torch.inference_mode()
 def gate_use(model: nn.Module, task: Any, length: int) -> dict[str, float] | None:
     """The share of (token, head) pairs whose step size and forget rate are nonzero, over 8
     test sequences of ``length`` tokens, all memory layers together (Titans bodies only)."""
-    with recorded_gates(model) as seen:
+    with recording_gates(model) as seen:
         ids, _ = draw(task, 8, length, torch.Generator().manual_seed(5))
         stream(model, ids, PIECE)
     if not seen:
         return None
-    theta = torch.cat([t.flatten() for t, _ in seen])
-    alpha = torch.cat([a.flatten() for _, a in seen])
+    theta = torch.cat([g["theta"].flatten() for g in seen])
+    alpha = torch.cat([g["alpha"].flatten() for g in seen])
     return {
         "writes": float((theta > 0).float().mean()),
         "forgets": float((alpha > 0).float().mean()),

@@ -338,3 +338,22 @@ def test_mac_paper_form_writes_the_attention_output():
         block.gate.norm_y.weight.zero_()
     h, _ = block(x, None, None)
     torch.testing.assert_close(h, block.mlp(x), rtol=0, atol=1e-12)
+
+
+def test_recording_gates_gives_each_memory_call_its_gates_in_the_graph():
+    """One entry per memory layer call, the gates the layer computed (a penalty on them reaches
+    the gate projections), and nothing recorded once the block is closed."""
+    from titans_sci.memory import recording_gates
+
+    model = make_model("lmm", channel_gates=2)
+    x = embeddings(length=12)
+    with recording_gates(model) as gates:
+        model(x)
+    assert len(gates) == 2  # depth 2
+    assert {"theta", "eta", "alpha"} <= set(gates[0])
+    assert gates[0]["theta"].shape == (2, 12, 2) and gates[0]["channel"].shape == (2, 12, 2, 8)
+    torch.stack([g["theta"].mean() + g["alpha"].mean() for g in gates]).mean().backward()
+    for block in model.blocks:
+        assert block.memory.to_gates.bias.grad is not None and block.memory.to_gates.bias.grad.any()
+    model(x)
+    assert len(gates) == 2

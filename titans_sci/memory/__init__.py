@@ -11,7 +11,7 @@ and recomputed per group of chunks where it does not
 
 from .chunk import chunked
 from .config import PRESETS, MemoryConfig
-from .module import NeuralMemory, recording_surprise
+from .module import NeuralMemory, recording_gates, recording_surprise
 from .naive import recurrent
 from .rule import Gates, MemoryRule, NonFiniteSurpriseError
 from .state import MemoryState
@@ -25,6 +25,7 @@ __all__ = [
     "NeuralMemory",
     "NonFiniteSurpriseError",
     "chunked",
+    "recording_gates",
     "recording_surprise",
     "recurrent",
 ]

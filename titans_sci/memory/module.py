@@ -420,3 +420,33 @@ def recording_surprise(model: nn.Module) -> Iterator[dict[NeuralMemory, list[Ten
     finally:
         for memory in memories:
             memory.surprise_sink = outer[memory]
+
+
+@contextmanager
+def recording_gates(model: nn.Module) -> Iterator[list[dict[str, Tensor]]]:
+    """While open, every call of a :class:`NeuralMemory` inside ``model`` appends its gates to
+    the yielded list: a dict of the tensors it was given by name (``theta``, ``alpha`` and the
+    others passed, ``[B, T, H]``; ``channel`` ``[B, T, H, D]``), still in the autograd graph, so
+    a loss can penalise them, e.g. the sparsity prior of ``benchmarks/bench_long_context.py``::
+
+        with recording_gates(model) as gates:
+            loss = task_loss(model(x))
+        use = [g["theta"].mean() + g["alpha"].mean() for g in gates]
+        loss = loss + 0.2 * torch.stack(use).mean()
+    """
+    seen: list[dict[str, Tensor]] = []
+    names = ("theta", "eta", "alpha", "delta", "channel")
+
+    def record(_module: nn.Module, _args: object, kwargs: dict, _output: object) -> None:
+        seen.append({n: kwargs[n] for n in names if kwargs.get(n) is not None})
+
+    hooks = [
+        m.register_forward_hook(record, with_kwargs=True)
+        for m in model.modules()
+        if isinstance(m, NeuralMemory)
+    ]
+    try:
+        yield seen
+    finally:
+        for hook in hooks:
+            hook.remove()
