@@ -426,8 +426,8 @@ def render(store: dict[str, dict]) -> str:
                     extra += f", float32 vs float64: {r['precision_drift']:.1e}"
                 if r.get("gates"):
                     extra += (
-                        f"; at the training length {r['gates']['writes']:.1%} of (token, head) "
-                        f"pairs write and {r['gates']['forgets']:.1%} forget"
+                        f"; at the training length {r['gates']['writes']:.2%} of (token, head) "
+                        f"pairs write and {r['gates']['forgets']:.2%} forget"
                     )
                 lines.append(f"- {model}, seed {r['seed']}: {r['budget']}{extra}")
         lines.append("")
