@@ -14,6 +14,7 @@ DNA="--lengths 1024 4096 16384 65536 --lr 1e-3"
 STABLE="--gate-penalty 0.2 --ln-eps 100"
 # Facts with a curriculum that waits for the task to be learned at each length cap.
 FACTS2="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2500 --batch 32 $PENALTY"
+FACTS3="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2000 --batch 32 $STABLE"
 
 runs() {
     cat <<RUNS
@@ -53,10 +54,11 @@ runs() {
 --task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 1048576
 --task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 1048576
 --task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 1048576
---task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task facts --model lmm --seed 0 $FACTS3 --lengths 512 4096 65536
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
+--task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 RUNS
 }
 
