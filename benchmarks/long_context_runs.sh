@@ -58,7 +58,6 @@ runs() {
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
 --task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --channel-gates 8 --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 RUNS
 }
 
