@@ -53,10 +53,13 @@ runs() {
 --task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 --task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 1048576
 --task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 1048576
---task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 1048576
+--task passkey_random --model lmm --seed 2 $PASSKEY $STABLE --lengths 1048576 --stability 100000
 --task facts --model lmm --seed 0 $FACTS3 --lengths 512 4096 65536
 --task passkey_random --model lmm --seed 0 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
 --task passkey_random --model lmm --seed 1 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
+--task passkey_random --model lmm --seed 2 $PASSKEY --gate-penalty 0.2 --lengths 4096 --stability 100000
+--task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 4096 --stability 100000
+--task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 4096 --stability 100000
 --task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 RUNS
 }
