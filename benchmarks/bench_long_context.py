@@ -17,13 +17,12 @@ for every model), a body and a linear head at the last position. Bodies:
 Training is for length: each step draws a length log-uniformly between ``--min-length`` and a cap
 that doubles up to ``--train-length`` (mixed lengths; every ``--double-every`` steps, or with
 ``--advance-at A`` once the last 50 steps' training accuracy reaches ``A``), runs every segment but
-the last without
-gradients, carrying the state, and trains on the last ``--segment`` tokens (gradients truncated at
-the segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds its weight times the mean
-step size and forget rate to the loss, a sparsity prior on writing and forgetting (with sparse gates
-it drives them to exactly 0 on what the answer does not need). Steps whose gradients are not finite
-are skipped and counted. Evaluation streams ``--samples`` fresh sequences per length in pieces of
-4,096 tokens with the state carried (constant memory).
+the last without gradients, carrying the state, and trains on the last ``--segment`` tokens
+(gradients truncated at the segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds
+its weight times the mean step size and forget rate to the loss, a sparsity prior on writing and
+forgetting (with sparse gates it drives them to exactly 0 on what the answer does not need). Steps
+whose gradients are not finite are skipped and counted. Evaluation streams ``--samples`` fresh
+sequences per length in pieces of 4,096 tokens with the state carried (constant memory).
 
 One run is one (task, model, seed); its result is merged into
 ``benchmarks/results/long_context.json`` and the table ``long_context.md`` is rebuilt from all

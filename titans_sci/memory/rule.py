@@ -65,35 +65,29 @@ class Gates:
     def cat(self, later: Gates) -> Gates:
         """These gates followed by ``later`` along time."""
 
-        def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-            return None if a is None or b is None else torch.cat([a, b], dim=-1)
+        def join(a: Tensor | None, b: Tensor | None, dim: int = -1) -> Tensor | None:
+            return None if a is None or b is None else torch.cat([a, b], dim=dim)
 
-        channel = None
-        if self.channel is not None and later.channel is not None:
-            channel = torch.cat([self.channel, later.channel], dim=-2)
         return Gates(
             torch.cat([self.theta, later.theta], dim=-1),
             join(self.eta, later.eta),
             torch.cat([self.alpha, later.alpha], dim=-1),
             join(self.delta, later.delta),
-            channel,
+            join(self.channel, later.channel, dim=-2),  # [B, H, T, D]: time is dim -2
         )
 
     def split(self, sizes: list[int]) -> list[Gates]:
         """Consecutive pieces of ``sizes`` tokens (``torch.split`` along time)."""
 
-        def cut(x: Tensor | None) -> list[Tensor | None]:
-            return [None] * len(sizes) if x is None else list(x.split(sizes, dim=-1))
+        def cut(x: Tensor | None, dim: int = -1) -> list[Tensor | None]:
+            return [None] * len(sizes) if x is None else list(x.split(sizes, dim=dim))
 
-        channels = (
-            [None] * len(sizes) if self.channel is None else list(self.channel.split(sizes, dim=-2))
-        )
         parts = zip(
             self.theta.split(sizes, dim=-1),
             cut(self.eta),
             self.alpha.split(sizes, dim=-1),
             cut(self.delta),
-            channels,
+            cut(self.channel, dim=-2),  # [B, H, T, D]: time is dim -2
             strict=True,
         )
         return [Gates(*gates) for gates in parts]
