@@ -20,7 +20,9 @@ that doubles up to ``--train-length`` (mixed lengths; every ``--double-every`` s
 the last without gradients, carrying the state, and trains on the last ``--segment`` tokens
 (gradients truncated at the segment border, as BABILong fine-tuning does). ``--gate-penalty`` adds
 its weight times the mean step size and forget rate to the loss, a sparsity prior on writing and
-forgetting (with sparse gates it drives them to exactly 0 on what the answer does not need). Steps
+forgetting (with sparse gates it drives them to exactly 0 on what the answer does not need;
+``--penalty-ramp`` grows it with the length cap, so a task is learned before writing is made
+sparse). Steps
 whose gradients are not finite are skipped and counted. Evaluation streams ``--samples`` fresh
 sequences per length in pieces of 4,096 tokens with the state carried (constant memory).
 
@@ -224,6 +226,17 @@ def draw(task: Any, batch: int, length: int, gen: torch.Generator, distance: int
     return task.batch(batch, length, gen)
 
 
+def penalty_weight(args: argparse.Namespace, cap: int) -> float:
+    """The gate penalty's weight at length cap ``cap``: ``--gate-penalty``, or with
+    ``--penalty-ramp`` that weight times how far the cap has grown, on a log scale, from
+    ``--min-length`` (0) to ``--train-length`` (1): writing is free while a task is learned at
+    short lengths and is made sparse as the lengths grow."""
+    if not args.penalty_ramp or args.train_length <= args.min_length:
+        return args.gate_penalty
+    grown = math.log(cap / args.min_length) / math.log(args.train_length / args.min_length)
+    return args.gate_penalty * min(1.0, max(0.0, grown))
+
+
 def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(1000 + args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
@@ -261,7 +274,7 @@ def train(model: nn.Module, task: Any, args: argparse.Namespace) -> dict:
             if args.gate_penalty and gates:
                 # Sparsity of writing and forgetting: only what the loss needs is stored.
                 use = torch.stack([g["theta"].mean() + g["alpha"].mean() for g in gates])
-                loss = loss + args.gate_penalty * use.mean()
+                loss = loss + penalty_weight(args, cap) * use.mean()
             loss.backward()
         except NonFiniteSurpriseError:
             skipped += 1  # the inner loop overflowed on this batch: no step, counted
@@ -356,6 +369,7 @@ def key(args: argparse.Namespace) -> str:
         block = f", {args.mac_form} block" if args.model == "mac" else ""
         linear = ", linear memory" if args.architecture == "linear" else ""
         penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
+        penalty += " ramped" if args.gate_penalty and args.penalty_ramp else ""
         channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
         eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
         model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
@@ -449,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gate-penalty", type=float, default=0.0,
         help="weight of the mean step size and forget rate added to the loss (sparsity)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--penalty-ramp", action="store_true",
+        help="grow the gate penalty with the length cap, on a log scale, from 0 at "
+        "--min-length to --gate-penalty at --train-length",
     )  # fmt: skip
     parser.add_argument("--mac-form", choices=["paper", "residual"], default="paper")
     parser.add_argument("--dim", type=int, default=64)
@@ -551,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.min_length} to {args.train_length} ({schedule(args, trained)}), gradients on "
         f"the last {args.segment} tokens, AdamW lr {args.lr}"
         + (f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else "")
+        + (" (ramped with the log length cap)" if args.gate_penalty and args.penalty_ramp else "")
         + "; "
         f"{trained['tokens']:,} training tokens in {trained['seconds']:.0f} s; final recent "
         f"training accuracy {trained['recent_accuracy']:.2f}; "

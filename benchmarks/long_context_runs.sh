@@ -15,6 +15,10 @@ STABLE="--gate-penalty 0.2 --ln-eps 100"
 # Facts with a curriculum that waits for the task to be learned at each length cap.
 FACTS2="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2500 --batch 32 $PENALTY"
 FACTS3="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2000 --batch 32 $STABLE"
+# Facts learned first, then made sparse: the gate penalty grows with the length cap.
+FACTS4="--min-length 32 --double-every 60 --advance-at 0.9 --steps 3000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
+# DNA with the same curriculum (the pair learned at short lengths first) and the stable eps.
+DNA2="$DNA --min-length 64 --advance-at 0.8 --steps 2000 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
 
 runs() {
     cat <<RUNS
@@ -61,6 +65,8 @@ runs() {
 --task passkey_random --model lmm --seed 0 $PASSKEY $STABLE --lengths 4096 --stability 100000
 --task passkey_random --model lmm --seed 1 $PASSKEY $STABLE --lengths 4096 --stability 100000
 --task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
+--task facts --model lmm --seed 0 $FACTS4 --lengths 512 4096 65536 --stability 100000
+--task dna_pair --model lmm --seed 0 $DNA2 --stability 100000
 RUNS
 }
 

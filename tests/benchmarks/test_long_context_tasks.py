@@ -1,5 +1,6 @@
 """The long-context benchmark's generators give the answers they document (known answers from
-the generated sequences themselves; the DNA background is the bundled real data)."""
+the generated sequences themselves; the DNA background is the bundled real data), and its
+ramped gate penalty grows as documented."""
 
 from __future__ import annotations
 
@@ -62,3 +63,16 @@ def test_dna_pair_plants_both_anchors_and_the_partner_at_the_distance():
         assert partners[partner][0] - anchors[last][0] == distance
         assert label == int(last == partner)
     assert 0 < labels.float().mean() < 1
+
+
+def test_ramped_gate_penalty_grows_with_the_length_cap():
+    from bench_long_context import build_parser, penalty_weight
+
+    flags = ["--gate-penalty", "0.2", "--min-length", "32", "--train-length", "4096"]
+    ramped = build_parser().parse_args([*flags, "--penalty-ramp"])
+    weights = [penalty_weight(ramped, 32 * 2**k) for k in range(8)]
+    assert weights[0] == 0.0 and weights[-1] == pytest.approx(0.2)
+    assert all(a < b for a, b in zip(weights, weights[1:], strict=False))
+    assert penalty_weight(ramped, 8192) == pytest.approx(0.2)  # never past its weight
+    fixed = build_parser().parse_args(flags)
+    assert {penalty_weight(fixed, 32 * 2**k) for k in range(8)} == {0.2}
