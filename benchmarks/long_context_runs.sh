@@ -67,6 +67,9 @@ runs() {
 --task passkey_random --model mac --mac-form residual --seed 0 $PASSKEY $STABLE --lengths 4096 65536 --stability 100000
 --task facts --model lmm --seed 0 $FACTS4 --lengths 512 4096 65536 --stability 100000
 --task dna_pair --model lmm --seed 0 $DNA2 --stability 100000
+--task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $STABLE --lengths 4096 65536
+--task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $STABLE --lengths 4096 65536
+--task passkey_repeated --model lmm --seed 0 $PASSKEY $STABLE --lengths 4096 65536
 RUNS
 }
 
