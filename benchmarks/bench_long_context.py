@@ -373,8 +373,10 @@ def key(args: argparse.Namespace) -> str:
         channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
         eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
         model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
-    if args.advance_at:
-        model += f" [cap doubles at {args.advance_at:g} accuracy]"
+    # Runs of another budget are another row, never seeds of one.
+    model += f" [{args.steps} steps" + (
+        f", cap doubles at {args.advance_at:g} accuracy]" if args.advance_at else "]"
+    )
     return f"{args.task}|{model}|seed{args.seed}"
 
 
