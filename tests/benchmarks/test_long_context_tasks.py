@@ -1,6 +1,6 @@
 """The long-context benchmark's generators give the answers they document (known answers from
 the generated sequences themselves; the DNA background is the bundled real data), and its
-ramped gate penalty grows as documented."""
+ramped gate penalty grows as documented, and a run's key names its step budget."""
 
 from __future__ import annotations
 
@@ -76,3 +76,11 @@ def test_ramped_gate_penalty_grows_with_the_length_cap():
     assert penalty_weight(ramped, 8192) == pytest.approx(0.2)  # never past its weight
     fixed = build_parser().parse_args(flags)
     assert {penalty_weight(fixed, 32 * 2**k) for k in range(8)} == {0.2}
+
+
+def test_runs_of_another_step_budget_are_another_row():
+    from bench_long_context import build_parser, key
+
+    short, long = (build_parser().parse_args(["--steps", n]) for n in ("700", "4000"))
+    assert key(short) != key(long)
+    assert key(short).split("|")[0] == key(long).split("|")[0]  # the same task
