@@ -20,7 +20,6 @@ FACTS4="--min-length 32 --double-every 60 --advance-at 0.9 --steps 3000 --batch 
 FACTS5="--min-length 32 --double-every 60 --advance-at 0.9 --steps 4000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
 # DNA with the same curriculum (the pair learned at short lengths first) and the stable eps.
 DNA2="$DNA --min-length 64 --advance-at 0.8 --steps 2000 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
-DNA3="$DNA --min-length 64 --advance-at 0.8 --steps 2000 --gate-penalty 0.5 --penalty-ramp --ln-eps 100"
 
 runs() {
     cat <<RUNS
@@ -71,12 +70,10 @@ runs() {
 --task dna_pair --model lmm --seed 0 $DNA2 --stability 100000
 --task passkey_random --model lmm-no-momentum --seed 0 $PASSKEY $STABLE --lengths 4096 65536
 --task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $STABLE --lengths 4096 65536
---task dna_pair --model lmm --seed 0 $DNA3 --stability 100000
---task facts --model lmm --seed 0 $FACTS5 --lengths 512 4096 65536 --stability 100000
 --task facts --model lmm --seed 1 $FACTS5 --lengths 512 4096 65536 --stability 100000
 --task dna_pair --model lmm --seed 1 $DNA2 --stability 100000
 --task dna_pair --model lmm --seed 2 $DNA2 --stability 100000
---task facts --model lmm --seed 2 $FACTS5 --lengths 512 4096 65536 --stability 100000
+--task facts --model lmm --seed 0 $FACTS5 --lengths 512 4096 65536 --stability 100000
 RUNS
 }
 
