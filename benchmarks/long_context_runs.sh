@@ -74,6 +74,12 @@ runs() {
 --task dna_pair --model lmm --seed 1 $DNA2 --stability 100000
 --task dna_pair --model lmm --seed 2 $DNA2 --stability 100000
 --task facts --model lmm --seed 0 $FACTS5 --lengths 512 4096 65536 --stability 100000
+--task dna_pair --model cnn --seed 0 $DNA --lengths 262144
+--task dna_pair --model cnn --seed 1 $DNA --lengths 262144
+--task dna_pair --model cnn --seed 2 $DNA --lengths 262144
+--task dna_pair --model lmm --seed 1 $DNA2 --lengths 262144
+--task dna_pair --model lmm --seed 2 $DNA2 --lengths 262144
+--task dna_pair --model lmm --seed 0 $DNA2 --lengths 262144
 RUNS
 }
 
