@@ -22,9 +22,9 @@ the last without gradients, carrying the state, and trains on the last ``--segme
 its weight times the mean step size and forget rate to the loss, a sparsity prior on writing and
 forgetting (with sparse gates it drives them to exactly 0 on what the answer does not need;
 ``--penalty-ramp`` grows it with the length cap, so a task is learned before writing is made
-sparse). Steps
-whose gradients are not finite are skipped and counted. Evaluation streams ``--samples`` fresh
-sequences per length in pieces of 4,096 tokens with the state carried (constant memory).
+sparse). Steps whose gradients are not finite are skipped and counted. Evaluation streams
+``--samples`` fresh sequences per length in pieces of 4,096 tokens with the state carried
+(constant memory).
 
 One run is one (task, model, seed); its result is merged into
 ``benchmarks/results/long_context.json`` and the table ``long_context.md`` is rebuilt from all
@@ -374,9 +374,8 @@ def key(args: argparse.Namespace) -> str:
         eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
         model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
     # Runs of another budget are another row, never seeds of one.
-    model += f" [{args.steps} steps" + (
-        f", cap doubles at {args.advance_at:g} accuracy]" if args.advance_at else "]"
-    )
+    curriculum = f", cap doubles at {args.advance_at:g} accuracy" if args.advance_at else ""
+    model += f" [{args.steps} steps{curriculum}]"
     return f"{args.task}|{model}|seed{args.seed}"
 
 

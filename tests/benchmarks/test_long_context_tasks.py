@@ -1,6 +1,6 @@
 """The long-context benchmark's generators give the answers they document (known answers from
-the generated sequences themselves; the DNA background is the bundled real data), and its
-ramped gate penalty grows as documented, and a run's key names its step budget."""
+the generated sequences themselves; the DNA background is the bundled real data); its ramped
+gate penalty grows as documented; a run's key names its step budget."""
 
 from __future__ import annotations
 
