@@ -19,6 +19,10 @@ FACTS3="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2000 --batch 
 FACTS4="--min-length 32 --double-every 60 --advance-at 0.9 --steps 3000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
 FACTS5="--min-length 32 --double-every 60 --advance-at 0.9 --steps 4000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
 # DNA with the same curriculum (the pair learned at short lengths first) and the stable eps.
+# Facts under the ramp with the stable eps (the 4,000-step seed went chaotic under the default).
+FACTS6="$FACTS4 --ln-eps 100"
+# MAC under the same curriculum and ramp (at a fixed doubling it never learned passkey).
+MAC2="--min-length 16 --double-every 60 --advance-at 0.9 --steps 1500 --batch 32 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
 DNA2="$DNA --min-length 64 --advance-at 0.8 --steps 2000 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
 
 runs() {
@@ -78,6 +82,11 @@ runs() {
 --task dna_pair --model lmm --seed 1 $DNA2 --lengths 262144
 --task dna_pair --model lmm --seed 2 $DNA2 --lengths 262144
 --task dna_pair --model lmm --seed 0 $DNA2 --lengths 262144
+--task facts --model lmm --seed 0 $FACTS6 --lengths 512 4096 65536 --stability 100000
+--task facts --model lmm --seed 1 $FACTS6 --lengths 512 4096 65536 --stability 100000
+--task facts --model lmm --seed 2 $FACTS6 --lengths 512 4096 65536 --stability 100000
+--task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $STABLE --lengths 4096 65536
+--task passkey_random --model mac --seed 0 $MAC2 --lengths 4096 65536 --stability 100000
 RUNS
 }
 
