@@ -159,7 +159,7 @@ def titans_body(args: argparse.Namespace) -> nn.Module:
     )
     common = dict(
         dim=args.dim, depth=args.depth, memory=memory, gates=args.gates,
-        channel_gates=args.channel_gates,
+        channel_gates=args.channel_gates, memory_persistent=args.persistent,
     )  # fmt: skip
     if args.model == "mac":
         config: Any = MACConfig(**common, segment_len=64, form=args.mac_form)
@@ -371,6 +371,7 @@ def key(args: argparse.Namespace) -> str:
         penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
         penalty += " ramped" if args.gate_penalty and args.penalty_ramp else ""
         channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
+        channel += f", {args.persistent} persistent tokens" if args.persistent else ""
         eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
         model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
     # Runs of another budget are another row, never seeds of one.
@@ -492,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--channel-gates", type=int, default=0,
         help="rank of the channel-wise step sizes (0: one step size per head)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--persistent", type=int, default=0,
+        help="learned tokens every memory layer reads before the sequence (a multiple of the "
+        "memory's chunk size, 16)",
     )  # fmt: skip
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)

@@ -1,6 +1,7 @@
 """The long-context benchmark's generators give the answers they document (known answers from
 the generated sequences themselves; the DNA background is the bundled real data); its ramped
-gate penalty grows as documented; a run's key names its step budget."""
+gate penalty grows as documented; a run's key names its step budget and its persistent
+tokens."""
 
 from __future__ import annotations
 
@@ -84,3 +85,17 @@ def test_runs_of_another_step_budget_are_another_row():
     short, long = (build_parser().parse_args(["--steps", n]) for n in ("700", "4000"))
     assert key(short) != key(long)
     assert key(short).split("|")[0] == key(long).split("|")[0]  # the same task
+
+
+def test_persistent_tokens_reach_the_memory_and_name_the_row():
+    from bench_long_context import build_parser, key, titans_body
+
+    plain, persistent = (
+        build_parser().parse_args(["--dim", "16", *flags]) for flags in ([], ["--persistent", "16"])
+    )
+
+    def count(body: torch.nn.Module) -> int:
+        return sum(p.numel() for p in body.parameters())
+
+    assert count(titans_body(persistent)) - count(titans_body(plain)) == 2 * 16 * 16  # 2 layers
+    assert key(plain) != key(persistent) and "16 persistent tokens" in key(persistent)
