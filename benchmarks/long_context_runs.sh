@@ -86,15 +86,12 @@ runs() {
 --task facts --model lmm --seed 1 $FACTS6 --lengths 512 4096 65536 --stability 100000
 --task facts --model lmm --seed 2 $FACTS6 --lengths 512 4096 65536 --stability 100000
 --task passkey_random --model lmm-no-forgetting --seed 0 $PASSKEY $STABLE --lengths 4096 65536
---task passkey_random --model mac --seed 0 $MAC2 --lengths 4096 65536 --stability 100000
---task passkey_random --model lmm --channel-gates 4 --seed 0 $PASSKEY $STABLE --lengths 4096 65536
---task passkey_random --model lmm --persistent 16 --seed 0 $PASSKEY $STABLE --lengths 4096 65536
 --task dna_pair --model cnn --seed 0 $DNA --lengths 1048576
 --task dna_pair --model cnn --seed 1 $DNA --lengths 1048576
 --task dna_pair --model cnn --seed 2 $DNA --lengths 1048576
---task dna_pair --model lmm --seed 1 $DNA2 --lengths 1048576
---task dna_pair --model lmm --seed 2 $DNA2 --lengths 1048576
---task dna_pair --model lmm --seed 0 $DNA2 --lengths 1048576
+--task passkey_random --model mac --seed 0 $MAC2 --lengths 4096 65536 --stability 100000
+--task passkey_random --model lmm --channel-gates 4 --seed 0 $PASSKEY $STABLE --lengths 4096 65536
+--task passkey_random --model lmm --persistent 16 --seed 0 $PASSKEY $STABLE --lengths 4096 65536
 RUNS
 }
 
