@@ -371,9 +371,9 @@ def key(args: argparse.Namespace) -> str:
         penalty = f", gate penalty {args.gate_penalty:g}" if args.gate_penalty else ""
         penalty += " ramped" if args.gate_penalty and args.penalty_ramp else ""
         channel = f", channel gates rank {args.channel_gates}" if args.channel_gates else ""
-        channel += f", {args.persistent} persistent tokens" if args.persistent else ""
+        persistent = f", {args.persistent} persistent tokens" if args.persistent else ""
         eps = f", LayerNorm eps {args.ln_eps:g}" if args.ln_eps != DEFAULT_LN_EPS else ""
-        model += f" ({args.gates} gates{linear}{eps}{channel}{penalty}{block})"
+        model += f" ({args.gates} gates{linear}{eps}{channel}{persistent}{penalty}{block})"
     # Runs of another budget are another row, never seeds of one.
     curriculum = f", cap doubles at {args.advance_at:g} accuracy" if args.advance_at else ""
     model += f" [{args.steps} steps{curriculum}]"

@@ -18,11 +18,11 @@ FACTS3="--min-length 32 --double-every 60 --advance-at 0.9 --steps 2000 --batch 
 # Facts learned first, then made sparse: the gate penalty grows with the length cap.
 FACTS4="--min-length 32 --double-every 60 --advance-at 0.9 --steps 3000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
 FACTS5="--min-length 32 --double-every 60 --advance-at 0.9 --steps 4000 --batch 32 --gate-penalty 0.2 --penalty-ramp"
-# DNA with the same curriculum (the pair learned at short lengths first) and the stable eps.
 # Facts under the ramp with the stable eps (the 4,000-step seed went chaotic under the default).
 FACTS6="$FACTS4 --ln-eps 100"
 # MAC under the same curriculum and ramp (at a fixed doubling it never learned passkey).
 MAC2="--min-length 16 --double-every 60 --advance-at 0.9 --steps 1500 --batch 32 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
+# DNA with the same curriculum (the pair learned at short lengths first) and the stable eps.
 DNA2="$DNA --min-length 64 --advance-at 0.8 --steps 2000 --gate-penalty 0.2 --penalty-ramp --ln-eps 100"
 
 runs() {
