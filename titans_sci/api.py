@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from titans_sci.config import build
+from titans_sci.config import build, difference
 from titans_sci.data.dna import (
     NucleotideTokenizer,
     pad_batch,
@@ -47,6 +47,7 @@ from titans_sci.data.registry import sha256_of
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
 from titans_sci.distributed import is_main
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
@@ -67,7 +68,8 @@ FORECASTER_META = ("columns", "scaler_mean", "scaler_scale")
 
 
 def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``model`` (a :class:`DNAClassifier` or :class:`TitansForecaster`) and ``meta``
+    """Write ``model`` (a :class:`DNAClassifier`, :class:`TitansForecaster` or pretrained
+    :class:`DNAMaskedLM`) and ``meta``
     (JSON-able facts a user of the model needs) to ``directory``, atomically: the folder
     appears complete or not at all, replacing an older one. ``model.json`` records the
     SHA-256 of the weights, which :func:`load` checks.
@@ -81,10 +83,10 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     if not is_main():  # under torchrun, process 0 writes
         return directory
     _remove_stale_staging(directory)
-    kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster"}
+    kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster", DNAMaskedLM: "dna_lm"}
     if type(model) not in kinds:
         raise TypeError(f"cannot save a {type(model).__name__}")
-    assert isinstance(model, (DNAClassifier, TitansForecaster))  # one of the kinds above
+    assert isinstance(model, (DNAClassifier, TitansForecaster, DNAMaskedLM))  # a kind above
     info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
@@ -128,6 +130,21 @@ def _with_first_mac_form(config: Any) -> Any:
 
 def load(path: str | Path) -> SequenceClassifier | Forecaster:
     """A saved model (see :func:`save_model`), ready to predict; errors name the file."""
+    model, meta = load_module(path)
+    if isinstance(model, DNAMaskedLM):
+        raise ValueError(
+            f"{Path(path) / CONFIG}: a pretrained DNA language model, not a predictor; "
+            "fine-tune it on a classification task (training.init in its task file)"
+        )
+    if isinstance(model, TitansForecaster):
+        return Forecaster(model.eval(), meta)
+    assert isinstance(model, DNAClassifier)  # the kinds load_module builds
+    return SequenceClassifier(model.eval(), meta)
+
+
+def load_module(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The module and ``meta`` of a saved model folder, every file checked; errors name the
+    file."""
     path = Path(path)
     config_path = path / CONFIG
     try:
@@ -149,10 +166,10 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
         config = _with_first_mac_form(config)
     if kind == "dna_classifier":
         model: nn.Module = DNAClassifier(build(ClassifierConfig, config, str(config_path)))
-        wrapper: type = SequenceClassifier
     elif kind == "forecaster":
         model = TitansForecaster(build(ForecasterConfig, config, str(config_path)))
-        wrapper = Forecaster
+    elif kind == "dna_lm":
+        model = DNAMaskedLM(build(DNALMConfig, config, str(config_path)))
     else:
         raise ValueError(f"{config_path}: unknown model kind {kind!r}")
     meta = info.get("meta", {})
@@ -196,7 +213,35 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
             f"{weights}: tensor {broken!r} holds non-finite values (NaN or inf; the training "
             "diverged?); re-train the model"
         )
-    return wrapper(model.eval(), meta)
+    return model, meta
+
+
+#: The weights a pretrained language model hands a classifier (its trunk).
+TRUNK = ("embedding.", "stem.", "backbone.")
+
+
+def init_from_pretrained(classifier: DNAClassifier, path: str | Path) -> DNAClassifier:
+    """``classifier`` with its embedding, stem and backbone weights copied from the pretrained
+    DNA language model saved in ``path`` (a pretraining run's ``model`` folder); its head
+    stays as initialised. The two trunk configs must be equal (the first difference is
+    named)."""
+    model, _ = load_module(path)
+    where = Path(path) / CONFIG
+    if not isinstance(model, DNAMaskedLM):
+        raise ValueError(f"{where}: not a pretrained DNA language model (kind dna_lm)")
+    mine = DNALMConfig(classifier.config.backbone, classifier.config.stem_kernel)
+    if model.config != mine:
+        first = difference(model.config.to_dict(), mine.to_dict())
+        raise ValueError(
+            f"{where}: its trunk differs from the classifier's model table: {first} "
+            "(pretrained, then the task's)"
+        )
+    trunk = {k: v for k, v in model.state_dict().items() if k.startswith(TRUNK)}
+    missing = [k for k in classifier.state_dict() if k.startswith(TRUNK) and k not in trunk]
+    if missing:
+        raise ValueError(f"{where}: the pretrained weights lack {missing[:3]}")
+    classifier.load_state_dict(trunk, strict=False)
+    return classifier
 
 
 def _check_forecaster_meta(meta: dict[str, Any], channels: int, config_path: Path) -> None:

@@ -58,26 +58,36 @@ class ClassifierConfig(Config):
             raise ValueError(f"dropout={self.dropout}; expected in [0, 1)")
 
 
-class DNAClassifier(nn.Module):
-    """``ids [B, T]`` (+ ``mask [B, T]``, True = real base) -> logits ``[B, num_classes]``."""
+class DNATrunk(nn.Module):
+    """What every DNA model here shares: nucleotide embedding -> convolutional stem (over
+    ``stem_kernel`` bases; 0: none) -> Titans backbone; ``_features`` gives the backbone's
+    input ``[B, T, D]``. A classifier and a pretraining language model are trunks with their
+    own heads, so a pretrained trunk's weights (``embedding.*``, ``stem.*``, ``backbone.*``)
+    start a classifier as they are (:func:`titans_sci.models.dna_lm.init_from_pretrained`)."""
 
-    def __init__(self, config: ClassifierConfig) -> None:
+    def __init__(self, backbone: Backbone, stem_kernel: int) -> None:
         super().__init__()
-        self.config = config
-        backbone = config.backbone
         self.tokenizer = NucleotideTokenizer()
         self.embedding = DNAEmbedding(
             self.tokenizer.vocab_size, backbone.dim, self.tokenizer.pad_id
         )
-        self.stem = ConvStem(backbone.dim, config.stem_kernel) if config.stem_kernel else None
+        self.stem = ConvStem(backbone.dim, stem_kernel) if stem_kernel else None
         self.backbone = build_backbone(backbone)
-        self.head = ClassificationHead(
-            backbone.dim, config.num_classes, config.dropout, config.pool
-        )
 
     def _features(self, ids: Tensor, mask: Tensor | None) -> Tensor:
         x = self.embedding(ids)
         return x if self.stem is None else self.stem(x, mask)
+
+
+class DNAClassifier(DNATrunk):
+    """``ids [B, T]`` (+ ``mask [B, T]``, True = real base) -> logits ``[B, num_classes]``."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__(config.backbone, config.stem_kernel)
+        self.config = config
+        self.head = ClassificationHead(
+            config.backbone.dim, config.num_classes, config.dropout, config.pool
+        )
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         h, _ = self.backbone(self._features(ids, mask), mask)

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from titans_sci import report
+from titans_sci.api import WEIGHTS, init_from_pretrained
 from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import UNDEFINED, classification_metrics
@@ -75,7 +76,8 @@ class Classification:
             )
 
     def data_files(self) -> dict[str, Path]:
-        return self.files
+        init = self.task.training.init
+        return self.files if init is None else {**self.files, "init": Path(init) / WEIGHTS}
 
     def units(self) -> Iterator[Unit]:
         protocol = self.task.protocol
@@ -107,7 +109,13 @@ class Classification:
 
     def models(self, unit: Unit) -> dict[str, Callable[[], nn.Module]]:
         config = replace(self.task.model, num_classes=self.num_classes)
-        models: dict[str, Callable[[], nn.Module]] = {TITANS: lambda: DNAClassifier(config)}
+        init = self.task.training.init
+
+        def titans() -> nn.Module:
+            model = DNAClassifier(config)
+            return model if init is None else init_from_pretrained(model, init)
+
+        models: dict[str, Callable[[], nn.Module]] = {TITANS: titans}
         if self.task.baselines.cnn:
             vocab = NucleotideTokenizer().vocab_size
             models["cnn"] = lambda: SmallCNN(vocab, self.num_classes)

@@ -47,6 +47,7 @@ from pydantic import StringConstraints
 
 from titans_sci.config import Config, build, tagged
 from titans_sci.models.dna_classifier import ClassifierConfig
+from titans_sci.models.dna_lm import DNALMConfig
 from titans_sci.models.forecaster import ForecasterConfig
 from titans_sci.train import TrainConfig
 
@@ -110,9 +111,56 @@ class SeriesData(Config):
 @dataclass(frozen=True)
 class ClassificationTraining(TrainConfig):
     """:class:`~titans_sci.train.TrainConfig` and ``rc_augment``: replace each training
-    sequence by its reverse complement with probability 1/2."""
+    sequence by its reverse complement with probability 1/2; ``init``: a pretrained DNA
+    language model (the ``model`` folder of a pretraining run, relative to the task file)
+    whose embedding, stem and backbone start the Titans classifier (its trunk config must be
+    the classifier's)."""
 
     rc_augment: bool = True
+    init: str | None = None
+
+
+@dataclass(frozen=True)
+class CorpusData(Config):
+    """The corpus of a pretraining task: the training splits of every bundled DNA data set
+    (``bundled``) and the user's sequence files (``files``: FASTA, a genome, FASTQ, GenBank,
+    CSV; relative to the task file), the latter cut into ``window``-base pieces. Every piece
+    that shares a 32-mer (either strand) with a bundled dev, test or cross-validated sequence is
+    dropped (:mod:`titans_sci.data.pretraining`). ``held_out``: the share of the pieces kept
+    apart as dev (checkpoint selection) and as test, each. ``max_eval`` > 0: at most that many
+    dev and test pieces (smoke runs)."""
+
+    bundled: bool = True
+    files: tuple[str, ...] = ()
+    window: int = 512
+    held_out: float = 0.01
+    max_eval: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.bundled and not self.files:
+            raise ValueError("an empty corpus: give files or keep bundled = true")
+        if self.window < 16:
+            raise ValueError(f"window={self.window}; expected >= 16 bases")
+        if not 0 < self.held_out < 0.5:
+            raise ValueError(f"held_out={self.held_out}; expected in (0, 0.5)")
+        _non_negative(self, "max_eval")
+
+
+@dataclass(frozen=True)
+class PretrainTraining(TrainConfig):
+    """:class:`~titans_sci.train.TrainConfig` with an epoch of ``steps_per_epoch`` batches
+    drawn at random from the corpus (a checkpoint and a dev score after each), and the
+    ``mask_rate`` of bases masked for the masked objective."""
+
+    steps_per_epoch: int = 300
+    mask_rate: float = 0.15
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch={self.steps_per_epoch}; expected >= 1")
+        if not 0 < self.mask_rate < 1:
+            raise ValueError(f"mask_rate={self.mask_rate}; expected in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +197,17 @@ class ClassificationProtocol(Config):
             raise ValueError("seeds is empty")
         if self.folds < 2:
             raise ValueError(f"folds={self.folds}; expected >= 2")
+
+
+@dataclass(frozen=True)
+class PretrainProtocol(Config):
+    """One pretraining run per seed (the seed also splits the corpus)."""
+
+    seeds: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds is empty")
 
 
 @dataclass(frozen=True)
@@ -197,6 +256,26 @@ class ClassificationTask(Config):
 
 
 @dataclass(frozen=True)
+class NoBaselines(Config):
+    """A pretraining task has no baselines."""
+
+
+@dataclass(frozen=True)
+class PretrainTask(Config):
+    """Self-supervised pretraining of a DNA language model (masked bases) on a corpus that
+    holds no evaluation sequence; its saved model starts classifiers (``training.init``)."""
+
+    name: TaskName
+    data: CorpusData = field(default_factory=CorpusData)
+    kind: Literal["pretraining"] = "pretraining"
+    format: int = FORMAT
+    model: DNALMConfig = field(default_factory=DNALMConfig)
+    training: PretrainTraining = field(default_factory=PretrainTraining)
+    protocol: PretrainProtocol = field(default_factory=PretrainProtocol)
+    baselines: NoBaselines = field(default_factory=NoBaselines)
+
+
+@dataclass(frozen=True)
 class ForecastTask(Config):
     """Long-horizon forecasting: a Titans forecaster per horizon and seed, and baselines."""
 
@@ -211,7 +290,13 @@ class ForecastTask(Config):
 
 
 #: Any task, told apart by its ``kind``.
-Task = tagged("kind", "classification", classification=ClassificationTask, forecasting=ForecastTask)
+Task = tagged(
+    "kind",
+    "classification",
+    classification=ClassificationTask,
+    forecasting=ForecastTask,
+    pretraining=PretrainTask,
+)
 
 
 def _non_negative(config: Any, *names: str) -> None:
@@ -220,7 +305,14 @@ def _non_negative(config: Any, *names: str) -> None:
             raise ValueError(f"{name}={getattr(config, name)}; expected >= 0")
 
 
-def parse_task(data: dict[str, Any], where: str = "task") -> ClassificationTask | ForecastTask:
+#: The task kinds a task file can be.
+KINDS = ("classification", "forecasting", "pretraining")
+
+#: Any task.
+AnyTask = ClassificationTask | ForecastTask | PretrainTask
+
+
+def parse_task(data: dict[str, Any], where: str = "task") -> AnyTask:
     """A task from plain data (a TOML document's tables); errors name ``where`` and the key."""
     if "format" not in data:
         hint = " (a format-1 file: see tasks/README.md, 'Format 2')" if "task" in data else ""
@@ -231,33 +323,42 @@ def parse_task(data: dict[str, Any], where: str = "task") -> ClassificationTask 
             "(see tasks/README.md)"
         )
     kind = data.get("kind", "classification")
-    if kind not in ("classification", "forecasting"):
-        raise ValueError(f"{where}: kind = {kind!r}; expected 'classification' or 'forecasting'")
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind = {kind!r}; expected one of {', '.join(map(repr, KINDS))}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: missing key 'name' (the run folder's name)")
     return build(Task, data, where)
 
 
-def load_task(
-    path: str | Path, overrides: dict[str, Any] | None = None
-) -> ClassificationTask | ForecastTask:
+def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> AnyTask:
     """Read and check a task file. ``overrides``: dotted keys to set before checking, e.g.
-    ``{"training.epochs": 1, "data.max_eval": 64}`` (``titans-sci run --set``). Relative data
-    paths in the file are taken relative to the file's folder."""
+    ``{"training.epochs": 1, "data.max_eval": 64}`` (``titans-sci run --set``). Paths written in
+    the file (data files, ``training.init``) are relative to the file's folder; paths given as
+    overrides are relative to the working directory, as on any command line."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"{path}: cannot read the task file: {error}") from None
+    _resolve_paths(data, path.parent)
     for key, value in (overrides or {}).items():
         _set(data, key, value, path)
+    return parse_task(data, str(path))
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """The relative paths of a task file's tables made relative to ``folder`` (in place)."""
     table = data.get("data")
     if isinstance(table, dict):
         for key in ("train", "dev", "test", "file"):
             if isinstance(table.get(key), str):
-                table[key] = str(path.parent / table[key])
-    return parse_task(data, str(path))
+                table[key] = str(folder / table[key])
+        if isinstance(table.get("files"), list):
+            table["files"] = [str(folder / f) if isinstance(f, str) else f for f in table["files"]]
+    training = data.get("training")
+    if isinstance(training, dict) and isinstance(training.get("init"), str):
+        training["init"] = str(folder / training["init"])
 
 
 def _set(data: dict[str, Any], key: str, value: Any, path: Path) -> None:

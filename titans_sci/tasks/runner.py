@@ -28,7 +28,7 @@ from titans_sci import distributed, report
 from titans_sci.api import save_model
 from titans_sci.config import to_dict
 from titans_sci.data.registry import sha256_of
-from titans_sci.tasks.config import ClassificationTask, ForecastTask, load_task
+from titans_sci.tasks.config import AnyTask, ForecastTask, PretrainTask, load_task
 from titans_sci.tasks.run_folder import RunFolder, code_version, write_csv, write_json
 from titans_sci.train import Trainer, TrainResult
 
@@ -113,12 +113,16 @@ class TaskKind(Protocol[M]):
         ...
 
 
-def kind_of(task: ClassificationTask | ForecastTask) -> TaskKind[Any]:
+def kind_of(task: AnyTask) -> TaskKind[Any]:
     """The :class:`TaskKind` that runs ``task``."""
     if isinstance(task, ForecastTask):
         from titans_sci.tasks.forecasting import Forecasting
 
         return Forecasting(task)
+    if isinstance(task, PretrainTask):
+        from titans_sci.tasks.pretraining import Pretraining
+
+        return Pretraining(task)
     from titans_sci.tasks.classification import Classification
 
     return Classification(task)
@@ -134,7 +138,7 @@ def fingerprint(kind: TaskKind[Any]) -> dict[str, Any]:
     }
 
 
-def without_baselines(task: ClassificationTask | ForecastTask) -> ClassificationTask | ForecastTask:
+def without_baselines(task: AnyTask) -> AnyTask:
     """``task`` with every baseline switched off (``titans-sci train``)."""
     # Any: mypy types replace() on the union of the two kinds' baselines as taking nothing.
     baselines: Any = task.baselines
@@ -143,7 +147,7 @@ def without_baselines(task: ClassificationTask | ForecastTask) -> Classification
 
 
 def run(
-    task: ClassificationTask | ForecastTask,
+    task: AnyTask,
     out: str | Path = "runs",
     resume: bool = False,
     overwrite: bool = False,
