@@ -1,28 +1,16 @@
-"""What the benchmark scripts say about the machine they ran on."""
+"""What the benchmark scripts say about the machine they ran on (the suites' own line, from
+``titans_sci.suites``; the repository is put on the path first, so a script run from a bare
+checkout finds the package)."""
 
 from __future__ import annotations
 
-import os
-import platform
+import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from titans_sci.suites import cpu_model, describe_machine  # noqa: E402
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, or what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+describe = describe_machine
 
-
-def describe(threads: int) -> str:
-    """``"<CPU>, <n> cores, <threads> torch thread(s), torch <version>"``."""
-    return (
-        f"{cpu_model()}, {os.cpu_count()} cores, {threads} torch thread(s), "
-        f"torch {torch.__version__}"
-    )
+__all__ = ["cpu_model", "describe"]

@@ -1,28 +1,13 @@
-"""A JSON store of benchmark results that several processes can fill, and its rendered table."""
+"""A JSON store of benchmark results that several processes can fill, and its rendered table
+(``titans_sci.suites.store``; the repository is put on the path first)."""
 
 from __future__ import annotations
 
-import fcntl
-import json
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def save(
-    entries: dict[str, dict],
-    store_path: Path,
-    table_path: Path,
-    render: Callable[[dict[str, dict]], str],
-) -> None:
-    """Merge ``entries`` into the JSON store and rebuild the table from the whole store, under
-    a file lock (so several benchmark processes, one per core, can fill one table); both files
-    are replaced atomically."""
-    store_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(store_path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        store = json.loads(store_path.read_text()) if store_path.exists() else {}
-        store.update(entries)
-        for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True)),
-                           (table_path, render(store))):  # fmt: skip
-            path.with_suffix(".tmp").write_text(text)
-            path.with_suffix(".tmp").replace(path)
+from titans_sci.suites.store import save  # noqa: E402
+
+__all__ = ["save"]

@@ -157,6 +157,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite == "genomics":
+        from titans_sci.suites.genomics import run_suite
+
+        run_suite(args)
+        print(f"leaderboard: {args.out / 'genomics.md'}")
+        return 0
     from titans_sci.bench import memory_throughput
 
     memory_throughput(lengths=args.lengths, quiet=args.quiet)
@@ -308,12 +314,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         parents=[common],
-        help="time the memory on this machine",
-        description="Tokens per second of a Titans memory layer (forward and backward) at "
-        "several lengths. Peer comparisons live in benchmarks/.",
+        help="time the memory on this machine, or run a benchmark suite",
+        description="Without a suite: tokens per second of a Titans memory layer (forward and "
+        "backward) at several lengths. 'bench genomics': every bundled genomic task, Titans "
+        "and the baselines, resumable, with a leaderboard. Peer comparisons live in "
+        "benchmarks/.",
     )
     bench.add_argument("--lengths", type=_positive, nargs="+", default=[256, 1024, 4096])
-    bench.set_defaults(func=_cmd_bench)
+    bench.set_defaults(func=_cmd_bench, suite=None)
+    suites = bench.add_subparsers(dest="suite", metavar="SUITE")
+    genomics = suites.add_parser(
+        "genomics",
+        parents=[common],
+        help="the genomic suite: every task, resumable, with a leaderboard",
+        description="Run or resume every bundled genomic task for the Titans entrants and both "
+        "baselines; write genomics.md (next to published numbers) and genomics_margins.png "
+        "into --out. Cells already done with the same settings are skipped; an interrupted "
+        "run continues from its last epoch.",
+    )
+    from titans_sci.suites.genomics import add_arguments
+
+    add_arguments(genomics)
     return parser
 
 

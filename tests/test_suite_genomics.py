@@ -1,0 +1,92 @@
+"""``titans-sci bench genomics``: killed mid-run, started again, it finishes without training a
+finished seed again; run a third time, it skips every cell; the table picks Titans on dev."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from titans_sci.cli import main
+from titans_sci.suites.genomics import chosen_on_dev, margins, render
+
+TINY = [
+    "bench", "genomics", "--tasks", "gue/mouse/3", "--entrants", "lmm", "--seeds", "1", "2",
+    "--epochs", "2", "--max-train-tokens", "40000", "--max-eval", "64", "--dim", "16",
+    "--heads", "2", "--depth", "1", "-q",
+]  # fmt: skip
+
+
+def _logs(out) -> dict[str, str]:
+    return {
+        str(p.relative_to(out)): p.read_text()
+        for p in sorted(out.glob("runs/*/checkpoints/*/*/train.log"))
+    }
+
+
+def test_a_killed_suite_resumes_without_training_finished_seeds_again(tmp_path):
+    out = tmp_path / "suite"
+    argv = [*TINY, "--out", str(out)]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "titans_sci.cli", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 300
+    try:
+        # kill it once seed 1's Titans model is saved and seed 2 has started training
+        while time.monotonic() < deadline:
+            if list(out.glob("runs/*/checkpoints/seed2/titans/checkpoint.pt")):
+                break
+            assert child.poll() is None, "the suite ended before it could be killed"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not list(out.glob("runs/*/results.json")) and not (out / "genomics.json").exists()
+    before = _logs(out)
+    seed1 = [k for k in before if "/seed1/titans/" in k]
+    assert seed1 and before[seed1[0]].count("\n") == 2  # both epochs of seed 1 were done
+
+    assert main(argv) == 0
+    after = _logs(out)
+    assert after[seed1[0]] == before[seed1[0]]  # seed 1 was not trained again
+    store = json.loads((out / "genomics.json").read_text())
+    assert set(store) == {"gue/mouse/3|titans lmm", "gue/mouse/3|kmer_lr", "gue/mouse/3|cnn"}
+    assert store["gue/mouse/3|titans lmm"]["n"] == 2
+    assert (out / "genomics_margins.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "genomics.md").read_text()
+    assert "| gue/mouse/3 | 66.47 (DNABERT-2 MCC) |" in table
+
+    assert main(argv) == 0  # everything done: nothing runs, the store is left as it is
+    assert json.loads((out / "genomics.json").read_text()) == store
+    assert _logs(out) == after
+
+
+def _entry(mean: float, dev: float | None) -> dict:
+    return {
+        "mean": mean, "std": 1.0, "n": 3, "dev": dev, "metric": "mcc", "budget": "b",
+        "protocol": "p", "seconds": 1.0, "machine": "m", "date": "d", "config": "c",
+    }  # fmt: skip
+
+
+def test_the_titans_entrant_is_chosen_on_dev_never_on_test():
+    store = {
+        "gue/tf/0|titans lmm": _entry(70.0, 80.0),  # better on test
+        "gue/tf/0|titans lmm pretrained": _entry(60.0, 85.0),  # better on dev: chosen
+        "gue/tf/0|kmer_lr": _entry(65.0, None),
+        "gue/tf/0|cnn": _entry(62.0, None),
+    }
+    assert chosen_on_dev(store, "gue/tf/0")[0] == "titans lmm pretrained"
+    assert margins(store) == {"gue/tf/0": pytest.approx(-5.0)}
+    table = render(store)
+    assert "| lmm pretrained | -5.00 |" in table
+    assert "ahead of both baselines: **0 of 1**" in table
