@@ -60,8 +60,9 @@ def test_a_killed_suite_resumes_without_training_finished_seeds_again(tmp_path):
     after = _logs(out)
     assert after[seed1[0]] == before[seed1[0]]  # seed 1 was not trained again
     store = json.loads((out / "genomics.json").read_text())
-    assert set(store) == {"gue/mouse/3|titans lmm", "gue/mouse/3|kmer_lr", "gue/mouse/3|cnn"}
-    assert store["gue/mouse/3|titans lmm"]["n"] == 2
+    titans = "gue/mouse/3|titans lmm dim16 depth1 heads2"  # the size is in the label
+    assert set(store) == {titans, "gue/mouse/3|kmer_lr", "gue/mouse/3|cnn"}
+    assert store[titans]["n"] == 2
     assert (out / "genomics_margins.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "genomics.md").read_text()
     assert "| gue/mouse/3 | 66.47 (DNABERT-2 MCC) |" in table

@@ -37,8 +37,9 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from titans_sci.api import WEIGHTS
 from titans_sci.config import to_dict
-from titans_sci.data.registry import list_datasets, load_manifest
+from titans_sci.data.registry import list_datasets, load_manifest, sha256_of
 from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
@@ -162,9 +163,19 @@ def build_task(
 
 
 def config_hash(task: ClassificationTask) -> str:
-    """8 hex digits naming everything that decides a run of ``task`` (its resolved config)."""
-    text = json.dumps(to_dict(task), sort_keys=True)
+    """8 hex digits naming everything that decides a run of ``task``: its resolved config, with
+    a pretrained model named by its weights' checksum rather than its path (the same cell
+    wherever the checkout lies)."""
+    config = to_dict(task)
+    if task.training.init is not None:
+        config["training"]["init"] = pretrained_id(task.training.init)
+    text = json.dumps(config, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def pretrained_id(folder: str | Path) -> str:
+    """The first 12 hex digits of a saved model's weights checksum."""
+    return sha256_of(Path(folder) / WEIGHTS)[:12]
 
 
 def budget(task: ClassificationTask) -> str:
@@ -180,25 +191,39 @@ def budget(task: ClassificationTask) -> str:
         f"{task.model.stem_kernel}, {task.model.pool} pool"
     )
     if training.init:
-        text += f", trunk from {training.init}"
+        text += f", trunk from the pretrained model {pretrained_id(training.init)}"
     if task.data.max_eval:
         text += f", dev and test cut to {task.data.max_eval} sequences (a smoke run)"
     return text
 
 
+#: The model size of the suite's defaults; a cell of another size says so in its label.
+SIZE = {"dim": 64, "depth": 2, "heads": 4, "chunk": 16}
+
+
+def label_of(entrant: Entrant, args: argparse.Namespace) -> str:
+    """``entrant.label``, with every size setting that is not the default: ``titans lmm
+    dim128 depth4``."""
+    tags = [
+        f"{key}{getattr(args, key)}" for key, value in SIZE.items() if getattr(args, key) != value
+    ]
+    return " ".join([entrant.label, *tags])
+
+
 def entries_of(
-    name: str, entrant: Entrant, task: ClassificationTask, result: dict[str, Any], extra: dict
+    name: str, label: str, task: ClassificationTask, result: dict[str, Any], extra: dict
 ) -> dict[str, dict[str, Any]]:
-    """The store entries (``"<task>|<model>"``) of one finished run."""
+    """The store entries (``"<task>|<model>"``) of one finished run of the Titans model
+    ``label``."""
     metric = metric_of(name)
     entries = {}
     for model, summary in result["summary"].items():
-        label = entrant.label if model == "titans" else model
+        model_label = label if model == "titans" else model
         dev = [r["dev_score"] for r in result["runs"] if r["model"] == model and "dev_score" in r]
         stats = summary[metric]
         if stats["mean"] is None or not math.isfinite(stats["mean"]):
-            raise ValueError(f"{name} {label}: {metric} is undefined in every run")
-        entries[f"{name}|{label}"] = {
+            raise ValueError(f"{name} {model_label}: {metric} is undefined in every run")
+        entries[f"{name}|{model_label}"] = {
             "mean": 100 * stats["mean"],
             "std": 100 * stats["std"],
             "n": int(stats["n"]),
@@ -227,13 +252,14 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
             baselines = args.baselines and i == 0
             task = build_task(name, entrant, args, baselines)
             digest = config_hash(task)
-            labels = [entrant.label] + (list(BASELINES) if baselines else [])
+            label = label_of(entrant, args)
+            labels = [label] + (list(BASELINES) if baselines else [])
             stored = _read(store_path)
             if all(stored.get(f"{name}|{m}", {}).get("config") == digest for m in labels):
-                print(f"{name} | {entrant.label}: done ({digest}), skipped", flush=True)
+                print(f"{name} | {label}: done ({digest}), skipped", flush=True)
                 continue
             start = time.perf_counter()
-            folder = f"{task.name}_{entrant.label.replace(' ', '_')}_{digest}"
+            folder = f"{task.name}_{label.replace(' ', '_')}_{digest}"
             task = replace(task, name=folder)
             result = run(task, out / "runs", resume=True, progress=not args.quiet)
             extra = {
@@ -242,7 +268,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
                 "machine": machine,
                 "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             }
-            entries = entries_of(name, entrant, task, result, extra)
+            entries = entries_of(name, label, task, result, extra)
             save(entries, store_path, table_path, render)
             for key, entry in entries.items():
                 print(f"{key}: {entry['mean']:.2f} +- {entry['std']:.2f}", flush=True)
@@ -407,10 +433,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=SIZE["dim"])
+    parser.add_argument("--depth", type=int, default=SIZE["depth"])
+    parser.add_argument("--heads", type=int, default=SIZE["heads"])
+    parser.add_argument("--chunk", type=int, default=SIZE["chunk"])
     parser.add_argument("--stem-kernel", type=int, default=9)
     parser.add_argument("--pool", default="max")
     parser.add_argument("--preset", default="titans")
