@@ -3,8 +3,10 @@ finished seed again; run a third time, it skips every cell; the table picks Tita
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +14,19 @@ import time
 
 import pytest
 
+from titans_sci.api import save_model
 from titans_sci.cli import main
-from titans_sci.suites.genomics import chosen_on_dev, margins, render
+from titans_sci.models.config import LMMConfig
+from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
+from titans_sci.suites.genomics import (
+    Entrant,
+    add_arguments,
+    build_task,
+    chosen_on_dev,
+    config_hash,
+    margins,
+    render,
+)
 
 TINY = [
     "bench", "genomics", "--tasks", "gue/mouse/3", "--entrants", "lmm", "--seeds", "1", "2",
@@ -91,3 +104,23 @@ def test_the_titans_entrant_is_chosen_on_dev_never_on_test():
     table = render(store)
     assert "| lmm pretrained | -5.00 |" in table
     assert "ahead of both baselines: **0 of 1**" in table
+
+
+def test_a_pretrained_cell_is_named_by_the_weights_not_their_path(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    memory = {"preset": "titans", "num_heads": 4, "head_dim": 16, "chunk_size": 16}
+    backbone = LMMConfig.from_dict({"dim": 64, "bidirectional": True, "memory": memory})
+    save_model(tmp_path / "a", DNAMaskedLM(DNALMConfig(backbone)), {})
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    hashes = []
+    for folder in ("a", "b"):
+        args = parser.parse_args(["--pretrained", str(tmp_path / folder)])
+        task = build_task("gue/mouse/3", Entrant.parse("lmm:pretrained"), args, baselines=True)
+        assert task.training.init == str(tmp_path / folder)
+        hashes.append(config_hash(task))
+    assert hashes[0] == hashes[1]
+    scratch = build_task("gue/mouse/3", Entrant.parse("lmm"), args, baselines=True)
+    assert config_hash(scratch) != hashes[0]
+    with pytest.raises(ValueError, match="entrant 'lmm:finetuned'"):
+        Entrant.parse("lmm:finetuned")
