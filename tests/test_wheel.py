@@ -171,6 +171,13 @@ def test_wheel_holds_every_module_the_data_sets_and_the_task_files(installed: In
     assert {"demo_genomics.toml", "demo_forecasting.toml"} <= tasks
     missing = sorted(t for t in tasks if f"titans_sci/_bundled/tasks/{t}" not in names)
     assert not missing, f"task files not in the wheel: {missing}"
+    pretrained = {
+        p.relative_to(REPO / "tasks").as_posix() for p in (REPO / "tasks" / "pretrained").rglob("*")
+        if p.is_file()
+    }  # fmt: skip
+    assert "pretrained/dna_lm/model.safetensors" in pretrained
+    missing = sorted(p for p in pretrained if f"titans_sci/_bundled/tasks/{p}" not in names)
+    assert not missing, f"pretrained models not in the wheel: {missing}"
 
 
 def test_installed_wheel_imports_its_own_copy(installed: Installed, workdir: Path):
