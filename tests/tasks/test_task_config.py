@@ -10,7 +10,7 @@ from tiny_tasks import classification_task, forecast_task, write
 from titans_sci.data.registry import load_manifest
 from titans_sci.models import MAGConfig
 from titans_sci.tasks import ClassificationTask, ForecastTask, load_task
-from titans_sci.tasks.config import FORMAT
+from titans_sci.tasks.config import FORMAT, PretrainTask
 
 TASK_FILES = sorted(Path("tasks").glob("*.toml"))
 GUE = 'dataset = "gue/prom/prom_core_tata"'
@@ -25,9 +25,16 @@ def test_every_bundled_task_file_loads_onto_the_tree():
         task = load_task(path)
         assert task.format == FORMAT
         assert task.name == path.stem
-        assert load_manifest(task.data.dataset).name == task.data.dataset
-        kind = {"classification": ClassificationTask, "forecasting": ForecastTask}[task.kind]
-        assert isinstance(task, kind)
+        kinds = {
+            "classification": ClassificationTask,
+            "forecasting": ForecastTask,
+            "pretraining": PretrainTask,
+        }
+        assert isinstance(task, kinds[task.kind])
+        if isinstance(task, PretrainTask):
+            assert task.data.bundled and not task.data.files
+        else:
+            assert load_manifest(task.data.dataset).name == task.data.dataset
 
 
 def test_nested_tables_reach_the_memory_and_the_variant(tmp_path):

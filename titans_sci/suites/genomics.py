@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from titans_sci.api import WEIGHTS
 from titans_sci.config import to_dict
@@ -247,7 +246,13 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
     torch.set_num_threads(args.threads)
     machine = describe_machine(args.threads)
     entrants = [Entrant.parse(e) for e in args.entrants]
-    for name in args.tasks:
+    known = [m.name for m in list_datasets(kind="dna")]
+    unknown = [name for name in args.tasks or () if name not in known]
+    if unknown:
+        raise ValueError(
+            f"--tasks: no bundled DNA data set {unknown[0]!r} (known: {', '.join(known)})"
+        )
+    for name in args.tasks or known:
         for i, entrant in enumerate(entrants):
             baselines = args.baselines and i == 0
             task = build_task(name, entrant, args, baselines)
@@ -373,6 +378,8 @@ def render(store: dict[str, dict]) -> str:
 
 def plot_margins(store: dict[str, dict], path: Path) -> Path | None:
     """A bar per task: the dev-chosen Titans test mean minus the better baseline's."""
+    from matplotlib.figure import Figure  # here: building the CLI's parser stays light
+
     ahead = margins(store)
     if not ahead:
         return None
@@ -395,14 +402,15 @@ def plot_margins(store: dict[str, dict], path: Path) -> Path | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The suite's options (``titans-sci bench genomics --help``)."""
-    names = [m.name for m in list_datasets(kind="dna")]
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("runs/bench_genomics"),
         help="where the table, the plot and the runs go",
     )
-    parser.add_argument("--tasks", nargs="+", default=names, choices=names, metavar="TASK")
+    parser.add_argument(
+        "--tasks", nargs="+", metavar="TASK", help="bundled DNA data sets (default: every one)"
+    )
     parser.add_argument(
         "--entrants",
         nargs="+",
