@@ -1,0 +1,15 @@
+#!/bin/sh
+# The suite runs behind benchmarks/results/genomics.md, in the order they were started (two at
+# a time, one per core, one torch thread each). `titans-sci bench genomics` skips every cell
+# already in benchmarks/results/genomics.json with the same settings and continues an
+# interrupted run from its last epoch checkpoint, so this file can be run again after a kill,
+# in another session too: `sh benchmarks/genomics_runs.sh 1` (core 1's line) and
+# `sh benchmarks/genomics_runs.sh 2` beside it.
+set -e
+FULL="--epochs 12 --patience 3 --threads 1 -q --out benchmarks/results"
+SMALL="gue/mouse/3 gue/mouse/2 gue/prom/prom_core_tata"
+case "$1" in
+    1) .venv/bin/titans-sci bench genomics $FULL --tasks $SMALL --entrants lmm ;;
+    2) .venv/bin/titans-sci bench genomics $FULL --tasks $SMALL --entrants lmm:pretrained --no-baselines ;;
+    *) echo "usage: sh benchmarks/genomics_runs.sh 1|2" >&2; exit 2 ;;
+esac
