@@ -4,12 +4,18 @@
 # already in benchmarks/results/genomics.json with the same settings and continues an
 # interrupted run from its last epoch checkpoint, so this file can be run again after a kill,
 # in another session too: `sh benchmarks/genomics_runs.sh 1` (core 1's line) and
-# `sh benchmarks/genomics_runs.sh 2` beside it.
+# `sh benchmarks/genomics_runs.sh 2` beside it (then `sweep`).
 set -e
 FULL="--epochs 12 --patience 3 --threads 1 -q --out benchmarks/results"
 SMALL="gue/mouse/3 gue/mouse/2 gue/prom/prom_core_tata"
 case "$1" in
     1) .venv/bin/titans-sci bench genomics $FULL --tasks $SMALL --entrants lmm ;;
     2) .venv/bin/titans-sci bench genomics $FULL --tasks $SMALL --entrants lmm:pretrained --no-baselines ;;
-    *) echo "usage: sh benchmarks/genomics_runs.sh 1|2" >&2; exit 2 ;;
+    # The dev sweep on gue/mouse/3 (the task where Titans trails the CNN most): head dropout,
+    # a narrower model, the MAG variant. The table's `chosen` column picks among them on dev.
+    sweep)
+        .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dropout 0.1
+        .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dim 32
+        .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants mag --no-baselines ;;
+    *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep" >&2; exit 2 ;;
 esac

@@ -21,9 +21,11 @@ from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.suites.genomics import (
     Entrant,
     add_arguments,
+    budget,
     build_task,
     chosen_on_dev,
     config_hash,
+    label_of,
     margins,
     render,
 )
@@ -124,3 +126,18 @@ def test_a_pretrained_cell_is_named_by_the_weights_not_their_path(tmp_path):
     assert config_hash(scratch) != hashes[0]
     with pytest.raises(ValueError, match="entrant 'lmm:finetuned'"):
         Entrant.parse("lmm:finetuned")
+
+
+def test_a_sweep_setting_is_in_the_cell_name_the_config_and_the_budget():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    lmm = Entrant.parse("lmm")
+    default, swept = parser.parse_args([]), parser.parse_args(["--dropout", "0.1", "--dim", "32"])
+    assert label_of(lmm, default) == "titans lmm"
+    assert label_of(lmm, swept) == "titans lmm dim32 dropout0.1"
+    task = build_task("gue/mouse/3", lmm, swept, baselines=False)
+    assert task.model.dropout == 0.1 and task.model.backbone.dim == 32
+    assert budget(task).endswith("head dropout 0.1")
+    plain = build_task("gue/mouse/3", lmm, default, baselines=False)
+    assert config_hash(task) != config_hash(plain)
+    assert "dropout" not in budget(plain)

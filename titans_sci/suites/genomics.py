@@ -139,6 +139,7 @@ def build_task(
             "model": {
                 "stem_kernel": args.stem_kernel,
                 "pool": args.pool,
+                "dropout": args.dropout,
                 "backbone": {
                     "variant": entrant.variant,
                     "dim": args.dim,
@@ -189,6 +190,8 @@ def budget(task: ClassificationTask) -> str:
         f"depth {backbone.depth}, {memory.num_heads} heads, chunk {memory.chunk_size}, stem "
         f"{task.model.stem_kernel}, {task.model.pool} pool"
     )
+    if task.model.dropout:
+        text += f", head dropout {task.model.dropout}"
     if training.init:
         text += f", trunk from the pretrained model {pretrained_id(training.init)}"
     if task.data.max_eval:
@@ -197,12 +200,12 @@ def budget(task: ClassificationTask) -> str:
 
 
 #: The model size of the suite's defaults; a cell of another size says so in its label.
-SIZE = {"dim": 64, "depth": 2, "heads": 4, "chunk": 16}
+SIZE: dict[str, float] = {"dim": 64, "depth": 2, "heads": 4, "chunk": 16, "dropout": 0.0}
 
 
 def label_of(entrant: Entrant, args: argparse.Namespace) -> str:
     """``entrant.label``, with every size setting that is not the default: ``titans lmm
-    dim128 depth4``."""
+    dim128 depth4 dropout0.1``."""
     tags = [
         f"{key}{getattr(args, key)}" for key, value in SIZE.items() if getattr(args, key) != value
     ]
@@ -445,6 +448,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth", type=int, default=SIZE["depth"])
     parser.add_argument("--heads", type=int, default=SIZE["heads"])
     parser.add_argument("--chunk", type=int, default=SIZE["chunk"])
+    parser.add_argument(
+        "--dropout", type=float, default=SIZE["dropout"], help="before the classifier's head"
+    )
     parser.add_argument("--stem-kernel", type=int, default=9)
     parser.add_argument("--pool", default="max")
     parser.add_argument("--preset", default="titans")
