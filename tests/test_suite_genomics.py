@@ -132,11 +132,15 @@ def test_a_sweep_setting_is_in_the_cell_name_the_config_and_the_budget():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     lmm = Entrant.parse("lmm")
-    default, swept = parser.parse_args([]), parser.parse_args(["--dropout", "0.1", "--dim", "32"])
+    default, swept = (
+        parser.parse_args([]),
+        parser.parse_args(["--dropout", "0.1", "--dim", "32", "--lr", "3e-3"]),
+    )
     assert label_of(lmm, default) == "titans lmm"
-    assert label_of(lmm, swept) == "titans lmm dim32 dropout0.1"
+    assert label_of(lmm, swept) == "titans lmm dim32 dropout0.1 lr0.003"
     task = build_task("gue/mouse/3", lmm, swept, baselines=False)
     assert task.model.dropout == 0.1 and task.model.backbone.dim == 32
+    assert task.training.lr == 3e-3
     assert budget(task).endswith("head dropout 0.1")
     plain = build_task("gue/mouse/3", lmm, default, baselines=False)
     assert config_hash(task) != config_hash(plain)

@@ -199,15 +199,22 @@ def budget(task: ClassificationTask) -> str:
     return text
 
 
-#: The model size of the suite's defaults; a cell of another size says so in its label.
-SIZE: dict[str, float] = {"dim": 64, "depth": 2, "heads": 4, "chunk": 16, "dropout": 0.0}
+#: The suite's default model and learning rate: a cell swept away from one says so in its label.
+SWEEP: dict[str, float] = {
+    "dim": 64,
+    "depth": 2,
+    "heads": 4,
+    "chunk": 16,
+    "dropout": 0.0,
+    "lr": 1e-3,
+}
 
 
 def label_of(entrant: Entrant, args: argparse.Namespace) -> str:
-    """``entrant.label``, with every size setting that is not the default: ``titans lmm
-    dim128 depth4 dropout0.1``."""
+    """``entrant.label``, with every sweep setting that is not the default: ``titans lmm
+    dim128 depth4 dropout0.1 lr0.003``."""
     tags = [
-        f"{key}{getattr(args, key)}" for key, value in SIZE.items() if getattr(args, key) != value
+        f"{key}{getattr(args, key)}" for key, value in SWEEP.items() if getattr(args, key) != value
     ]
     return " ".join([entrant.label, *tags])
 
@@ -443,13 +450,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="training bases per seed (0: the whole training set)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--dim", type=int, default=SIZE["dim"])
-    parser.add_argument("--depth", type=int, default=SIZE["depth"])
-    parser.add_argument("--heads", type=int, default=SIZE["heads"])
-    parser.add_argument("--chunk", type=int, default=SIZE["chunk"])
+    parser.add_argument("--lr", type=float, default=SWEEP["lr"])
+    parser.add_argument("--dim", type=int, default=SWEEP["dim"])
+    parser.add_argument("--depth", type=int, default=SWEEP["depth"])
+    parser.add_argument("--heads", type=int, default=SWEEP["heads"])
+    parser.add_argument("--chunk", type=int, default=SWEEP["chunk"])
     parser.add_argument(
-        "--dropout", type=float, default=SIZE["dropout"], help="before the classifier's head"
+        "--dropout", type=float, default=SWEEP["dropout"], help="before the classifier's head"
     )
     parser.add_argument("--stem-kernel", type=int, default=9)
     parser.add_argument("--pool", default="max")
