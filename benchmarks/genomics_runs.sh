@@ -18,6 +18,7 @@ case "$1" in
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dropout 0.1
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --lr 3e-3
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dim 32
+        # (the MAG point ran beside the dim-32 one, on the other core)
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants mag --no-baselines ;;
     *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep" >&2; exit 2 ;;
 esac
