@@ -87,7 +87,14 @@ PUBLISHED = {
                 "PatchTST": (0.259, 0.281), "DLinear": (0.265, 0.317)},
 }  # fmt: skip
 
-TITANS_ROWS = ["titans lmm", "titans mag", "titans lmm + skip", "titans mag + skip"]
+TITANS_ROWS = [
+    f"titans {variant}{mode}{skip}"
+    for mode in ("", " mixing")
+    for variant in ("lmm", "mag")
+    for skip in ("", " + skip")
+]
+"""The Titans rows, in table order: variant, channel mixing (``--mode channel_mixing``), skip."""
+MODE_LABELS = {"channel_independent": "", "channel_mixing": " mixing"}
 
 
 def today() -> str:
@@ -106,17 +113,19 @@ def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTas
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
     comes from the same run."""
-    label = f"titans {variant}" + (" + skip" if args.lookback_skip else "")
+    mode = MODE_LABELS[args.mode]
+    label = f"titans {variant}{mode}" + (" + skip" if args.lookback_skip else "")
     base = long_task(name).name
-    run_name = f"{base}_{variant}{'_skip' if args.lookback_skip else ''}_h{horizon}"
+    run_name = label.replace("titans ", f"{base}_").replace(" + ", "_").replace(" ", "_")
     task = long_task(  # the task file's budget, unless --set changes it
         name,
         {
             **parse_overrides(args.set),
-            "name": run_name,
+            "name": f"{run_name}_h{horizon}",
             "protocol.horizons": [horizon],
             "model.backbone.variant": variant,
             "model.lookback_skip": args.lookback_skip,
+            "model.mode": args.mode,
         },
     )
     result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
@@ -445,6 +454,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Titans with the head's linear lookback->horizon path (rows 'titans <variant> + "
         "skip')",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=list(MODE_LABELS),
+        default="channel_independent",
+        help="the forecaster's layout (rows 'titans <variant> mixing' for channel_mixing)",
     )
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
     parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)

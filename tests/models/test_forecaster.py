@@ -50,15 +50,62 @@ def test_instance_norm_makes_forecasts_affine_equivariant(mode: str):
 
 def test_channel_independent_mode_keeps_channels_apart():
     """Channel-independent: a channel's forecast depends on that channel alone (shared weights,
-    so permuting channels permutes forecasts); multivariate mode mixes them."""
+    so permuting channels permutes forecasts); the multivariate and channel-mixing modes mix
+    them."""
     x = torch.randn(2, 40, 3).double()
     changed = x.clone()
     changed[:, :, 2] += torch.randn(2, 40).double()
     model = make("channel_independent")
     torch.testing.assert_close(model.predict(changed)[..., :2], model.predict(x)[..., :2])
     torch.testing.assert_close(model.predict(x[..., [2, 0, 1]]), model.predict(x)[..., [2, 0, 1]])
-    mixed = make("multivariate")
-    assert not torch.allclose(mixed.predict(changed)[..., :2], mixed.predict(x)[..., :2])
+    for mode in ("multivariate", "channel_mixing"):
+        mixed = make(mode)
+        assert not torch.allclose(mixed.predict(changed)[..., :2], mixed.predict(x)[..., :2])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("split", [1, 4, 9])
+def test_encode_streams_over_patches(mode: str, split: int):
+    """The patch sequences fed in two pieces, carrying the state, give the features of one
+    call, with the channel mixers between the blocks too."""
+    model = make(mode, backbone=LMMConfig(dim=16, depth=2, memory=MEMORY))
+    tokens = model.tokens(torch.randn(2, 40, 3).double())  # [B', 10 patches, D]
+    whole, _ = model.encode(tokens)
+    head, state = model.encode(tokens[:, :split])
+    tail, _ = model.encode(tokens[:, split:], state)
+    torch.testing.assert_close(torch.cat([head, tail], dim=1), whole)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_features_of_the_past_never_see_a_later_step(mode: str):
+    """Causal over time in every mode: changing every channel after the last step of patch 4
+    (steps 24..39 of 40; patch n covers steps 4n..4n+7) leaves the features of patches 0..4
+    unchanged, channel mixing included, and changes later ones. Instance normalisation is off:
+    it scales a window by statistics of the whole window, by design."""
+    model = make(mode, backbone=LMMConfig(dim=16, depth=2, memory=MEMORY), instance_norm=False)
+    x = torch.randn(2, 40, 3).double()
+    future = x.clone()
+    future[:, 24:] += torch.randn(2, 16, 3).double()
+    past, _ = model.encode(model.tokens(x))
+    again, _ = model.encode(model.tokens(future))
+    torch.testing.assert_close(again[:, :5], past[:, :5])
+    assert not torch.allclose(again[:, 5:], past[:, 5:])
+
+
+def test_channel_mixing_mixes_channels_at_the_same_patch_only():
+    """A change in channel 2 after patch 4 reaches channels 0 and 1 at later patches (the mixer
+    mixes series) but not at patches 0..4 (it mixes each patch position alone)."""
+    model = make("channel_mixing", instance_norm=False)
+    x = torch.randn(2, 40, 3).double()
+    changed = x.clone()
+    changed[:, 24:, 2] += torch.randn(2, 16).double()
+    h, _ = model.encode(model.tokens(x))
+    h2, _ = model.encode(model.tokens(changed))
+    per_channel = h.reshape(2, 3, *h.shape[1:]), h2.reshape(2, 3, *h2.shape[1:])
+    torch.testing.assert_close(per_channel[1][:, :, :5], per_channel[0][:, :, :5])
+    assert not torch.allclose(per_channel[1][:, :2, 5:], per_channel[0][:, :2, 5:])
+    assert len(model.mixers) == model.config.backbone.depth
+    assert len(make("channel_independent").mixers) == 0
 
 
 @pytest.mark.parametrize(
@@ -165,7 +212,7 @@ def test_lookback_skip_is_a_linear_map_of_the_normalised_window(mode: str):
     modes: the skip sees each channel's own window in the layout the head's output uses."""
     model = make(mode, lookback_skip=True)
     lookback, horizon, channels = 40, 12, 3
-    width = 1 if mode == "channel_independent" else channels
+    width = 1 if model.config.per_channel else channels
     weight = torch.zeros_like(model.head.linear.weight)  # [H * width, features + L * width]
     skip = weight[:, -lookback * width :].view(horizon, width, lookback, width)
     for c in range(width):

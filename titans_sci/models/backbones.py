@@ -8,10 +8,16 @@ state never grows with the length processed. With ``bidirectional=True`` the sam
 read the reversed sequence and the two are averaged; such a backbone does not stream. The
 reversal is per sequence and over its real tokens only (padding stays where it is), so a
 right-padded sequence gets exactly the outputs it gets alone, whatever the batch.
+
+``after_block`` (``(i, h [B, T, D]) -> h``, optional) is applied to the output of block ``i``
+before the next block reads it: a caller's own mixing between the blocks (the forecaster's
+channel mixing mixes the channels' sequences at each position). It must act on each position
+alone for the streaming and causality above to hold.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +33,9 @@ from titans_sci.padding import reversal
 from titans_sci.recompute import recomputed
 
 from .config import BackboneConfig, LMMConfig, MACConfig, MAGConfig, MALConfig
+
+AfterBlock = Callable[[int, Tensor], Tensor]
+"""``(block index, h [B, T, D]) -> h [B, T, D]``: what a caller runs between the blocks."""
 
 
 @dataclass
@@ -203,30 +212,42 @@ class TitansBackbone(nn.Module):
         self.norm = nn.RMSNorm(config.dim, eps=1e-6)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, state: BackboneState | None = None
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        state: BackboneState | None = None,
+        after_block: AfterBlock | None = None,
     ) -> tuple[Tensor, BackboneState | None]:
         self._check(x, mask, state)
         if self.config.bidirectional:
             # Both readings in one batch: the same weights, half the calls.
             order = reversal(mask, x.shape[1], x.device)
             both = torch.cat([x, _gather_time(x, order)])
+            if after_block is not None:
+                raise ValueError("after_block needs a causal backbone; this one is bidirectional")
             h, _ = self._causal(both, None if mask is None else torch.cat([mask, mask]), None)
             forward, backward = h.chunk(2)
             return (forward + _gather_time(backward, order)) / 2, None
-        return self._causal(x, mask, state)
+        return self._causal(x, mask, state, after_block)
 
     @torch.no_grad()
-    def surprise(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+    def surprise(
+        self, x: Tensor, mask: Tensor | None = None, after_block: AfterBlock | None = None
+    ) -> Tensor:
         """How surprised each memory layer is by each token, reading left to right: ``[B, T,
         L, H]`` for ``L`` memory layers (one per block) of ``H`` heads. A token's surprise is
         the norm of the gradient of its memory's attentional bias with respect to the memory's
         weights when the memory writes it (see :meth:`NeuralMemory.surprise`): large where the
         memory did not expect what it read. Bidirectional backbones report the forward pass."""
-        return self.surprise_and_state(x, mask)[0]
+        return self.surprise_and_state(x, mask, after_block=after_block)[0]
 
     @torch.no_grad()
     def surprise_and_state(
-        self, x: Tensor, mask: Tensor | None = None, state: BackboneState | None = None
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        state: BackboneState | None = None,
+        after_block: AfterBlock | None = None,
     ) -> tuple[Tensor, BackboneState]:
         """:meth:`surprise` of a piece of a stream, and the state after it: feeding a sequence
         in pieces, carrying the state, gives the surprise of one call. A bidirectional
@@ -235,7 +256,7 @@ class TitansBackbone(nn.Module):
         if state is not None:
             self._check_state(x, state)
         with recording_surprise(self) as sinks:
-            _, state = self._causal(x, mask, state)
+            _, state = self._causal(x, mask, state, after_block)
         length = x.shape[1]  # MAC replays its partial segment: keep this call's tokens
         traces = [
             torch.cat(sink, dim=1)[:, -length:]
@@ -246,7 +267,11 @@ class TitansBackbone(nn.Module):
         return torch.stack(traces, dim=2), state
 
     def _causal(
-        self, x: Tensor, mask: Tensor | None, state: BackboneState | None
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        state: BackboneState | None,
+        after_block: AfterBlock | None = None,
     ) -> tuple[Tensor, BackboneState]:
         states = [None] * len(self.blocks) if state is None else list(state.blocks)
         for i, block in enumerate(self.blocks):
@@ -254,6 +279,8 @@ class TitansBackbone(nn.Module):
                 x, states[i] = block(x, mask, states[i])
             except NonFiniteSurpriseError as error:
                 raise error.moved(where=f"block {i} ({type(self).__name__})") from None
+            if after_block is not None:
+                x = after_block(i, x)
         return recomputed(self.norm, x), BackboneState(self.config.to_dict(), states)
 
     def _check(self, x: Tensor, mask: Tensor | None, state: BackboneState | None) -> None:
@@ -318,7 +345,11 @@ class TitansMAC(TitansBackbone):
     config: MACConfig  # checked in TitansBackbone.__init__
 
     def _causal(
-        self, x: Tensor, mask: Tensor | None, state: BackboneState | None
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        state: BackboneState | None,
+        after_block: AfterBlock | None = None,
     ) -> tuple[Tensor, BackboneState]:
         replayed = 0
         if state is not None and state.pending is not None:
@@ -326,7 +357,7 @@ class TitansMAC(TitansBackbone):
             replayed = pending_x.shape[1]
             x = torch.cat([pending_x, x], dim=1)
             mask = torch.cat([pending_mask, _all_real(x[:, replayed:], mask)], dim=1)
-        h, new_state = super()._causal(x, mask, state)
+        h, new_state = super()._causal(x, mask, state, after_block)
         tail = x.shape[1] % self.config.segment_len
         if tail:
             tail_x = x[:, x.shape[1] - tail :]

@@ -8,9 +8,15 @@
    ``stride`` steps (the last value repeated ``stride`` times at the end, so the newest steps
    get a full patch). In ``channel_independent`` mode every channel is its own univariate
    sequence of patches (weights shared across channels); in ``multivariate`` mode a patch holds
-   all channels.
+   all channels; ``channel_mixing`` mode (the layout of Simba, which the Titans paper's
+   forecasting experiments use with the memory in place of Mamba) reads the channels' patch
+   sequences as ``channel_independent`` does and, after every backbone block, mixes the
+   channels at each patch position (:class:`ChannelMixer`): the memory mixes time, the mixer
+   mixes series, and no channel's features at a patch see a later patch of any channel.
 3. Each patch is linearly embedded to ``dim`` (plus a learned position embedding) and the
-   backbone (any Titans variant) reads the sequence of patches.
+   backbone (any Titans variant) reads the sequence of patches (:meth:`TitansForecaster.encode`,
+   causal over patches, and streaming: the patches in pieces, carrying the state, give the
+   features of one call).
 4. The head (point, Student-t or quantile; see :mod:`titans_sci.heads.forecasting`) reads the
    flattened patch features and predicts all ``H`` steps at once. With ``lookback_skip`` it
    also reads the normalised lookback itself, so the forecast is the backbone's term plus a
@@ -29,9 +35,10 @@ from titans_sci.config import Config
 from titans_sci.heads.forecasting import HEADS, QuantileHead
 
 from . import build_backbone
+from .backbones import AfterBlock, BackboneState
 from .config import Backbone, LMMConfig
 
-MODES = ("channel_independent", "multivariate")
+MODES = ("channel_independent", "multivariate", "channel_mixing")
 LOSS_UNITS = ("window", "data")
 
 
@@ -45,7 +52,8 @@ class ForecasterConfig(Config):
         channels: number of series ``C`` in a window.
         backbone: the Titans backbone's config (its class picks the variant; its ``dim`` is the
             patch embedding width).
-        mode: ``"channel_independent"`` or ``"multivariate"`` (see the module docstring).
+        mode: ``"channel_independent"``, ``"multivariate"`` or ``"channel_mixing"`` (see the
+            module docstring).
         patch_len: steps per patch.
         stride: steps between patch starts.
         head: ``"point"``, ``"student_t"`` or ``"quantile"``.
@@ -61,7 +69,7 @@ class ForecasterConfig(Config):
     horizon: int = 96
     channels: int = 1
     backbone: Backbone = field(default_factory=LMMConfig)
-    mode: Literal["channel_independent", "multivariate"] = "channel_independent"
+    mode: Literal["channel_independent", "multivariate", "channel_mixing"] = "channel_independent"
     patch_len: int = 16
     stride: int = 8
     head: Literal["point", "student_t", "quantile"] = "point"
@@ -89,6 +97,11 @@ class ForecasterConfig(Config):
         object.__setattr__(self, "quantiles", tuple(sorted(float(q) for q in self.quantiles)))
 
     @property
+    def per_channel(self) -> bool:
+        """Whether each channel is its own sequence of patches (every mode but multivariate)."""
+        return self.mode != "multivariate"
+
+    @property
     def num_patches(self) -> int:
         """Patches per window: ``(L - patch_len) // stride + 2`` (the padded end adds one)."""
         return (self.lookback - self.patch_len) // self.stride + 2
@@ -104,13 +117,17 @@ class TitansForecaster(nn.Module):
         if config.backbone.bidirectional:
             raise ValueError("a forecaster reads its window causally; use bidirectional=False")
         self.config = config
-        width = 1 if config.mode == "channel_independent" else config.channels
+        width = 1 if config.per_channel else config.channels
         dim = config.backbone.dim
         self.embed = nn.Linear(config.patch_len * width, dim)
         self.position = nn.Parameter(torch.zeros(config.num_patches, dim))
         nn.init.normal_(self.position, std=0.02)
         self.dropout = nn.Dropout(config.dropout)
         self.backbone = build_backbone(config.backbone)
+        self.mixers = nn.ModuleList(
+            ChannelMixer(config.channels, dim, config.dropout)
+            for _ in range(config.backbone.depth if config.mode == "channel_mixing" else 0)
+        )
         head = HEADS[config.head]
         features = config.num_patches * dim + (
             config.lookback * width if config.lookback_skip else 0
@@ -146,17 +163,43 @@ class TitansForecaster(nn.Module):
         patches = x.unfold(1, cfg.patch_len, cfg.stride)  # [B', N, W, P]
         return patches.transpose(2, 3).flatten(2)[:, : cfg.num_patches]
 
+    def tokens(self, x: Tensor) -> Tensor:
+        """The backbone's input for ``x [B, L, C]``: embedded patches plus their positions,
+        ``[B', N, D]`` (``B' = B*C``, window-major, in the per-channel modes), normalised
+        first (RevIN) when the config says so."""
+        self._check(x)
+        return self._embed(self._normalise(x)[0])
+
+    def _embed(self, normalised: Tensor) -> Tensor:
+        return self.embed(self._patches(normalised)) + self.position
+
+    def _mixing(self) -> AfterBlock | None:
+        """What runs after each backbone block: the channel mixers (``channel_mixing``)."""
+        if not self.mixers:
+            return None
+        return lambda i, h: self.mixers[i](h)
+
+    def encode(
+        self, tokens: Tensor, state: BackboneState | None = None
+    ) -> tuple[Tensor, BackboneState]:
+        """The backbone (and, in ``channel_mixing`` mode, the channel mixers after its blocks)
+        over ``tokens [B', N', D]``, any ``N'`` patches of the windows' sequences: ``(h [B',
+        N', D], state)``. Causal over patches; ``tokens`` in pieces, carrying ``state``, give
+        the ``h`` of one call."""
+        h, state = self.backbone(tokens, state=state, after_block=self._mixing())
+        assert state is not None  # the forecaster's backbone is causal (checked at __init__)
+        return h, state
+
     def forward(self, x: Tensor):
         self._check(x)
         cfg = self.config
         normalised, loc, scale = self._normalise(x)
-        tokens = self.dropout(self.embed(self._patches(normalised)) + self.position)
-        h, _ = self.backbone(tokens)  # [B', N, D]
+        h, _ = self.encode(self.dropout(self._embed(normalised)))  # [B', N, D]
         features = h.flatten(1)
         if cfg.lookback_skip:
             window = _sequences(normalised, cfg.mode).flatten(1)  # [B', L * W]
             features = torch.cat([features, window], dim=1)
-        if cfg.mode == "channel_independent":
+        if cfg.per_channel:
             batch = x.shape[0]
             # Per channel a [1, H, 1] forecast; loc/scale per (window, channel).
             ci_loc = loc.transpose(1, 2).reshape(-1, 1, 1)
@@ -168,12 +211,11 @@ class TitansForecaster(nn.Module):
     @torch.no_grad()
     def surprise(self, x: Tensor) -> Tensor:
         """The backbone memories' surprise at each patch of ``x [B, L, C]``: ``[B, C', N, L',
-        H]`` for ``C'`` patch sequences per window (``C`` channel-independent, 1 multivariate),
-        ``N`` patches, ``L'`` memory layers and ``H`` heads (see ``TitansBackbone.surprise``)."""
-        self._check(x)
-        normalised, _, _ = self._normalise(x)
-        tokens = self.embed(self._patches(normalised)) + self.position
-        surprise = self.backbone.surprise(tokens)  # [B * C', N, L', H]
+        H]`` for ``C'`` patch sequences per window (``C`` in the per-channel modes, 1
+        multivariate), ``N`` patches, ``L'`` memory layers and ``H`` heads (see
+        ``TitansBackbone.surprise``)."""
+        surprise = self.backbone.surprise(self.tokens(x), after_block=self._mixing())
+        # surprise: [B * C', N, L', H]
         return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
 
     def loss(
@@ -211,11 +253,41 @@ class TitansForecaster(nn.Module):
         return self.head.point(self(x))
 
 
+class ChannelMixer(nn.Module):
+    """Mixes the channels of a window at each patch position: ``h [B*C, N, D]`` (window-major,
+    as the per-channel modes lay the channels out) -> ``h`` plus, per window, patch and feature,
+    an MLP across the ``C`` channels (``C -> 2C -> C``, GELU) of the RMS-normalised ``h``
+    (TSMixer's feature mixing, a residual branch). Position ``n`` of the output reads position
+    ``n`` of the input only, so it adds no look-ahead to a causal backbone."""
+
+    def __init__(self, channels: int, dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.channels = channels
+        self.norm = nn.RMSNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, 2 * channels),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * channels, channels),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, h: Tensor) -> Tensor:
+        rows, length, dim = h.shape
+        if rows % self.channels:
+            raise ValueError(
+                f"h has {rows} sequences; expected a multiple of the {self.channels} channels"
+            )
+        grouped = self.norm(h).reshape(-1, self.channels, length, dim)  # [B, C, N, D]
+        mixed = self.mlp(grouped.movedim(1, -1)).movedim(-1, 1)  # MLP over C
+        return h + mixed.reshape(rows, length, dim)
+
+
 def _sequences(x: Tensor, mode: str) -> Tensor:
     """``x [B, L, C]`` -> the sequences the model reads, ``[B', L, W]``: one univariate
-    sequence per window and channel channel-independent (``[B*C, L, 1]``, window-major), the
-    window itself multivariate (``[B, L, C]``)."""
-    if mode == "channel_independent":
+    sequence per window and channel in the per-channel modes (``[B*C, L, 1]``, window-major),
+    the window itself multivariate (``[B, L, C]``)."""
+    if mode != "multivariate":
         return x.transpose(1, 2).reshape(-1, x.shape[1], 1)
     return x
 
