@@ -5,16 +5,19 @@ and horizon, with budget, machine, date and wall time) and rebuilding ``forecast
 it, so the tables can be filled over several sessions, by several processes at once (e.g. one
 per horizon):
 
-1. Long horizon (``--long``): ETTh1, ETTh2, ETTm1, Weather; lookback 96, horizons
-   96/192/336/720; MSE and MAE on the scaled data over every stride-1 test window. Titans (the
+1. Long horizon (``--long``): ETTh1, ETTh2, ETTm1, Weather, Exchange (lookback 96, horizons
+   96/192/336/720) and ILI (lookback 36, horizons 24/36/48/60); MSE and MAE on the scaled
+   data over every stride-1 test window. Titans (the
    task files ``tasks/forecast_*.toml``, LMM and MAG) and GluonTS' PatchTST and DLinear trained on
    the same scaled training rows (each channel a series; GluonTS' own training window sampler;
    the checkpoint with the lowest loss on the validation windows Titans selects on: every
    ``val_stride``-th of the task file, where GluonTS' default is one window per series), then
    asked for every test window.
 2. GluonTS protocol (``--m4``): M4 Hourly (414 series, horizon 48): ``TitansEstimator`` against
-   GluonTS' DeepAR, PatchTST and DLinear; ``make_evaluation_predictions`` and ``Evaluator``:
-   MASE, sMAPE, mean weighted quantile loss.
+   GluonTS' DeepAR, PatchTST and DLinear (every default of their estimators but the budget) and
+   GluonTS' ``SeasonalNaivePredictor`` (season 24, the reference a trained model should beat);
+   ``make_evaluation_predictions`` and ``Evaluator``: MASE, sMAPE, mean weighted quantile loss;
+   ``--m4-seeds`` for several seeds (the table gives mean +- std).
 
 GluonTS' torch models need ``gluonts[torch]`` (lightning), which the library does not depend
 on: run this from a benchmark environment that has it, e.g.::
@@ -63,11 +66,18 @@ from titans_sci.tasks import ForecastTask, load_task, run  # noqa: E402
 from titans_sci.tasks.config import parse_overrides  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
-LONG = {"ett/ETTh1": "etth1", "ett/ETTh2": "etth2", "ett/ETTm1": "ettm1", "weather": "weather"}
+LONG = {
+    "ett/ETTh1": "etth1",
+    "ett/ETTh2": "etth2",
+    "ett/ETTm1": "ettm1",
+    "weather": "weather",
+    "exchange_rate": "exchange",
+    "illness": "ili",
+}
+"""Data set -> its task file ``tasks/forecast_<stem>.toml``, which gives lookback and horizons
+(96 and 96/192/336/720; ILI 36 and 24/36/48/60, the literature's settings)."""
 # The Titans paper's Table 3 (neural memory in the Simba framework), MSE / MAE averaged over
 # horizons 96/192/336/720 with lookback 96 (inferred; see shared/reference/titans_miras.md 5.6).
-LOOKBACK = 96
-HORIZONS = [96, 192, 336, 720]
 PAPER = {
     "ett/ETTh1": (0.420, 0.421),
     "ett/ETTh2": (0.336, 0.382),
@@ -90,8 +100,8 @@ PUBLISHED = {
 TITANS_ROWS = [
     f"titans {variant}{mode}{skip}"
     for mode in ("", " mixing")
-    for variant in ("lmm", "mag")
     for skip in ("", " + skip")
+    for variant in ("lmm", "mag")
 ]
 """The Titans rows, in table order: variant, channel mixing (``--mode channel_mixing``), skip."""
 MODE_LABELS = {"channel_independent": "", "channel_mixing": " mixing"}
@@ -155,8 +165,11 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
         for key, model_name, cost in rows
     }
     # The dev score is minus the validation MSE of the epoch each run kept.
-    val = [-r["dev_score"] for r in result["runs"] if r["model"] == "titans"]
-    entries[f"{name}|{label}|{horizon}"]["val_mse"] = float(np.mean(val))
+    runs = sorted((r for r in result["runs"] if r["model"] == "titans"), key=lambda r: r["seed"])
+    entries[f"{name}|{label}|{horizon}"].update(
+        val_mse=float(np.mean([-r["dev_score"] for r in runs])),
+        seeds={str(r["seed"]): {"mse": r["mse"], "mae": r["mae"]} for r in runs},
+    )
     return entries
 
 
@@ -197,7 +210,8 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     freq = load_manifest(name).freq
     rule = load_manifest(name).split_rule
     pl.seed_everything(1, workers=True)
-    splits = make_splits(table, rule, LOOKBACK, horizon)
+    lookback = long_task(name).model.lookback
+    splits = make_splits(table, rule, lookback, horizon)
     scaled = splits.scaler.transform(table.values)
     tr, va = splits.borders.train, splits.borders.val
     start = table.timestamps[0].to_period(freq)
@@ -207,12 +221,12 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     channels = scaled.shape[1]
     batches = max(1, args.peer_windows * channels // args.peer_batch)
     stride = long_task(name).training.val_stride
-    sampler = _every_kth_window(stride, LOOKBACK, horizon)
-    estimator = _estimator(peer, LOOKBACK, horizon, freq, args, batches, validation_sampler=sampler)
+    sampler = _every_kth_window(stride, lookback, horizon)
+    estimator = _estimator(peer, lookback, horizon, freq, args, batches, validation_sampler=sampler)
     budget = (
         f"{args.epochs} epochs of {batches} batches of {args.peer_batch} series windows "
         f"({args.peer_windows} windows x {channels} channels), lowest loss on every "
-        f"{'' if stride == 1 else f'{stride}th '}validation window, context {LOOKBACK}, seed 1"
+        f"{'' if stride == 1 else f'{stride}th '}validation window, context {lookback}, seed 1"
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
@@ -231,7 +245,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
 
 def _estimator(
     peer: str,
-    context: int,
+    context: int | None,
     horizon: int,
     freq: str,
     args: argparse.Namespace,
@@ -279,9 +293,6 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
     from gluonts.evaluation import Evaluator, make_evaluation_predictions
 
     from titans_sci.data.timeseries import read_m4
-    from titans_sci.memory import MemoryConfig
-    from titans_sci.models import LMMConfig
-    from titans_sci.models.gluonts_estimator import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
 
     manifest = load_manifest("m4/hourly")
     series = read_m4(manifest.splits["train"].file, manifest.splits["test"].file)
@@ -302,43 +313,65 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
         freq=freq,
     )
     for model in models:
-        pl.seed_everything(1, workers=True)
-        start = time.perf_counter()
-        if model == "titans lmm":
-            # The model of the table's Titans rows: the Student-t head on the backbone that was
-            # the forecaster's default when they were measured (dim 64, depth 2, memory 4 x 16,
-            # chunk 8), not today's larger default.
-            memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=8)
-            backbone = LMMConfig(dim=64, depth=2, memory=memory)
-            estimator = TitansEstimator(
-                prediction_length=horizon,
-                freq=freq,
-                context_length=args.m4_context,
-                model=dataclasses.replace(DEFAULT_MODEL, backbone=backbone),
-                training=dataclasses.replace(DEFAULT_TRAINING, epochs=args.epochs, batch_size=32),
-                batches_per_epoch=args.m4_batches,
-                seed=1,
+        for seed in [1] if model == "seasonal naive" else args.m4_seeds:
+            pl.seed_everything(seed, workers=True)
+            start = time.perf_counter()
+            predictor, budget = _m4_predictor(model, seed, train, horizon, freq, args)
+            forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
+            agg, _ = Evaluator(quantiles=[0.1 * i for i in range(1, 10)], num_workers=None)(
+                targets, forecasts
             )
-        else:
-            estimator = _estimator(model, args.m4_context, horizon, freq, args, args.m4_batches)
-            estimator.batch_size = 32
-        predictor = estimator.train(train)
-        forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
-        agg, _ = Evaluator(quantiles=[0.1 * i for i in range(1, 10)], num_workers=None)(
-            targets, forecasts
+            trained = model != "seasonal naive"
+            entry = {
+                "mase": float(agg["MASE"]),
+                "smape": float(agg["sMAPE"]),
+                "mean_wql": float(agg["mean_wQuantileLoss"]),
+                "epochs": args.epochs if trained else 0,
+                "batches": args.m4_batches if trained else 0,
+                "seed": seed,
+                "budget": budget,
+                "seconds": time.perf_counter() - start,
+            }
+            print(model, {k: v for k, v in entry.items() if k != "budget"}, flush=True)
+            cost = f"{entry['epochs']}x{entry['batches']}"
+            yield f"m4/hourly|{model}|{cost}|seed{seed}", entry
+
+
+def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
+    """The trained predictor of ``model`` on M4 Hourly's training parts, and its budget line."""
+    from gluonts.model.seasonal_naive import SeasonalNaivePredictor
+
+    from titans_sci.memory import MemoryConfig
+    from titans_sci.models import LMMConfig
+    from titans_sci.models.gluonts_estimator import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
+
+    if model == "seasonal naive":  # the M4 reference: the last day repeated
+        return SeasonalNaivePredictor(prediction_length=horizon, season_length=24), (
+            "no training; season 24 (the last day repeated)"
         )
-        entry = {
-            "mase": float(agg["MASE"]),
-            "smape": float(agg["sMAPE"]),
-            "mean_wql": float(agg["mean_wQuantileLoss"]),
-            "epochs": args.epochs,
-            "batches": args.m4_batches,
-            "budget": f"{args.epochs} epochs of {args.m4_batches} batches of 32, context "
-            f"{args.m4_context}, seed 1",
-            "seconds": time.perf_counter() - start,
-        }
-        print(model, {k: v for k, v in entry.items() if k != "budget"}, flush=True)
-        yield f"m4/hourly|{model}|{args.epochs}x{args.m4_batches}", entry
+    epochs = f"{args.epochs} epochs of {args.m4_batches} batches of 32"
+    if model == "titans lmm":
+        # The model of the table's Titans rows: the Student-t head on the backbone that was
+        # the forecaster's default when they were measured (dim 64, depth 2, memory 4 x 16,
+        # chunk 8), not today's larger default.
+        memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=8)
+        backbone = LMMConfig(dim=64, depth=2, memory=memory)
+        estimator = TitansEstimator(
+            prediction_length=horizon,
+            freq=freq,
+            context_length=args.m4_context,
+            model=dataclasses.replace(DEFAULT_MODEL, backbone=backbone),
+            training=dataclasses.replace(DEFAULT_TRAINING, epochs=args.epochs, batch_size=32),
+            batches_per_epoch=args.m4_batches,
+            seed=seed,
+        )
+        return estimator.train(train), f"{epochs}, context {args.m4_context}, seed {seed}"
+    # GluonTS' own recipe: every default of the estimator (context length, scaling, lags,
+    # batch 32, lr 1e-3) but the table's epochs and batches per epoch.
+    estimator = _estimator(model, None, horizon, freq, args, args.m4_batches)
+    estimator.batch_size = 32
+    budget = f"{epochs}, GluonTS' defaults (context {estimator.context_length}), seed {seed}"
+    return estimator.train(train), budget
 
 
 # ----------------------------------------------------------------------------- table
@@ -348,7 +381,7 @@ def render(store: dict[str, dict]) -> str:
     lines = [
         "# Forecasting: Titans next to the Titans paper and GluonTS' models",
         "",
-        f"## Long horizon (lookback {LOOKBACK})",
+        "## Long horizon (lookback 96; ILI 36)",
         "",
         "Test MSE / MAE on the scaled data (scaler fitted on the training rows), every stride-1 "
         "test window, the last partial batch kept. Paper: the Titans paper's Table 3 (neural "
@@ -374,37 +407,87 @@ def render(store: dict[str, dict]) -> str:
         cells = []
         for m in shown:
             rs = long[name, m]
-            if sorted(rs) == HORIZONS:
-                mse = np.mean([r["mse"] for r in rs.values()])
-                mae = np.mean([r["mae"] for r in rs.values()])
-                cells.append(f"**{mse:.3f} / {mae:.3f}**")
+            if sorted(rs) == sorted(long_task(name).protocol.horizons):
+                cells.append(f"**{_average(list(rs.values()))}**")
             else:
                 cells.append("-")
-        paper = PAPER[name]
-        lines += [f"| average | {paper[0]:.3f} / {paper[1]:.3f} | " + " | ".join(cells) + " |", ""]
-        published = ", ".join(f"{m} {a:.3f} / {b:.3f}" for m, (a, b) in PUBLISHED[name].items())
-        lines += [f"Published averages in the same table of the paper: {published}.", ""]
+        paper = f"{PAPER[name][0]:.3f} / {PAPER[name][1]:.3f}" if name in PAPER else "-"
+        lines += [f"| average | {paper} | " + " | ".join(cells) + " |", ""]
+        if name in PUBLISHED:
+            published = ", ".join(f"{m} {a:.3f} / {b:.3f}" for m, (a, b) in PUBLISHED[name].items())
+            lines += [f"Published averages in the same table of the paper: {published}.", ""]
+        else:
+            lines += ["Not in the Titans paper's table.", ""]
         lines += _validation_table(name, long)
-    m4 = {k: v for k, v in store.items() if k.startswith("m4/hourly|")}
-    if m4:
-        lines += [
-            "## GluonTS protocol: M4 Hourly (414 series, horizon 48)",
-            "",
-            "`make_evaluation_predictions` + `Evaluator` (quantiles 0.1..0.9); 100 samples.",
-            "",
-            "| model | epochs x batches of 32 | MASE | sMAPE | mean wQuantileLoss |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        order = sorted(m4.items(), key=lambda kv: (-kv[1]["epochs"], kv[1]["mase"]))
-        for key, r in order:
-            cells = f"{r['mase']:.3f} | {r['smape']:.3f} | {r['mean_wql']:.3f}"
-            lines.append(f"| {key.split('|')[1]} | {r['epochs']} x {r['batches']} | {cells} |")
-        lines.append("")
+    lines += _m4_table(store)
     lines += ["## Budgets", ""]
     for key, entry in sorted(store.items(), key=lambda kv: _sort_key(kv[0])):
         wall = f"{entry['seconds']:.0f} s wall; " if "seconds" in entry else ""
         lines.append(f"- {key}: {entry['budget']}; {wall}{entry['machine']}; {entry['date']}")
     return "\n".join(lines) + "\n"
+
+
+def _average(entries: list[dict]) -> str:
+    """``MSE / MAE`` averaged over the horizons' ``entries``; with the same two or more seeds
+    at every horizon, ``mean +- std`` over the seeds of each seed's horizon average."""
+    seeds = [set(e.get("seeds", {})) for e in entries]
+    if len(seeds[0]) < 2 or any(s != seeds[0] for s in seeds):
+        mse, mae = (np.mean([e[m] for e in entries]) for m in ("mse", "mae"))
+        return f"{mse:.3f} / {mae:.3f}"
+    cells = []
+    for metric in ("mse", "mae"):
+        per_seed = [np.mean([e["seeds"][s][metric] for e in entries]) for s in sorted(seeds[0])]
+        cells.append(f"{np.mean(per_seed):.3f} +- {np.std(per_seed, ddof=1):.3f}")
+    return " / ".join(cells) + f" ({len(seeds[0])} seeds)"
+
+
+def _m4_table(store: dict[str, dict]) -> list[str]:
+    """The M4 Hourly rows: per model and budget, mean +- std over its seeds (keys
+    ``m4/hourly|<model>|<epochs>x<batches>[|seed<s>]``; a key without a seed is seed 1),
+    seasonal naive first, then by budget and MASE; the seasonal-naive check below it."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for key, entry in store.items():
+        if key.startswith("m4/hourly|"):
+            _, model, cost, *_ = key.split("|")
+            groups.setdefault((model, cost), []).append(entry)
+    if not groups:
+        return []
+    lines = [
+        "## GluonTS protocol: M4 Hourly (414 series, horizon 48)",
+        "",
+        "`make_evaluation_predictions` + `Evaluator` (quantiles 0.1..0.9); 100 samples. Mean "
+        "+- std over seeds (n). GluonTS' models run with every default of their estimators "
+        "(context length, scaling, lags) but the budget; seasonal naive (season 24) is the "
+        "reference every trained model should beat.",
+        "",
+        "| model | epochs x batches of 32 | n | MASE | sMAPE | mean wQuantileLoss |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def cell(rows: list[dict], metric: str) -> str:
+        values = [r[metric] for r in rows]
+        spread = f" +- {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+        return f"{np.mean(values):.3f}{spread}"
+
+    def order(item: tuple[tuple[str, str], list[dict]]) -> tuple:
+        (model, _), rows = item
+        return (model != "seasonal naive", -rows[0]["epochs"], np.mean([r["mase"] for r in rows]))
+
+    naive = groups.get(("seasonal naive", "0x0"))
+    behind = []
+    for (model, _), rows in sorted(groups.items(), key=order):
+        metrics = " | ".join(cell(rows, m) for m in ("mase", "smape", "mean_wql"))
+        budget = f"{rows[0]['epochs']} x {rows[0]['batches']}" if rows[0]["epochs"] else "-"
+        lines.append(f"| {model} | {budget} | {len(rows)} | {metrics} |")
+        if naive and model != "seasonal naive":
+            worse = [m for m in ("mase", "mean_wql") if np.mean([r[m] for r in rows]) > naive[0][m]]
+            if worse:
+                behind.append(f"{model} ({budget}: {', '.join(worse)})")
+    lines.append("")
+    if naive:
+        verdict = "none" if not behind else "; ".join(behind)
+        lines += [f"Behind seasonal naive on MASE or mean wQL: {verdict}.", ""]
+    return lines
 
 
 def _validation_table(name: str, long: dict[tuple[str, str], dict[int, dict]]) -> list[str]:
@@ -462,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the forecaster's layout (rows 'titans <variant> mixing' for channel_mixing)",
     )
     parser.add_argument("--peers", nargs="*", default=["patchtst", "dlinear"])
-    parser.add_argument("--horizons", nargs="+", type=int, default=HORIZONS)
+    parser.add_argument(
+        "--horizons", nargs="+", type=int, default=None, help="default: the task file's"
+    )
     parser.add_argument(
         "--epochs",
         type=int,
@@ -493,10 +578,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--m4", action="store_true")
     parser.add_argument(
-        "--m4-models", nargs="+", default=["titans lmm", "deepar", "patchtst", "dlinear"]
+        "--m4-models",
+        nargs="+",
+        default=["seasonal naive", "titans lmm", "deepar", "patchtst", "dlinear"],
     )
     parser.add_argument("--m4-batches", type=int, default=50)
-    parser.add_argument("--m4-context", type=int, default=96)
+    parser.add_argument("--m4-context", type=int, default=96, help="Titans' context on M4")
+    parser.add_argument("--m4-seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--store", type=Path, default=RESULTS / "forecasting.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "forecasting.md")
@@ -506,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(LONG) if args.long == [] else (args.long or [])
     for name in names:
         jobs = [(titans_long, v) for v in args.variants] + [(gluonts_long, p) for p in args.peers]
-        for horizon in args.horizons:
+        for horizon in args.horizons or long_task(name).protocol.horizons:
             for job, label in jobs:
                 start = time.perf_counter()
                 entries = job(name, label, horizon, args)

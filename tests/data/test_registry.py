@@ -35,6 +35,7 @@ TIMESERIES = {
     "ett/ETTm1": ("15min", "date", "ett_minute", "OT", {"data": 69680}),
     "weather": ("10min", "date", "ratio_70_10_20", "OT", {"data": 52696}),
     "illness": ("W-TUE", "date", "ratio_70_10_20", "OT", {"data": 966}),
+    "exchange_rate": ("D", "date", "ratio_70_10_20", "OT", {"data": 7588}),
     "m4/hourly": ("h", "", "m4", "", {"train": 414, "test": 414}),
 }
 ALL_NAMES = [m.name for m in list_datasets(ROOT)]
