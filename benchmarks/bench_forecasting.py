@@ -251,7 +251,9 @@ def _estimator(
     args: argparse.Namespace,
     batches: int,
     validation_sampler=None,
+    **options: Any,
 ):
+    """GluonTS' ``peer`` estimator at the table's budget; ``options`` go to its constructor."""
     trainer = {
         "default_root_dir": tempfile.mkdtemp(prefix="gluonts-"),  # lightning's checkpoints
         "max_epochs": args.epochs,
@@ -265,6 +267,7 @@ def _estimator(
         "num_batches_per_epoch": batches,
         "trainer_kwargs": trainer,
         "validation_sampler": validation_sampler,
+        **options,
     }
     if peer == "patchtst":
         from gluonts.torch.model.patch_tst import PatchTSTEstimator
@@ -367,10 +370,17 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
         )
         return estimator.train(train), f"{epochs}, context {args.m4_context}, seed {seed}"
     # GluonTS' own recipe: every default of the estimator (context length, scaling, lags,
-    # batch 32, lr 1e-3) but the table's epochs and batches per epoch.
-    estimator = _estimator(model, None, horizon, freq, args, args.m4_batches)
-    estimator.batch_size = 32
-    budget = f"{epochs}, GluonTS' defaults (context {estimator.context_length}), seed {seed}"
+    # batch 32, lr 1e-3) but the table's epochs and batches per epoch; "<peer>:<scaling>"
+    # changes its scaling option alone (PatchTST and DLinear take "mean", "std" or None).
+    peer, _, scaling = model.partition(":")
+    options: dict[str, Any] = {"batch_size": 32}
+    if scaling:
+        options["scaling"] = None if scaling == "none" else scaling
+    estimator = _estimator(peer, None, horizon, freq, args, args.m4_batches, **options)
+    changed = f" but scaling {scaling!r}" if scaling else ""
+    budget = (
+        f"{epochs}, GluonTS' defaults{changed} (context {estimator.context_length}), seed {seed}"
+    )
     return estimator.train(train), budget
 
 
