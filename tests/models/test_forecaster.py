@@ -225,3 +225,20 @@ def test_lookback_skip_is_a_linear_map_of_the_normalised_window(mode: str):
     torch.testing.assert_close(model.predict(x), expected)
     plain = make(mode)
     assert model.head.linear.in_features == plain.head.linear.in_features + lookback * width
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_surprise_reads_the_windows_as_the_forecast_does(mode: str):
+    """``surprise`` gives ``[B, C', N, L', H]`` in every mode; with channel mixing the mixers
+    sit between the blocks there too: a change in channel 2 after patch 4 moves channel 0's
+    second-layer surprise at later patches only."""
+    model = make(mode, backbone=LMMConfig(dim=16, depth=2, memory=MEMORY), instance_norm=False)
+    x = torch.randn(2, 40, 3).double()
+    surprise = model.surprise(x)
+    assert surprise.shape == (2, 1 if mode == "multivariate" else 3, 10, 2, 2)
+    if mode == "channel_mixing":
+        changed = x.clone()
+        changed[:, 24:, 2] += torch.randn(2, 16).double()
+        moved = model.surprise(changed)
+        torch.testing.assert_close(moved[:, 0, :5], surprise[:, 0, :5])
+        assert not torch.allclose(moved[:, 0, 5:, 1], surprise[:, 0, 5:, 1])
