@@ -210,7 +210,8 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     freq = load_manifest(name).freq
     rule = load_manifest(name).split_rule
     pl.seed_everything(1, workers=True)
-    lookback = long_task(name).model.lookback
+    task = long_task(name)
+    lookback = task.model.lookback
     splits = make_splits(table, rule, lookback, horizon)
     scaled = splits.scaler.transform(table.values)
     tr, va = splits.borders.train, splits.borders.val
@@ -220,7 +221,7 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     val = ListDataset(_series(scaled[va[0] : va[1]], val_start, freq), freq=freq)
     channels = scaled.shape[1]
     batches = max(1, args.peer_windows * channels // args.peer_batch)
-    stride = long_task(name).training.val_stride
+    stride = task.training.val_stride
     sampler = _every_kth_window(stride, lookback, horizon)
     estimator = _estimator(peer, lookback, horizon, freq, args, batches, validation_sampler=sampler)
     budget = (
@@ -415,9 +416,10 @@ def render(store: dict[str, dict]) -> str:
                 cells.append("-" if r is None else f"{r['mse']:.3f} / {r['mae']:.3f}")
             lines.append(f"| {h} | | " + " | ".join(cells) + " |")
         cells = []
+        horizons = sorted(long_task(name).protocol.horizons)
         for m in shown:
             rs = long[name, m]
-            if sorted(rs) == sorted(long_task(name).protocol.horizons):
+            if sorted(rs) == horizons:
                 cells.append(f"**{_average(list(rs.values()))}**")
             else:
                 cells.append("-")
@@ -453,8 +455,8 @@ def _average(entries: list[dict]) -> str:
 
 def _m4_table(store: dict[str, dict]) -> list[str]:
     """The M4 Hourly rows: per model and budget, mean +- std over its seeds (keys
-    ``m4/hourly|<model>|<epochs>x<batches>[|seed<s>]``; a key without a seed is seed 1),
-    seasonal naive first, then by budget and MASE; the seasonal-naive check below it."""
+    ``m4/hourly|<model>|<epochs>x<batches>|seed<s>``), seasonal naive first, then by budget
+    and MASE; the seasonal-naive check below it."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for key, entry in store.items():
         if key.startswith("m4/hourly|"):

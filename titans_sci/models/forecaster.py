@@ -157,7 +157,7 @@ class TitansForecaster(nn.Module):
         """``x [B, L, C]`` -> patches ``[B', N, patch_len * width]`` (``B' = B*C`` in
         channel-independent mode)."""
         cfg = self.config
-        x = _sequences(x, cfg.mode)  # [B', L, W]
+        x = _sequences(x, cfg.per_channel)  # [B', L, W]
         end = x[:, -1:].expand(-1, cfg.stride, -1)
         x = torch.cat([x, end], dim=1)  # [B', L + stride, W]
         patches = x.unfold(1, cfg.patch_len, cfg.stride)  # [B', N, W, P]
@@ -197,7 +197,7 @@ class TitansForecaster(nn.Module):
         h, _ = self.encode(self.dropout(self._embed(normalised)))  # [B', N, D]
         features = h.flatten(1)
         if cfg.lookback_skip:
-            window = _sequences(normalised, cfg.mode).flatten(1)  # [B', L * W]
+            window = _sequences(normalised, cfg.per_channel).flatten(1)  # [B', L * W]
             features = torch.cat([features, window], dim=1)
         if cfg.per_channel:
             batch = x.shape[0]
@@ -283,11 +283,11 @@ class ChannelMixer(nn.Module):
         return h + mixed.reshape(rows, length, dim)
 
 
-def _sequences(x: Tensor, mode: str) -> Tensor:
+def _sequences(x: Tensor, per_channel: bool) -> Tensor:
     """``x [B, L, C]`` -> the sequences the model reads, ``[B', L, W]``: one univariate
     sequence per window and channel in the per-channel modes (``[B*C, L, 1]``, window-major),
     the window itself multivariate (``[B, L, C]``)."""
-    if mode != "multivariate":
+    if per_channel:
         return x.transpose(1, 2).reshape(-1, x.shape[1], 1)
     return x
 
