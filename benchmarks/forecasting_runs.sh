@@ -3,7 +3,8 @@
 # each (one torch thread), from a benchmark venv with gluonts[torch] (see the docstring of
 # benchmarks/bench_forecasting.py). Every run merges its rows into forecasting.json as it
 # finishes; `line` names: m4 (seasonal naive, the peers at their defaults and with std scaling,
-# then Titans over 3 seeds), mixing (ETTh1 with channel mixing), small (ILI and Exchange).
+# then Titans over 3 seeds), mixing (ETTh1 with channel mixing, then Weather's horizon 96),
+# small (ILI and Exchange).
 set -e
 PY=${PY:-/tmp/bench-venv/bin/python}
 B="benchmarks/bench_forecasting.py --threads 1"
@@ -12,10 +13,11 @@ case "$1" in
         $PY $B --m4 --epochs 100 --m4-models "seasonal naive" dlinear dlinear:std patchtst \
             patchtst:std deepar
         $PY $B --m4 --epochs 100 --m4-models "titans lmm" --m4-seeds 2 3 ;;
-    mixing) $PY $B --long ett/ETTh1 --variants lmm --mode channel_mixing --peers ;;
-    # ILI horizons 48 and 60 and all of Exchange are still to run (stopped for CI on 2026-12-02).
+    mixing)
+        $PY $B --long ett/ETTh1 --variants lmm --mode channel_mixing --peers
+        $PY $B --long weather --variants lmm --mode channel_mixing --horizons 96 --peers ;;
     small)
-        $PY $B --long illness --variants lmm --horizons 48 60
+        $PY $B --long illness --variants lmm
         $PY $B --long exchange_rate --variants lmm ;;
     *) echo "usage: sh benchmarks/forecasting_runs.sh m4|mixing|small" >&2; exit 2 ;;
 esac
