@@ -207,12 +207,12 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     from gluonts.dataset.common import ListDataset
 
     table = load_dataset(name)
-    freq = load_manifest(name).freq
-    rule = load_manifest(name).split_rule
+    manifest = load_manifest(name)
+    freq = manifest.freq
     pl.seed_everything(1, workers=True)
     task = long_task(name)
     lookback = task.model.lookback
-    splits = make_splits(table, rule, lookback, horizon)
+    splits = make_splits(table, manifest.split_rule, lookback, horizon)
     scaled = splits.scaler.transform(table.values)
     tr, va = splits.borders.train, splits.borders.val
     start = table.timestamps[0].to_period(freq)
