@@ -86,10 +86,22 @@ def test_linear_kernel_matches_chunked(algorithm, length, chunk_size, initial_st
     _compare(results, names, FP32_TOL)
 
 
-@pytest.mark.parametrize("head_dim", [32, 64, 128])
+@pytest.mark.parametrize("head_dim", [24, 32, 64, 96, 128])
 def test_linear_kernel_head_dims(head_dim: int):
-    """64 and 128 split the value columns into blocks of 64 (summed gradients over blocks)."""
+    """Above 64 the value columns split into blocks of 64 (summed gradients over blocks); 24 and
+    96 are no powers of two: masked columns (96: a second, partly masked block)."""
     case = make_case("titans", "linear", 37, 16, batch=1, heads=1, head_dim=head_dim)
+    results, names = _run_both(case, initial_state=True)
+    _compare(results, names, FP32_TOL)
+
+
+@pytest.mark.parametrize("algorithm", ["momentum", "gd"])
+@pytest.mark.parametrize(("chunk_size", "head_dim"), [(1, 16), (8, 20), (24, 16), (48, 40)])
+def test_linear_kernel_odd_chunks_and_heads(chunk_size: int, head_dim: int, algorithm: str):
+    """Chunks and head dims that are no powers of two run as masked rows and columns."""
+    case = make_case(
+        "titans", "linear", 53, chunk_size, head_dim=head_dim, algorithm=algorithm, alpha_max=0.05
+    )
     results, names = _run_both(case, initial_state=True)
     _compare(results, names, FP32_TOL)
 
@@ -125,6 +137,9 @@ def test_supports_and_forced_backend_errors():
     assert supports(NeuralMemory(MemoryConfig.preset("titans", architecture="linear")).rule)
     assert supports(NeuralMemory(MemoryConfig.preset("titans")).rule)
     assert not supports(NeuralMemory(MemoryConfig.preset("titans", depth=3)).rule)
+    assert supports(NeuralMemory(MemoryConfig.preset("titans", head_dim=48, chunk_size=24)).rule)
+    assert not supports(NeuralMemory(MemoryConfig.preset("titans", head_dim=160)).rule)
+    assert not supports(NeuralMemory(MemoryConfig.preset("titans", chunk_size=65)).rule)
     assert not supports(NeuralMemory(MemoryConfig.preset("yaad", architecture="linear")).rule)
     case = make_case("yaad", "linear", 8, 4, head_dim=16)
     memory = NeuralMemory(case.memory.config.replace(backend="triton"))
@@ -182,6 +197,19 @@ def test_mlp_forward_kernel_matches_chunked(algorithm, length, chunk_size, initi
 def test_mlp_forward_kernel_head_dims(head_dim: int):
     """Hidden width 4 * head_dim streams through blocks of 64 hidden units."""
     case = make_case("titans", "mlp", 37, 16, batch=1, heads=1, head_dim=head_dim)
+    _compare_mlp(*_mlp_both(case, initial_state=True), MLP_TOL)
+
+
+@pytest.mark.parametrize("algorithm", ["momentum", "gd"])
+@pytest.mark.parametrize(
+    ("chunk_size", "head_dim", "expansion"), [(8, 16, 4), (24, 24, 4), (16, 40, 2), (5, 20, 1)]
+)
+def test_mlp_forward_kernel_odd_chunks_and_widths(chunk_size, head_dim, expansion, algorithm):
+    """Chunks, head dims and hidden widths that are no powers of two run masked (hidden 96: a
+    second, partly masked block of 64; hidden 20: one masked block)."""
+    case = make_case(
+        "titans", "mlp", 45, chunk_size, head_dim=head_dim, expansion=expansion, algorithm=algorithm
+    )
     _compare_mlp(*_mlp_both(case, initial_state=True), MLP_TOL)
 
 
@@ -248,9 +276,23 @@ def test_mlp_kernels_gradients_match_chunked(algorithm, length, chunk_size, init
         assert_close(f"grad {name}", a, b, 2e-4)
 
 
-@pytest.mark.parametrize(("head_dim", "chunk_size"), [(32, 64), (64, 16), (128, 16)])
-def test_mlp_kernels_gradients_wider_heads(head_dim: int, chunk_size: int):
-    case = make_case("titans", "mlp", 70, chunk_size, batch=1, heads=1, head_dim=head_dim)
+@pytest.mark.parametrize(
+    ("head_dim", "chunk_size", "expansion", "algorithm"),
+    [
+        (32, 64, 4, "momentum"),
+        (64, 16, 4, "momentum"),
+        (128, 16, 4, "momentum"),
+        (24, 24, 4, "momentum"),
+        (40, 8, 2, "gd"),
+        (20, 5, 1, "momentum"),
+    ],
+)
+def test_mlp_kernels_gradients_wider_heads(head_dim, chunk_size, expansion, algorithm):
+    """Every gradient at wide heads and at no-power-of-two heads, hidden widths and chunks."""
+    case = make_case(
+        "titans", "mlp", 70, chunk_size, batch=1, heads=1, head_dim=head_dim,
+        expansion=expansion, algorithm=algorithm,
+    )  # fmt: skip
     results, names = _mlp_gradients(case, initial_state=True)
     for name, a, b in zip(names, results["triton"][2], results["torch"][2], strict=True):
         assert_close(f"grad {name}", a, b, 2e-4)
