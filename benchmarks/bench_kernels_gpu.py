@@ -7,6 +7,8 @@ This is a benchmark, not a test. In one run on one CUDA GPU it
    gradients of q, k, v, the gates and the initial weights, as max relative error
    ``max|a - b| / max|b|``. The reference is fp32 with TF32 off. Columns: fp32 inputs (the
    kernels then use IEEE fp32 products) and bf16 q, k, v (TF32 products, fp32 gates and state);
+   then, for the linear and the MLP memory, a forward past ``B x H x T x D = 2**31`` (9 heads at
+   T = 4M), whose last head must match the same head run alone (int64 offsets);
 2. times one sequence-mixing layer, forward (no autograd graph) and forward + backward (a fixed
    random cotangent on the output), at B x T = ``--tokens`` for each T of ``--seq-lens``: median
    of CUDA-event timed steps after warm-up, tokens/s, and peak ``torch.cuda.max_memory_allocated``
@@ -244,6 +246,67 @@ def correctness(
     del ref, data, memory
     free_memory()
     return columns
+
+
+OFFSET_HEADS, OFFSET_SEQ_LEN = 9, 2**22  # B x H x T x D = 9 * 2**28 > 2**31 at 64 per head
+
+
+def offsets_check(
+    architecture: str, heads: int = OFFSET_HEADS, seq_len: int = OFFSET_SEQ_LEN, device="cuda"
+) -> str:
+    """The kernels past ``B x H x T x D = 2**31`` (forward, no autograd, bf16 q, k, v): the last
+    head's reads and final weights in a run of ``heads`` heads (whose offsets pass int32) against
+    the same head run alone (whose offsets fit), as the larger max relative error; identical
+    programs give 0. Returns a table cell."""
+    from titans_sci.kernels import triton_chunked
+
+    from titans_sci.memory import Gates, MemoryConfig, NeuralMemory
+
+    extra = {"architecture": "linear"} if architecture == "linear" else {}
+    config = MemoryConfig.preset(
+        "titans", num_heads=heads, head_dim=HEAD_DIM, chunk_size=CHUNK, backend="triton", **extra
+    )
+    try:
+        with torch.no_grad():
+            memory = NeuralMemory(config).to(device)
+            gen = torch.Generator(device=device).manual_seed(4)
+            shape = (1, heads, seq_len, HEAD_DIM)
+            q, k = (
+                F.normalize(torch.randn(shape, device=device, generator=gen), dim=-1).bfloat16()
+                for _ in range(2)
+            )
+            v = torch.randn(shape, device=device, generator=gen).bfloat16()
+            u = torch.rand(3, 1, heads, seq_len, device=device, generator=gen)
+            gates = Gates(theta=0.1 * u[0], eta=u[1], alpha=0.01 * u[2], delta=None)
+            y, final = triton_chunked(memory.rule, q, k, v, gates, memory.initial_state(1))
+            y_last, w_last = y[:, -1:].float(), final.weights[0][:, -1:].float()
+            del y, final
+            alone = Gates(
+                theta=gates.theta[:, -1:], eta=u[1][:, -1:], alpha=gates.alpha[:, -1:], delta=None
+            )
+            state = memory.initial_state(1)
+            state = type(state)(
+                tuple(w[:, -1:] for w in state.weights),
+                None if state.momentum is None else tuple(m[:, -1:] for m in state.momentum),
+            )
+            rule = NeuralMemory(config.replace(num_heads=1)).to(device).rule
+            y_one, final_one = triton_chunked(rule, q[:, -1:], k[:, -1:], v[:, -1:], alone, state)
+            errors = [
+                float((a - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30))
+                for a, b in ((y_last, y_one), (w_last, final_one.weights[0]))
+            ]
+    except torch.cuda.OutOfMemoryError:
+        return "OOM"
+    except Exception as error:  # reported in the table
+        traceback.print_exc()
+        return f"failed: {short(error)}"
+    finally:
+        if device == "cuda":
+            free_memory()
+    size = heads * seq_len * HEAD_DIM
+    return (
+        f"B x H x T x D = {size:,} ({size / 2**31:.2f} x 2**31): max rel. error {max(errors):.1e}"
+    )
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -709,6 +772,7 @@ def render(
     checks: dict[str, dict[str, float] | str],
     results: list[Result],
     seq_lens: list[int],
+    offsets: dict[str, str],
 ) -> str:
     lines = [
         *header(args),
@@ -720,6 +784,14 @@ def render(
         "for the MLP, W and S are its first layer's).",
         "",
         *correctness_table(checks),
+        "",
+        "## Offsets past 2**31",
+        "",
+        f"Forward (no autograd), bf16 q, k, v, B = 1, H = {OFFSET_HEADS}, T = {OFFSET_SEQ_LEN:,}: "
+        "the last head's reads and final weights against the same head run alone (whose "
+        "offsets fit in int32); 0 means the same result.",
+        "",
+        *([f"- {arch}: {cell}" for arch, cell in offsets.items()] or ["(not run)"]),
         "",
         "## Speed: fwd+bwd Mtok/s (fwd Mtok/s)",
         "",
@@ -878,10 +950,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"GPU {torch.cuda.get_device_name()}, torch {torch.__version__}")
     results: list[Result] = []
     checks: dict[str, dict[str, float] | str] = {}
+    offsets: dict[str, str] = {}
 
     def write() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(args, checks, results, args.seq_lens))
+        args.out.write_text(render(args, checks, results, args.seq_lens, offsets))
 
     if not args.skip_check:
         log("correctness check (in process)")
@@ -890,6 +963,11 @@ def main(argv: list[str] | None = None) -> int:
         log("correctness check of the MLP kernels")
         checks.update(correctness(args.tokens, with_bf16=True, architecture="mlp"))
         write()
+        for architecture in ("linear", "mlp"):
+            log(f"offsets past 2**31, {architecture} memory")
+            offsets[architecture] = offsets_check(architecture)
+            log(f"  {offsets[architecture]}")
+            write()
 
     rows = specs(args)
     for seq_len in args.seq_lens:
@@ -908,7 +986,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             write()
 
-    table = render(args, checks, results, args.seq_lens)
+    table = render(args, checks, results, args.seq_lens, offsets)
     print(table, flush=True)
     write()
     log(f"written to {args.out}")
