@@ -11,6 +11,8 @@ without autograd, 1e-4 in fp32; with autograd, every gradient too, 2e-4.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -131,6 +133,17 @@ def test_module_dispatch_and_streaming_through_the_kernels():
         outputs[backend] = (torch.cat(ys, 1), state)
     assert_close("y", outputs["triton"][0], outputs["torch"][0], FP32_TOL)
     assert_close("state", outputs["triton"][1].weights[0], outputs["torch"][1].weights[0], FP32_TOL)
+
+
+def test_the_shipped_task_files_memories_run_on_the_kernels():
+    """On a GPU ``backend="auto"`` takes the kernels for every task file (chunk 4 included)."""
+    from titans_sci.tasks import load_task
+
+    files = sorted((Path(__file__).parents[2] / "tasks").glob("*.toml"))
+    assert files
+    for path in files:
+        memory = load_task(path).model.backbone.memory
+        assert supports(NeuralMemory(memory).rule), path.name
 
 
 def test_supports_and_forced_backend_errors():
@@ -285,6 +298,7 @@ def test_mlp_kernels_gradients_match_chunked(algorithm, length, chunk_size, init
         (24, 24, 4, "momentum"),
         (40, 8, 2, "gd"),
         (20, 5, 1, "momentum"),
+        (16, 4, 4, "momentum"),  # the forecasting task files' memory
     ],
 )
 def test_mlp_kernels_gradients_wider_heads(head_dim, chunk_size, expansion, algorithm):
