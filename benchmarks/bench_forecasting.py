@@ -29,7 +29,9 @@ on: run this from a benchmark environment that has it, e.g.::
 
 Each Titans run is the data set's task file (``titans_sci.tasks``) at one horizon and variant,
 run into ``--runs`` (default ``benchmarks/results/runs``), replaced on every run unless
-``--resume``. A smoke run of the Titans part (the project's venv is enough for it) that leaves
+``--resume``. ``--add-seeds --set protocol.seeds=[2]`` trains further seeds (a folder of their
+own) and merges them into the stored entry of the same budget, one process per seed at once.
+A smoke run of the Titans part (the project's venv is enough for it) that leaves
 the committed tables alone::
 
     .venv/bin/python benchmarks/bench_forecasting.py --long ett/ETTh1 --variants lmm --peers \
@@ -43,7 +45,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -122,24 +126,51 @@ def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTas
 
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
     """Train and test Titans ``variant`` on ``name`` at one horizon; the last-value baseline
-    comes from the same run."""
+    comes from the same run. With ``--add-seeds`` the run gets a folder of its own seeds and
+    its entry joins the stored one's seeds (:func:`merge_seeds`)."""
     mode = MODE_LABELS[args.mode]
     label = f"titans {variant}{mode}" + (" + skip" if args.lookback_skip else "")
     base = long_task(name).name
     run_name = label.replace("titans ", f"{base}_").replace(" + ", "_").replace(" ", "_")
-    task = long_task(  # the task file's budget, unless --set changes it
-        name,
-        {
-            **parse_overrides(args.set),
-            "name": f"{run_name}_h{horizon}",
-            "protocol.horizons": [horizon],
-            "model.backbone.variant": variant,
-            "model.lookback_skip": args.lookback_skip,
-            "model.mode": args.mode,
-        },
-    )
+    overrides = {
+        **parse_overrides(args.set),
+        "protocol.horizons": [horizon],
+        "model.backbone.variant": variant,
+        "model.lookback_skip": args.lookback_skip,
+        "model.mode": args.mode,
+    }
+    seeds = list(long_task(name, overrides).protocol.seeds)
+    suffix = "_seeds" + "-".join(map(str, seeds)) if args.add_seeds else ""
+    # the task file's budget, unless --set changes it
+    task = long_task(name, {**overrides, "name": f"{run_name}_h{horizon}{suffix}"})
+    key = f"{name}|{label}|{horizon}"
+    budget = titans_budget(task, args)
+    if args.add_seeds:
+        check_seeds_join(key, budget, seeds, args.store)
     result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
     summary = result["summary"]
+    rows = (("titans", label, budget), ("last_value", "last value", "no training"))
+    entries = {
+        f"{name}|{model_name}|{horizon}": {
+            **{m: summary[row]["horizons"][str(horizon)][m]["mean"] for m in ("mse", "mae")},
+            "budget": cost,
+        }
+        for row, model_name, cost in rows
+    }
+    # The dev score is minus the validation MSE of the epoch each run kept.
+    runs = sorted((r for r in result["runs"] if r["model"] == "titans"), key=lambda r: r["seed"])
+    entries[key].update(
+        val_mse=float(np.mean([-r["dev_score"] for r in runs])),
+        seeds={
+            str(r["seed"]): {"mse": r["mse"], "mae": r["mae"], "val_mse": -r["dev_score"]}
+            for r in runs
+        },
+    )
+    return entries
+
+
+def titans_budget(task: ForecastTask, args: argparse.Namespace) -> str:
+    """The budget line of a Titans entry."""
     model, training, backbone = task.model, task.training, task.model.backbone
     budget = (
         f"{training.epochs} epochs max (patience {training.patience}), "
@@ -156,21 +187,49 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
         budget += f", validation and test subsampled to {task.data.max_eval} windows (a smoke run)"
     if args.resume:
         budget += " (resumed from checkpoints: the wall time leaves out earlier training)"
-    rows = (("titans", label, budget), ("last_value", "last value", "no training"))
-    entries = {
-        f"{name}|{model_name}|{horizon}": {
-            **{m: summary[key]["horizons"][str(horizon)][m]["mean"] for m in ("mse", "mae")},
-            "budget": cost,
-        }
-        for key, model_name, cost in rows
+    return budget
+
+
+_SEEDS = re.compile(r"seeds \[[0-9, ]*\]")
+
+
+def check_seeds_join(key: str, budget: str, seeds: list[int], store: Path) -> None:
+    """Before training: ``--add-seeds`` needs a stored entry of the same budget (seeds aside)
+    that does not hold these seeds yet; one clear line otherwise."""
+    stored = json.loads(store.read_text()).get(key) if store.exists() else None
+    if stored is None or "seeds" not in stored:
+        raise SystemExit(f"--add-seeds: {store} has no Titans entry {key!r} with seeds to join")
+    if _SEEDS.sub("", stored["budget"]) != _SEEDS.sub("", budget):
+        raise SystemExit(
+            f"--add-seeds: {store} entry {key!r} has another budget: {stored['budget']!r}, "
+            f"this run: {budget!r}"
+        )
+    held = sorted(set(stored["seeds"]) & {str(s) for s in seeds})
+    if held:
+        raise SystemExit(f"--add-seeds: {store} entry {key!r} already holds seeds {held}")
+
+
+def merge_seeds(stored: dict | None, entry: dict) -> dict:
+    """The store merge of ``--add-seeds``: a Titans entry joins the stored entry's seeds (per
+    seed results kept, MSE, MAE and validation MSE averaged over all seeds, wall times added, the
+    budget's seed list the union); other entries (last value) replace the stored one. A stored
+    seed without its own validation MSE (older entries) counts with the stored mean."""
+    if stored is None or "seeds" not in entry:
+        return entry
+    if "seeds" not in stored or _SEEDS.sub("", stored["budget"]) != _SEEDS.sub("", entry["budget"]):
+        raise ValueError(f"--add-seeds: the stored entry cannot take these seeds: {stored}")
+    old = {s: {"val_mse": stored["val_mse"], **r} for s, r in stored["seeds"].items()}
+    seeds = {**old, **entry["seeds"]}
+    order = sorted(seeds, key=int)
+    merged = {
+        **entry,
+        **{m: float(np.mean([seeds[s][m] for s in order])) for m in ("mse", "mae", "val_mse")},
+        "seeds": {s: seeds[s] for s in order},
+        "budget": _SEEDS.sub(f"seeds {[int(s) for s in order]}", entry["budget"]),
     }
-    # The dev score is minus the validation MSE of the epoch each run kept.
-    runs = sorted((r for r in result["runs"] if r["model"] == "titans"), key=lambda r: r["seed"])
-    entries[f"{name}|{label}|{horizon}"].update(
-        val_mse=float(np.mean([-r["dev_score"] for r in runs])),
-        seeds={str(r["seed"]): {"mse": r["mse"], "mae": r["mae"]} for r in runs},
-    )
-    return entries
+    if "seconds" in stored and "seconds" in entry:
+        merged["seconds"] = stored["seconds"] + entry["seconds"]
+    return merged
 
 
 # ----------------------------------------------------------------------------- GluonTS, long
@@ -576,6 +635,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-windows", type=int, default=8000)
     parser.add_argument("--peer-batch", type=int, default=224)
     parser.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="Titans runs of other seeds (--set protocol.seeds=[2]) join the stored entry of "
+        "the same budget (one process per seed may run at once)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="reuse/continue Titans runs from their checkpoints (default: start them afresh)",
@@ -622,7 +687,7 @@ def main(argv: list[str] | None = None) -> int:
                     if "last value" not in key:  # it comes out of the Titans run
                         entry["seconds"] = seconds
                     print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
-                save(entries, args.store, args.out, render)
+                save(entries, args.store, args.out, render, merge_seeds if args.add_seeds else None)
     if args.m4:
         for key, entry in m4_hourly(args.m4_models, args):
             entry.update(stamp)

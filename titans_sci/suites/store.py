@@ -13,15 +13,18 @@ def save(
     store_path: Path,
     table_path: Path,
     render: Callable[[dict[str, dict]], str],
+    merge: Callable[[dict | None, dict], dict] | None = None,
 ) -> None:
     """Merge ``entries`` into the JSON store and rebuild the table from the whole store, under
     a file lock (so several benchmark processes, one per core, can fill one table); both files
-    are replaced atomically."""
+    are replaced atomically. An entry replaces the one under its key, or with ``merge``
+    becomes ``merge(stored entry or None, entry)`` (read under the same lock)."""
     store_path.parent.mkdir(parents=True, exist_ok=True)
     with open(store_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         store = json.loads(store_path.read_text()) if store_path.exists() else {}
-        store.update(entries)
+        for key, entry in entries.items():
+            store[key] = entry if merge is None else merge(store.get(key), entry)
         for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True)),
                            (table_path, render(store))):  # fmt: skip
             path.with_suffix(".tmp").write_text(text)
