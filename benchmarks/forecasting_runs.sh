@@ -5,7 +5,8 @@
 # finishes; `line` names: m4 (seasonal naive, the peers at their defaults and with std scaling,
 # then Titans over 3 seeds), mixing (ETTh1 with channel mixing, then Weather's horizon 96),
 # weather-mixing (Weather's other horizons with channel mixing, about 3 core-hours
-# on a 2-core AMD EPYC; run its horizons as separate processes to use both cores), small (ILI
+# on a 2-core AMD EPYC; run its horizons as separate processes to use both cores), ett-mixing
+# (ETTh2 and ETTm1 with channel mixing, one process each), small (ILI
 # and Exchange), seeds (seeds 2 and 3 of Weather with channel mixing, one process each; any
 # other row alike: --add-seeds merges them into the stored seed-1 entry).
 set -e
@@ -21,6 +22,11 @@ case "$1" in
         $PY $B --long weather --variants lmm --mode channel_mixing --horizons 96 --peers ;;
     weather-mixing)
         $PY $B --long weather --variants lmm --mode channel_mixing --horizons 192 336 720 --peers ;;
+    ett-mixing)
+        for data in ett/ETTh2 ett/ETTm1; do
+            $PY $B --long $data --variants lmm --mode channel_mixing --peers &
+        done
+        wait ;;
     seeds)
         for seed in 2 3; do
             $PY $B --long weather --variants lmm --mode channel_mixing --peers --add-seeds \
@@ -30,5 +36,5 @@ case "$1" in
     small)
         $PY $B --long illness --variants lmm
         $PY $B --long exchange_rate --variants lmm ;;
-    *) echo "usage: sh benchmarks/forecasting_runs.sh m4|mixing|weather-mixing|small|seeds" >&2; exit 2 ;;
+    *) echo "usage: sh benchmarks/forecasting_runs.sh m4|mixing|weather-mixing|ett-mixing|small|seeds" >&2; exit 2 ;;
 esac
