@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,14 +19,32 @@ def save(
     """Merge ``entries`` into the JSON store and rebuild the table from the whole store, under
     a file lock (so several benchmark processes, one per core, can fill one table); both files
     are replaced atomically. An entry replaces the one under its key, or with ``merge``
-    becomes ``merge(stored entry or None, entry)`` (read under the same lock)."""
+    becomes ``merge(stored entry or None, entry)`` (read under the same lock). A NaN or
+    infinity anywhere in ``entries`` is refused with the key and field that hold it, before
+    anything is written."""
+    for key, entry in entries.items():
+        _check_finite(entry, f"{store_path}: entry {key!r}")
     store_path.parent.mkdir(parents=True, exist_ok=True)
     with open(store_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         store = json.loads(store_path.read_text()) if store_path.exists() else {}
         for key, entry in entries.items():
             store[key] = entry if merge is None else merge(store.get(key), entry)
-        for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True)),
+        for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True,
+                                                   allow_nan=False)),
                            (table_path, render(store))):  # fmt: skip
             path.with_suffix(".tmp").write_text(text)
             path.with_suffix(".tmp").replace(path)
+
+
+def _check_finite(value: object, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` and the field path if ``value`` holds a NaN or
+    an infinity (in nested dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} holds {value}; refusing to write it")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{where}, field {name!r}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_finite(item, f"{where}[{index}]")
