@@ -441,9 +441,13 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
     if scaling:
         options["scaling"] = None if scaling == "none" else scaling
     estimator = _estimator(peer, None, horizon, freq, args, args.m4_batches, **options)
+    import gluonts
+    import lightning
+
     changed = f" but scaling {scaling!r}" if scaling else ""
-    budget = (
+    budget = (  # the versions: the same seed reproduces exactly only under the same ones
         f"{epochs}, GluonTS' defaults{changed} (context {estimator.context_length}), seed {seed}"
+        f"; gluonts {gluonts.__version__}, lightning {lightning.__version__}"
     )
     return estimator.train(train), budget
 
