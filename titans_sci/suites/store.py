@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
+
+from titans_sci.config import json_safe
 
 
 def save(
@@ -23,7 +24,10 @@ def save(
     infinity anywhere in ``entries`` is refused with the key and field that hold it, before
     anything is written."""
     for key, entry in entries.items():
-        _check_finite(entry, f"{store_path}: entry {key!r}")
+        _, bad = json_safe(entry)
+        if bad:
+            field, value = bad[0]
+            raise ValueError(f"{store_path}: entry {key!r}, field {field} holds {value}")
     store_path.parent.mkdir(parents=True, exist_ok=True)
     with open(store_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -35,16 +39,3 @@ def save(
                            (table_path, render(store))):  # fmt: skip
             path.with_suffix(".tmp").write_text(text)
             path.with_suffix(".tmp").replace(path)
-
-
-def _check_finite(value: object, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` and the field path if ``value`` holds a NaN or
-    an infinity (in nested dicts and lists)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} holds {value}; refusing to write it")
-    if isinstance(value, dict):
-        for name, item in value.items():
-            _check_finite(item, f"{where}, field {name!r}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_finite(item, f"{where}[{index}]")
