@@ -406,6 +406,8 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
 
 def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
     """The trained predictor of ``model`` on M4 Hourly's training parts, and its budget line."""
+    import gluonts
+    import lightning
     from gluonts.model.seasonal_naive import SeasonalNaivePredictor
 
     from titans_sci.memory import MemoryConfig
@@ -441,11 +443,8 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
     if scaling:
         options["scaling"] = None if scaling == "none" else scaling
     estimator = _estimator(peer, None, horizon, freq, args, args.m4_batches, **options)
-    import gluonts
-    import lightning
-
     changed = f" but scaling {scaling!r}" if scaling else ""
-    budget = (  # the versions: the same seed reproduces exactly only under the same ones
+    budget = (  # a seed reproduces exactly only under the same versions (and CPU: "machine")
         f"{epochs}, GluonTS' defaults{changed} (context {estimator.context_length}), seed {seed}"
         f"; gluonts {gluonts.__version__}, lightning {lightning.__version__}"
     )
