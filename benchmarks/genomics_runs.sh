@@ -5,8 +5,17 @@
 # interrupted run from its last epoch checkpoint, so this file can be run again after a kill,
 # in another session too: `sh benchmarks/genomics_runs.sh 1` (core 1's line) and
 # `sh benchmarks/genomics_runs.sh 2` beside it (then `sweep`).
+#
+# `queue` is the table's queue (issue 42): every task, the default LMM and both baselines, a
+# seed (or fold) at a time in passes, so every row has a first number before any has a second.
+# Run it from a git worktree pinned at one commit, so that changes on main do not invalidate an
+# interrupted part's resume fingerprint, with OUT naming main's results folder and RUNS a
+# folder outside both checkouts:
+#   git worktree add --detach /work/queue <commit> && cd /work/queue && make setup
+#   OUT=/work/main/benchmarks/results RUNS=/work/queue-runs sh benchmarks/genomics_runs.sh queue
 set -e
-FULL="--epochs 12 --patience 3 --threads 1 -q --out benchmarks/results"
+OUT=${OUT:-benchmarks/results}
+FULL="--epochs 12 --patience 3 --threads 1 -q --out $OUT"
 SMALL="gue/mouse/3 gue/mouse/2 gue/prom/prom_core_tata"
 case "$1" in
     1) .venv/bin/titans-sci bench genomics $FULL --tasks $SMALL --entrants lmm ;;
@@ -20,5 +29,6 @@ case "$1" in
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dim 32
         # (the MAG point ran beside the dim-32 one, on the other core)
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants mag --no-baselines ;;
-    *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep" >&2; exit 2 ;;
+    queue) .venv/bin/titans-sci bench genomics $FULL --entrants lmm --runs "${RUNS:-$OUT/runs}" ;;
+    *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep|queue" >&2; exit 2 ;;
 esac

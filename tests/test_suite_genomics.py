@@ -1,5 +1,6 @@
 """``titans-sci bench genomics``: killed mid-run, started again, it finishes without training a
-finished seed again; run a third time, it skips every cell; the table picks Titans on dev."""
+finished seed again; run a third time, it skips every cell; the queue runs a pass of every
+task's first part before any second part; the table picks Titans on dev."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -27,8 +29,13 @@ from titans_sci.suites.genomics import (
     config_hash,
     label_of,
     margins,
+    merge_parts,
+    part_task,
+    queue,
     render,
+    training_bases,
 )
+from titans_sci.tasks.classification import Classification
 
 TINY = [
     "bench", "genomics", "--tasks", "gue/mouse/3", "--entrants", "lmm", "--seeds", "1", "2",
@@ -66,7 +73,16 @@ def test_a_killed_suite_resumes_without_training_finished_seeds_again(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
-    assert not list(out.glob("runs/*/results.json")) and not (out / "genomics.json").exists()
+    # seed 1 is a finished part, in the store; seed 2 is not
+    (finished,) = out.glob("runs/*/results.json")
+    assert finished.parent.name.endswith("_seed1")
+    stored = json.loads((out / "genomics.json").read_text())
+    assert {k: list(v["parts"]) for k, v in stored.items()} == {
+        "gue/mouse/3|titans lmm dim16 depth1 heads2": ["seed1"],
+        "gue/mouse/3|kmer_lr": ["seed1"],
+        "gue/mouse/3|cnn": ["seed1"],
+    }
+    assert "(1 of 2)" in (out / "genomics.md").read_text()
     before = _logs(out)
     seed1 = [k for k in before if "/seed1/titans/" in k]
     assert seed1 and before[seed1[0]].count("\n") == 2  # both epochs of seed 1 were done
@@ -77,7 +93,9 @@ def test_a_killed_suite_resumes_without_training_finished_seeds_again(tmp_path):
     store = json.loads((out / "genomics.json").read_text())
     titans = "gue/mouse/3|titans lmm dim16 depth1 heads2"  # the size is in the label
     assert set(store) == {titans, "gue/mouse/3|kmer_lr", "gue/mouse/3|cnn"}
-    assert store[titans]["n"] == 2
+    assert store[titans]["n"] == 2 and set(store[titans]["parts"]) == {"seed1", "seed2"}
+    tests = [store[titans]["parts"][p]["test"] for p in ("seed1", "seed2")]
+    assert store[titans]["mean"] == pytest.approx(sum(tests) / 2)
     assert (out / "genomics_margins.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "genomics.md").read_text()
     assert "| gue/mouse/3 | 66.47 (DNABERT-2 MCC) |" in table
@@ -145,3 +163,63 @@ def test_a_sweep_setting_is_in_the_cell_name_the_config_and_the_budget():
     plain = build_task("gue/mouse/3", lmm, default, baselines=False)
     assert config_hash(task) != config_hash(plain)
     assert "dropout" not in budget(plain)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_the_queue_runs_every_tasks_first_part_before_any_second_cheapest_first():
+    names = ["gue/prom/prom_core_tata", "genomic_benchmarks/human_enhancers_cohn", "gue/mouse/3"]
+    lmm, mag = Entrant.parse("lmm"), Entrant.parse("mag")
+    order = queue(names, [lmm, mag], _args("--seeds", "1", "2"))
+    cheapest = sorted(names, key=training_bases)
+    assert [n for n, i, _ in order[:6] if i == 0] == cheapest
+    assert [part for _, _, part in order[:6]] == [
+        "fold0" if n.startswith("genomic") else "seed1" for n in cheapest for _ in (0, 1)
+    ]
+    assert [i for _, i, _ in order[:2]] == [0, 1]  # every entrant of a task in turn
+    # then the second part of each, then the cross-validated set's folds 2, 3 and 4 alone
+    assert {part for _, _, part in order[6:12]} == {"seed2", "fold1"}
+    assert [part for _, _, part in order[12:]] == [f"fold{k}" for k in (2, 3, 4) for _ in (0, 1)]
+
+
+def test_a_part_is_one_seed_or_one_fold_of_the_same_cell():
+    args = _args("--seeds", "1", "2", "3")
+    task = build_task("gue/mouse/3", Entrant.parse("lmm"), args, baselines=True)
+    seed2 = part_task(task, "seed2")
+    assert seed2.protocol.seeds == (2,) and config_hash(seed2) == config_hash(task)
+    cv = build_task("genomic_benchmarks/human_enhancers_cohn", Entrant.parse("lmm"), args, True)
+    fold3 = part_task(cv, "fold3")
+    assert fold3.protocol.run_folds == (3,) and config_hash(fold3) == config_hash(cv)
+    units = list(Classification(replace(fold3, data=replace(fold3.data, max_eval=8))).units())
+    assert [u.labels for u in units] == [{"fold": 3}]
+    assert config_hash(replace(cv, protocol=replace(cv.protocol, seeds=(2,)))) != config_hash(cv)
+
+
+def _part(test: float, dev: float | None = None) -> dict:
+    return {"test": test, "dev": dev, "seconds": 10.0, "machine": "m", "date": "d", "code": "c"}
+
+
+def _cell(config: str, **parts: dict) -> dict:
+    return {"config": config, "metric": "mcc", "budget": "b", "protocol": "p", "planned": 3,
+            "parts": parts}  # fmt: skip
+
+
+def test_parts_join_a_cell_of_the_same_config_and_replace_one_of_another():
+    one = merge_parts(None, _cell("aa", seed1=_part(70.0, 80.0)))
+    assert (one["mean"], one["std"], one["n"], one["dev"]) == (70.0, 0.0, 1, 80.0)
+    assert "(1 of 3)" in render({"gue/tf/0|titans lmm": one})
+    two = merge_parts(one, _cell("aa", seed2=_part(74.0, 84.0)))
+    assert (two["mean"], two["n"], two["dev"], two["seconds"]) == (72.0, 2, 82.0, 20.0)
+    assert two["std"] == pytest.approx(2 * 2**0.5)
+    again = merge_parts(two, _cell("aa", seed2=_part(76.0, 84.0)))  # a part run again
+    assert (again["n"], again["mean"]) == (2, 73.0)
+    other = merge_parts(two, _cell("bb", seed3=_part(60.0)))
+    assert (other["n"], other["mean"], other["dev"]) == (1, 60.0, None)
+    legacy = {**_cell("aa", seed1={}, seed2={}), "mean": 1.0, "std": 0.0, "n": 2}
+    assert merge_parts(legacy, _cell("aa", seed1={})) == legacy | {"parts": legacy["parts"]}
+    with pytest.raises(ValueError, match="kept no per-part scores"):
+        merge_parts(legacy, _cell("aa", seed3=_part(60.0)))

@@ -12,6 +12,7 @@ from tiny_tasks import classification_task, gue_csv, write
 from titans_sci.cli import main
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.classification import Classification
+from titans_sci.tasks.config import ClassificationProtocol
 
 
 def _user_files(folder, rows=(("train", 128), ("dev", 40), ("test", 40))) -> str:
@@ -75,3 +76,16 @@ def test_cli_runs_a_task_and_reports_bad_ones(tmp_path, capsys):
     bad = write(tmp_path / "bad.toml", 'format = 2\nname = "x"\n[data]\n')
     assert main(["run", str(bad)]) == 2
     assert "give either dataset or train/dev/test" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("protocol", "message"),
+    [
+        ({"split": "kfold", "run_folds": (5,)}, "fold 5 is not in 0..4"),
+        ({"split": "kfold", "run_folds": (1, 1)}, "names a fold twice"),
+        ({"run_folds": (0,)}, "needs split = 'kfold'"),
+    ],
+)
+def test_run_folds_names_folds_of_the_cross_validation_once(protocol, message):
+    with pytest.raises(ValueError, match=message):
+        ClassificationProtocol(**protocol)

@@ -1,11 +1,16 @@
 """``titans-sci bench genomics``: every bundled genomic task, Titans entrants and both baselines,
 in one command that resumes where it was stopped, and a leaderboard next to published numbers.
 
-Each (task, entrant) is one classification task of the task system, run into
-``<out>/runs/<task>_<entrant>_<config hash>/`` with ``resume`` on: a killed suite, started
-again with the same settings, skips every cell already in ``<out>/genomics.json`` and continues
-the interrupted run from its last epoch checkpoint (finished seeds and folds are not trained
-again). Changed settings give a new config hash, so a new run folder, and replace the cell.
+The suite is a queue of parts: a part is one seed of a GUE task (train, select on dev, test
+once) or one fold of a Genomic Benchmarks set (5-fold cross-validation), for one entrant. The
+queue runs in passes, so the table fills early: pass 1 is the first seed (or fold) of every
+task, smallest training set first, then pass 2 the second, and so on. Each part is one
+classification task of the task system, run into ``<runs>/<task>_<entrant>_<config>_<part>/``
+with ``resume`` on: a killed suite, started again with the same settings, skips every part
+already in ``<out>/genomics.json`` and continues the interrupted part from its last epoch
+checkpoint. A cell (task, model) keeps every part's test and dev score, its time, machine, date
+and code version, and its mean and spread are over the parts it holds. Changed settings give a
+new config hash, and a part of the new config replaces the cell.
 
 Entrants: a backbone variant (``lmm``, ``mag``, ``mac``, ``mal``) from scratch, or with
 ``:pretrained``, its trunk started from a pretrained DNA language model (``--pretrained``,
@@ -27,6 +32,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +49,7 @@ from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
 from titans_sci.tasks import ClassificationTask, parse_task, run
+from titans_sci.tasks.run_folder import code_version
 
 #: Published numbers: GUE MCC x 100 of DNABERT-2 (Zhou et al. 2024, pretrained, fine-tuned);
 #: Genomic Benchmarks accuracy x 100 of the benchmark authors' CNN (Gresova et al. 2023).
@@ -163,10 +170,15 @@ def build_task(
 
 
 def config_hash(task: ClassificationTask) -> str:
-    """8 hex digits naming everything that decides a run of ``task``: its resolved config, with
-    a pretrained model named by its weights' checksum rather than its path (the same cell
-    wherever the checkout lies)."""
+    """8 hex digits naming everything that decides a cell of ``task`` but its parts: its
+    resolved config without the seeds (GUE) or the folds run (cross-validation, whose seed
+    splits the folds and so stays), with a pretrained model named by its weights' checksum
+    rather than its path (the same cell wherever the checkout lies)."""
     config = to_dict(task)
+    protocol = config["protocol"]
+    protocol.pop("run_folds")
+    if protocol["split"] != "kfold":
+        protocol.pop("seeds")
     if task.training.init is not None:
         config["training"]["init"] = pretrained_id(task.training.init)
     text = json.dumps(config, sort_keys=True)
@@ -219,30 +231,134 @@ def label_of(entrant: Entrant, args: argparse.Namespace) -> str:
     return " ".join([entrant.label, *tags])
 
 
-def entries_of(
-    name: str, label: str, task: ClassificationTask, result: dict[str, Any], extra: dict
+def parts_of(name: str, args: argparse.Namespace) -> list[str]:
+    """The parts of a cell of ``name``: ``seed1``, ``seed2``, ... (GUE) or ``fold0``, ...,
+    ``fold4`` (a cross-validated Genomic Benchmarks set, with the first seed)."""
+    if name.startswith("genomic_benchmarks/"):
+        return [f"fold{k}" for k in range(args.folds)]
+    return [f"seed{seed}" for seed in args.seeds]
+
+
+def part_task(task: ClassificationTask, part: str) -> ClassificationTask:
+    """``task`` cut to one part (``seed2``, ``fold0``)."""
+    if part.startswith("fold"):
+        protocol = replace(task.protocol, run_folds=(int(part.removeprefix("fold")),))
+    else:
+        protocol = replace(task.protocol, seeds=(int(part.removeprefix("seed")),))
+    return replace(task, protocol=protocol)
+
+
+def training_bases(name: str) -> int:
+    """The bases a model trains on per epoch of ``name`` (its train split, else its test
+    split): the queue runs the cheapest tasks of a pass first."""
+    splits = load_manifest(name).splits
+    source = splits["train"] if "train" in splits else splits["test"]
+    return int(pd.read_csv(source.file, usecols=["sequence"])["sequence"].str.len().sum())
+
+
+def queue(names: list[str], entrants: list[Entrant], args: argparse.Namespace) -> list[tuple]:
+    """``(name, entrant index, part)`` in the order they run: pass ``i`` is the ``i``-th part
+    of every task (cheapest task first), every entrant of a task in turn."""
+    names = sorted(names, key=training_bases)
+    parts = {name: parts_of(name, args) for name in names}
+    passes = max(len(p) for p in parts.values())
+    return [
+        (name, i, parts[name][step])
+        for step in range(passes)
+        for name in names
+        if step < len(parts[name])
+        for i in range(len(entrants))
+    ]
+
+
+def source_commit() -> str:
+    """The git commit of the package's checkout (``+changes`` when its tree differs from it),
+    or the SHA-256 of its sources where it is not a git checkout (an installed wheel)."""
+    here = Path(__file__).resolve().parents[2]
+
+    def git(*words: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(here), *words], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "sources " + code_version()["source_sha256"][:12]
+    return commit + ("+changes" if changed else "")
+
+
+def part_entries(
+    name: str,
+    label: str,
+    result: dict[str, Any],
+    part: str,
+    cell: dict[str, Any],
+    facts: dict[str, Any],
 ) -> dict[str, dict[str, Any]]:
-    """The store entries (``"<task>|<model>"``) of one finished run of the Titans model
-    ``label``."""
+    """The store entries (``"<task>|<model>"``) of one finished ``part`` of the Titans model
+    ``label`` and of the baselines that ran beside it: the cell's description ``cell`` (config,
+    budget, protocol, metric, parts planned) with the part's test and dev score (x 100) and
+    ``facts`` (seconds, machine, date, code) under ``parts``."""
     metric = metric_of(name)
     entries = {}
-    for model, summary in result["summary"].items():
+    for model in dict.fromkeys(r["model"] for r in result["runs"]):
         model_label = label if model == "titans" else model
-        dev = [r["dev_score"] for r in result["runs"] if r["model"] == model and "dev_score" in r]
-        stats = summary[metric]
-        if stats["mean"] is None or not math.isfinite(stats["mean"]):
-            raise ValueError(f"{name} {model_label}: {metric} is undefined in every run")
-        entries[f"{name}|{model_label}"] = {
-            "mean": 100 * stats["mean"],
-            "std": 100 * stats["std"],
-            "n": int(stats["n"]),
-            "dev": 100 * float(np.mean(dev)) if dev else None,
-            "metric": metric,
-            "budget": budget(task),
-            "protocol": result["protocol"],
-            **extra,
-        }
+        (row,) = [r for r in result["runs"] if r["model"] == model]
+        value, dev = row[metric], row.get("dev_score")
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"{name} {model_label} {part}: {metric} is undefined")
+        scores = {"test": 100 * value, "dev": None if dev is None else 100 * dev}
+        entries[f"{name}|{model_label}"] = {**cell, "parts": {part: {**scores, **facts}}}
     return entries
+
+
+def cell_protocol(protocol: str, part: str) -> str:
+    """The protocol line of a cell, from the one of its ``part``'s run."""
+    if part.startswith("fold"):
+        return protocol.replace(f", folds [{part.removeprefix('fold')}] of them", "")
+    return protocol.replace(f"seeds [{part.removeprefix('seed')}]", "one run per seed")
+
+
+def merge_parts(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The store's merge: ``new``'s parts join the stored cell of the same config (a part run
+    again replaces its old value); a cell of another config is replaced. The cell's mean, std,
+    n, dev, seconds, machine and date are then taken over its parts."""
+    if stored is not None and stored.get("config") == new["config"]:
+        old = stored.get("parts", {})
+        if any("test" not in p for p in old.values()) and set(new["parts"]) - set(old):
+            raise ValueError(
+                f"the stored cell of config {new['config']} kept no per-part scores (it ran "
+                "before cells kept them), so a part cannot join it; remove it from the store "
+                "to run the cell again"
+            )
+        new = {**stored, **new, "parts": {**old, **new["parts"]}}
+    return summarized(new)
+
+
+def summarized(cell: dict[str, Any]) -> dict[str, Any]:
+    """``cell`` with ``mean``/``std`` (sample std) of its parts' test scores, ``n``, the mean
+    ``dev`` (``None`` for a baseline without one), total ``seconds`` and its ``machine``,
+    ``date`` and ``code``, each listing the distinct values of its parts."""
+    parts = [cell["parts"][k] for k in sorted(cell["parts"])]
+    if any("test" not in p for p in parts):  # a cell from before parts kept their scores
+        return cell
+    test = np.array([p["test"] for p in parts])
+    devs = [p["dev"] for p in parts if p["dev"] is not None]
+    facts = {
+        key: ", ".join(dict.fromkeys(str(p[key]) for p in parts))
+        for key in ("machine", "date", "code")
+    }
+    return {
+        **cell,
+        "mean": float(test.mean()),
+        "std": float(test.std(ddof=1)) if len(test) > 1 else 0.0,
+        "n": len(parts),
+        "dev": float(np.mean(devs)) if devs else None,
+        "seconds": float(sum(p["seconds"] for p in parts)),
+        **facts,
+    }
 
 
 def _read(store_path: Path) -> dict[str, dict]:
@@ -250,11 +366,13 @@ def _read(store_path: Path) -> dict[str, dict]:
 
 
 def run_suite(args: argparse.Namespace) -> dict[str, dict]:
-    """Run (or resume) every (task, entrant) of ``args`` into ``args.out``; returns the store."""
+    """Run (or resume) every part of every (task, entrant) of ``args`` in :func:`queue` order
+    into ``args.out``; returns the store."""
     out = Path(args.out)
+    runs = Path(args.runs) if args.runs else out / "runs"
     store_path, table_path = out / "genomics.json", out / "genomics.md"
     torch.set_num_threads(args.threads)
-    machine = describe_machine(args.threads)
+    machine, code = describe_machine(args.threads), source_commit()
     entrants = [Entrant.parse(e) for e in args.entrants]
     known = [m.name for m in list_datasets(kind="dna")]
     unknown = [name for name in args.tasks or () if name not in known]
@@ -262,31 +380,43 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
         raise ValueError(
             f"--tasks: no bundled DNA data set {unknown[0]!r} (known: {', '.join(known)})"
         )
-    for name in args.tasks or known:
-        for i, entrant in enumerate(entrants):
-            baselines = args.baselines and i == 0
-            task = build_task(name, entrant, args, baselines)
-            digest = config_hash(task)
-            label = label_of(entrant, args)
-            labels = [label] + (list(BASELINES) if baselines else [])
-            stored = _read(store_path)
-            if all(stored.get(f"{name}|{m}", {}).get("config") == digest for m in labels):
-                print(f"{name} | {label}: done ({digest}), skipped", flush=True)
-                continue
-            start = time.perf_counter()
-            folder = f"{task.name}_{label.replace(' ', '_')}_{digest}"
-            task = replace(task, name=folder)
-            result = run(task, out / "runs", resume=True, progress=not args.quiet)
-            extra = {
-                "config": digest,
-                "seconds": time.perf_counter() - start,
-                "machine": machine,
-                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            }
-            entries = entries_of(name, label, task, result, extra)
-            save(entries, store_path, table_path, render)
-            for key, entry in entries.items():
-                print(f"{key}: {entry['mean']:.2f} +- {entry['std']:.2f}", flush=True)
+    for name, i, part in queue(list(args.tasks or known), entrants, args):
+        baselines = args.baselines and i == 0
+        task = build_task(name, entrants[i], args, baselines)
+        digest = config_hash(task)
+        label = label_of(entrants[i], args)
+        labels = [label] + (list(BASELINES) if baselines else [])
+        stored = _read(store_path)
+        if all(
+            stored.get(f"{name}|{m}", {}).get("config") == digest
+            and part in stored[f"{name}|{m}"].get("parts", {})
+            for m in labels
+        ):
+            print(f"{name} | {label} | {part}: done ({digest}), skipped", flush=True)
+            continue
+        start = time.perf_counter()
+        folder = f"{task.name}_{label.replace(' ', '_')}_{digest}_{part}"
+        result = run(replace(part_task(task, part), name=folder), runs, resume=True,
+                     progress=not args.quiet)  # fmt: skip
+        cell = {
+            "config": digest,
+            "metric": metric_of(name),
+            "budget": budget(task),
+            "protocol": cell_protocol(result["protocol"], part),
+            "planned": len(parts_of(name, args)),
+        }
+        facts = {
+            "seconds": time.perf_counter() - start,
+            "machine": machine,
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+            "code": code,
+        }
+        entries = part_entries(name, label, result, part, cell, facts)
+        save(entries, store_path, table_path, render, merge=merge_parts)
+        for key in entries:
+            entry = _read(store_path)[key]
+            print(f"{key} {part}: {entry['parts'][part]['test']:.2f}; cell {entry['mean']:.2f} "
+                  f"+- {entry['std']:.2f} (n={entry['n']})", flush=True)  # fmt: skip
     store = _read(store_path)
     save({}, store_path, table_path, render)  # the table of the whole store, even if nothing ran
     plot_margins(store, out / "genomics_margins.png")
@@ -359,7 +489,9 @@ def render(store: dict[str, dict]) -> str:
         "stratified 5-fold cross-validation numbers on it**, not comparable one to one with "
         "train-split numbers). `chosen` is the Titans entrant with the best mean **dev** score "
         "(never test); the last column is its test mean minus the better baseline's. `-`: not "
-        "run yet. Each cell's budget, machine and date are listed below the table.",
+        "run yet; `(1 of 3)`: the seeds or folds a cell holds so far, while it is short of "
+        "them. Each cell's budget, parts, machine, date and code version (the commit it ran "
+        "at) are listed below the table.",
         "",
         "| task | published | " + " | ".join(shown) + " | chosen (dev) | chosen - baselines |",
         "| --- | ---: |" + " ---: |" * len(shown) + " --- | ---: |",
@@ -371,7 +503,7 @@ def render(store: dict[str, dict]) -> str:
         cells = []
         for model in shown:
             entry = store.get(f"{name}|{model}")
-            cells.append("-" if entry is None else f"{entry['mean']:.2f} +- {entry['std']:.2f}")
+            cells.append("-" if entry is None else _cell(entry))
         chosen = chosen_on_dev(store, name)
         cells.append("-" if chosen is None else chosen[0].removeprefix("titans "))
         cells.append(f"{ahead[name]:+.2f}" if name in ahead else "-")
@@ -379,11 +511,21 @@ def render(store: dict[str, dict]) -> str:
     lines += ["", "## Goals", "", *goal_lines(store), "", "## Budgets", ""]
     for key, entry in sorted(store.items()):
         dev = "" if entry.get("dev") is None else f", dev {entry['dev']:.2f}"
+        parts = ", ".join(sorted(entry.get("parts", {})))
         lines.append(
-            f"- {key}: n={entry['n']}{dev}, {entry['budget']}; {entry['seconds']:.0f} s wall for "
-            f"the run; {entry['machine']}; {entry['date']}; config {entry.get('config', '-')}"
+            f"- {key}: n={entry['n']} ({parts}){dev}, {entry['budget']}; {entry['seconds']:.0f} s "
+            f"wall; {entry['machine']}; {entry['date']}; config {entry.get('config', '-')}; code "
+            f"{entry.get('code', '-')}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cell(entry: dict[str, Any]) -> str:
+    """``mean +- std``, with how many of the planned parts it holds while it is short of
+    them: ``71.20 +- 0.00 (1 of 3)``."""
+    text = f"{entry['mean']:.2f} +- {entry['std']:.2f}"
+    planned = entry.get("planned", entry["n"])
+    return text + (f" ({entry['n']} of {planned})" if entry["n"] < planned else "")
 
 
 def plot_margins(store: dict[str, dict], path: Path) -> Path | None:
@@ -416,7 +558,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=Path("runs/bench_genomics"),
-        help="where the table, the plot and the runs go",
+        help="where the table (genomics.md and .json) and the plot go",
+    )
+    parser.add_argument(
+        "--runs", type=Path, help="where the parts' run folders go (default: <out>/runs)"
     )
     parser.add_argument(
         "--tasks", nargs="+", metavar="TASK", help="bundled DNA data sets (default: every one)"

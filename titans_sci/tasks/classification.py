@@ -73,6 +73,7 @@ class Classification:
                 f"stratified {protocol.folds}-fold cross-validation on the "
                 f"{'test' if 'test' in self.splits else 'train'} split (10% of each training "
                 f"part as dev), seed {protocol.seeds[0]}"
+                + (f", folds {list(protocol.run_folds)} of them" if protocol.run_folds else "")
             )
 
     def data_files(self) -> dict[str, Path]:
@@ -89,6 +90,8 @@ class Classification:
         seed = protocol.seeds[0]
         folds = stratified_folds([_label(r) for r in records], protocol.folds, seed)
         for fold, (train, test) in enumerate(folds):
+            if protocol.run_folds and fold not in protocol.run_folds:
+                continue
             train = np.random.default_rng(seed + fold).permutation(train)
             n_dev = max(1, len(train) // 10)
             parts = {

@@ -186,17 +186,26 @@ class ClassificationProtocol(Config):
     """``split = "train_dev_test"``: train, keep the epoch with the best dev accuracy, test
     once, for every seed. ``"kfold"``: stratified ``folds``-fold cross-validation on the only
     split (test, else train), a seeded 10% of each training part as dev, with the first
-    seed."""
+    seed; ``run_folds`` runs only those folds (numbered from 0; empty: every fold), so the
+    folds of one cross-validation can be run apart and their rows put together."""
 
     split: Literal["train_dev_test", "kfold"] = "train_dev_test"
     folds: int = 5
     seeds: tuple[int, ...] = (1,)
+    run_folds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds is empty")
         if self.folds < 2:
             raise ValueError(f"folds={self.folds}; expected >= 2")
+        if self.run_folds and self.split != "kfold":
+            raise ValueError(f"run_folds={list(self.run_folds)} needs split = 'kfold'")
+        outside = [f for f in self.run_folds if not 0 <= f < self.folds]
+        if outside:
+            raise ValueError(f"run_folds: fold {outside[0]} is not in 0..{self.folds - 1}")
+        if len(set(self.run_folds)) < len(self.run_folds):
+            raise ValueError(f"run_folds={list(self.run_folds)} names a fold twice")
 
 
 @dataclass(frozen=True)
