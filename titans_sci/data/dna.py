@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 import torch
 from Bio import SeqIO
@@ -38,6 +39,9 @@ __all__ = [
     "SEP_ID",
     "MASK_ID",
     "UNK_ID",
+    "BASES",
+    "BASE_CODE",
+    "canonical",
     "SequenceRecord",
     "read_sequences",
     "validate_sequence",
@@ -52,6 +56,22 @@ SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
 
 IUPAC_NUCLEOTIDES = "ACGTUNRYKMSWBDHV"
+#: The four bases in code order (A=0, C=1, G=2, T=3). RNA's ``U`` is ``T`` and case does not
+#: matter (lowercase is soft-masking) everywhere: the tokenizer, every k-mer count and check.
+BASES = "ACGT"
+#: Byte -> base code: 0..3 for ``ACGTU`` in either case (``U`` as ``T``), 4 for anything else
+#: (an IUPAC ambiguity code, ``N``).
+BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _code, _letters in enumerate(("Aa", "Cc", "Gg", "TtUu")):
+    for _letter in _letters:
+        BASE_CODE[ord(_letter)] = _code
+
+
+def canonical(sequence: str) -> str:
+    """``sequence`` as every comparison of bases reads it: upper case, ``U`` as ``T``."""
+    return sequence.upper().replace("U", "T")
+
+
 _INVALID_BASE = re.compile(f"[^{IUPAC_NUCLEOTIDES}{IUPAC_NUCLEOTIDES.lower()}]")
 _NON_ACGT = re.compile("[^ACGT]")
 
@@ -489,7 +509,7 @@ class NucleotideTokenizer:
         self.tokens: tuple[str, ...] = SPECIAL_TOKENS + self.BASES
         self.token_to_id = {token: i for i, token in enumerate(self.tokens)}
         upper = {base: self.token_to_id[base] for base in self.BASES}
-        upper["U"] = upper["T"]
+        upper["U"] = upper["T"]  # as BASE_CODE reads it
         upper.update(dict.fromkeys("RYKMSWBDHV", upper["N"]))
         self._char_to_id = {**upper, **{c.lower(): i for c, i in upper.items()}}
 

@@ -24,16 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from titans_sci.data.dna import read_sequences, reverse_complement
+from titans_sci.data.dna import BASE_CODE, canonical, read_sequences, reverse_complement
 from titans_sci.data.fasta_stream import iter_pieces
 from titans_sci.data.registry import list_datasets
 
 #: Length of the shared stretch that makes a piece held-out (bases).
 K = 32
-
-_CODE = np.full(256, 4, dtype=np.uint8)
-for _i, _base in enumerate("ACGT"):
-    _CODE[ord(_base)] = _CODE[ord(_base.lower())] = _i
 
 
 def kmers(sequences: Sequence[str], k: int = K) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +41,7 @@ def kmers(sequences: Sequence[str], k: int = K) -> tuple[np.ndarray, np.ndarray]
     if not sequences:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     text = "\0".join(sequences).encode("ascii", "replace")  # \0 breaks every k-mer across
-    codes = _CODE[np.frombuffer(text, dtype=np.uint8)]
+    codes = BASE_CODE[np.frombuffer(text, dtype=np.uint8)]
     n = len(codes) - k + 1
     if n <= 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
@@ -71,7 +67,7 @@ class HeldOut:
 
     @classmethod
     def of(cls, sequences: Sequence[str], k: int = K, sources: Sequence[str] = ()) -> HeldOut:
-        upper = [s.upper() for s in sequences]
+        upper = [canonical(s) for s in sequences]
         both = upper + [reverse_complement(s) for s in upper]
         codes, _ = kmers(both, k)
         short = {s for s in both if len(s) < k}
@@ -88,7 +84,9 @@ class HeldOut:
             found = np.searchsorted(self.codes, codes).clip(max=len(self.codes) - 1)
             hit[owner[self.codes[found] == codes]] = True
         for i, s in enumerate(sequences):
-            if len(s) < self.k and (s.upper() in self.short or reverse_complement(s) in self.short):
+            if len(s) < self.k and (
+                canonical(s) in self.short or canonical(reverse_complement(s)) in self.short
+            ):
                 hit[i] = True
         return hit
 
@@ -165,16 +163,16 @@ def build_corpus(
     dropped = duplicates = 0
     for _, pieces in sources:
         for batch in _batched(pieces, 50_000):
-            batch = [p.upper() for p in batch if len(p) >= min_length]
+            batch = [canonical(p) for p in batch if len(p) >= min_length]
             for piece, touches in zip(batch, held_out.touches(batch), strict=True):
                 if touches:
                     dropped += 1
                     continue
-                canonical = min(piece, reverse_complement(piece))
-                if canonical in seen:
+                either_strand = min(piece, reverse_complement(piece))
+                if either_strand in seen:
                     duplicates += 1
                     continue
-                seen.add(canonical)
+                seen.add(either_strand)
                 kept.append(piece)
     if not kept:
         raise ValueError("every pretraining piece touches a held-out sequence: nothing is left")

@@ -19,19 +19,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from titans_sci.data.dna import PAD_ID
+from titans_sci.data.dna import BASE_CODE, BASES, PAD_ID
 
 __all__ = ["KmerLogisticRegression", "SmallCNN", "all_kmers", "kmer_features"]
-
-_BASE_CODE = np.full(256, -1, dtype=np.int64)
-for _i, _b in enumerate("ACGT"):
-    _BASE_CODE[ord(_b)] = _i
-    _BASE_CODE[ord(_b.lower())] = _i
 
 
 def all_kmers(k: int) -> list[str]:
     """All ``4**k`` ACGT k-mers in lexicographic order (index = base-4 number, A=0 .. T=3)."""
-    return ["".join(p) for p in product("ACGT", repeat=k)]
+    return ["".join(p) for p in product(BASES, repeat=k)]
 
 
 def _rc_permutation(k: int) -> np.ndarray:
@@ -46,9 +41,9 @@ def kmer_features(sequences: Sequence[str], k: int) -> np.ndarray:
     """Strand-symmetric k-mer frequencies ``[N, 4**k]`` (float64).
 
     Counts overlapping k-mers of each sequence plus those of its reverse complement (case
-    ignored; any k-mer containing a non-ACGT base is skipped), then divides each row by its
-    total (rows with no valid k-mer stay zero). A sequence and its reverse complement get
-    identical rows.
+    ignored, ``U`` read as ``T``; any k-mer holding another letter is skipped), then divides
+    each row by its total (rows with no valid k-mer stay zero). A sequence and its reverse
+    complement get identical rows.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -56,7 +51,7 @@ def kmer_features(sequences: Sequence[str], k: int) -> np.ndarray:
     n = len(sequences)
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     joined = "".join(sequences).encode("ascii", errors="replace")
-    codes = _BASE_CODE[np.frombuffer(joined, dtype=np.uint8)]
+    codes = BASE_CODE[np.frombuffer(joined, dtype=np.uint8)].astype(np.int64)
     total = codes.size
     counts = np.zeros((n, n_kmers), dtype=np.float64)
     if total >= k:
@@ -68,8 +63,8 @@ def kmer_features(sequences: Sequence[str], k: int) -> np.ndarray:
         index = np.zeros(n_win, dtype=np.int64)
         for j in range(k):
             c = codes[j : j + n_win]
-            valid &= c >= 0
-            index = index * 4 + np.maximum(c, 0)
+            valid &= c < 4
+            index = index * 4 + np.where(c < 4, c, 0)
         starts = np.arange(n_win)
         valid &= starts + k <= ends[seq_id[:n_win]]
         flat = seq_id[:n_win][valid] * n_kmers + index[valid]
