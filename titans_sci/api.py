@@ -14,6 +14,7 @@ training scaler, the frequency). ``titans_sci.load(folder)`` returns a
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
@@ -23,9 +24,8 @@ import tempfile
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.registry import sha256_of
 from titans_sci.data.timeseries import TimeSeriesTable, read_series
 from titans_sci.distributed import is_main
+from titans_sci.files import atomic_open, check_output
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
@@ -88,6 +89,15 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
         raise TypeError(f"cannot save a {type(model).__name__}")
     assert isinstance(model, (DNAClassifier, TitansForecaster, DNAMaskedLM))  # a kind above
     info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
+    if directory.is_symlink() or directory.is_file():
+        raise ValueError(f"{directory}: is a link or a file, not a folder to save a model in")
+    if directory.exists():
+        others = sorted(p.name for p in directory.iterdir() if p.name not in (WEIGHTS, CONFIG))
+        if others:
+            raise ValueError(
+                f"{directory}: holds files that are not a saved model's ({', '.join(others[:4])})"
+                "; a save replaces the folder, so choose another"
+            )
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
@@ -137,9 +147,9 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster:
             "fine-tune it on a classification task (training.init in its task file)"
         )
     if isinstance(model, TitansForecaster):
-        return Forecaster(model.eval(), meta)
+        return Forecaster(model.eval(), meta, Path(path))
     assert isinstance(model, DNAClassifier)  # the kinds load_module builds
-    return SequenceClassifier(model.eval(), meta)
+    return SequenceClassifier(model.eval(), meta, Path(path))
 
 
 def load_module(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -279,9 +289,15 @@ def _check_forecaster_meta(meta: dict[str, Any], channels: int, config_path: Pat
 class SequenceClassifier:
     """A trained DNA classifier: sequences in, class probabilities (both strands) out."""
 
-    def __init__(self, model: DNAClassifier, meta: dict[str, Any]) -> None:
-        self.model, self.meta = model, meta
+    def __init__(
+        self, model: DNAClassifier, meta: dict[str, Any], folder: Path | None = None
+    ) -> None:
+        self.model, self.meta, self.folder = model, meta, folder
         self.tokenizer = NucleotideTokenizer()
+
+    def _output(self, output: str | Path, source: str | Path) -> Path:
+        """``output``, refused where it would land on ``source`` or in this model's folder."""
+        return check_output(output, [source], [self.folder] if self.folder else [])
 
     def _encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return pad_batch([self.tokenizer.encode(s) for s in sequences], self.tokenizer.pad_id)
@@ -358,7 +374,9 @@ class SequenceClassifier:
         written = 0
         header = None
         windows = iter_windows(path, window, stride, allow_duplicate_ids=allow_duplicate_ids)
-        with atomic_csv(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
+        output = self._output(output, path)
+        with atomic_open(output) as sink, tqdm(unit=" windows", disable=not progress) as bar:
+            rows = csv.writer(sink, lineterminator="\n")  # quotes an id holding a comma
             for batch in _batches(windows, batch_size):
                 ids, mask = self._encode([text for _, _, text in batch])
                 probs = self.model.predict_proba(ids, mask).numpy()
@@ -371,10 +389,9 @@ class SequenceClassifier:
                     )
                 if header is None:
                     header = ["record", "start", "end"] + [f"p_{k}" for k in range(probs.shape[1])]
-                    sink.write(",".join(header) + "\n")
+                    rows.writerow(header)
                 for (name, start, text), p in zip(batch, probs, strict=True):
-                    cells = ",".join(f"{v:.6g}" for v in p)
-                    sink.write(f"{name},{start},{start + len(text)},{cells}\n")
+                    rows.writerow([name, start, start + len(text), *(f"{v:.6g}" for v in p)])
                 sink.flush()
                 written += len(batch)
                 bar.update(len(batch))
@@ -401,7 +418,8 @@ class SequenceClassifier:
             f"layer{i}_head{j}" for i in range(config.depth) for j in range(config.memory.num_heads)
         ]
         written = 0
-        with atomic_csv(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
+        output = self._output(output, path)
+        with atomic_open(output) as sink, tqdm(unit=" bases", disable=not progress) as bar:
             sink.write(",".join(["record", "position", "base", *columns]) + "\n")
             records = iter_pieces(path, segment, allow_duplicate_ids=allow_duplicate_ids)
             pieces = with_context(records, self.model.margin)
@@ -438,8 +456,10 @@ class Forecaster:
     """A trained forecaster: the last ``lookback`` rows of a series in, the next ``horizon``
     steps out, in the data's own units (the training scaler is applied and undone)."""
 
-    def __init__(self, model: TitansForecaster, meta: dict[str, Any]) -> None:
-        self.model, self.meta = model, meta
+    def __init__(
+        self, model: TitansForecaster, meta: dict[str, Any], folder: Path | None = None
+    ) -> None:
+        self.model, self.meta, self.folder = model, meta, folder
         self.columns: list[str] = meta["columns"]
         self.mean = np.asarray(meta["scaler_mean"], dtype=np.float32)
         self.scale = np.asarray(meta["scaler_scale"], dtype=np.float32)
@@ -578,19 +598,3 @@ def warn_far_outside(source: str, columns: Sequence[str], scaled: np.ndarray, wh
             f"deviations from the training mean; {what} is an extrapolation",
             stacklevel=3,
         )
-
-
-@contextmanager
-def atomic_csv(output: str | Path) -> Iterator[TextIO]:
-    """A text file written under a temporary name and renamed to ``output`` once complete; on
-    an error the partial file is removed."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="") as sink:
-            yield sink
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(output)

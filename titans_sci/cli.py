@@ -90,8 +90,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from titans_sci.api import SequenceClassifier, atomic_csv
+    from titans_sci.api import SequenceClassifier
+    from titans_sci.files import atomic_open, check_output
 
+    if args.output:  # before anything is read: a bad output costs nothing
+        check_output(args.output, [args.input], [args.model])
     model = _load(args.model)
     if args.surprise:
         if not args.output or not hasattr(model, "stream_surprise"):
@@ -119,7 +122,7 @@ def _predict(args: argparse.Namespace) -> None:
     else:
         table = model.predict(args.input)
     if args.output:
-        with atomic_csv(args.output) as sink:
+        with atomic_open(args.output) as sink:
             table.to_csv(sink, index=False)
         print(f"{len(table)} predictions in {args.output}")
     else:

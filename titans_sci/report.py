@@ -17,15 +17,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_curve
 
+from titans_sci.files import save_with, write_text
 from titans_sci.train import TrainResult
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path.with_suffix(".tmp.png"), dpi=110)
-    path.with_suffix(".tmp.png").replace(path)
-    return path
+    return save_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
 
 def learning_curves(runs: Mapping[str, TrainResult], path: Path) -> Path:
@@ -111,7 +109,4 @@ def write_report(directory: Path, title: str, lines: Sequence[str], figures: dic
             f"![{caption}]({figure.relative_to(directory).as_posix()})",
             "",
         ]
-    path = directory / "report.md"
-    path.with_suffix(".tmp").write_text("\n".join(parts))
-    path.with_suffix(".tmp").replace(path)
-    return path
+    return write_text(directory / "report.md", "\n".join(parts))

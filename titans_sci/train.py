@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from titans_sci import distributed
 from titans_sci.config import Config, difference, to_dict
 from titans_sci.evaluation.protocol import DevSelection
+from titans_sci.files import save_with
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
@@ -193,19 +194,17 @@ class Trainer:
             "selection": asdict(selection),
             "train_losses": losses,
         }
-        tmp = self.directory / (CHECKPOINT + ".tmp")
+        path = self.directory / CHECKPOINT
         try:
-            torch.save(state, tmp)
+            save_with(path, lambda tmp: torch.save(state, tmp))
         except (OSError, RuntimeError) as error:
             # torch reports a full disk as "RuntimeError: [enforce fail at inline_container...]"
-            tmp.unlink(missing_ok=True)
             raise OSError(
                 errno.EIO,
                 f"cannot write the checkpoint ({_first_line(error)}); is the disk full?"
                 " Free some space and run again with --resume",
-                str(tmp),
+                str(path),
             ) from error
-        tmp.replace(self.directory / CHECKPOINT)
 
     def _load(self) -> tuple[int, DevSelection, list[float]]:
         assert self.directory is not None  # fit resumes only from a checkpoint directory

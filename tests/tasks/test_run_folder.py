@@ -41,14 +41,20 @@ def user_task(tmp_path):
 def test_a_folder_with_an_earlier_run_is_refused_unless_resumed_or_overwritten(user_task, tmp_path):
     out = tmp_path / "runs"
     first = run(load_task(user_task), out)
-    with pytest.raises(ValueError, match=r"runs/user: holds an earlier run's files .*--resume"):
+    with pytest.raises(ValueError, match=r"runs/user: holds an earlier run \(.*--resume"):
         run(load_task(user_task), out)
-    stale = out / "user" / "stale.txt"
+    mine = out / "user" / "notes.txt"  # a user's file beside the run: never the run's to remove
+    mine.write_text("my notes")
+    stale = out / "user" / "report.md"
     stale.write_text("from another run")
     again = run(load_task(user_task), out, overwrite=True)
-    assert not stale.exists()  # cleared first
+    assert mine.read_text() == "my notes"
+    assert stale.read_text() != "from another run"  # the run's own files were replaced
     assert again["runs"] == first["runs"]
-    left = [out / "user/checkpoints/seed1/titans/checkpoint.pt.tmp", out / "user/surprise.tmp.png"]
+    left = [
+        out / "user/checkpoints/seed1/titans/checkpoint.pt.4242.tmp",
+        out / "user/surprise.png.4242.tmp",
+    ]
     for file in left:  # what a killed run leaves half-written
         file.write_bytes(b"half")
     resumed = run(load_task(user_task), out, resume=True)  # finished: nothing trained again
@@ -87,7 +93,7 @@ def test_resume_refuses_changed_data_in_the_folder_and_in_each_checkpoint(user_t
     ):
         run(load_task(user_task), out, resume=True)
     (out / "user" / "run.json").unlink()  # the checkpoints still know
-    with pytest.raises(ValueError, match="no readable run.json"):
+    with pytest.raises(ValueError, match=r"not a titans-sci run's \(no run.json\)"):
         run(load_task(user_task), out, resume=True)
     folder = out / "user" / "checkpoints" / "seed1" / "titans"
     from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier

@@ -45,6 +45,7 @@ import torch
 from titans_sci.api import WEIGHTS
 from titans_sci.config import to_dict
 from titans_sci.data.registry import list_datasets, load_manifest, sha256_of
+from titans_sci.files import save_with
 from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
@@ -546,10 +547,7 @@ def plot_margins(store: dict[str, dict], path: Path) -> Path | None:
     axes.axvline(0, color="black", linewidth=0.8)
     axes.set(xlabel="Titans (chosen on dev) minus the better baseline (MCC or accuracy x 100)")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path.with_suffix(".tmp.png"), dpi=110)
-    path.with_suffix(".tmp.png").replace(path)
-    return path
+    return save_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

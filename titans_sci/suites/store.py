@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from titans_sci.config import json_safe
+from titans_sci.files import write_text
 
 
 def save(
@@ -37,5 +38,4 @@ def save(
         for path, text in ((store_path, json.dumps(store, indent=1, sort_keys=True,
                                                    allow_nan=False)),
                            (table_path, render(store))):  # fmt: skip
-            path.with_suffix(".tmp").write_text(text)
-            path.with_suffix(".tmp").replace(path)
+            write_text(path, text)

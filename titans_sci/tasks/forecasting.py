@@ -76,6 +76,8 @@ class Forecasting:
     def __init__(self, task: ForecastTask) -> None:
         self.task = task
         self.table, self.rule, self.file = _table(task)
+        for horizon in task.protocol.horizons:  # refused here, before a run folder is touched
+            make_splits(self.table, self.rule, task.model.lookback, horizon, scale=False)
         self.protocol = (
             f"chronological {self.rule} split, train-only scaler, lookback "
             f"{task.model.lookback}, horizons {list(task.protocol.horizons)}, seeds "

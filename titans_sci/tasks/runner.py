@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,13 +157,17 @@ def run(
     """Run ``task`` into ``<out>/<name>/`` (see :mod:`titans_sci.tasks.run_folder`) and return
     its results. ``resume`` continues an interrupted run of the same task, data and code and
     reaches the numbers of an uninterrupted one; ``overwrite`` replaces what the folder holds."""
-    kind = kind_of(task)
+    kind = kind_of(task)  # reads and checks the data
     marks = fingerprint(kind)
+    units = kind.units()
+    opening = next(units)  # the first unit's data and models built: a bad config or data set
+    for build in kind.models(opening).values():  # is refused before the folder is touched
+        build()
     with RunFolder(Path(out) / task.name, marks, resume, overwrite) as folder:
         rows: list[dict[str, Any]] = []
         curves: dict[str, TrainResult] = {}
         first = None
-        for unit in kind.units():
+        for unit in itertools.chain([opening], units):
             for name, build in kind.models(unit).items():
                 place = folder.checkpoints / unit.folder / name
                 torch.manual_seed(unit.seed)  # each model's initialisation: the seed alone

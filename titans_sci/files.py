@@ -1,0 +1,131 @@
+"""The one place through which titans-sci writes and deletes files.
+
+Rules, for every command and API call that writes:
+
+- a file appears complete or not at all: it is written under a temporary name beside it
+  (``<name>.<pid>.tmp``, so two processes never share one) and renamed at the end; on any
+  error the temporary file is removed and the target is left as it was;
+- an output never lands on one of the command's own inputs, inside a saved model's folder, on
+  a folder or through a symbolic link (:func:`check_output`);
+- a deletion removes only what the project wrote, by name, and never follows a link
+  (:func:`remove_owned`); a link is removed as a link.
+
+``.gz`` outputs are written gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+#: What every temporary file's name ends with (a killed run's leftovers are found by it).
+TMP_SUFFIX = ".tmp"
+
+
+def tmp_path(path: Path) -> Path:
+    """The temporary name ``path`` is written under: ``<name>.<pid>.tmp`` in its folder."""
+    return path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+def save_with(path: str | Path, save: Callable[[Path], Any]) -> Path:
+    """``save(tmp)`` writes the file (``figure.savefig``, ``torch.save``); it becomes ``path``
+    only once complete. On any error the temporary file is removed and ``path`` is left as it
+    was."""
+    path = Path(path)
+    _refuse_link_or_folder(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    try:
+        save(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+    return path
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file opened for writing (text ``"w"`` or binary ``"wb"``) under a temporary name and
+    renamed to ``path`` when the block ends without error (gzip-compressed for ``.gz``)."""
+    path = Path(path)
+    _refuse_link_or_folder(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(path)
+    opener: Callable[..., IO[Any]] = gzip.open if path.suffix == ".gz" else open
+    text = "b" not in mode
+    try:
+        with opener(tmp, mode + ("t" if text and opener is gzip.open else ""),
+                    **({"newline": ""} if text else {})) as handle:  # fmt: skip
+            yield handle
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``text`` to ``path``, atomically (see :func:`atomic_open`)."""
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def check_output(
+    output: str | Path, inputs: Iterable[str | Path] = (), protected: Iterable[str | Path] = ()
+) -> Path:
+    """``output`` if a command may write it: not an existing folder or link, not one of its
+    ``inputs`` (the same file by any name), not inside a ``protected`` folder (a saved model).
+    Raises ``ValueError`` with the fix otherwise."""
+    output = Path(output)
+    _refuse_link_or_folder(output)
+    for source in inputs:
+        if _same_file(output, Path(source)):
+            raise ValueError(
+                f"{output}: is the command's input {source}; writing there would destroy it, "
+                "so name another output file"
+            )
+    for folder in protected:
+        if output.resolve().is_relative_to(Path(folder).resolve()):
+            raise ValueError(
+                f"{output}: lies inside the saved model {folder}, whose files must stay as "
+                "saved; name an output outside it"
+            )
+    return output
+
+
+def remove_owned(folder: Path, names: Iterable[str]) -> list[str]:
+    """Remove the entries ``names`` of ``folder`` (files, folders, links) that exist, and
+    nothing else; a link is unlinked, never followed. Returns what was removed."""
+    removed = []
+    for name in names:
+        target = folder / name
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)  # rmtree unlinks the links inside, never following them
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _refuse_link_or_folder(path: Path) -> None:
+    if path.is_symlink():
+        raise ValueError(
+            f"{path}: is a symbolic link; titans-sci does not write through links, so name "
+            f"its target ({os.path.realpath(path)}) or another file"
+        )
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; name a file to write")
