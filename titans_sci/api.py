@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.frequencies import to_offset
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -44,7 +45,7 @@ from titans_sci.data.dna import (
 )
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.registry import sha256_of
-from titans_sci.data.timeseries import TimeSeriesTable, read_series
+from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
 from titans_sci.distributed import is_main
 from titans_sci.files import atomic_open, check_output
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
@@ -472,12 +473,25 @@ class Forecaster:
     def horizon(self) -> int:
         return self.model.config.horizon
 
-    def _window(self, series: str | Path | TimeSeriesTable) -> tuple[TimeSeriesTable, np.ndarray]:
-        table = (
-            series
-            if isinstance(series, TimeSeriesTable)
-            else read_series(series, self.meta.get("date_column", "date"), self.columns)
-        )
+    def read(self, path: str | Path, options: ReadOptions | None = None) -> TimeSeriesTable:
+        """A series file as this model reads it: its date column and channels, ``options``
+        (default: the ones it was trained with), and steps of the frequency it was trained on
+        (another is refused: an hourly model does not forecast a daily file)."""
+        options = options or ReadOptions.from_dict(self.meta.get("read", {}))
+        date_column = self.meta.get("date_column", "date")
+        table = read_series(path, date_column, self.columns, **options.kwargs())
+        trained = self.meta.get("freq")
+        if trained and table.freq and to_offset(table.freq) != to_offset(trained):
+            raise ValueError(
+                f"{path}: steps of {table.freq!r}, but the model was trained on steps of "
+                f"{trained!r}; give it a series of its own frequency"
+            )
+        return table
+
+    def _window(
+        self, series: str | Path | TimeSeriesTable, options: ReadOptions | None = None
+    ) -> tuple[TimeSeriesTable, np.ndarray]:
+        table = series if isinstance(series, TimeSeriesTable) else self.read(series, options)
         missing = [c for c in self.columns if c not in table.columns]
         if missing:
             raise ValueError(f"{table.source}: no column(s) {missing}; the model needs them")
@@ -512,11 +526,13 @@ class Forecaster:
             f"({len(bad)} such value(s))"
         )
 
-    def predict(self, series: str | Path | TimeSeriesTable) -> pd.DataFrame:
+    def predict(
+        self, series: str | Path | TimeSeriesTable, options: ReadOptions | None = None
+    ) -> pd.DataFrame:
         """Forecast the ``horizon`` steps after the last row of a series file (CSV/Parquet with
-        the model's columns): a table with a ``step`` (1..H), a ``timestamp`` when the series'
-        frequency is known, and one column per channel."""
-        table, window = self._window(series)
+        the model's columns, read as :meth:`read` says): a table with a ``step`` (1..H), a
+        ``timestamp`` when the series' frequency is known, and one column per channel."""
+        table, window = self._window(series, options)
         x = torch.from_numpy(window.astype(np.float32))[None]
         with np.errstate(over="ignore", invalid="ignore"):
             forecast = self.model.predict(x)[0].numpy() * self.scale + self.mean

@@ -89,13 +89,35 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_options(args: argparse.Namespace, model: object):
+    """The series read options given on the command line (``None``: the model's own); refused
+    for a sequence classifier, which reads no series."""
+    from titans_sci.api import Forecaster
+    from titans_sci.data.timeseries import ReadOptions
+
+    given = {k: getattr(args, k) for k in ("date_format", "nan_policy", "gaps")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
+        return None
+    if not isinstance(model, Forecaster):
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"{flags}: for a forecaster's series; {args.model} is a classifier")
+    trained = ReadOptions.from_dict(model.meta.get("read", {})).to_dict()
+    return ReadOptions.from_dict({**trained, **given})
+
+
 def _predict(args: argparse.Namespace) -> None:
     from titans_sci.api import SequenceClassifier
     from titans_sci.files import atomic_open, check_output
 
+    if args.stride and not args.window:
+        raise UserError("--stride is the step between --window windows: give --window too")
+    if args.window and args.surprise:
+        raise UserError("--window and --surprise are two outputs: choose one")
     if args.output:  # before anything is read: a bad output costs nothing
         check_output(args.output, [args.input], [args.model])
     model = _load(args.model)
+    options = _read_options(args, model)
     if args.surprise:
         if not args.output or not hasattr(model, "stream_surprise"):
             raise UserError("--surprise needs a sequence classifier and --output")
@@ -120,7 +142,7 @@ def _predict(args: argparse.Namespace) -> None:
     if isinstance(model, SequenceClassifier):
         table = model.predict(args.input, allow_duplicate_ids=args.allow_duplicate_ids)
     else:
-        table = model.predict(args.input)
+        table = model.predict(args.input, options)
     if args.output:
         with atomic_open(args.output) as sink:
             table.to_csv(sink, index=False)
@@ -133,7 +155,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from titans_sci.evaluation.saved import evaluate_saved
 
     with _warnings_as_lines():
-        metrics = evaluate_saved(_load(args.model), args.data)
+        model = _load(args.model)
+        metrics = evaluate_saved(model, args.data, _read_options(args, model))
         # Strict JSON: an undefined metric is null; evaluate_saved refuses non-finite ones.
         print(json.dumps(metrics, indent=2, allow_nan=False))
     return 0
@@ -248,9 +271,24 @@ def build_parser() -> argparse.ArgumentParser:
     _task_options(train)
     train.set_defaults(func=_cmd_train)
 
+    reading = argparse.ArgumentParser(add_help=False)
+    reading.add_argument(
+        "--date-format", help="a series' date format, e.g. '%%d/%%m/%%Y %%H:%%M' (forecasters)"
+    )
+    reading.add_argument(
+        "--nan-policy",
+        choices=["error", "ffill", "interpolate", "zero"],
+        help="fill a series' missing values (forecasters; default: as trained)",
+    )
+    reading.add_argument(
+        "--gaps",
+        choices=["error", "keep", "fill"],
+        help="a series' missing steps: refuse, keep the rows as consecutive steps, or fill "
+        "them as missing values (forecasters; default: as trained)",
+    )
     evaluate = sub.add_parser(
         "evaluate",
-        parents=[common],
+        parents=[common, reading],
         help="test metrics of a saved model",
         description="Evaluate a saved model on its task's test split, or on a labelled file "
         "(sequence,label CSV for a classifier; a series CSV for a forecaster).",
@@ -261,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser(
         "predict",
-        parents=[common],
+        parents=[common, reading],
         help="predictions of a saved model for a new file",
         description="Class probabilities for every record of a FASTA/FASTQ/GenBank/CSV file, "
         "or a forecast after the last row of a series CSV/Parquet.",

@@ -185,8 +185,13 @@ def user_trees(draw):
 def _plant(root: Path, entries, outside: Path) -> None:
     for relative, kind, payload in entries:
         path = root / relative
-        if path.exists() or path.is_symlink():
-            continue
+        parents = [root / Path(relative).parents[i] for i in range(len(Path(relative).parents))]
+        if (
+            path.exists()
+            or path.is_symlink()
+            or any(p.is_symlink() or p.is_file() for p in parents)
+        ):
+            continue  # planted once, and never through a link or under a file
         path.parent.mkdir(parents=True, exist_ok=True)
         if kind == "link":
             path.symlink_to(outside)

@@ -335,7 +335,15 @@ def test_freq_must_match_the_timestamps(tmp_path):
     with pytest.raises(ValueError, match=_message(path, "1 step(s) missing", "data row 3")):
         read_series(path, freq="h")
     assert len(read_series(path, freq="h", gaps="keep")) == 4
-    assert read_series(path).freq is None  # irregular: nothing inferred
+    # without a freq, uneven rows are refused (issue 36, item 9), kept as they are with
+    # gaps="keep" (no freq), or filled in on the common step's grid with gaps="fill"
+    with pytest.raises(ValueError, match=_message(path, "not evenly spaced", "data row 3")):
+        read_series(path)
+    assert read_series(path, gaps="keep").freq is None
+    filled = read_series(path, gaps="fill", nan_policy="interpolate")
+    assert (len(filled), filled.freq) == (5, "h")
+    middle = (filled.values[1] + filled.values[3]) / 2
+    np.testing.assert_allclose(filled.values[2], middle)
 
 
 def test_empty_files(tmp_path):

@@ -31,10 +31,12 @@ Example::
 
 from __future__ import annotations
 
+import csv
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +46,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from titans_sci.data.dna import _check_file, _read_csv
+from titans_sci.config import Config
+from titans_sci.data.dna import _check_file, _open_text, _read_csv, _reading
 from titans_sci.data.registry import DatasetManifest, load_manifest
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
     "GAP_POLICIES",
     "M4_START",
     "NAN_POLICIES",
+    "ReadOptions",
     "SPLIT_RULES",
     "ForecastSplits",
     "Scaler",
@@ -71,7 +75,7 @@ NAN_POLICIES = ("error", "ffill", "interpolate", "zero")
 #: ``duplicates`` values of :func:`read_series`.
 DUPLICATE_POLICIES = ("error", "keep")
 #: ``gaps`` values of :func:`read_series`.
-GAP_POLICIES = ("error", "keep")
+GAP_POLICIES = ("error", "keep", "fill")
 #: Rules of :func:`split_borders` (the registry's ``"m4"`` rule is :func:`read_m4`'s files).
 SPLIT_RULES = ("ett_hour", "ett_minute", "ratio_70_10_20")
 #: The start date that :func:`read_m4` gives every series (M4 files have no timestamps).
@@ -84,6 +88,31 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ReadOptions(Config):
+    """How to read a series file where the file alone does not say (the task file's
+    ``[data.read]``, ``titans-sci predict``'s ``--date-format``, ``--nan-policy`` and
+    ``--gaps``; a saved forecaster keeps the options it was trained with).
+
+    ``date_format``: the dates' ``strftime`` format (``"%d/%m/%Y %H:%M"``); ``None`` infers
+    it, and refuses dates whose day and month could be read either way. ``nan_policy``: see
+    :func:`read_series`. ``gaps``: ``"error"`` refuses rows that are not evenly spaced,
+    ``"keep"`` reads them as consecutive steps anyway, ``"fill"`` inserts each missing step as
+    a row of missing values for ``nan_policy`` to fill."""
+
+    date_format: str | None = None
+    nan_policy: Literal["error", "ffill", "interpolate", "zero"] = "error"
+    gaps: Literal["error", "keep", "fill"] = "error"
+
+    def __post_init__(self) -> None:
+        if self.gaps == "fill" and self.nan_policy == "error":
+            raise ValueError("gaps = 'fill' inserts missing rows: choose a nan_policy to fill them")
+
+    def kwargs(self) -> dict[str, Any]:
+        """These options as :func:`read_series`' keyword arguments."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +167,7 @@ def read_series(
     *,
     duplicates: str = "error",
     gaps: str = "error",
+    date_format: str | None = None,
 ) -> TimeSeriesTable:
     """Read and validate one long-format series file (a date column and one column per channel).
 
@@ -157,8 +187,13 @@ def read_series(
         duplicates: ``"error"`` (default) refuses repeated timestamps; ``"keep"`` keeps each
             row as it is (the LTSF weather file repeats one timestamp; its benchmark protocol
             counts both rows).
-        gaps: with ``freq`` given, ``"error"`` (default) refuses missing steps; ``"keep"``
-            accepts steps that are whole multiples of ``freq`` (missing rows stay missing).
+        gaps: ``"error"`` (default) refuses missing steps: with ``freq`` given, a step that
+            is a whole multiple of it; without, rows not evenly spaced (read as consecutive
+            steps they would put a window's past in the wrong place). ``"keep"`` accepts them
+            (the rows stay consecutive); ``"fill"`` inserts every missing step as a row of
+            missing values, which ``nan_policy`` then fills.
+        date_format: the dates' ``strftime`` format; ``None`` infers it, and refuses
+            ``01/02/2016``-style dates whose day and month could be swapped in every row.
 
     Returns:
         The table: timestamps ``[N]``, values ``[N, C]`` float32.
@@ -182,11 +217,17 @@ def read_series(
         raise ValueError(
             f"{source}: no date column {date_column!r}; the columns are {list(frame.columns)}"
         )
-    timestamps = _parse_dates(frame[date_column], source, date_column)
+    _check_header(path, date_column, columns)
+    timestamps = _parse_dates(frame[date_column], source, date_column, date_format)
     names = _select_columns(frame, date_column, columns, source)
     values = np.stack([_numeric(frame[c], source, c, timestamps) for c in names], axis=1)
     _check_order(timestamps, source, date_column, duplicates)
-    freq = _check_freq(timestamps, freq, source, gaps) if freq else _infer_freq(timestamps)
+    if freq is None and duplicates == "error":
+        freq = _regular_step(timestamps, source, gaps)
+    if freq is not None:
+        freq = _check_freq(timestamps, freq, source, gaps)
+        if gaps == "fill":
+            timestamps, values = _insert_missing_steps(timestamps, values, freq)
     values = _fill_missing(values, names, timestamps, source, nan_policy)
     return TimeSeriesTable(
         source=source,
@@ -233,7 +274,61 @@ def _read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _parse_dates(raw: pd.Series, source: str, column: str) -> pd.DatetimeIndex:
+def _check_header(path: Path, date_column: str, columns: list[str] | None) -> None:
+    """Refuse a CSV header that cannot be read one way only: a column name given twice (pandas
+    would rename one ``OT.1``) or a column without a name (a row number written by
+    ``DataFrame.to_csv`` with its index), where the date or a channel would be taken from it."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if not suffixes or suffixes[-1] in _PARQUET_SUFFIXES:
+        return
+    compressed = suffixes[-1] == ".gz"
+    with _reading(path, compressed), _open_text(path, compressed) as handle:
+        lines = (line for line in handle if line.strip())
+        header = next(csv.reader(lines, delimiter="\t" if ".tsv" in suffixes else ","), [])
+    wanted = set(columns) | {date_column} if columns else None
+    for i, name in enumerate(header):
+        if name.strip() == "" and wanted is None:
+            raise ValueError(
+                f"{path}: column {i + 1} has no name (a row number written by "
+                "DataFrame.to_csv with its index?); write the file with index=False, or name "
+                "the channels with columns = [...] under [data] (predict reads the model's)"
+            )
+        if header.count(name) > 1 and (wanted is None or name in wanted):
+            where = [j + 1 for j, other in enumerate(header) if other == name]
+            raise ValueError(
+                f"{path}: column {name!r} appears {len(where)} times in the header (columns "
+                f"{', '.join(map(str, where))}); rename all but one"
+            )
+
+
+_DAY_OR_MONTH = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2,4})(?!\d)")
+
+
+def _day_first(raw: pd.Series, source: str, column: str) -> bool | None:
+    """For ``dd/mm/yyyy`` or ``mm/dd/yyyy`` dates: whether the day comes first (``None`` for
+    other formats); refused where every row reads both ways."""
+    if raw.dtype.kind in "iufM" or not len(raw):
+        return None
+    parts = raw.astype("string").str.extract(_DAY_OR_MONTH)
+    if parts[0].isna().any():
+        return None
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if first.max() > 12 >= second.max():
+        return True
+    if second.max() > 12 >= first.max():
+        return False
+    if first.max() <= 12 and second.max() <= 12:
+        raise ValueError(
+            f"{source}: column {column!r}: dates such as {raw.iloc[0]!r} read as day/month or "
+            "as month/day in every row; say which with date_format (e.g. '%d/%m/%Y %H:%M' "
+            "under [data.read] in a task file, --date-format for predict and evaluate)"
+        )
+    return None  # both over 12 somewhere: not a date pair, let the parser name the row
+
+
+def _parse_dates(
+    raw: pd.Series, source: str, column: str, date_format: str | None = None
+) -> pd.DatetimeIndex:
     """``raw`` as timestamps; the first value that does not parse is named.
 
     Numbers are read as text (``20200101`` is 2020-01-01), never as nanoseconds since 1970.
@@ -245,11 +340,14 @@ def _parse_dates(raw: pd.Series, source: str, column: str) -> pd.DatetimeIndex:
     else:
         if pd.api.types.is_numeric_dtype(raw.dtype):
             raw = raw.astype("string")
+        options: dict[str, Any] = {"format": date_format} if date_format else {}
+        if not date_format:
+            options["dayfirst"] = bool(_day_first(raw, source, column))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
                 warnings.simplefilter("ignore", FutureWarning)  # "mixed time zones"
-                parsed = pd.to_datetime(raw, errors="coerce")
+                parsed = pd.to_datetime(raw, errors="coerce", **options)
         except (ValueError, TypeError, OverflowError) as exc:  # pandas 3: mixed time zones
             raise _mixed_offsets(raw, source, column) or ValueError(
                 f"{source}: column {column!r}: cannot read the timestamps: "
@@ -384,6 +482,40 @@ def _check_order(timestamps: pd.DatetimeIndex, source: str, column: str, duplica
         )
 
 
+def _regular_step(timestamps: pd.DatetimeIndex, source: str, gaps: str) -> str | None:
+    """The frequency of timestamps given without one: ``pd.infer_freq``'s, else (rows not
+    evenly spaced) refused with ``gaps="error"``; with ``"fill"`` the most common step (the
+    grid the missing rows are inserted on), with ``"keep"`` ``None``."""
+    inferred = _infer_freq(timestamps)
+    if inferred is not None or len(timestamps) < 3:
+        return inferred
+    steps = pd.Series(np.diff(timestamps.asi8))
+    common = int(steps.mode().iloc[0])
+    if gaps == "keep":
+        return None
+    if gaps == "fill":
+        return to_offset(pd.Timedelta(common, unit="ns")).freqstr
+    i = int(np.flatnonzero(steps.to_numpy() != common)[0])
+    raise ValueError(
+        f"{source}: rows are not evenly spaced: {_row(i + 1, timestamps)} is "
+        f"{pd.Timedelta(int(steps[i]), unit='ns')} after the one before, where most steps are "
+        f"{pd.Timedelta(common, unit='ns')}; read as consecutive steps they would misplace "
+        "every window's past. Choose gaps = 'fill' with a nan_policy (under [data.read], or "
+        "--gaps fill --nan-policy ffill) to insert the missing rows, or gaps = 'keep'"
+    )
+
+
+def _insert_missing_steps(
+    timestamps: pd.DatetimeIndex, values: np.ndarray, freq: str
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """Timestamps on the whole ``freq`` grid from the first to the last, ``values`` ``[N, C]``
+    with a row of NaN at each step that was missing."""
+    grid = pd.date_range(timestamps[0], timestamps[-1], freq=freq, name=timestamps.name)
+    filled = np.full((len(grid), values.shape[1]), np.nan)
+    filled[grid.get_indexer(timestamps)] = values
+    return grid, filled
+
+
 def _infer_freq(timestamps: pd.DatetimeIndex) -> str | None:
     """``pd.infer_freq`` as a string, or ``None`` (irregular, repeated or fewer than 3 rows)."""
     if len(timestamps) < 3 or not timestamps.is_unique:
@@ -429,7 +561,8 @@ def _check_freq(timestamps: pd.DatetimeIndex, freq: str, source: str, gaps: str)
         raise ValueError(
             f"{source}: timestamps do not follow freq {freq!r}: "
             f"{position[j + 1] - position[j] - 1} step(s) missing before {_row(i, timestamps)} "
-            f"({skipped.size} gaps in all; gaps='keep' accepts them)"
+            f"({skipped.size} gaps in all; gaps='fill' with a nan_policy inserts them, "
+            "gaps='keep' reads the rows as consecutive steps)"
         )
     return offset.freqstr
 
@@ -445,8 +578,9 @@ def _fill_missing(
         row, channel = np.argwhere(missing)[0]
         raise ValueError(
             f"{source}: column {names[channel]!r}, {_row(int(row), timestamps)}: missing value "
-            f"({int(missing.sum())} in all); pass nan_policy='ffill', 'interpolate' or 'zero' "
-            f"to fill them"
+            f"({int(missing.sum())} in all); fill them with nan_policy = 'ffill', "
+            "'interpolate' or 'zero' (under [data.read] in a task file, --nan-policy for "
+            "predict and evaluate)"
         )
     if policy == "zero":
         return np.where(missing, 0.0, values)

@@ -16,7 +16,7 @@ from torch import Tensor
 from titans_sci.api import MAX_RECORD, Forecaster, SequenceClassifier, warn_far_outside
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
-from titans_sci.data.timeseries import WindowDataset, load_dataset, make_splits, read_series
+from titans_sci.data.timeseries import ReadOptions, WindowDataset, load_dataset, make_splits
 from titans_sci.evaluation.forecasting import evaluate_windows
 from titans_sci.evaluation.metrics import classification_metrics
 
@@ -32,10 +32,13 @@ def _default_data(model: SequenceClassifier | Forecaster) -> str:
 
 
 def evaluate_saved(
-    model: SequenceClassifier | Forecaster, data: str | Path | None = None
+    model: SequenceClassifier | Forecaster,
+    data: str | Path | None = None,
+    options: ReadOptions | None = None,
 ) -> dict[str, float | None]:
-    """Test metrics of ``model`` on ``data`` (a file), or on the test split of the bundled data
-    set it was trained on (``None`` where a metric is undefined, see
+    """Test metrics of ``model`` on ``data`` (a file; a series read with ``options``, default
+    the model's own), or on the test split of the bundled data set it was trained on (``None``
+    where a metric is undefined, see
     :func:`~titans_sci.evaluation.metrics.classification_metrics`)."""
     if isinstance(model, SequenceClassifier):
         if data is None:
@@ -71,7 +74,7 @@ def evaluate_saved(
         values = make_splits(table, rule, config.lookback, config.horizon, scale=False).test.values
         source = f"{name} [test]"
     else:
-        table = read_series(data, model.meta.get("date_column", "date"), model.columns)
+        table = model.read(data, options)
         values, source = table.values, str(data)
     missing = [c for c in model.columns if c not in table.columns]
     if missing:

@@ -46,6 +46,7 @@ from typing import Annotated, Any, Literal
 from pydantic import StringConstraints
 
 from titans_sci.config import Config, build, tagged
+from titans_sci.data.timeseries import ReadOptions
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.dna_lm import DNALMConfig
 from titans_sci.models.forecaster import ForecasterConfig
@@ -91,7 +92,9 @@ class SeriesData(Config):
     task file) with its ``date_column`` and a ``split_rule`` (``ratio_70_10_20``,
     ``ett_hour``, ``ett_minute``; a bundled set has its own). ``columns``: the channels (empty:
     every numeric column). ``max_eval`` > 0 scores at most that many evenly spaced validation
-    and test windows (for smoke runs; reported numbers use 0, every window)."""
+    and test windows (for smoke runs; reported numbers use 0, every window). ``read``: how to
+    read a ``file`` where it does not say (:class:`~titans_sci.data.timeseries.ReadOptions`:
+    ``date_format``, ``nan_policy``, ``gaps``)."""
 
     dataset: str | None = None
     file: str | None = None
@@ -99,12 +102,15 @@ class SeriesData(Config):
     split_rule: str | None = None
     columns: tuple[str, ...] = ()
     max_eval: int = 0
+    read: ReadOptions = field(default_factory=ReadOptions)
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.file is None):
             raise ValueError("give exactly one of dataset or file")
         if self.file is not None and self.split_rule is None:
             raise ValueError("a file needs split_rule (ratio_70_10_20, ett_hour, ...)")
+        if self.dataset is not None and self.read != ReadOptions():
+            raise ValueError("read options are for a file; a bundled dataset reads as it ships")
         _non_negative(self, "max_eval")
 
 

@@ -137,6 +137,7 @@ class Forecasting:
             "columns": list(splits.columns),
             "date_column": self.task.data.date_column,
             "freq": self.table.freq,
+            "read": self.task.data.read.to_dict(),
             "scaler_mean": splits.scaler.mean.tolist(),
             "scaler_scale": splits.scaler.scale.tolist(),
         }
@@ -222,7 +223,8 @@ def _table(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
         # SeriesData: a file when there is no dataset, and a file comes with its split rule
         assert data.file is not None and data.split_rule is not None
         file = Path(data.file)
-        return read_series(file, data.date_column, columns), data.split_rule, file
+        table = read_series(file, data.date_column, columns, **data.read.kwargs())
+        return table, data.split_rule, file
     manifest = load_manifest(data.dataset)
     table = load_dataset(data.dataset)
     if columns:
