@@ -6,7 +6,10 @@ import numpy as np
 from sklearn import metrics
 
 #: Why a metric can be undefined (``None``).
-UNDEFINED = {"auroc": "AUROC is undefined where the labels hold a single class"}
+UNDEFINED = {
+    "auroc": "AUROC is undefined where the labels lack a class of the task (a test split of a "
+    "single class, or one that misses a class)"
+}
 
 
 def classification_metrics(
@@ -16,7 +19,8 @@ def classification_metrics(
 
     ``accuracy``; ``mcc`` (Matthews correlation); ``f1`` (binary F1 of class 1 when K = 2, else
     macro F1); ``auroc`` (of class 1 when K = 2, else one-vs-rest macro; ``None`` when only one
-    class is present in ``labels``, where it is undefined). Every other value is a finite
+    class is present in ``labels``, or when a class of ``0..K-1`` is missing from them, where
+    its one-vs-rest term is undefined). Every other value is a finite
     float: a label outside ``0..K-1`` or a probability that is NaN or inf is refused, naming
     its row (0-based).
     """
@@ -50,7 +54,7 @@ def classification_metrics(
         "mcc": 0.0 if single else float(metrics.matthews_corrcoef(labels, predicted)),
         "f1": float(metrics.f1_score(labels, predicted, average=average, zero_division=0.0)),
     }
-    if len(np.unique(labels)) < 2:
+    if len(np.unique(labels)) < (2 if binary else k):
         result["auroc"] = None
     elif binary:
         result["auroc"] = float(metrics.roc_auc_score(labels, probabilities[:, 1]))

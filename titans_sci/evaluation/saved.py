@@ -19,6 +19,7 @@ from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import ReadOptions, WindowDataset, load_dataset, make_splits
 from titans_sci.evaluation.forecasting import evaluate_windows
 from titans_sci.evaluation.metrics import classification_metrics
+from titans_sci.evaluation.protocol import stratified_folds
 
 
 def _default_data(model: SequenceClassifier | Forecaster) -> str:
@@ -31,6 +32,21 @@ def _default_data(model: SequenceClassifier | Forecaster) -> str:
     return dataset
 
 
+def _held_out_fold(model: SequenceClassifier) -> tuple[int, int, int] | None:
+    """``(folds, seed, fold)`` of a model trained on one fold of a cross-validation, else
+    ``None``."""
+    if "fold" not in model.meta:
+        return None
+    cv = model.meta.get("cross_validation")
+    if not isinstance(cv, dict):
+        raise ValueError(
+            f"the model of task {model.meta.get('task')!r} was trained on fold "
+            f"{model.meta['fold']} of a cross-validation but saved without its folds, so its "
+            "held-out fold cannot be told from its training records; give a file to evaluate on"
+        )
+    return int(cv["folds"]), int(cv["seed"]), int(model.meta["fold"])
+
+
 def evaluate_saved(
     model: SequenceClassifier | Forecaster,
     data: str | Path | None = None,
@@ -41,9 +57,16 @@ def evaluate_saved(
     where a metric is undefined, see
     :func:`~titans_sci.evaluation.metrics.classification_metrics`)."""
     if isinstance(model, SequenceClassifier):
+        held_out = None
         if data is None:
-            data = load_manifest(_default_data(model)).splits["test"].file
+            splits = load_manifest(_default_data(model)).splits
+            data = (splits["test"] if "test" in splits else splits["train"]).file
+            held_out = _held_out_fold(model)
         records = read_sequences(data)
+        if held_out is not None:  # a fold model: its own held-out fold, never its training
+            folds, seed, fold = held_out
+            of = [int(r.label or 0) for r in records]
+            records = [records[i] for i in stratified_folds(of, folds, seed)[fold][1]]
         unlabelled = [r.id for r in records if r.label is None]
         if unlabelled:
             raise ValueError(f"{data}: records without a label, e.g. {unlabelled[:3]}")

@@ -61,6 +61,8 @@ class Classification:
         _check_labels(self.splits, self.files)
         self.num_classes = max(2, max(_label(r) for s in self.splits.values() for r in s) + 1)
         protocol = task.protocol
+        if protocol.split == "kfold":
+            _check_kfold(self.splits, self.files, protocol.folds)
         if protocol.split == "train_dev_test":
             missing = sorted({"train", "dev", "test"} - set(self.splits))
             if missing:
@@ -103,8 +105,16 @@ class Classification:
 
     def _unit(self, labels: dict[str, int], seed: int, parts: dict[str, list]) -> Unit:
         data = self.task.data
+        train = _subsample(parts["train"], data.max_train, seed)
+        if len({_label(r) for r in train}) < 2:
+            raise ValueError(
+                f"{self.task.name} ({', '.join(f'{k} {v}' for k, v in labels.items())}): the "
+                f"training part holds {len(train)} record(s) of a single class "
+                f"(data.max_train = {data.max_train}); a classifier needs two classes to learn "
+                "from: raise max_train (0: every record)"
+            )
         encoded = {
-            "train": Encoded.of(_subsample(parts["train"], data.max_train, seed)),
+            "train": Encoded.of(train),
             "dev": Encoded.of(_subsample(parts["dev"], data.max_eval, seed)),
             "test": Encoded.of(_subsample(parts["test"], data.max_eval, seed)),
         }
@@ -164,7 +174,13 @@ class Classification:
         return classification_metrics(test.labels.numpy(), probabilities), probabilities
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
-        return {"dataset": self.task.data.dataset, "classes": list(range(self.num_classes))}
+        meta: dict[str, Any] = {
+            "dataset": self.task.data.dataset,
+            "classes": list(range(self.num_classes)),
+        }
+        if self.task.protocol.split == "kfold":  # evaluate scores only its held-out fold
+            meta["cross_validation"] = {"folds": self.task.protocol.folds, "seed": unit.seed}
+        return meta
 
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         if not self.task.baselines.kmer_lr:
@@ -234,7 +250,17 @@ def _read(path: Path) -> list[SequenceRecord]:
 
 
 def _check_labels(splits: dict[str, list[SequenceRecord]], files: dict[str, Path]) -> None:
-    """Labels are 0..K-1, and dev/test hold no label that training never saw."""
+    """Labels are 0..K-1, each of them in the training data (the only split, for k-fold), and
+    dev/test hold no label that training never saw."""
+    first = "train" if "train" in splits else next(iter(splits))
+    seen = sorted({_label(r) for r in splits[first]})
+    if seen and seen != list(range(seen[-1] + 1)):
+        absent = sorted(set(range(seen[-1] + 1)) - set(seen))
+        shown = ", ".join(map(str, seen[:6])) + (", ..." if len(seen) > 6 else "")
+        raise ValueError(
+            f"{files[first]}: the labels are {{{shown}}}, but a task's classes are numbered "
+            f"0..K-1 and class {absent[0]} never occurs; renumber them 0..{len(seen) - 1}"
+        )
     known = {_label(r) for r in splits.get("train", [])}
     for name, records in splits.items():
         for record in records:
@@ -246,6 +272,26 @@ def _check_labels(splits: dict[str, list[SequenceRecord]], files: dict[str, Path
                     f"{files[name]}: record {record.id} has label {label}, which the "
                     f"training split does not have (it has {sorted(known)})"
                 )
+
+
+def _check_kfold(
+    splits: dict[str, list[SequenceRecord]], files: dict[str, Path], folds: int
+) -> None:
+    """K-fold cross-validates one file; every class needs a record in each fold."""
+    if len(splits) > 1:
+        raise ValueError(
+            f"protocol split = 'kfold' cross-validates one file, but the task gives "
+            f"{', '.join(sorted(splits))}; give only test (or train), or use split = "
+            "'train_dev_test'"
+        )
+    ((name, records),) = splits.items()
+    counts = np.bincount([_label(r) for r in records])
+    smallest = int(counts.argmin())
+    if counts[smallest] < folds:
+        raise ValueError(
+            f"{files[name]}: class {smallest} has {counts[smallest]} record(s), fewer than "
+            f"folds = {folds}, so some folds would not hold it; lower protocol.folds"
+        )
 
 
 def _label(record: SequenceRecord) -> int:

@@ -187,6 +187,15 @@ class ForecastTraining(TrainConfig):
             raise ValueError(f"val_stride={self.val_stride}; expected >= 1")
 
 
+def _distinct(config: Any, key: str) -> None:
+    """Refuse a list that names a value twice (it would run the same thing twice and report a
+    spread of zero over the copies)."""
+    values = list(getattr(config, key))
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{key}={values} names {repeated[0]} more than once")
+
+
 @dataclass(frozen=True)
 class ClassificationProtocol(Config):
     """``split = "train_dev_test"``: train, keep the epoch with the best dev accuracy, test
@@ -203,8 +212,14 @@ class ClassificationProtocol(Config):
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds is empty")
+        _distinct(self, "seeds")
         if self.folds < 2:
             raise ValueError(f"folds={self.folds}; expected >= 2")
+        if self.split == "kfold" and len(self.seeds) > 1:
+            raise ValueError(
+                f"seeds={list(self.seeds)}: a kfold cross-validation runs with one seed (it "
+                "splits the folds); give seeds = [n], or one task per seed"
+            )
         if self.run_folds and self.split != "kfold":
             raise ValueError(f"run_folds={list(self.run_folds)} needs split = 'kfold'")
         outside = [f for f in self.run_folds if not 0 <= f < self.folds]
@@ -223,6 +238,7 @@ class PretrainProtocol(Config):
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("seeds is empty")
+        _distinct(self, "seeds")
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,8 @@ class ForecastProtocol(Config):
             raise ValueError("seeds is empty")
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError(f"horizons={list(self.horizons)}; expected ints >= 1")
+        _distinct(self, "seeds")
+        _distinct(self, "horizons")
 
 
 @dataclass(frozen=True)
