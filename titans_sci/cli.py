@@ -393,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
             args.quiet = True
         return args.func(args)
+    except BrokenPipeError:  # `titans-sci tasks | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except (UserError, ValueError, OSError, FloatingPointError) as error:
         if args.debug:
             traceback.print_exc()

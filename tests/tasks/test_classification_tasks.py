@@ -47,7 +47,8 @@ def test_unknown_and_missing_labels_are_named(tmp_path):
     (tmp_path / "train.csv").write_text("sequence,label\nACGTACGT,0\nTTTTACGT,1\n")
     (tmp_path / "dev.csv").write_text("sequence,label\nACGTACGA,0\nACGTACGC,7\n")
     (tmp_path / "test.csv").write_text("sequence\nACGTACGT\n")
-    seven = classification_task("x", 'train = "train.csv"\ndev = "dev.csv"\ntest = "dev.csv"')
+    (tmp_path / "test0.csv").write_text("sequence,label\nACGTACGA,0\n")
+    seven = classification_task("x", 'train = "train.csv"\ndev = "dev.csv"\ntest = "test0.csv"')
     with pytest.raises(ValueError, match=r"dev.csv: record row2 has label 7, which the training"):
         Classification(load_task(write(tmp_path / "a.toml", seven)))
     unlabelled = classification_task("x", 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"')

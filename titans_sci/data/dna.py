@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import re
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 import torch
-from Bio import SeqIO
+from Bio import BiopythonParserWarning, SeqIO
 from Bio.Seq import Seq
 from Bio.Seq import reverse_complement as _bio_reverse_complement
 from torch import Tensor, nn
@@ -153,6 +154,15 @@ def _check_file(path: Path) -> None:
         raise ValueError(f"{path}: is a directory, not a file; give the file inside it")
     if not path.exists():
         raise ValueError(f"{path}: no such file")
+    compression = _OTHER_COMPRESSION.get(path.suffix.lower())
+    if compression:
+        raise ValueError(
+            f"{path}: {compression}-compressed; titans-sci reads plain or gzip files: "
+            f"decompress it, or recompress it with gzip (name ending in .gz)"
+        )
+
+
+_OTHER_COMPRESSION = {".bz2": "bzip2", ".zip": "zip", ".xz": "xz", ".zst": "zstd", ".7z": "7z"}
 
 
 def _open_text(path: Path, compressed: bool) -> IO[str]:
@@ -282,6 +292,8 @@ def _read_csv(path: Path, sep: str, compressed: bool, **options: Any) -> pd.Data
         except pd.errors.ParserError as err:
             text = str(err).strip()
             fields, quote = _FIELDS.search(text), _OPEN_QUOTE.search(text)
+            if fields and _semicolons(path, compressed):
+                raise ValueError(_semicolon_message(path)) from err
             if fields:
                 expected, line, saw = fields.groups()
                 raise ValueError(
@@ -295,7 +307,11 @@ def _read_csv(path: Path, sep: str, compressed: bool, **options: Any) -> pd.Data
                 ) from err
             detail = text.removeprefix("Error tokenizing data. C error: ")
             raise ValueError(f"{path}: cannot parse as CSV: {detail}") from err
+    if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
+        raise ValueError(_semicolon_message(path))
     if not isinstance(frame.index, pd.RangeIndex):
+        if _semicolons(path, compressed):
+            raise ValueError(_semicolon_message(path))
         # The first data row had more fields than the header: pandas took them as an index.
         columns = len(frame.columns)
         raise ValueError(
@@ -304,6 +320,21 @@ def _read_csv(path: Path, sep: str, compressed: bool, **options: Any) -> pd.Data
             f"holds {named}"
         )
     return frame
+
+
+def _semicolons(path: Path, compressed: bool) -> bool:
+    """Whether the header line is separated by semicolons (a CSV saved with a decimal
+    comma)."""
+    with _open_text(path, compressed) as handle:
+        header = next((line for line in handle if line.strip()), "")
+    return header.count(";") > header.count(",")
+
+
+def _semicolon_message(path: Path) -> str:
+    return (
+        f"{path}: fields separated by ';' (a spreadsheet's export with a decimal comma?); "
+        "save it as CSV with ',' between fields and '.' as the decimal point"
+    )
 
 
 def _first_data_line(path: Path, compressed: bool) -> int:
@@ -367,7 +398,7 @@ def iter_sequences(
         if empty:
             raise ValueError(f"{path}: no records found; is it empty?")
     elif suffix in _TABLE_SEPARATORS:
-        table = _read_table(path, _TABLE_SEPARATORS[suffix], compressed)
+        table = _read_table(path, _TABLE_SEPARATORS[suffix], compressed, allow_duplicate_ids)
         if not table:
             raise ValueError(f"{path}: no records found (a header but no rows)")
         yield from table
@@ -391,7 +422,9 @@ def _iter_seqio(
         index = 0
         while True:
             try:
-                rec = next(parser)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", BiopythonParserWarning)
+                    rec = next(parser)
             except StopIteration:
                 return
             except (UnicodeDecodeError, EOFError, zlib.error, OSError):
@@ -403,17 +436,42 @@ def _iter_seqio(
                 ) from err
             index += 1
             name = rec.id or f"#{index}"
+            _refuse_cut_record(caught, path, name)
             sequence = _sequence_text(rec.seq, path, name)
             validate_sequence(sequence, source=str(path), record=name)
             if not allow_duplicate_ids:
                 first = seen.setdefault(name, index)
                 if first != index:
-                    raise ValueError(
-                        f"{path}: record id {name!r} appears twice (records {first} and "
-                        f"{index}); give each record its own id (or read with "
-                        f"allow_duplicate_ids=True)"
-                    )
+                    raise duplicate_id(path, name, first, index)
             yield SequenceRecord(id=name, sequence=sequence)
+
+
+#: What Biopython says of a GenBank record cut short; any of them refuses the record.
+_CUT_SHORT = ("Premature end of file", "Expected sequence length")
+
+
+def _refuse_cut_record(caught: list[warnings.WarningMessage], path: Path, name: str) -> None:
+    """Refuse a record that Biopython warned was cut short (a GenBank record with fewer bases
+    than its LOCUS line states, a file ending inside its sequence); other warnings are passed
+    on as they came."""
+    for warning in caught:
+        text = " ".join(str(warning.message).split())
+        if issubclass(warning.category, BiopythonParserWarning) and text.startswith(_CUT_SHORT):
+            raise ValueError(
+                f"{path}: record {name!r} is cut short ({text.rstrip('.')}); the file is "
+                "truncated: copy or download it again"
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)  # fmt: skip
+
+
+def duplicate_id(path: Path, name: str, first: int, again: int) -> ValueError:
+    """The error for a record id seen twice (records ``first`` and ``again``, 1-based)."""
+    return ValueError(
+        f"{path}: record id {name!r} appears twice (records {first} and {again}); give each "
+        "record its own id (or accept repeats with --allow-duplicate-ids; "
+        "allow_duplicate_ids=True in Python)"
+    )
 
 
 def _skip_to_first_header(handle: IO[str], path: Path) -> None:
@@ -448,8 +506,11 @@ def _sequence_text(seq: Seq, path: Path, name: str) -> str:
         raise ValueError(f"{path}: record {name!r}: {err}") from err
 
 
-def _read_table(path: Path, sep: str, compressed: bool) -> list[SequenceRecord]:
-    """Read a CSV/TSV file with a ``sequence`` column and an optional integer ``label``."""
+def _read_table(
+    path: Path, sep: str, compressed: bool, allow_duplicate_ids: bool = False
+) -> list[SequenceRecord]:
+    """Read a CSV/TSV file with a ``sequence`` column, an optional integer ``label`` and an
+    optional ``id`` (the record ids; else ``row1``, ``row2``, ...)."""
     frame = _read_csv(path, sep, compressed, dtype=str, keep_default_na=False)
     if "sequence" not in frame.columns:
         columns = ", ".join(repr(str(c)) for c in frame.columns)
@@ -458,9 +519,17 @@ def _read_table(path: Path, sep: str, compressed: bool) -> list[SequenceRecord]:
             f"'sequence'"
         )
     labels = frame["label"] if "label" in frame.columns else [None] * len(frame)
-    records = []
-    for row, (sequence, label) in enumerate(zip(frame["sequence"], labels, strict=True), 1):
-        name = f"row{row}"
+    ids = frame["id"] if "id" in frame.columns else [f"row{i}" for i in range(1, len(frame) + 1)]
+    records: list[SequenceRecord] = []
+    seen: dict[str, int] = {}
+    for row, (name, sequence, label) in enumerate(
+        zip(ids, frame["sequence"], labels, strict=True), 1
+    ):
+        if not name.strip():
+            raise ValueError(f"{path}: data row {row}: an empty id")
+        first = seen.setdefault(name, row)
+        if first != row and not allow_duplicate_ids:
+            raise duplicate_id(path, name, first, row)
         validate_sequence(sequence, source=str(path), record=name)
         records.append(
             SequenceRecord(id=name, sequence=sequence, label=_parse_label(label, path, name))

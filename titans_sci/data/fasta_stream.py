@@ -24,6 +24,7 @@ from titans_sci.data.dna import (
     _open_text,
     _reading,
     _split_suffix,
+    duplicate_id,
     iter_sequences,
     validate_sequence,
 )
@@ -75,11 +76,7 @@ def _fasta_pieces(
                 index = len(seen) + 1
                 first = seen.setdefault(record, index) if not allow_duplicate_ids else index
                 if first != index:
-                    raise ValueError(
-                        f"{path}: record id {record!r} appears twice (records {first} and "
-                        f"{index}); give each record its own id (or read with "
-                        "allow_duplicate_ids=True)"
-                    )
+                    raise duplicate_id(path, record, first, index)
                 buffer, held, done = [], 0, 0
                 continue
             if not line:

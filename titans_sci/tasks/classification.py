@@ -10,6 +10,7 @@ evaluation, for every neural model alike.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -232,7 +233,15 @@ def _cell(stats: dict[str, Any]) -> str:
 def _files(task: ClassificationTask) -> dict[str, Path]:
     data = task.data
     if data.dataset is None:
-        return {n: Path(getattr(data, n)) for n in ("train", "dev", "test") if getattr(data, n)}
+        files = {n: Path(getattr(data, n)) for n in ("train", "dev", "test") if getattr(data, n)}
+        for a, b in itertools.combinations(files, 2):
+            if files[a].exists() and files[b].exists() and files[a].samefile(files[b]):
+                raise ValueError(
+                    f"{files[b]}: is both the {a} and the {b} split; a score on records the "
+                    "model was trained or selected on says nothing of new data: give each "
+                    "split its own records"
+                )
+        return files
     manifest = load_manifest(data.dataset)
     if manifest.kind != "dna":
         raise ValueError(f"data set {data.dataset!r} is {manifest.kind}, not DNA sequences")
