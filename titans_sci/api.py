@@ -473,13 +473,20 @@ class Forecaster:
     def horizon(self) -> int:
         return self.model.config.horizon
 
-    def read(self, path: str | Path, options: ReadOptions | None = None) -> TimeSeriesTable:
+    def read(
+        self, path: str | Path, options: ReadOptions | None = None, keep_missing: bool = False
+    ) -> TimeSeriesTable:
         """A series file as this model reads it: its date column and channels, ``options``
         (default: the ones it was trained with), and steps of the frequency it was trained on
-        (another is refused: an hourly model does not forecast a daily file)."""
+        (another is refused: an hourly model does not forecast a daily file). With
+        ``keep_missing`` and no fill chosen, missing values stay NaN for the caller to check
+        where it reads."""
         options = options or ReadOptions.from_dict(self.meta.get("read", {}))
+        kwargs = options.kwargs()
+        if keep_missing and options.nan_policy == "error":
+            kwargs["nan_policy"] = "keep"
         date_column = self.meta.get("date_column", "date")
-        table = read_series(path, date_column, self.columns, **options.kwargs())
+        table = read_series(path, date_column, self.columns, **kwargs)
         trained = self.meta.get("freq")
         if trained and table.freq and to_offset(table.freq) != to_offset(trained):
             raise ValueError(
@@ -491,7 +498,10 @@ class Forecaster:
     def _window(
         self, series: str | Path | TimeSeriesTable, options: ReadOptions | None = None
     ) -> tuple[TimeSeriesTable, np.ndarray]:
-        table = series if isinstance(series, TimeSeriesTable) else self.read(series, options)
+        if isinstance(series, TimeSeriesTable):
+            table = series
+        else:  # only the last lookback rows are read: a gap far before them does not matter
+            table = self.read(series, options, keep_missing=True)
         missing = [c for c in self.columns if c not in table.columns]
         if missing:
             raise ValueError(f"{table.source}: no column(s) {missing}; the model needs them")
@@ -500,10 +510,16 @@ class Forecaster:
                 f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
             )
         picked = [table.columns.index(c) for c in self.columns]
+        first_row = len(table) - self.lookback
         with np.errstate(over="ignore", invalid="ignore"):
             values = np.asarray(table.values[:, picked], dtype=np.float32)
-        self._refuse(table, values, 0, "not finite (in float32)")
-        first_row = len(table) - self.lookback
+        self._refuse(
+            table,
+            values[first_row:],
+            first_row,
+            "missing or not finite (in float32), and the model reads it; fill missing values "
+            "with --nan-policy (nan_policy in Python)",
+        )
         # Scaled in float64, then checked to fit in float32, the model's dtype.
         scaled = (values[first_row:].astype(np.float64) - self.mean) / self.scale
         fits = np.where(np.abs(scaled) <= np.finfo(np.float32).max, scaled, np.inf)

@@ -86,15 +86,26 @@ def test_a_forecaster_refuses_a_series_of_another_frequency(workspace, tmp_path,
 
 
 def test_the_nan_hint_names_flags_that_exist(workspace, tmp_path, capsys):
-    """Item 16: the hint named ``nan_policy='ffill'``, which no option accepted."""
+    """Item 16: the hint named ``nan_policy='ffill'``, which no option accepted; and predict
+    refused a NaN far before the rows it reads."""
     root, _, forecaster = workspace
     frame = pd.read_csv(root / "series.csv")
-    frame.loc[10, "OT"] = None
-    frame.to_csv(tmp_path / "gap.csv", index=False)
-    line = refused(capsys, ["predict", str(forecaster), str(tmp_path / "gap.csv")],
-                   "missing value", "--nan-policy", debug=False)  # fmt: skip
+    frame.loc[10, "OT"] = None  # far before the last lookback rows: predict does not read it
+    frame.to_csv(tmp_path / "early.csv", index=False)
+    assert main(["predict", str(forecaster), str(tmp_path / "early.csv")]) == 0
+    line = refused(
+        capsys,
+        ["evaluate", str(forecaster), str(tmp_path / "early.csv")],
+        "missing value",
+        "--nan-policy",
+        debug=False,
+    )  # evaluate reads every row
     assert "[data.read]" in line
-    argv = ["predict", str(forecaster), str(tmp_path / "gap.csv"), "--nan-policy", "ffill"]
+    frame.loc[len(frame) - 3, "OT"] = None  # inside the window predict reads
+    frame.to_csv(tmp_path / "late.csv", index=False)
+    refused(capsys, ["predict", str(forecaster), str(tmp_path / "late.csv")], "'OT'",
+            f"data row {len(frame) - 2}", "--nan-policy", debug=False)  # fmt: skip
+    argv = ["predict", str(forecaster), str(tmp_path / "late.csv"), "--nan-policy", "ffill"]
     assert main(argv) == 0
 
 

@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 #: ``nan_policy`` values of :func:`read_series`.
-NAN_POLICIES = ("error", "ffill", "interpolate", "zero")
+NAN_POLICIES = ("error", "ffill", "interpolate", "zero", "keep")
 #: ``duplicates`` values of :func:`read_series`.
 DUPLICATE_POLICIES = ("error", "keep")
 #: ``gaps`` values of :func:`read_series`.
@@ -122,7 +122,8 @@ class TimeSeriesTable:
     Attributes:
         source: the file it was read from (for error messages).
         timestamps: ``[N]`` sorted timestamps, unique unless read with ``duplicates="keep"``.
-        values: ``[N, C]`` float32, finite (missing values were refused or explicitly filled).
+        values: ``[N, C]`` float32, finite (missing values were refused or explicitly filled,
+            unless read with ``nan_policy="keep"``).
         columns: the ``C`` channel names, in the order of ``values``' columns.
         freq: pandas offset alias (``"h"``, ``"15min"``, ``"W-TUE"``), given or inferred;
             ``None`` if the timestamps are irregular and none was given.
@@ -183,7 +184,8 @@ def read_series(
         nan_policy: what to do with missing values: ``"error"`` (default) refuses them;
             ``"ffill"`` carries the last value forward (a column that *starts* with missing
             values is refused); ``"interpolate"`` interpolates linearly over the row number and
-            holds the first/last valid value at the ends; ``"zero"`` puts 0. No row is dropped.
+            holds the first/last valid value at the ends; ``"zero"`` puts 0; ``"keep"`` leaves
+            them NaN, for a caller that checks the rows it uses itself. No row is dropped.
         duplicates: ``"error"`` (default) refuses repeated timestamps; ``"keep"`` keeps each
             row as it is (the LTSF weather file repeats one timestamp; its benchmark protocol
             counts both rows).
@@ -572,7 +574,7 @@ def _fill_missing(
 ) -> np.ndarray:
     """``values`` ``[N, C]`` with its NaNs refused or filled as ``policy`` says."""
     missing = np.isnan(values)
-    if not missing.any():
+    if not missing.any() or policy == "keep":
         return values
     if policy == "error":
         row, channel = np.argwhere(missing)[0]
