@@ -17,10 +17,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
-import re
-import shutil
-import tempfile
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,7 +43,7 @@ from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.registry import sha256_of
 from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
 from titans_sci.distributed import is_main
-from titans_sci.files import atomic_open, check_output
+from titans_sci.files import atomic_open, check_output, staged_folder
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
@@ -76,56 +72,24 @@ def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     appears complete or not at all, replacing an older one. ``model.json`` records the
     SHA-256 of the weights, which :func:`load` checks.
 
-    The files are written into a staging folder ``.<name>-XXXXXXXX`` beside ``directory`` and
-    renamed into place. Every staging folder of the same ``<name>`` that exists when a save
-    starts is what a killed earlier save left, and is removed first (the rule assumes one save
-    of a folder at a time, which a task run guarantees; other folders' staging, e.g. that of
-    ``<name>-2``, is left alone)."""
+    The files are written into a staging folder beside ``directory`` and renamed into place
+    (:func:`titans_sci.files.staged_folder`); a folder holding anything but a saved model's
+    files is refused."""
     directory = Path(directory)
     if not is_main():  # under torchrun, process 0 writes
         return directory
-    _remove_stale_staging(directory)
     kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster", DNAMaskedLM: "dna_lm"}
     if type(model) not in kinds:
         raise TypeError(f"cannot save a {type(model).__name__}")
     assert isinstance(model, (DNAClassifier, TitansForecaster, DNAMaskedLM))  # a kind above
     info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
-    if directory.is_symlink() or directory.is_file():
-        raise ValueError(f"{directory}: is a link or a file, not a folder to save a model in")
-    if directory.exists():
-        others = sorted(p.name for p in directory.iterdir() if p.name not in (WEIGHTS, CONFIG))
-        if others:
-            raise ValueError(
-                f"{directory}: holds files that are not a saved model's ({', '.join(others[:4])})"
-                "; a save replaces the folder, so choose another"
-            )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
+    with staged_folder(directory, (WEIGHTS, CONFIG)) as staging:
         weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(weights, staging / WEIGHTS)
         info["weights_sha256"] = sha256_of(staging / WEIGHTS)
         text = json.dumps({"format": FORMAT, **info, "meta": meta}, indent=2, allow_nan=False)
         (staging / CONFIG).write_text(text)
-        old = staging.with_name(staging.name + "-old")
-        if directory.exists():  # moved aside, not removed: the target is missing only briefly
-            os.replace(directory, old)
-        staging.replace(directory)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return directory
-
-
-def _remove_stale_staging(directory: Path) -> None:
-    """Remove the staging folders (``tempfile.mkdtemp``'s ``.<name>-`` + 8 characters, and the
-    ``-old`` copy of a replaced folder) that killed saves of ``directory`` left."""
-    if not directory.parent.is_dir():
-        return
-    pattern = re.compile(rf"\.{re.escape(directory.name)}-[a-z0-9_]{{8}}(-old)?")
-    for stale in directory.parent.iterdir():
-        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _with_first_mac_form(config: Any) -> Any:

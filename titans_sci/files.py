@@ -8,7 +8,9 @@ Rules, for every command and API call that writes:
 - an output never lands on one of the command's own inputs, inside a saved model's folder, on
   a folder or through a symbolic link (:func:`check_output`);
 - a deletion removes only what the project wrote, by name, and never follows a link
-  (:func:`remove_owned`); a link is removed as a link.
+  (:func:`remove_owned`); a link is removed as a link;
+- a folder (a saved model) is written whole into a staging folder and renamed into place
+  (:func:`staged_folder`), and never over a folder holding anything else.
 
 ``.gz`` outputs are written gzip-compressed.
 """
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +78,52 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_open(path) as handle:
         handle.write(text)
     return Path(path)
+
+
+@contextmanager
+def staged_folder(directory: str | Path, names: Iterable[str]) -> Iterator[Path]:
+    """A folder that appears complete or not at all: the block writes the entries ``names``
+    into a staging folder ``.<name>-XXXXXXXX`` beside ``directory``, which then replaces
+    ``directory`` (an older one is moved aside first, so the target is missing only briefly).
+
+    A ``directory`` holding anything but ``names`` (the user's files) is refused, and so is a
+    link or a file. Every staging folder of the same ``<name>`` that exists when a save starts
+    is what a killed earlier save left, and is removed first (one save of a folder at a time,
+    which a task run guarantees; other folders' staging, e.g. ``<name>-2``'s, is left)."""
+    directory = Path(directory)
+    names = set(names)
+    if directory.is_symlink() or directory.is_file():
+        raise ValueError(f"{directory}: is a link or a file, not a folder to save in")
+    if directory.exists():
+        others = sorted(p.name for p in directory.iterdir() if p.name not in names)
+        if others:
+            raise ValueError(
+                f"{directory}: holds files that are not the ones saved there "
+                f"({', '.join(others[:4])}); a save replaces the folder, so choose another"
+            )
+    _remove_stale_staging(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        yield staging
+        old = staging.with_name(staging.name + "-old")
+        if directory.exists():
+            os.replace(directory, old)
+        staging.replace(directory)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(directory: Path) -> None:
+    """Remove the staging folders (``tempfile.mkdtemp``'s ``.<name>-`` + 8 characters, and the
+    ``-old`` copy of a replaced folder) that killed saves of ``directory`` left."""
+    if not directory.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(directory.name)}-[a-z0-9_]{{8}}(-old)?")
+    for stale in directory.parent.iterdir():
+        if pattern.fullmatch(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def check_output(

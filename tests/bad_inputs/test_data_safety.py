@@ -235,3 +235,21 @@ def test_a_run_folder_leaves_every_file_it_did_not_write_byte_identical(
     for key, value in before.items():
         assert after.get(key) == value, key
     assert contents(outside) == {"precious": ("file", b"keep")}
+
+
+def test_saving_a_model_never_replaces_a_folder_of_other_files(tmp_path):
+    from titans_sci.api import save_model
+    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+    from titans_sci.tasks import load_task as load
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    task = load(write(tmp_path / "c.toml", classification_task("c", 'dataset = "gue/tf/0"')))
+    model = DNAClassifier(ClassifierConfig(task.model.backbone))
+    with pytest.raises(ValueError, match="holds files that are not the ones saved there"):
+        save_model(mine, model, {})
+    assert contents(mine) == {"notes.txt": ("file", b"keep")}
+    save_model(tmp_path / "model", model, {})
+    save_model(tmp_path / "model", model, {})  # a saved model is replaced whole
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
