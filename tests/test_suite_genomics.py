@@ -223,3 +223,18 @@ def test_parts_join_a_cell_of_the_same_config_and_replace_one_of_another():
     assert merge_parts(legacy, _cell("aa", seed1={})) == legacy | {"parts": legacy["parts"]}
     with pytest.raises(ValueError, match="kept no per-part scores"):
         merge_parts(legacy, _cell("aa", seed3=_part(60.0)))
+
+
+def test_capped_rows_show_until_the_task_has_a_cell_and_never_count():
+    capped = {
+        "gue/tf/0|titans lmm": {**_entry(57.5, 70.0), "budget": "3 epochs"},
+        "gue/tf/0|cnn": {**_entry(58.7, 71.0), "budget": "3 epochs"},
+        "gue/tf/1|titans lmm": {**_entry(65.6, 70.0), "budget": "3 epochs"},
+    }
+    store = {"gue/tf/1|titans lmm": _entry(70.0, 80.0)}
+    table = render(store, capped)
+    assert "| gue/tf/0 | 57.50 +- 1.00 | - | 58.70 +- 1.00 |" in table
+    assert "| gue/tf/1 | 65.60" not in table  # the task has a full-budget cell now
+    assert "ahead of both baselines: **0 of 0**" in table  # capped cells are not counted
+    assert "capped" not in render({"gue/tf/0|titans lmm": _entry(1.0, 2.0)}, {
+        "gue/tf/0|titans lmm": capped["gue/tf/0|titans lmm"]})  # fmt: skip
