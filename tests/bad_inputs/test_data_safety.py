@@ -253,3 +253,36 @@ def test_saving_a_model_never_replaces_a_folder_of_other_files(tmp_path):
     save_model(tmp_path / "model", model, {})
     save_model(tmp_path / "model", model, {})  # a saved model is replaced whole
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tree=user_trees(), with_run=st.booleans(), flag=st.sampled_from(["", "resume", "overwrite"]))
+def test_the_run_command_leaves_every_file_it_did_not_write_byte_identical(
+    tmp_path_factory, tree, with_run, flag
+):
+    """The same property end to end: ``titans-sci run`` on a real tiny task, with any flag."""
+    root = tmp_path_factory.mktemp("cli_tree")
+    for split, rows in (("train", 32), ("dev", 16), ("test", 16)):
+        gue_csv(root, split, rows)
+    data = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
+    text = classification_task("g", data, "[baselines]\ncnn = false\nkmer_lr = false\n")
+    task = write(root / "g.toml", text.replace("epochs = 2", "epochs = 1"))
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"keep")
+    out = root / "out"
+    out.mkdir()
+    if with_run:
+        assert main(["run", "-q", str(task), "--out", str(out)]) == 0
+    _plant(out, tree, outside)
+    ours = {e for e in contents(out) if with_run and e.startswith("g/")
+            and e.split("/")[1] in OWNED}  # fmt: skip
+    before = {k: v for k, v in contents(out).items() if k not in ours}
+    inputs = contents(root / "outside"), (root / "train.csv").read_bytes()
+    main(["run", "-q", str(task), "--out", str(out)] + ([f"--{flag}"] if flag else []))
+    after = contents(out)
+    for key, value in before.items():
+        assert after.get(key) == value, key
+    assert (contents(root / "outside"), (root / "train.csv").read_bytes()) == inputs
