@@ -65,3 +65,17 @@ def etth1_csv(folder: Path, rows: int = 1500) -> str:
     frame = pd.read_csv(load_manifest("ett/ETTh1").splits["data"].file).head(rows)
     frame.to_csv(folder / "etth1_head.csv", index=False)
     return "etth1_head.csv"
+
+
+FILES = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
+
+
+def user_classification_task(
+    folder: Path, name: str, rows: tuple[int, int, int] = (32, 16, 16), extra: str = ""
+) -> Path:
+    """A one-epoch classification task ``<folder>/<name>.toml`` on real GUE sequences written
+    as the user's own train/dev/test CSV files of ``rows`` records."""
+    for split, count in zip(("train", "dev", "test"), rows, strict=True):
+        gue_csv(folder, split, count)
+    text = classification_task(name, FILES, extra)
+    return write(folder / f"{name}.toml", text.replace("epochs = 2", "epochs = 1"))

@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refusal import refused
-from tiny_tasks import classification_task, etth1_csv, forecast_task, gue_csv, write
+from tiny_tasks import (
+    classification_task,
+    etth1_csv,
+    forecast_task,
+    gue_csv,
+    user_classification_task,
+    write,
+)
 from titans_sci.cli import main
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.run_folder import OWNED, RunFolder, write_json
@@ -38,13 +45,12 @@ def contents(root: Path) -> dict[str, tuple[str, bytes | str]]:
     return found
 
 
+NO_BASELINES = "[baselines]\ncnn = false\nkmer_lr = false\n"
+
+
 @pytest.fixture
 def dna_task(tmp_path):
-    for split, rows in (("train", 32), ("dev", 16), ("test", 16)):
-        gue_csv(tmp_path, split, rows)
-    data = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
-    text = classification_task("g", data, "[baselines]\ncnn = false\nkmer_lr = false\n")
-    return write(tmp_path / "g.toml", text.replace("epochs = 2", "epochs = 1"))
+    return user_classification_task(tmp_path, "g", extra=NO_BASELINES)
 
 
 def test_overwrite_refuses_a_folder_of_user_files_without_a_run(dna_task, tmp_path, capsys):
@@ -264,11 +270,7 @@ def test_the_run_command_leaves_every_file_it_did_not_write_byte_identical(
 ):
     """The same property end to end: ``titans-sci run`` on a real tiny task, with any flag."""
     root = tmp_path_factory.mktemp("cli_tree")
-    for split, rows in (("train", 32), ("dev", 16), ("test", 16)):
-        gue_csv(root, split, rows)
-    data = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
-    text = classification_task("g", data, "[baselines]\ncnn = false\nkmer_lr = false\n")
-    task = write(root / "g.toml", text.replace("epochs = 2", "epochs = 1"))
+    task = user_classification_task(root, "g", extra=NO_BASELINES)
     outside = root / "outside"
     outside.mkdir()
     (outside / "precious").write_bytes(b"keep")

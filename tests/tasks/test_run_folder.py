@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from tiny_tasks import classification_task, gue_csv, write
+from tiny_tasks import classification_task, gue_csv, user_classification_task, write
 from titans_sci.cli import main
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.run_folder import RunFolder, write_csv, write_json
@@ -31,11 +31,7 @@ def _strict(path):
 @pytest.fixture
 def user_task(tmp_path):
     """A tiny classification task on real GUE sequences in user files."""
-    for split, rows in (("train", 64), ("dev", 24), ("test", 24)):
-        gue_csv(tmp_path, split, rows)
-    data = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
-    text = classification_task("user", data, "[baselines]\ncnn = false\n")
-    return write(tmp_path / "task.toml", text.replace("epochs = 2", "epochs = 1"))
+    return user_classification_task(tmp_path, "user", (64, 24, 24), "[baselines]\ncnn = false\n")
 
 
 def test_a_folder_with_an_earlier_run_is_refused_unless_resumed_or_overwritten(user_task, tmp_path):
