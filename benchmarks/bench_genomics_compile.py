@@ -110,7 +110,7 @@ def main() -> None:
         "",
         f"`python benchmarks/bench_genomics_compile.py --task {args.task} --steps {args.steps} "
         f"--rounds {args.rounds} --mode {args.mode} --threads {args.threads}`; "
-        f"{machine.describe(args.threads)}; torch {torch.__version__}; "
+        f"{machine.describe(args.threads)}; "
         f"{dt.date.today().isoformat()}. Batches of {tuple(batches[0][0].shape)} real "
         f"training sequences of {args.task}.",
         "",

@@ -238,3 +238,21 @@ def test_capped_rows_show_until_the_task_has_a_cell_and_never_count():
     assert "ahead of both baselines: **0 of 0**" in table  # capped cells are not counted
     assert "capped" not in render({"gue/tf/0|titans lmm": _entry(1.0, 2.0)}, {
         "gue/tf/0|titans lmm": capped["gue/tf/0|titans lmm"]})  # fmt: skip
+
+
+def test_a_part_interrupted_under_other_code_is_started_again(tmp_path, capsys):
+    """The queue restarts at a new commit: a part's run folder that holds another run (its
+    fingerprint names other code) is the suite's own, so the part runs again from scratch."""
+    argv = [*TINY[:6], "--seeds", "1", *TINY[9:], "--out", str(tmp_path / "suite")]
+    args = _args(*[a for a in argv[2:] if a != "-q"])
+    task = build_task("gue/mouse/3", Entrant.parse("lmm"), args, baselines=True)
+    label = label_of(Entrant.parse("lmm"), args)
+    folder = tmp_path / "suite" / "runs" / f"{task.name}_{label.replace(' ', '_')}_"
+    folder = folder.with_name(folder.name + f"{config_hash(task)}_seed1")
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"code": {"source_sha256": "older"}}))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "cannot resume" in out and "started again" in out
+    stored = json.loads((tmp_path / "suite" / "genomics.json").read_text())
+    assert stored["gue/mouse/3|titans lmm dim16 depth1 heads2"]["n"] == 1

@@ -124,3 +124,23 @@ def test_a_non_finite_loss_stops_training():
         Trainer(model, TrainConfig(epochs=1, lr=1e-3), 0).fit(batches, loss, score)
     with pytest.raises(ValueError, match="epochs=0"):
         TrainConfig(epochs=0, lr=1e-3)
+
+
+def test_compile_runs_the_same_module_through_torch_compile():
+    """``compile = true`` (the suite's ``--compile``): the model's calls are compiled in place,
+    its forward gives the eager one's numbers, and its state dict (what is saved) is the plain
+    module's."""
+    from titans_sci.models.config import LMMConfig
+    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+
+    memory = {"preset": "titans", "num_heads": 2, "head_dim": 8, "chunk_size": 16}
+    backbone = LMMConfig.from_dict({"dim": 16, "depth": 1, "bidirectional": True, "memory": memory})
+    eager = DNAClassifier(ClassifierConfig(backbone))
+    compiled = DNAClassifier(ClassifierConfig(backbone))
+    compiled.load_state_dict(eager.state_dict())
+    Trainer(compiled, TrainConfig(epochs=1, compile=True), seed=1)
+    ids = torch.randint(5, 9, (4, 37))
+    mask = torch.ones(4, 37, dtype=torch.bool)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-5, atol=1e-6)
+    assert list(compiled.state_dict()) == list(eager.state_dict())

@@ -51,7 +51,7 @@ from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
 from titans_sci.tasks import ClassificationTask, parse_task, run
-from titans_sci.tasks.run_folder import code_version
+from titans_sci.tasks.run_folder import AnotherRun, code_version
 
 #: Published numbers: GUE MCC x 100 of DNABERT-2 (Zhou et al. 2024, pretrained, fine-tuned);
 #: Genomic Benchmarks accuracy x 100 of the benchmark authors' CNN (Gresova et al. 2023).
@@ -133,6 +133,8 @@ def build_task(
     }
     if args.patience:
         training["patience"] = args.patience
+    if args.compile:
+        training["compile"] = True
     if entrant.pretrained:
         training["init"] = str(args.pretrained)
     task = parse_task(
@@ -174,13 +176,14 @@ def build_task(
 def config_hash(task: ClassificationTask) -> str:
     """8 hex digits naming everything that decides a cell of ``task`` but its parts: its
     resolved config without the seeds (GUE) or the folds run (cross-validation, whose seed
-    splits the folds and so stays), with a pretrained model named by its weights' checksum
-    rather than its path (the same cell wherever the checkout lies)."""
+    splits the folds and so stays) or ``training.compile``, with a pretrained model named by
+    its weights' checksum rather than its path (the same cell wherever the checkout lies)."""
     config = to_dict(task)
     protocol = config["protocol"]
     protocol.pop("run_folds")
     if protocol["split"] != "kfold":
         protocol.pop("seeds")
+    config["training"].pop("compile")  # how it runs, as the thread count: a part's fact
     if task.training.init is not None:
         config["training"]["init"] = pretrained_id(task.training.init)
     text = json.dumps(config, sort_keys=True)
@@ -399,8 +402,12 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
             continue
         start = time.perf_counter()
         folder = f"{task.name}_{label.replace(' ', '_')}_{digest}_{part}"
-        result = run(replace(part_task(task, part), name=folder), runs, resume=True,
-                     progress=not args.quiet)  # fmt: skip
+        one = replace(part_task(task, part), name=folder)
+        try:
+            result = run(one, runs, resume=True, progress=not args.quiet)
+        except AnotherRun as refused:  # an interrupted part of older code: this suite's own
+            print(f"{name} | {label} | {part}: {refused}; started again", flush=True)
+            result = run(one, runs, overwrite=True, progress=not args.quiet)
         cell = {
             "config": digest,
             "metric": metric_of(name),
@@ -410,7 +417,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
         }
         facts = {
             "seconds": time.perf_counter() - start,
-            "machine": machine,
+            "machine": machine + (", torch.compile" if args.compile else ""),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "code": code,
         }
@@ -643,6 +650,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", default="max")
     parser.add_argument("--preset", default="titans")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (a part's fact, as the threads: same cell)",
+    )
     parser.add_argument(
         "--max-eval",
         type=int,

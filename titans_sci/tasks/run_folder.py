@@ -62,6 +62,10 @@ def owned(name: str) -> bool:
     return name in OWNED or _LEFTOVER.match(name) is not None
 
 
+class AnotherRun(ValueError):
+    """``resume`` on a folder that holds another run (another config, data or code)."""
+
+
 class RunFolder:
     """``with RunFolder(path, fingerprint, resume=..., overwrite=...) as folder:`` owns
     ``path`` for one run (see the module docstring)."""
@@ -173,7 +177,7 @@ class RunFolder:
             ) from None
         changed = difference(before, json_safe(self.fingerprint)[0])
         if changed:
-            raise ValueError(
+            raise AnotherRun(
                 f"{self.path}: cannot resume, the folder holds another run ({changed}); start "
                 "afresh with --overwrite or choose another --out"
             )
