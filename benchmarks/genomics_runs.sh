@@ -29,6 +29,6 @@ case "$1" in
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dim 32
         # (the MAG point ran beside the dim-32 one, on the other core)
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants mag --no-baselines ;;
-    queue) .venv/bin/titans-sci bench genomics $FULL --entrants lmm --runs "${RUNS:-$OUT/runs}" ;;
+    queue) .venv/bin/titans-sci bench genomics $FULL --entrants lmm --compile --runs "${RUNS:-$OUT/runs}" ;;
     *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep|queue" >&2; exit 2 ;;
 esac
