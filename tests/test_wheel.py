@@ -145,7 +145,7 @@ def test_wheel_holds_every_module_the_data_sets_and_the_task_files(installed: In
             for line in wheel.read(metadata).decode().splitlines()
             if line.startswith("Version:")
         )
-    assert version == titans_sci.__version__  # single-sourced from titans_sci/__init__.py
+    assert version == titans_sci.__version__  # single-sourced from titans_sci/version.py
 
     expected = {
         f"titans_sci/{p.relative_to(REPO / 'titans_sci').as_posix()}"

@@ -7,7 +7,7 @@ model (see :mod:`titans_sci.api`).
 
 from pathlib import Path
 
-__version__ = "0.1.0"
+from titans_sci.version import __version__
 
 __all__ = ["__version__", "load"]
 

@@ -1,4 +1,6 @@
-"""The public API: save and load trained models, predict, and look at the memory's surprise.
+"""The public API: load trained models, predict, and look at the memory's surprise (the saved
+model folder itself is :mod:`titans_sci.modelfolder`, whose ``save_model`` and
+``load_module`` are re-exported here).
 
 A saved model is a folder with ``model.safetensors`` (the weights) and ``model.json`` (what the
 model is and what it needs to be used: its settings, and for a forecaster the columns, the
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,12 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 from pandas.tseries.frequencies import to_offset
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from titans_sci.config import build, difference
 from titans_sci.data.dna import (
     NucleotideTokenizer,
     pad_batch,
@@ -40,18 +38,20 @@ from titans_sci.data.dna import (
     validate_sequence,
 )
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
-from titans_sci.data.registry import sha256_of
 from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
-from titans_sci.distributed import is_main
-from titans_sci.files import atomic_open, check_output, staged_folder
-from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
-from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
-from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+from titans_sci.files import atomic_open, check_output
+from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exported)
+    CONFIG,
+    FORMAT,
+    WEIGHTS,
+    init_from_pretrained,
+    load_module,
+    save_model,
+)
+from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.models.dna_lm import DNAMaskedLM
+from titans_sci.models.forecaster import TitansForecaster
 
-WEIGHTS, CONFIG = "model.safetensors", "model.json"
-#: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load. 4: a MAC
-#: backbone's config names its block (``form``); older MAC models load as ``"residual"``.
-FORMAT = 4
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
 #: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
 #: classifier (LMM dim 64, depth 2, both strands): 1.4 GB more for a 100,000-base record, 4.2
@@ -61,194 +61,21 @@ MAX_RECORD = 100_000
 #: Scaled inputs further than this many training standard deviations from the training mean
 #: get a warning naming the column.
 FAR_OUTSIDE = 100.0
-#: What a forecaster's ``meta`` must hold to be used.
-FORECASTER_META = ("columns", "scaler_mean", "scaler_scale")
-
-
-def save_model(directory: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``model`` (a :class:`DNAClassifier`, :class:`TitansForecaster` or pretrained
-    :class:`DNAMaskedLM`) and ``meta``
-    (JSON-able facts a user of the model needs) to ``directory``, atomically: the folder
-    appears complete or not at all, replacing an older one. ``model.json`` records the
-    SHA-256 of the weights, which :func:`load` checks.
-
-    The files are written into a staging folder beside ``directory`` and renamed into place
-    (:func:`titans_sci.files.staged_folder`); a folder holding anything but a saved model's
-    files is refused."""
-    directory = Path(directory)
-    if not is_main():  # under torchrun, process 0 writes
-        return directory
-    kinds = {DNAClassifier: "dna_classifier", TitansForecaster: "forecaster", DNAMaskedLM: "dna_lm"}
-    if type(model) not in kinds:
-        raise TypeError(f"cannot save a {type(model).__name__}")
-    assert isinstance(model, (DNAClassifier, TitansForecaster, DNAMaskedLM))  # a kind above
-    info = {"kind": kinds[type(model)], "config": model.config.to_dict()}
-    with staged_folder(directory, (WEIGHTS, CONFIG)) as staging:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(weights, staging / WEIGHTS)
-        info["weights_sha256"] = sha256_of(staging / WEIGHTS)
-        text = json.dumps({"format": FORMAT, **info, "meta": meta}, indent=2, allow_nan=False)
-        (staging / CONFIG).write_text(text)
-    return directory
-
-
-def _with_first_mac_form(config: Any) -> Any:
-    """A config saved before format 4, with every MAC backbone given the block it was trained
-    with (``form="residual"``; format 4 added ``form`` and made the paper's block the
-    default)."""
-    if isinstance(config, dict):
-        config = {key: _with_first_mac_form(value) for key, value in config.items()}
-        if config.get("variant") == "mac":
-            config.setdefault("form", "residual")
-    return config
 
 
 def load(path: str | Path) -> SequenceClassifier | Forecaster:
-    """A saved model (see :func:`save_model`), ready to predict; errors name the file."""
+    """A saved model (see :func:`~titans_sci.modelfolder.save_model`), ready to predict, as
+    the predictor of its kind (:data:`PREDICTORS`); errors name the file."""
     model, meta = load_module(path)
     if isinstance(model, DNAMaskedLM):
         raise ValueError(
             f"{Path(path) / CONFIG}: a pretrained DNA language model, not a predictor; "
             "fine-tune it on a classification task (training.init in its task file)"
         )
-    if isinstance(model, TitansForecaster):
-        return Forecaster(model.eval(), meta, Path(path))
-    assert isinstance(model, DNAClassifier)  # the kinds load_module builds
-    return SequenceClassifier(model.eval(), meta, Path(path))
-
-
-def load_module(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The module and ``meta`` of a saved model folder, every file checked; errors name the
-    file."""
-    path = Path(path)
-    config_path = path / CONFIG
-    try:
-        info = json.loads(config_path.read_text())
-        kind = info["kind"]
-        # format 1 called a classifier's config its "settings"
-        config = info["config"] if "config" in info else info["settings"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{config_path}: not a saved titans-sci model ({error})") from None
-    if not isinstance(info, dict):
-        raise ValueError(f"{config_path}: not a saved titans-sci model (not a JSON object)")
-    version = info.get("format", 1)
-    if not isinstance(version, int) or version > FORMAT:
-        raise ValueError(
-            f"{config_path}: format {version!r}; this titans-sci reads formats 1..{FORMAT} "
-            "(upgrade titans-sci to load the model)"
-        )
-    if version < 4:
-        config = _with_first_mac_form(config)
-    if kind == "dna_classifier":
-        model: nn.Module = DNAClassifier(build(ClassifierConfig, config, str(config_path)))
-    elif kind == "forecaster":
-        model = TitansForecaster(build(ForecasterConfig, config, str(config_path)))
-    elif kind == "dna_lm":
-        model = DNAMaskedLM(build(DNALMConfig, config, str(config_path)))
-    else:
-        raise ValueError(f"{config_path}: unknown model kind {kind!r}")
-    meta = info.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ValueError(f"{config_path}: 'meta' is a {type(meta).__name__}, not an object")
-    if kind == "forecaster":
-        assert isinstance(model, TitansForecaster)
-        _check_forecaster_meta(meta, model.config.channels, config_path)
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        raise ValueError(f"{weights}: no such file; a saved model holds {WEIGHTS} and {CONFIG}")
-    # Formats 1 and 2 did not record the checksum: their weights load unverified.
-    expected = info.get("weights_sha256")
-    if version >= 3 and not isinstance(expected, str):
-        raise ValueError(f"{config_path}: no weights_sha256 (format {version} records it)")
-    if expected is not None and sha256_of(weights) != expected:
-        raise ValueError(
-            f"{weights}: the weights do not match the checksum in {CONFIG} (a corrupt, "
-            "truncated or changed file); copy the model again, re-save or re-train it"
-        )
-    try:
-        state = load_file(weights)
-    except (OSError, SafetensorError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()
-        raise ValueError(
-            f"{weights}: not a readable safetensors file ({first}); copy the model again, "
-            "re-save or re-train it"
-        ) from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[-1].strip()
-        raise ValueError(
-            f"{weights}: these weights do not fit the model in {CONFIG}: {first}"
-        ) from None
-    broken = next(
-        (k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None
-    )
-    if broken is not None:
-        raise ValueError(
-            f"{weights}: tensor {broken!r} holds non-finite values (NaN or inf; the training "
-            "diverged?); re-train the model"
-        )
-    return model, meta
-
-
-#: The weights a pretrained language model hands a classifier (its trunk).
-TRUNK = ("embedding.", "stem.", "backbone.")
-
-
-def init_from_pretrained(classifier: DNAClassifier, path: str | Path) -> DNAClassifier:
-    """``classifier`` with its embedding, stem and backbone weights copied from the pretrained
-    DNA language model saved in ``path`` (a pretraining run's ``model`` folder); its head
-    stays as initialised. The two trunk configs must be equal (the first difference is
-    named)."""
-    model, _ = load_module(path)
-    where = Path(path) / CONFIG
-    if not isinstance(model, DNAMaskedLM):
-        raise ValueError(f"{where}: not a pretrained DNA language model (kind dna_lm)")
-    mine = DNALMConfig(classifier.config.backbone, classifier.config.stem_kernel)
-    if model.config != mine:
-        first = difference(model.config.to_dict(), mine.to_dict())
-        raise ValueError(
-            f"{where}: its trunk differs from the classifier's model table: {first} "
-            "(pretrained, then the task's)"
-        )
-    trunk = {k: v for k, v in model.state_dict().items() if k.startswith(TRUNK)}
-    missing = [k for k in classifier.state_dict() if k.startswith(TRUNK) and k not in trunk]
-    if missing:
-        raise ValueError(f"{where}: the pretrained weights lack {missing[:3]}")
-    classifier.load_state_dict(trunk, strict=False)
-    return classifier
-
-
-def _check_forecaster_meta(meta: dict[str, Any], channels: int, config_path: Path) -> None:
-    """A forecaster's ``meta`` holds its ``channels`` columns and a finite, positive scaler."""
-    missing = [key for key in FORECASTER_META if key not in meta]
-    if missing:
-        raise ValueError(
-            f"{config_path}: meta has no {', '.join(missing)}; a forecaster needs its "
-            "columns and training scaler (re-save the model with them)"
-        )
-    columns = meta["columns"]
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise ValueError(f"{config_path}: meta's columns must be a list of names, got {columns!r}")
-    for key in ("columns", "scaler_mean", "scaler_scale"):
-        value = meta[key]
-        if not isinstance(value, list) or len(value) != channels:
-            raise ValueError(
-                f"{config_path}: meta's {key} must list {channels} entries (the model's "
-                f"channels), got {value!r}"
-            )
-    for key in ("scaler_mean", "scaler_scale"):
-        numbers = meta[key]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-            raise ValueError(f"{config_path}: meta's {key} must be numbers, got {numbers!r}")
-        array = np.asarray(numbers, dtype=np.float64)
-        bad = ~np.isfinite(array) | ((array <= 0) if key == "scaler_scale" else False)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{config_path}: meta's {key} for column {columns[i]!r} is {numbers[i]!r}; "
-                "expected a finite number" + (" > 0" if key == "scaler_scale" else "")
-            )
+    predictor = PREDICTORS.get(type(model))
+    if predictor is None:
+        raise ValueError(f"{Path(path) / CONFIG}: a {type(model).__name__}, not a predictor")
+    return predictor(model.eval(), meta, Path(path))
 
 
 class SequenceClassifier:
@@ -594,3 +421,10 @@ def warn_far_outside(source: str, columns: Sequence[str], scaled: np.ndarray, wh
             f"deviations from the training mean; {what} is an extrapolation",
             stacklevel=3,
         )
+
+
+#: The predictor that wraps each kind of saved model ``load`` returns.
+PREDICTORS: dict[type[nn.Module], Any] = {
+    DNAClassifier: SequenceClassifier,
+    TitansForecaster: Forecaster,
+}

@@ -119,7 +119,7 @@ def _predict(args: argparse.Namespace) -> None:
     model = _load(args.model)
     options = _read_options(args, model)
     if args.surprise:
-        if not args.output or not hasattr(model, "stream_surprise"):
+        if not args.output or not isinstance(model, SequenceClassifier):
             raise UserError("--surprise needs a sequence classifier and --output")
         count = model.stream_surprise(
             args.input, args.output, args.segment, not args.quiet, args.allow_duplicate_ids
@@ -127,7 +127,7 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{count} positions in {args.output}")
         return
     if args.window:
-        if not args.output or not hasattr(model, "predict_windows"):
+        if not args.output or not isinstance(model, SequenceClassifier):
             raise UserError("--window needs a sequence classifier and --output")
         count = model.predict_windows(
             args.input,

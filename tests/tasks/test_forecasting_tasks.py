@@ -14,7 +14,7 @@ from titans_sci.data.timeseries import load_dataset, make_splits
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.forecasting import Forecasting, at_most, every_kth
-from titans_sci.tasks.runner import Unit
+from titans_sci.tasks.kind import Unit
 from titans_sci.train import Trainer
 
 

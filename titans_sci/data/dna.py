@@ -74,7 +74,6 @@ def canonical(sequence: str) -> str:
 
 
 _INVALID_BASE = re.compile(f"[^{IUPAC_NUCLEOTIDES}{IUPAC_NUCLEOTIDES.lower()}]")
-_NON_ACGT = re.compile("[^ACGT]")
 
 _SEQIO_FORMATS = {
     ".fa": "fasta",

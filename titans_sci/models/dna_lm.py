@@ -5,7 +5,8 @@ As BERT-style DNA models do (DNABERT, Caduceus' masked objective for its bidirec
 a random ``mask_rate`` of the bases of each sequence is replaced by ``[MASK]`` and the model
 predicts them from both sides (:func:`mask_bases`, :func:`masked_loss`). Its trunk's weights
 then start a :class:`~titans_sci.models.dna_classifier.DNAClassifier` of the same trunk
-config (``training.init`` of a classification task; :func:`titans_sci.api.init_from_pretrained`).
+config (``training.init`` of a classification task;
+:func:`titans_sci.modelfolder.init_from_pretrained`).
 """
 
 from __future__ import annotations

@@ -416,7 +416,7 @@ class TitansEstimator(Estimator):
 
     def _fingerprint(self, train: _Series, validation: _Series | None) -> dict[str, Any]:
         """What determines the run besides the training config and the seed."""
-        from titans_sci.tasks.run_folder import code_version
+        from titans_sci.version import code_version
 
         return {
             "estimator": {

@@ -43,15 +43,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from titans_sci.api import WEIGHTS
 from titans_sci.config import to_dict
 from titans_sci.data.registry import list_datasets, load_manifest, sha256_of
 from titans_sci.files import save_with
+from titans_sci.modelfolder import WEIGHTS
 from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
 from titans_sci.tasks import ClassificationTask, parse_task, run
-from titans_sci.tasks.run_folder import AnotherRun, code_version
+from titans_sci.tasks.run_folder import AnotherRun
+from titans_sci.version import code_version
 
 #: Published numbers: GUE MCC x 100 of DNABERT-2 (Zhou et al. 2024, pretrained, fine-tuned);
 #: Genomic Benchmarks accuracy x 100 of the benchmark authors' CNN (Gresova et al. 2023).

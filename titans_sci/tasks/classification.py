@@ -21,15 +21,15 @@ import torch
 from torch import Tensor, nn
 
 from titans_sci import report
-from titans_sci.api import WEIGHTS, init_from_pretrained
 from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import UNDEFINED, classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds, summarize
+from titans_sci.modelfolder import WEIGHTS, init_from_pretrained
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier, both_strands, random_strands
 from titans_sci.tasks.config import ClassificationTask
-from titans_sci.tasks.runner import TITANS, Unit
+from titans_sci.tasks.kind import TITANS, Unit
 
 METRICS = ("accuracy", "mcc", "f1", "auroc")
 

@@ -322,27 +322,47 @@ class ForecastTask(Config):
     baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
 
 
-#: Any task, told apart by its ``kind``.
-Task = tagged(
-    "kind",
-    "classification",
-    classification=ClassificationTask,
-    forecasting=ForecastTask,
-    pretraining=PretrainTask,
-)
-
-
 def _non_negative(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 0:
             raise ValueError(f"{name}={getattr(config, name)}; expected >= 0")
 
 
-#: The task kinds a task file can be.
-KINDS = ("classification", "forecasting", "pretraining")
+@dataclass(frozen=True)
+class TaskKindEntry:
+    """A registered task kind: its ``config`` class (whose ``kind`` field holds the kind's
+    name) and its ``implementation``, ``"module:Class"`` of its
+    :class:`~titans_sci.tasks.kind.TaskKind` (imported when a task of the kind runs, so this
+    module never imports the kinds)."""
 
-#: Any task.
+    config: type
+    implementation: str
+
+
+#: Every task kind by name: a new kind is one module and one :func:`register_task_kind` line.
+TASK_KINDS: dict[str, TaskKindEntry] = {}
+
+
+def register_task_kind(name: str, config: type, implementation: str) -> None:
+    """Make ``kind = "<name>"`` in a task file build ``config`` and run ``implementation``."""
+    if name in TASK_KINDS:
+        raise ValueError(f"task kind {name!r} is registered already")
+    TASK_KINDS[name] = TaskKindEntry(config, implementation)
+
+
+register_task_kind(
+    "classification", ClassificationTask, "titans_sci.tasks.classification:Classification"
+)
+register_task_kind("forecasting", ForecastTask, "titans_sci.tasks.forecasting:Forecasting")
+register_task_kind("pretraining", PretrainTask, "titans_sci.tasks.pretraining:Pretraining")
+
+#: The built-in tasks (a type for annotations; a registered kind's config is a task too).
 AnyTask = ClassificationTask | ForecastTask | PretrainTask
+
+
+def task_type() -> Any:
+    """Any registered task config, told apart by its ``kind`` (for :func:`config.build`)."""
+    return tagged("kind", "classification", **{n: e.config for n, e in TASK_KINDS.items()})
 
 
 def parse_task(data: dict[str, Any], where: str = "task") -> AnyTask:
@@ -356,12 +376,13 @@ def parse_task(data: dict[str, Any], where: str = "task") -> AnyTask:
             "(see tasks/README.md)"
         )
     kind = data.get("kind", "classification")
-    if kind not in KINDS:
-        raise ValueError(f"{where}: kind = {kind!r}; expected one of {', '.join(map(repr, KINDS))}")
+    if kind not in TASK_KINDS:
+        known = ", ".join(map(repr, TASK_KINDS))
+        raise ValueError(f"{where}: kind = {kind!r}; expected one of {known}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: missing key 'name' (the run folder's name)")
-    return build(Task, data, where)
+    return build(task_type(), data, where)
 
 
 def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> AnyTask:

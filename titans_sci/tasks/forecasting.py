@@ -36,7 +36,7 @@ from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forec
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models.forecaster import TitansForecaster
 from titans_sci.tasks.config import ForecastTask
-from titans_sci.tasks.runner import TITANS, Unit
+from titans_sci.tasks.kind import TITANS, Unit
 
 Windows = WindowDataset | Subset
 """A split's windows, or evenly spaced ones of them (:func:`every_kth`, :func:`at_most`)."""

@@ -24,7 +24,7 @@ from titans_sci.data.pretraining import Corpus, build_corpus, bundled_splits
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models.dna_lm import DNAMaskedLM, mask_bases, masked_loss
 from titans_sci.tasks.config import PretrainTask
-from titans_sci.tasks.runner import TITANS, Unit
+from titans_sci.tasks.kind import TITANS, Unit
 
 METRICS = ("masked_loss", "masked_accuracy")
 #: Pieces per sorted pool: batches are cut from length-sorted pools to keep padding small.

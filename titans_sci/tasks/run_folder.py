@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import csv
 import fcntl
-import hashlib
-import importlib.util
 import io
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -208,23 +205,3 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(path, text.getvalue())
-
-
-@cache
-def code_version() -> dict[str, str]:
-    """The package version and a SHA-256 over its Python sources (the Triton kernels' folder
-    included, wherever the build maps it from): a resumed run must be of the same code."""
-    from titans_sci import __version__
-
-    package = Path(__file__).resolve().parents[1]
-    roots = [package]
-    kernels = importlib.util.find_spec("titans_sci.kernels")  # found, not imported
-    for place in (kernels.submodule_search_locations or []) if kernels else []:
-        if not Path(place).resolve().is_relative_to(package):
-            roots.append(Path(place).resolve())
-    digest = hashlib.sha256()
-    for root in roots:
-        for file in sorted(root.rglob("*.py")):
-            digest.update(f"{root.name}/{file.relative_to(root).as_posix()}".encode())
-            digest.update(file.read_bytes())
-    return {"version": __version__, "source_sha256": digest.hexdigest()}

@@ -1,9 +1,10 @@
 """One runner for every task: seeds and folds, the trainer, saving, results and the report.
 
-A task kind (:mod:`.classification`, :mod:`.forecasting`) says what is specific to it through
-the small :class:`TaskKind` interface: its data files, its units of work (a seed, a fold, a
-horizon and seed), the models to train on a unit, their batches and loss, the dev score, the
-test evaluation, its baselines, its summary and its figures. The runner does the rest the same
+A task kind (:mod:`.classification`, :mod:`.forecasting`, :mod:`.pretraining`) says what is
+specific to it through the small :class:`~titans_sci.tasks.kind.TaskKind` interface: its
+data files, its units of work (a seed, a fold, a horizon and seed), the models to train on a
+unit, their batches and loss, the dev score, the test evaluation, its baselines, its summary
+and its figures. The runner does the rest the same
 way for every kind::
 
     for unit in kind.units():
@@ -16,117 +17,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from titans_sci import distributed, report
-from titans_sci.api import save_model
 from titans_sci.config import to_dict
 from titans_sci.data.registry import sha256_of
-from titans_sci.tasks.config import AnyTask, ForecastTask, PretrainTask, load_task
-from titans_sci.tasks.run_folder import RunFolder, code_version, write_csv, write_json
+from titans_sci.modelfolder import save_model
+from titans_sci.tasks.config import TASK_KINDS, AnyTask
+from titans_sci.tasks.kind import TITANS, TaskKind, Unit
+from titans_sci.tasks.run_folder import RunFolder, write_csv, write_json
 from titans_sci.train import Trainer, TrainResult
-
-TITANS = "titans"
-
-
-@dataclass
-class Unit:
-    """One training split: ``labels`` name it in the results (``{"seed": 1}``, ``{"fold": 0}``,
-    ``{"horizon": 96, "seed": 1}``), ``seed`` seeds its models and batches, ``data`` is the
-    kind's own."""
-
-    labels: dict[str, int]
-    seed: int
-    data: Any
-
-    @property
-    def folder(self) -> str:
-        """The checkpoint folder of this unit: ``seed1``, ``fold0``, ``h96_seed1``."""
-        return "_".join(f"h{v}" if k == "horizon" else f"{k}{v}" for k, v in self.labels.items())
-
-
-M = TypeVar("M", bound=nn.Module)
-
-
-class TaskKind(Protocol[M]):
-    """What the runner needs from a task kind whose neural models are ``M`` (the model arguments
-    are the models its :meth:`models` built)."""
-
-    task: Any
-    #: One line saying how the numbers were obtained (split, selection, test).
-    protocol: str
-    #: Why a metric of a result row can be ``None`` (undefined), by metric.
-    undefined: dict[str, str]
-
-    def data_files(self) -> dict[str, Path]:
-        """Every file the task reads, by role: their checksums go into the fingerprint."""
-        ...
-
-    def units(self) -> Iterator[Unit]:
-        """The units of work, in order."""
-        ...
-
-    def models(self, unit: Unit) -> dict[str, Callable[[], M]]:
-        """The neural models to train on ``unit``, by name (``"titans"`` first): builders."""
-        ...
-
-    def batches(self, unit: Unit, model: M) -> Callable[[int, torch.Generator], Iterable]:
-        """The trainer's ``batches(epoch, generator)`` for ``model`` on ``unit``."""
-        ...
-
-    def loss(self, model: M, batch: Any) -> Tensor:
-        """The training loss of a batch."""
-        ...
-
-    def score_dev(self, model: M, unit: Unit) -> float:
-        """The dev score (higher is better)."""
-        ...
-
-    def evaluate(self, model: M, unit: Unit) -> tuple[dict[str, Any], Any]:
-        """Test metrics and the test predictions (for the report)."""
-        ...
-
-    def model_meta(self, unit: Unit) -> dict[str, Any]:
-        """What a user of the saved model needs besides its config (columns, scaler, ...)."""
-        ...
-
-    def baselines(self, unit: Unit) -> list[dict[str, Any]]:
-        """Result rows of the non-neural baselines on ``unit`` (their labels included)."""
-        ...
-
-    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        """The summary over every row (mean and spread over seeds or folds)."""
-        ...
-
-    def format_summary(self, result: dict[str, Any]) -> str:
-        """The summary in a few lines of text."""
-        ...
-
-    def figures(self, model: M, unit: Unit, predictions: Any, folder: Path) -> dict[str, Path]:
-        """The kind's report figures of the first Titans model, by caption."""
-        ...
+from titans_sci.version import code_version
 
 
 def kind_of(task: AnyTask) -> TaskKind[Any]:
-    """The :class:`TaskKind` that runs ``task``."""
-    if isinstance(task, ForecastTask):
-        from titans_sci.tasks.forecasting import Forecasting
-
-        return Forecasting(task)
-    if isinstance(task, PretrainTask):
-        from titans_sci.tasks.pretraining import Pretraining
-
-        return Pretraining(task)
-    from titans_sci.tasks.classification import Classification
-
-    return Classification(task)
+    """The :class:`~titans_sci.tasks.kind.TaskKind` that runs ``task``: the one registered for
+    its config's ``kind`` (:data:`~titans_sci.tasks.config.TASK_KINDS`)."""
+    module, _, name = TASK_KINDS[task.kind].implementation.partition(":")
+    return getattr(importlib.import_module(module), name)(task)
 
 
 def fingerprint(kind: TaskKind[Any]) -> dict[str, Any]:
@@ -190,7 +103,8 @@ def run(
                 curves[f"{unit.folder}/{name}"] = trained
                 if name == TITANS:
                     meta = {"task": task.name, **kind.model_meta(unit), **unit.labels, **metrics}
-                    save_model(place / "model", model, meta)
+                    if distributed.is_main():  # under torchrun, process 0 writes
+                        save_model(place / "model", model, meta)
                     first = first or (model, unit, predictions)
             rows += kind.baselines(unit)
         protocol = kind.protocol
@@ -228,16 +142,6 @@ def _write_report(
     report.write_report(
         folder, result["task"]["name"], kind.format_summary(result).splitlines(), figures
     )
-
-
-def run_file(
-    path: str | Path,
-    out: str | Path = "runs",
-    overrides: dict[str, Any] | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """:func:`run` on a task file (with ``overrides`` as in :func:`load_task`)."""
-    return run(load_task(path, overrides), out, **options)
 
 
 def _notes(rows: list[dict[str, Any]], undefined: dict[str, str]) -> list[str]:
