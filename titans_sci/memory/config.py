@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from titans_sci.config import Config, build
 
@@ -41,12 +41,13 @@ Retention = Literal["decay", "lq", "kl", "elastic"]
 Algorithm = Literal["momentum", "gd"]
 Backend = Literal["auto", "torch", "triton", "autograd"]
 
+#: The options of each choice field, read from its ``Literal`` (written once, above).
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "architecture": ("mlp", "linear"),
-    "bias": ("l2", "lp", "huber", "value_robust"),
-    "retention": ("decay", "lq", "kl", "elastic"),
-    "algorithm": ("momentum", "gd"),
-    "backend": ("auto", "torch", "triton", "autograd"),
+    "architecture": get_args(Architecture),
+    "bias": get_args(Bias),
+    "retention": get_args(Retention),
+    "algorithm": get_args(Algorithm),
+    "backend": get_args(Backend),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

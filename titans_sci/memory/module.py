@@ -59,8 +59,8 @@ def _chunked_backend(
     if not supports(rule):
         raise ValueError(
             "backend='triton' but the kernels do not cover this memory (they cover the l2 bias "
-            "with decay retention, head_dim 16/32/64/128, chunk 16/32/64, and the linear memory "
-            "or the MLP memory of depth 2)"
+            "with decay retention, any head_dim up to 128 and chunk up to 64, and the linear "
+            "memory or the MLP memory of depth 2)"
         )
     if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 on the CPU)")

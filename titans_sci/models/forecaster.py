@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +38,12 @@ from . import build_backbone
 from .backbones import AfterBlock, BackboneState
 from .config import Backbone, LMMConfig
 
-MODES = ("channel_independent", "multivariate", "channel_mixing")
-LOSS_UNITS = ("window", "data")
+#: How the channels meet the backbone (see :class:`ForecasterConfig`).
+Mode = Literal["channel_independent", "multivariate", "channel_mixing"]
+#: The units a training loss is taken in (see :meth:`TitansForecaster.loss`).
+LossUnits = Literal["window", "data"]
+MODES: tuple[str, ...] = get_args(Mode)
+LOSS_UNITS: tuple[str, ...] = get_args(LossUnits)
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class ForecasterConfig(Config):
     horizon: int = 96
     channels: int = 1
     backbone: Backbone = field(default_factory=LMMConfig)
-    mode: Literal["channel_independent", "multivariate", "channel_mixing"] = "channel_independent"
+    mode: Mode = "channel_independent"
     patch_len: int = 16
     stride: int = 8
     head: Literal["point", "student_t", "quantile"] = "point"

@@ -49,7 +49,7 @@ from titans_sci.config import Config, build, tagged
 from titans_sci.data.timeseries import ReadOptions
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.dna_lm import DNALMConfig
-from titans_sci.models.forecaster import ForecasterConfig
+from titans_sci.models.forecaster import ForecasterConfig, LossUnits
 from titans_sci.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -178,7 +178,7 @@ class ForecastTraining(TrainConfig):
 
     windows_per_epoch: int = 0
     val_stride: int = 1
-    loss_units: Literal["data", "window"] = "data"
+    loss_units: LossUnits = "data"
 
     def __post_init__(self) -> None:
         super().__post_init__()
