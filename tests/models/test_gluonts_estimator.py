@@ -3,6 +3,7 @@ missing values masked out of the loss; checkpoints and exact resume through the 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -429,3 +430,36 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(m4, tmp_path, 
         _estimator(directory=tmp_path, resume=True, **settings).train(other, train)
     with pytest.raises(ValueError, match=r"cannot resume.*training.lr"):
         _estimator(directory=tmp_path, resume=True, **{**settings, "lr": 0.01}).train(train, train)
+
+
+FIXTURE = ROOT / "tests" / "fixtures" / "gluonts_predictor_2026-12-06"
+
+
+def test_a_predictor_serialized_before_the_model_folder_still_loads_and_forecasts_the_same():
+    """The fixture was serialized by the code of 85463d3 (three files beside GluonTS' config),
+    with its forecasts of three M4 series; it loads and forecasts them again to the bit."""
+    loaded = Predictor.deserialize(FIXTURE)
+    assert type(loaded) is TitansPredictor
+    expected = json.loads((FIXTURE / "expected_forecasts.json").read_text())
+    series = read_m4(M4_HOURLY / "Hourly-train.csv.gz", M4_HOURLY / "Hourly-test.csv.gz")[:3]
+    data = ListDataset([{"start": s["start"], "target": s["target"][: expected["length"]]}
+                        for s in series], freq="h")  # fmt: skip
+    for forecast, samples in zip(loaded.predict(data), expected["samples"], strict=True):
+        np.testing.assert_array_equal(forecast.samples, np.array(samples, dtype=np.float32))
+
+
+def test_a_predictor_is_serialized_as_a_checked_model_folder(tmp_path):
+    import shutil
+
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    (tmp_path / "new").mkdir()
+    Predictor.deserialize(tmp_path / "old").serialize(tmp_path / "new")
+    model_json = json.loads((tmp_path / "new" / "model" / "model.json").read_text())
+    assert model_json["kind"] == "forecaster" and "weights_sha256" in model_json
+    assert model_json["meta"]["predictor"]["context_length"] == 96
+    weights = tmp_path / "new" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        Predictor.deserialize(tmp_path / "new")

@@ -88,10 +88,13 @@ from gluonts.model.estimator import Estimator
 from gluonts.model.forecast import Forecast, QuantileForecast, SampleForecast
 from gluonts.model.predictor import Predictor
 from pandas.tseries.frequencies import to_offset
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor
 
 from titans_sci import distributed
 from titans_sci.config import to_dict
+from titans_sci.modelfolder import load_module, save_model
 from titans_sci.train import TrainConfig, Trainer
 
 from .forecaster import ForecasterConfig, TitansForecaster
@@ -108,10 +111,12 @@ AdamW lr 1e-3, weight decay 0.01, batches of 32) with gradients clipped to norm 
 your own is used as it is: start from this one (``replace(DEFAULT_TRAINING, epochs=5)``) to keep
 the clipping."""
 
+#: Where :meth:`TitansPredictor.serialize` puts the forecaster's model folder.
+_MODEL_FOLDER = "model"
+# The files of a predictor serialized before the model folder (still read).
 _CONFIG_FILE = "forecaster_config.json"
 _PARAMS_FILE = "predictor.json"
 _SAFETENSORS_FILE = "model.safetensors"
-_TORCH_FILE = "model.pt"
 
 
 def _item_name(entry: dict[str, Any], index: int) -> str:
@@ -189,10 +194,6 @@ def _left_pad(values: np.ndarray, length: int, fill: Any = None) -> np.ndarray:
         return values
     pad = values[0] if fill is None else fill
     return np.concatenate([np.full(length - len(values), pad, values.dtype), values])
-
-
-def _state_to_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 @dataclass(frozen=True)
@@ -600,12 +601,24 @@ class TitansPredictor(Predictor):
 
     def serialize(self, path: Path) -> None:
         """Write the predictor to the existing folder ``path``: GluonTS' ``gluonts-config.json``
-        (so :meth:`Predictor.deserialize` finds this class), the forecaster config, the weights
-        (safetensors if installed, else ``torch.save``) and this predictor's parameters."""
+        (so :meth:`Predictor.deserialize` finds this class) and the forecaster as a model folder
+        in ``path/model`` (:mod:`titans_sci.modelfolder`: versioned, the weights checksummed
+        and checked finite on load), with this predictor's parameters in its ``meta``."""
         path = Path(path)
         super().serialize(path)
-        (path / _CONFIG_FILE).write_text(json.dumps(self.model.config.to_dict(), indent=2))
-        params = {
+        # The forecaster reads raw values (its windows are normalised inside): an identity
+        # scaler, so the folder also opens as a titans_sci.load Forecaster of one column.
+        meta = {
+            "columns": ["target"],
+            "scaler_mean": [0.0],
+            "scaler_scale": [1.0],
+            "freq": self.freq,
+            "predictor": self._parameters(),
+        }
+        save_model(path / _MODEL_FOLDER, self.model, meta)
+
+    def _parameters(self) -> dict[str, Any]:
+        return {
             "prediction_length": self.prediction_length,
             "freq": self.freq,
             "context_length": self.context_length,
@@ -613,29 +626,37 @@ class TitansPredictor(Predictor):
             "batch_size": self.batch_size,
             "seed": self.seed,
         }
-        (path / _PARAMS_FILE).write_text(json.dumps(params, indent=2))
-        state = {k: v.contiguous() for k, v in _state_to_cpu(self.model).items()}
-        try:
-            from safetensors.torch import save_file
-        except ImportError:
-            torch.save(state, path / _TORCH_FILE)
-        else:
-            save_file(state, str(path / _SAFETENSORS_FILE))
 
     @classmethod
     def deserialize(
         cls, path: Path, device: str | torch.device = "cpu", **kwargs: Any
     ) -> TitansPredictor:
-        """The predictor :meth:`serialize` wrote to ``path``, on ``device``."""
+        """The predictor :meth:`serialize` wrote to ``path``, on ``device`` (a predictor
+        written before the model folder, as three files beside GluonTS' config, loads too)."""
         path = Path(path)
-        config = ForecasterConfig.from_dict(json.loads((path / _CONFIG_FILE).read_text()))
-        params = json.loads((path / _PARAMS_FILE).read_text())
-        model = TitansForecaster(config)
-        if (path / _SAFETENSORS_FILE).exists():
-            from safetensors.torch import load_file
+        if not (path / _MODEL_FOLDER).is_dir():
+            return cls._deserialize_before_model_folder(path, device)
+        model, meta = load_module(path / _MODEL_FOLDER)
+        if not isinstance(model, TitansForecaster) or not isinstance(meta.get("predictor"), dict):
+            raise ValueError(f"{path / _MODEL_FOLDER}: not a TitansPredictor's forecaster")
+        return cls(model, device=device, **meta["predictor"])
 
+    @classmethod
+    def _deserialize_before_model_folder(
+        cls, path: Path, device: str | torch.device
+    ) -> TitansPredictor:
+        """A predictor serialized before 2026-12-07: ``forecaster_config.json``,
+        ``predictor.json`` and ``model.safetensors`` (no checksum; the weights are checked
+        finite here)."""
+        try:
+            config = ForecasterConfig.from_dict(json.loads((path / _CONFIG_FILE).read_text()))
+            params = json.loads((path / _PARAMS_FILE).read_text())
             state = load_file(str(path / _SAFETENSORS_FILE))
-        else:
-            state = torch.load(path / _TORCH_FILE, map_location="cpu", weights_only=True)
+        except (OSError, json.JSONDecodeError, SafetensorError) as error:
+            raise ValueError(f"{path}: not a readable TitansPredictor ({error})") from None
+        broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+        if broken:
+            raise ValueError(f"{path / _SAFETENSORS_FILE}: tensor {broken[0]!r} is not finite")
+        model = TitansForecaster(config)
         model.load_state_dict(state)
         return cls(model, device=device, **params)
