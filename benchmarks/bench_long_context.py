@@ -59,7 +59,7 @@ sys.path.insert(0, str(REPO))
 
 from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
 
-from titans_sci.data.dna import PAD_ID  # noqa: E402
+from titans_sci.data.tokens import PAD_ID  # noqa: E402
 from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
 from titans_sci.layers.basic import SwiGLU  # noqa: E402
 from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError, recording_gates  # noqa: E402

@@ -31,14 +31,10 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 from tqdm.auto import tqdm
 
-from titans_sci.data.dna import (
-    NucleotideTokenizer,
-    pad_batch,
-    read_sequences,
-    validate_sequence,
-)
+from titans_sci.data.dna import read_sequences, validate_sequence
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
+from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.files import atomic_open, check_output
 from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exported)
     CONFIG,

@@ -10,9 +10,10 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from titans_sci.data.dna import BASE_CODE, NucleotideTokenizer, canonical
+from titans_sci.data.dna import BASE_CODE, canonical
 from titans_sci.data.pretraining import HeldOut, kmers
 from titans_sci.data.registry import load_manifest
+from titans_sci.data.tokens import NucleotideTokenizer
 from titans_sci.models.baselines import KmerLogisticRegression, kmer_features
 
 DNA = st.text(alphabet="ACGTN", min_size=1, max_size=80)

@@ -10,17 +10,15 @@ from Bio import SeqIO
 from Bio.Seq import Seq
 from Bio.SeqRecord import SeqRecord
 
-from titans_sci.data.dna import (
+from titans_sci.data.dna import SequenceRecord, read_sequences, reverse_complement
+from titans_sci.data.tokens import (
     CLS_ID,
     PAD_ID,
-    DNAEmbedding,
     NucleotideTokenizer,
-    SequenceRecord,
     pad_batch,
-    read_sequences,
-    reverse_complement,
     reverse_complement_ids,
 )
+from titans_sci.layers.embedding import DNAEmbedding
 
 # Real promoter sequences, copied verbatim (tests must not read ../shared, absent in CI).
 # GUE prom_core_tata, test.csv.gz, data rows 1, 2 (label 0) and 4 (label 1); 70 bp each.

@@ -13,8 +13,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from titans_sci.data.dna import NucleotideTokenizer, pad_batch, reverse_complement
+from titans_sci.data.dna import reverse_complement
 from titans_sci.data.registry import load_manifest
+from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN, all_kmers, kmer_features
 

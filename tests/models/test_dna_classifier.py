@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from titans_sci.data.dna import NucleotideTokenizer, pad_batch, reverse_complement_ids
 from titans_sci.data.registry import load_manifest
+from titans_sci.data.tokens import NucleotideTokenizer, pad_batch, reverse_complement_ids
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.memory import MemoryConfig
 from titans_sci.models.config import LMMConfig

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from titans_sci.api import init_from_pretrained, load, save_model
-from titans_sci.data.dna import MASK_ID, NucleotideTokenizer, pad_batch, read_sequences
+from titans_sci.data.dna import read_sequences
+from titans_sci.data.tokens import MASK_ID, NucleotideTokenizer, pad_batch
 from titans_sci.memory import MemoryConfig
 from titans_sci.models.config import LMMConfig
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier

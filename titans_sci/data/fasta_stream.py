@@ -20,14 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from titans_sci.data.dna import (
-    _open_text,
-    _reading,
-    _split_suffix,
-    duplicate_id,
-    iter_sequences,
-    validate_sequence,
-)
+from titans_sci.data.dna import duplicate_id, iter_sequences, validate_sequence
+from titans_sci.data.textfile import open_text, reading, split_suffix
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".frn", ".fas")
 
@@ -42,7 +36,7 @@ def iter_pieces(
     if size < 1:
         raise ValueError(f"size={size}; expected >= 1")
     path = Path(path)
-    suffix, compressed = _split_suffix(path)
+    suffix, compressed = split_suffix(path)
     if suffix not in FASTA_SUFFIXES:
         for record in iter_sequences(path, allow_duplicate_ids=allow_duplicate_ids):
             text = record.sequence
@@ -60,7 +54,7 @@ def _fasta_pieces(
     buffer: list[str] = []
     held = done = 0  # bases in the buffer; bases of the record already yielded
 
-    with _reading(path, compressed), _open_text(path, compressed) as handle:
+    with reading(path, compressed), open_text(path, compressed) as handle:
         for number, line in enumerate(handle, start=1):
             line = line.strip()
             if line.startswith(">"):

@@ -47,8 +47,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from titans_sci.config import Config
-from titans_sci.data.dna import _check_file, _open_text, _read_csv, _reading
 from titans_sci.data.registry import DatasetManifest, load_manifest
+from titans_sci.data.textfile import check_file, open_text, read_csv, reading
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -256,7 +256,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
     or non-text file, a row with extra fields, an empty file or one without data rows is refused
     (one ValueError naming the file)."""
     suffixes = [s.lower() for s in path.suffixes]
-    _check_file(path)
+    check_file(path)
     if suffixes and suffixes[-1] in _PARQUET_SUFFIXES:
         try:
             frame = pd.read_parquet(path)
@@ -265,7 +265,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
             raise ValueError(f"{path}: cannot read it as Parquet: {detail}") from exc
     elif suffixes and (suffixes[-1] == ".gz" or suffixes[-1] in _CSV_SUFFIXES):
         sep = "\t" if ".tsv" in suffixes else ","
-        frame = _read_csv(path, sep, compressed=suffixes[-1] == ".gz")
+        frame = read_csv(path, sep, compressed=suffixes[-1] == ".gz")
     else:
         raise ValueError(
             f"{path}: unknown file type {''.join(suffixes)!r}; expected .csv, .csv.gz, "
@@ -284,7 +284,7 @@ def _check_header(path: Path, date_column: str, columns: list[str] | None) -> No
     if not suffixes or suffixes[-1] in _PARQUET_SUFFIXES:
         return
     compressed = suffixes[-1] == ".gz"
-    with _reading(path, compressed), _open_text(path, compressed) as handle:
+    with reading(path, compressed), open_text(path, compressed) as handle:
         lines = (line for line in handle if line.strip())
         header = next(csv.reader(lines, delimiter="\t" if ".tsv" in suffixes else ","), [])
     wanted = set(columns) | {date_column} if columns else None

@@ -19,7 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from titans_sci.data.dna import BASE_CODE, BASES, PAD_ID
+from titans_sci.data.dna import BASE_CODE, BASES
+from titans_sci.data.tokens import PAD_ID
 
 __all__ = ["KmerLogisticRegression", "SmallCNN", "all_kmers", "kmer_features"]
 

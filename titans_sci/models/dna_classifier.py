@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from titans_sci.config import Config
-from titans_sci.data.dna import DNAEmbedding, NucleotideTokenizer, reverse_complement_ids
+from titans_sci.data.tokens import NucleotideTokenizer, reverse_complement_ids
 from titans_sci.heads.classification import ClassificationHead, average_probabilities
 from titans_sci.layers import ConvStem
+from titans_sci.layers.embedding import DNAEmbedding
 
 from . import build_backbone
 from .config import Backbone, LMMConfig

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from titans_sci.config import Config
-from titans_sci.data.dna import MASK_ID, NucleotideTokenizer
+from titans_sci.data.tokens import MASK_ID, NucleotideTokenizer
 
 from .config import Backbone, LMMConfig
 from .dna_classifier import DNATrunk

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from titans_sci import report
-from titans_sci.data.dna import NucleotideTokenizer, SequenceRecord, pad_batch, read_sequences
+from titans_sci.data.dna import SequenceRecord, read_sequences
 from titans_sci.data.registry import load_manifest
+from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.evaluation.metrics import UNDEFINED, classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds, summarize
 from titans_sci.modelfolder import WEIGHTS, init_from_pretrained

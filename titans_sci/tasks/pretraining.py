@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from titans_sci.data.dna import NucleotideTokenizer, pad_batch
 from titans_sci.data.pretraining import Corpus, build_corpus, bundled_splits
+from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models.dna_lm import DNAMaskedLM, mask_bases, masked_loss
 from titans_sci.tasks.config import PretrainTask
