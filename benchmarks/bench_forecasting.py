@@ -48,7 +48,6 @@ import datetime as dt
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -60,14 +59,13 @@ import torch
 from machine import describe
 from store import save
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from titans_sci.data.registry import load_manifest
+from titans_sci.data.timeseries import load_dataset, make_splits
+from titans_sci.evaluation.forecasting import error_sums, point_errors
+from titans_sci.tasks import ForecastTask, load_task, run
+from titans_sci.tasks.config import parse_overrides
 
-from titans_sci.data.registry import load_manifest  # noqa: E402
-from titans_sci.data.timeseries import load_dataset, make_splits  # noqa: E402
-from titans_sci.evaluation.forecasting import error_sums, point_errors  # noqa: E402
-from titans_sci.tasks import ForecastTask, load_task, run  # noqa: E402
-from titans_sci.tasks.config import parse_overrides  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO / "benchmarks" / "results"
 LONG = {

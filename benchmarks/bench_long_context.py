@@ -43,28 +43,25 @@ import datetime as dt
 import json
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from long_context_tasks import DNAPair, Facts, Passkey
 from machine import describe
 from store import save
 from torch import Tensor, nn
 
+from titans_sci.data.tokens import PAD_ID
+from titans_sci.layers.attention import SlidingWindowAttention
+from titans_sci.layers.basic import SwiGLU
+from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError, recording_gates
+from titans_sci.models import LMMConfig, MACConfig, build_backbone
+from titans_sci.models.baselines import SmallCNN
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from long_context_tasks import DNAPair, Facts, Passkey  # noqa: E402
-
-from titans_sci.data.tokens import PAD_ID  # noqa: E402
-from titans_sci.layers.attention import SlidingWindowAttention  # noqa: E402
-from titans_sci.layers.basic import SwiGLU  # noqa: E402
-from titans_sci.memory import MemoryConfig, NonFiniteSurpriseError, recording_gates  # noqa: E402
-from titans_sci.models import LMMConfig, MACConfig, build_backbone  # noqa: E402
-from titans_sci.models.baselines import SmallCNN  # noqa: E402
 
 RESULTS = REPO / "benchmarks/results"
 PIECE = 4096

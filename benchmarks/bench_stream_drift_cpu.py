@@ -17,20 +17,17 @@ It writes ``benchmarks/results/stream_drift_cpu.md``.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import torch
+from long_context_tasks import background_bases
 from machine import describe
 
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import LMMConfig
+from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from long_context_tasks import background_bases  # noqa: E402
-
-from titans_sci.memory import MemoryConfig  # noqa: E402
-from titans_sci.models import LMMConfig  # noqa: E402
-from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier  # noqa: E402
 
 LENGTH, PIECE = 3000, 500
 CASES = {

@@ -1,13 +1,8 @@
 """A JSON store of benchmark results that several processes can fill, and its rendered table
-(``titans_sci.suites.store``; the repository is put on the path first)."""
+(``titans_sci.suites.store``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from titans_sci.suites.store import save  # noqa: E402
+from titans_sci.suites.store import save
 
 __all__ = ["save"]
