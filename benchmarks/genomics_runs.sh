@@ -13,6 +13,7 @@
 # folder outside both checkouts:
 #   git worktree add --detach /work/queue <commit> && cd /work/queue && make setup
 #   OUT=/work/main/benchmarks/results RUNS=/work/queue-runs sh benchmarks/genomics_runs.sh queue
+# With both cores free, two processes share the queue: SHARD=1/2 and SHARD=2/2 beside it.
 set -e
 OUT=${OUT:-benchmarks/results}
 FULL="--epochs 12 --patience 3 --threads 1 -q --out $OUT"
@@ -29,6 +30,7 @@ case "$1" in
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants lmm --no-baselines --dim 32
         # (the MAG point ran beside the dim-32 one, on the other core)
         .venv/bin/titans-sci bench genomics $FULL --tasks gue/mouse/3 --entrants mag --no-baselines ;;
-    queue) .venv/bin/titans-sci bench genomics $FULL --entrants lmm --compile --runs "${RUNS:-$OUT/runs}" ;;
+    queue) .venv/bin/titans-sci bench genomics $FULL --entrants lmm --compile --shard "${SHARD:-1/1}" \
+        --runs "${RUNS:-$OUT/runs}" ;;
     *) echo "usage: sh benchmarks/genomics_runs.sh 1|2|sweep|queue" >&2; exit 2 ;;
 esac

@@ -256,3 +256,17 @@ def test_a_part_interrupted_under_other_code_is_started_again(tmp_path, capsys):
     assert "cannot resume" in out and "started again" in out
     stored = json.loads((tmp_path / "suite" / "genomics.json").read_text())
     assert stored["gue/mouse/3|titans lmm dim16 depth1 heads2"]["n"] == 1
+
+
+def test_a_shard_runs_every_nth_part_of_the_queue(tmp_path):
+    """Two processes share the queue with --shard 1/2 and 2/2: the second runs seed 2 only."""
+    out = tmp_path / "suite"
+    assert main([*TINY, "--shard", "2/2", "--out", str(out)]) == 0
+    store = json.loads((out / "genomics.json").read_text())
+    assert {key: list(cell["parts"]) for key, cell in store.items()} == {
+        "gue/mouse/3|titans lmm dim16 depth1 heads2": ["seed2"],
+        "gue/mouse/3|kmer_lr": ["seed2"],
+        "gue/mouse/3|cnn": ["seed2"],
+    }
+    with pytest.raises(SystemExit):
+        _args("--shard", "3/2")

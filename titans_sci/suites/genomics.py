@@ -387,7 +387,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
             f"--tasks: no bundled DNA data set {unknown[0]!r} (known: {', '.join(known)})"
         )
     table = functools.partial(render, capped=_read(out / CAPPED))
-    for name, i, part in queue(list(args.tasks or known), entrants, args):
+    order = queue(list(args.tasks or known), entrants, args)
+    shard, shards = args.shard
+    for name, i, part in order[shard - 1 :: shards]:
         baselines = args.baselines and i == 0
         task = build_task(name, entrants[i], args, baselines)
         digest = config_hash(task)
@@ -652,6 +654,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="titans")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="run every N-th part of the queue from the K-th (two processes: 1/2 and 2/2)",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="train through torch.compile (a part's fact, as the threads: same cell)",
@@ -662,3 +671,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="score at most this many dev and test sequences (smoke runs)",
     )
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` with ``1 <= K <= N``."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected K/N with 1 <= K <= N")
+    return int(k), int(n)
