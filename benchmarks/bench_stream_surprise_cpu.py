@@ -10,16 +10,15 @@ This is a benchmark, not a test. Run it from the repository root with the projec
 
 What it does: it saves a DNA classifier of the genomics benchmark's shape (Titans LMM, dim 64,
 depth 2, stem 9, ``titans`` memory with 4 heads of 16, chunk 16; untrained weights, seed 0,
-since speed and memory do not depend on them) with :func:`titans_sci.api.save_model`, writes
-one FASTA record per length made of real bases (the GUE prom_core_all training sequences end to
-end), and for each length runs ``titans_sci.load(model).stream_surprise(fasta, csv)`` in a fresh
-subprocess: the record streams ``segment`` bases at a time with the memories' state carried, and
-every base's surprise (2 layers x 4 heads) is appended to a CSV. The worker reports its wall time
-(loading included), the rows written, the RSS after loading the model and at the end, and its
-peak RSS (``ru_maxrss``). The record's text is the only thing that grows with the length (one
-byte per base, plus its FASTA parse), so the peak RSS should grow by about that much and no
-more.
-"""
+since speed and memory do not depend on them) with :func:`titans_sci.modelfolder.save_model`,
+writes one FASTA record per length made of real bases (the GUE prom_core_all training sequences
+end to end), and for each length runs ``titans_sci.load(model).stream_surprise(fasta, csv)`` in
+a fresh subprocess: the record streams ``segment`` bases at a time with the memories' state
+carried, and every base's surprise (2 layers x 4 heads) is appended to a CSV. The worker reports
+its wall time (loading included), the rows written, the RSS after loading the model and at the
+end, and its peak RSS (``ru_maxrss``). The record's text is the only thing that grows with the
+length (one byte per base, plus its FASTA parse), so the peak RSS should grow by about that much
+and no more."""
 
 from __future__ import annotations
 
@@ -45,8 +44,8 @@ SOURCE = "gue/prom/prom_core_all"
 
 
 def save_classifier(folder: Path) -> None:
-    from titans_sci.api import save_model
     from titans_sci.memory import MemoryConfig
+    from titans_sci.modelfolder import save_model
     from titans_sci.models import LMMConfig
     from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 
