@@ -16,6 +16,7 @@ It writes ``benchmarks/results/stream_drift_cpu.md``.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def drift(case: dict, dtype: torch.dtype, ids: torch.Tensor) -> list[float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/stream_drift_cpu.md")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     bases = background_bases()[:LENGTH]
     tokenizer = DNAClassifier(ClassifierConfig(LMMConfig(dim=64))).tokenizer
@@ -93,7 +97,7 @@ def main() -> int:
             cells = " | ".join(f"{v:.0e}" for v in drift(case, dtype, ids))
             lines.append(f"| {name} | {str(dtype).removeprefix('torch.')} | {cells} |")
             print(lines[-1], flush=True)
-    (REPO / "benchmarks/results/stream_drift_cpu.md").write_text("\n".join(lines) + "\n")
+    args.out.write_text("\n".join(lines) + "\n")
     return 0
 
 
