@@ -31,7 +31,7 @@ import torch
 
 from titans_sci.data.registry import load_manifest
 from titans_sci.models.dna_classifier import DNAClassifier
-from titans_sci.suites.genomics import Entrant, add_arguments, build_task
+from titans_sci.suites.genomics import Entrant, GenomicsSuite, build_task
 from titans_sci.tasks.classification import Classification
 
 
@@ -49,9 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    suite = argparse.ArgumentParser()
-    add_arguments(suite)
-    task = build_task(args.task, Entrant.parse("lmm"), suite.parse_args([]), baselines=False)
+    task = build_task(args.task, Entrant.parse("lmm"), GenomicsSuite(), baselines=False)
     kind = Classification(task)
     unit = next(kind.units())
     torch.manual_seed(1)

@@ -22,6 +22,7 @@ from titans_sci.models.config import LMMConfig
 from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.suites.genomics import (
     Entrant,
+    GenomicsSuite,
     add_arguments,
     budget,
     build_task,
@@ -135,7 +136,7 @@ def test_a_pretrained_cell_is_named_by_the_weights_not_their_path(tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     hashes = []
     for folder in ("a", "b"):
-        args = parser.parse_args(["--pretrained", str(tmp_path / folder)])
+        args = GenomicsSuite.from_args(parser.parse_args(["--pretrained", str(tmp_path / folder)]))
         task = build_task("gue/mouse/3", Entrant.parse("lmm:pretrained"), args, baselines=True)
         assert task.training.init == str(tmp_path / folder)
         hashes.append(config_hash(task))
@@ -151,8 +152,10 @@ def test_a_sweep_setting_is_in_the_cell_name_the_config_and_the_budget():
     add_arguments(parser)
     lmm = Entrant.parse("lmm")
     default, swept = (
-        parser.parse_args([]),
-        parser.parse_args(["--dropout", "0.1", "--dim", "32", "--lr", "3e-3"]),
+        GenomicsSuite.from_args(parser.parse_args([])),
+        GenomicsSuite.from_args(
+            parser.parse_args(["--dropout", "0.1", "--dim", "32", "--lr", "3e-3"])
+        ),
     )
     assert label_of(lmm, default) == "titans lmm"
     assert label_of(lmm, swept) == "titans lmm dim32 dropout0.1 lr0.003"
@@ -165,10 +168,10 @@ def test_a_sweep_setting_is_in_the_cell_name_the_config_and_the_budget():
     assert "dropout" not in budget(plain)
 
 
-def _args(*argv: str) -> argparse.Namespace:
+def _args(*argv: str) -> GenomicsSuite:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return parser.parse_args(list(argv))
+    return GenomicsSuite.from_args(parser.parse_args(list(argv)))
 
 
 def test_the_queue_runs_every_tasks_first_part_before_any_second_cheapest_first():

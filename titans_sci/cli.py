@@ -184,9 +184,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.suite == "genomics":
-        from titans_sci.suites.genomics import run_suite
+        from titans_sci.suites.genomics import GenomicsSuite, run_suite
 
-        run_suite(args)
+        run_suite(GenomicsSuite.from_args(args))
         print(f"leaderboard: {args.out / 'genomics.md'}")
         return 0
     from titans_sci.bench import memory_throughput

@@ -35,7 +35,7 @@ import json
 import math
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from titans_sci.config import to_dict
+from titans_sci.config import Config, build, to_dict
 from titans_sci.data.registry import list_datasets, load_manifest, sha256_of
 from titans_sci.files import save_with
 from titans_sci.modelfolder import WEIGHTS
@@ -99,6 +99,56 @@ class Entrant:
         return f"titans {self.variant}" + (" pretrained" if self.pretrained else "")
 
 
+@dataclass(frozen=True)
+class GenomicsSuite(Config):
+    """What ``titans-sci bench genomics`` runs (its options, ``--help``): where to (``out``,
+    ``runs``: the parts' run folders, default ``<out>/runs``), which tasks and Titans
+    ``entrants`` (the baselines beside the first), the protocol (``seeds``, ``folds``), the
+    budget (``epochs``, ``patience``, ``max_train_tokens``, ``batch_size``, ``lr``) and the
+    model (``dim``, ``depth``, ``heads``, ``chunk``, ``dropout``, ``stem_kernel``, ``pool``,
+    ``preset``), and how it runs (``threads``, ``shard``, ``compile``, ``max_eval`` for smoke
+    runs, ``quiet``)."""
+
+    out: str = "runs/bench_genomics"
+    runs: str | None = None
+    tasks: tuple[str, ...] = ()
+    entrants: tuple[str, ...] = ("lmm", "lmm:pretrained")
+    pretrained: str = str(tasks_dir() / "pretrained" / "dna_lm")
+    baselines: bool = True
+    seeds: tuple[int, ...] = (1, 2, 3)
+    folds: int = 5
+    epochs: int = 10
+    patience: int = 3
+    max_train_tokens: int = 0
+    batch_size: int = 32
+    lr: float = 1e-3
+    dim: int = 64
+    depth: int = 2
+    heads: int = 4
+    chunk: int = 16
+    dropout: float = 0.0
+    stem_kernel: int = 9
+    pool: str = "max"
+    preset: str = "titans"
+    threads: int = 1
+    shard: tuple[int, int] = (1, 1)
+    compile: bool = False
+    max_eval: int = 0
+    quiet: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> GenomicsSuite:
+        """The suite of parsed command-line options (their names are this config's)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        return build(cls, {k: v for k, v in data.items() if k in known and v is not None},
+                     "titans-sci bench genomics")  # fmt: skip
+
+
+#: The suite's defaults.
+DEFAULT = GenomicsSuite()
+
+
 def metric_of(name: str) -> str:
     return "accuracy" if name.startswith("genomic_benchmarks/") else "mcc"
 
@@ -116,28 +166,28 @@ def train_limit(name: str, max_tokens: int, folds: int) -> int:
 
 
 def build_task(
-    name: str, entrant: Entrant, args: argparse.Namespace, baselines: bool
+    name: str, entrant: Entrant, suite: GenomicsSuite, baselines: bool
 ) -> ClassificationTask:
     """The task of data set ``name`` for ``entrant``, as a task file would give it."""
     test_only = name.startswith("genomic_benchmarks/")
     memory = {
-        "preset": args.preset,
-        "num_heads": args.heads,
-        "head_dim": args.dim // args.heads,
-        "chunk_size": args.chunk,
+        "preset": suite.preset,
+        "num_heads": suite.heads,
+        "head_dim": suite.dim // suite.heads,
+        "chunk_size": suite.chunk,
     }
     training: dict[str, Any] = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
+        "epochs": suite.epochs,
+        "batch_size": suite.batch_size,
+        "lr": suite.lr,
         "rc_augment": True,
     }
-    if args.patience:
-        training["patience"] = args.patience
-    if args.compile:
+    if suite.patience:
+        training["patience"] = suite.patience
+    if suite.compile:
         training["compile"] = True
     if entrant.pretrained:
-        training["init"] = str(args.pretrained)
+        training["init"] = str(suite.pretrained)
     task = parse_task(
         {
             "format": 2,
@@ -145,17 +195,17 @@ def build_task(
             "name": name.replace("/", "_"),
             "data": {
                 "dataset": name,
-                "max_train": train_limit(name, args.max_train_tokens, args.folds),
-                "max_eval": args.max_eval,
+                "max_train": train_limit(name, suite.max_train_tokens, suite.folds),
+                "max_eval": suite.max_eval,
             },
             "model": {
-                "stem_kernel": args.stem_kernel,
-                "pool": args.pool,
-                "dropout": args.dropout,
+                "stem_kernel": suite.stem_kernel,
+                "pool": suite.pool,
+                "dropout": suite.dropout,
                 "backbone": {
                     "variant": entrant.variant,
-                    "dim": args.dim,
-                    "depth": args.depth,
+                    "dim": suite.dim,
+                    "depth": suite.depth,
                     "bidirectional": True,
                     "memory": memory,
                 },
@@ -163,8 +213,8 @@ def build_task(
             "training": training,
             "protocol": {
                 "split": "kfold" if test_only else "train_dev_test",
-                "folds": args.folds,
-                "seeds": args.seeds[:1] if test_only else args.seeds,
+                "folds": suite.folds,
+                "seeds": suite.seeds[:1] if test_only else suite.seeds,
             },
             "baselines": {"kmer_lr": baselines, "cnn": baselines},
         },
@@ -219,30 +269,27 @@ def budget(task: ClassificationTask) -> str:
 
 #: The suite's default model and learning rate: a cell swept away from one says so in its label.
 SWEEP: dict[str, float] = {
-    "dim": 64,
-    "depth": 2,
-    "heads": 4,
-    "chunk": 16,
-    "dropout": 0.0,
-    "lr": 1e-3,
+    key: getattr(DEFAULT, key) for key in ("dim", "depth", "heads", "chunk", "dropout", "lr")
 }
 
 
-def label_of(entrant: Entrant, args: argparse.Namespace) -> str:
+def label_of(entrant: Entrant, suite: GenomicsSuite) -> str:
     """``entrant.label``, with every sweep setting that is not the default: ``titans lmm
     dim128 depth4 dropout0.1 lr0.003``."""
     tags = [
-        f"{key}{getattr(args, key)}" for key, value in SWEEP.items() if getattr(args, key) != value
+        f"{key}{getattr(suite, key)}"
+        for key, value in SWEEP.items()
+        if getattr(suite, key) != value
     ]
     return " ".join([entrant.label, *tags])
 
 
-def parts_of(name: str, args: argparse.Namespace) -> list[str]:
+def parts_of(name: str, suite: GenomicsSuite) -> list[str]:
     """The parts of a cell of ``name``: ``seed1``, ``seed2``, ... (GUE) or ``fold0``, ...,
     ``fold4`` (a cross-validated Genomic Benchmarks set, with the first seed)."""
     if name.startswith("genomic_benchmarks/"):
-        return [f"fold{k}" for k in range(args.folds)]
-    return [f"seed{seed}" for seed in args.seeds]
+        return [f"fold{k}" for k in range(suite.folds)]
+    return [f"seed{seed}" for seed in suite.seeds]
 
 
 def part_task(task: ClassificationTask, part: str) -> ClassificationTask:
@@ -262,11 +309,11 @@ def training_bases(name: str) -> int:
     return int(pd.read_csv(source.file, usecols=["sequence"])["sequence"].str.len().sum())
 
 
-def queue(names: list[str], entrants: list[Entrant], args: argparse.Namespace) -> list[tuple]:
+def queue(names: list[str], entrants: list[Entrant], suite: GenomicsSuite) -> list[tuple]:
     """``(name, entrant index, part)`` in the order they run: pass ``i`` is the ``i``-th part
     of every task (cheapest task first), every entrant of a task in turn."""
     names = sorted(names, key=training_bases)
-    parts = {name: parts_of(name, args) for name in names}
+    parts = {name: parts_of(name, suite) for name in names}
     passes = max(len(p) for p in parts.values())
     return [
         (name, i, parts[name][step])
@@ -371,29 +418,29 @@ def _read(store_path: Path) -> dict[str, dict]:
     return json.loads(store_path.read_text()) if store_path.exists() else {}
 
 
-def run_suite(args: argparse.Namespace) -> dict[str, dict]:
+def run_suite(suite: GenomicsSuite) -> dict[str, dict]:
     """Run (or resume) every part of every (task, entrant) of ``args`` in :func:`queue` order
-    into ``args.out``; returns the store."""
-    out = Path(args.out)
-    runs = Path(args.runs) if args.runs else out / "runs"
+    into ``suite.out``; returns the store."""
+    out = Path(suite.out)
+    runs = Path(suite.runs) if suite.runs else out / "runs"
     store_path, table_path = out / "genomics.json", out / "genomics.md"
-    torch.set_num_threads(args.threads)
-    machine, code = describe_machine(args.threads), source_commit()
-    entrants = [Entrant.parse(e) for e in args.entrants]
+    torch.set_num_threads(suite.threads)
+    machine, code = describe_machine(suite.threads), source_commit()
+    entrants = [Entrant.parse(e) for e in suite.entrants]
     known = [m.name for m in list_datasets(kind="dna")]
-    unknown = [name for name in args.tasks or () if name not in known]
+    unknown = [name for name in suite.tasks or () if name not in known]
     if unknown:
         raise ValueError(
             f"--tasks: no bundled DNA data set {unknown[0]!r} (known: {', '.join(known)})"
         )
     table = functools.partial(render, capped=_read(out / CAPPED))
-    order = queue(list(args.tasks or known), entrants, args)
-    shard, shards = args.shard
+    order = queue(list(suite.tasks or known), entrants, suite)
+    shard, shards = suite.shard
     for name, i, part in order[shard - 1 :: shards]:
-        baselines = args.baselines and i == 0
-        task = build_task(name, entrants[i], args, baselines)
+        baselines = suite.baselines and i == 0
+        task = build_task(name, entrants[i], suite, baselines)
         digest = config_hash(task)
-        label = label_of(entrants[i], args)
+        label = label_of(entrants[i], suite)
         labels = [label] + (list(BASELINES) if baselines else [])
         stored = _read(store_path)
         if all(
@@ -407,20 +454,20 @@ def run_suite(args: argparse.Namespace) -> dict[str, dict]:
         folder = f"{task.name}_{label.replace(' ', '_')}_{digest}_{part}"
         one = replace(part_task(task, part), name=folder)
         try:
-            result = run(one, runs, resume=True, progress=not args.quiet)
+            result = run(one, runs, resume=True, progress=not suite.quiet)
         except AnotherRun as refused:  # an interrupted part of older code: this suite's own
             print(f"{name} | {label} | {part}: {refused}; started again", flush=True)
-            result = run(one, runs, overwrite=True, progress=not args.quiet)
+            result = run(one, runs, overwrite=True, progress=not suite.quiet)
         cell = {
             "config": digest,
             "metric": metric_of(name),
             "budget": budget(task),
             "protocol": cell_protocol(result["protocol"], part),
-            "planned": len(parts_of(name, args)),
+            "planned": len(parts_of(name, suite)),
         }
         facts = {
             "seconds": time.perf_counter() - start,
-            "machine": machine + (", torch.compile" if args.compile else ""),
+            "machine": machine + (", torch.compile" if suite.compile else ""),
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
             "code": code,
         }
@@ -603,7 +650,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("runs/bench_genomics"),
+        default=Path(DEFAULT.out),
         help="where the table (genomics.md and .json) and the plot go",
     )
     parser.add_argument(
@@ -615,13 +662,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--entrants",
         nargs="+",
-        default=["lmm", "lmm:pretrained"],
+        default=list(DEFAULT.entrants),
         help="Titans models: a variant, optionally ':pretrained'",
     )
     parser.add_argument(
         "--pretrained",
         type=Path,
-        default=tasks_dir() / "pretrained" / "dna_lm",
+        default=Path(DEFAULT.pretrained),
         help="the pretrained DNA language model of ':pretrained' entrants",
     )
     parser.add_argument(
@@ -630,33 +677,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="k-mer LR and the CNN beside the first entrant",
     )
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--patience", type=int, default=3, help="0: no early stopping")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT.seeds))
+    parser.add_argument("--folds", type=int, default=DEFAULT.folds)
+    parser.add_argument("--epochs", type=int, default=DEFAULT.epochs)
+    parser.add_argument(
+        "--patience", type=int, default=DEFAULT.patience, help="0: no early stopping"
+    )
     parser.add_argument(
         "--max-train-tokens",
         type=int,
         default=0,
         help="training bases per seed (0: the whole training set)",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=SWEEP["lr"])
-    parser.add_argument("--dim", type=int, default=SWEEP["dim"])
-    parser.add_argument("--depth", type=int, default=SWEEP["depth"])
-    parser.add_argument("--heads", type=int, default=SWEEP["heads"])
-    parser.add_argument("--chunk", type=int, default=SWEEP["chunk"])
+    parser.add_argument("--batch-size", type=int, default=DEFAULT.batch_size)
+    parser.add_argument("--lr", type=float, default=DEFAULT.lr)
+    parser.add_argument("--dim", type=int, default=DEFAULT.dim)
+    parser.add_argument("--depth", type=int, default=DEFAULT.depth)
+    parser.add_argument("--heads", type=int, default=DEFAULT.heads)
+    parser.add_argument("--chunk", type=int, default=DEFAULT.chunk)
     parser.add_argument(
-        "--dropout", type=float, default=SWEEP["dropout"], help="before the classifier's head"
+        "--dropout", type=float, default=DEFAULT.dropout, help="before the classifier's head"
     )
-    parser.add_argument("--stem-kernel", type=int, default=9)
-    parser.add_argument("--pool", default="max")
-    parser.add_argument("--preset", default="titans")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--stem-kernel", type=int, default=DEFAULT.stem_kernel)
+    parser.add_argument("--pool", default=DEFAULT.pool)
+    parser.add_argument("--preset", default=DEFAULT.preset)
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT.threads, help="torch threads (default 1)"
+    )
     parser.add_argument(
         "--shard",
         type=_shard,
-        default=(1, 1),
+        default=DEFAULT.shard,
         metavar="K/N",
         help="run every N-th part of the queue from the K-th (two processes: 1/2 and 2/2)",
     )
