@@ -30,6 +30,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -39,8 +40,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal, get_args
 
+from titans_sci.config import Config, build
 from titans_sci.resources import datasets_dir as bundled_datasets_dir
 
 if sys.version_info >= (3, 11):
@@ -65,13 +67,17 @@ __all__ = [
 ENV_VAR = "TITANS_SCI_DATASETS"
 MANIFEST_NAME = "manifest.toml"
 
+Kind = Literal["dna", "timeseries"]
+#: ``"m4"``: the train and test files as given; the others: see
+#: :func:`titans_sci.data.timeseries.split_borders`.
+SplitRule = Literal["ett_hour", "ett_minute", "ratio_70_10_20", "m4"]
+Irregular = Literal["error", "keep"]
 #: The values of a manifest's ``kind`` key.
-KINDS = ("dna", "timeseries")
-#: The values of a time-series manifest's ``split_rule`` key (see
-#: :func:`titans_sci.data.timeseries.split_borders`; ``"m4"``: the train and test files as given).
-SPLIT_RULES = ("ett_hour", "ett_minute", "ratio_70_10_20", "m4")
+KINDS: tuple[str, ...] = get_args(Kind)
+#: The values of a time-series manifest's ``split_rule`` key.
+SPLIT_RULES: tuple[str, ...] = get_args(SplitRule)
 #: The values of a time-series manifest's optional ``duplicates`` and ``gaps`` keys.
-IRREGULAR_POLICIES = ("error", "keep")
+IRREGULAR_POLICIES: tuple[str, ...] = get_args(Irregular)
 
 #: The bundled ``datasets/`` folder, or ``$TITANS_SCI_DATASETS`` when set at import time.
 #: Functions below read the environment variable again at each call (see :func:`datasets_dir`).
@@ -128,44 +134,80 @@ class DatasetManifest:
         return None if self.path is None else self.path.parent
 
 
-def _require(table: dict[str, Any], key: str, kind: type, where: str, label: str) -> Any:
-    if key not in table:
-        raise ValueError(f"{where}: missing key {label!r}")
-    value = table[key]
-    # bool is a subclass of int: do not accept true/false where a number is required.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(
-            f"{where}: key {label!r} must be {kind.__name__}, got {type(value).__name__} "
-            f"({value!r})"
-        )
-    return value
+@dataclass(frozen=True)
+class SplitEntry(Config):
+    """One ``[splits.<name>]`` table: its ``file`` (relative to the manifest), data ``rows``
+    (header excluded) and ``sha256`` (64 lowercase hex digits)."""
+
+    file: str
+    rows: int
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if self.rows < 0:
+            raise ValueError(f"rows={self.rows}; expected >= 0")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
 
 
-def _optional_str(table: dict[str, Any], key: str, default: str, where: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: key {key!r} must be str, got {type(value).__name__}")
-    return value
+@dataclass(frozen=True)
+class ManifestFile(Config):
+    """A ``manifest.toml`` as written, checked by :func:`titans_sci.config.build` (types,
+    choices and unknown keys) and by the rules of its ``kind`` (see the module docstring)."""
+
+    name: str
+    description: str
+    source: str
+    license: str
+    splits: dict[str, SplitEntry]
+    kind: Kind = "dna"
+    sequence_length: int | None = None
+    num_classes: int | None = None
+    test_only: bool = False
+    note: str = ""
+    freq: str | None = None
+    date_column: str | None = None
+    split_rule: SplitRule | None = None
+    target: str | None = None
+    duplicates: Irregular = "error"
+    gaps: Irregular = "error"
+
+    def __post_init__(self) -> None:
+        if not self.splits:
+            raise ValueError("key 'splits' is empty")
+        dna = ("sequence_length", "num_classes")
+        series = ("freq", "date_column", "split_rule", "target")
+        own, other = (dna, series) if self.kind == "dna" else (series, dna)
+        for key in own:
+            if getattr(self, key) is None:
+                raise ValueError(f"missing key {key!r}")
+        for key in other:
+            if getattr(self, key) is not None:
+                raise ValueError(f"key {key!r} is for the other kind, not {self.kind!r}")
+        if self.kind == "dna":
+            if self.sequence_length is not None and self.sequence_length <= 0:
+                raise ValueError("key 'sequence_length' must be positive")
+            if self.num_classes is not None and self.num_classes < 2:
+                raise ValueError("key 'num_classes' must be at least 2")
+            if self.test_only and set(self.splits) != {"test"}:
+                raise ValueError(
+                    f"key 'splits' must hold only 'test' when test_only = true, got "
+                    f"{sorted(self.splits)}"
+                )
+            return
+        if self.test_only:
+            raise ValueError("key 'test_only' is for kind 'dna', not 'timeseries'")
+        expected = ["train", "test"] if self.split_rule == "m4" else ["data"]
+        if sorted(self.splits) != sorted(expected):
+            raise ValueError(
+                f"key 'splits' must hold exactly {expected} for split_rule "
+                f"{self.split_rule!r}, got {sorted(self.splits)}"
+            )
+        _check_freq_spelling(self.freq)
 
 
-def _choice(value: str, choices: Sequence[str], where: str, key: str) -> str:
-    if value not in choices:
-        raise ValueError(f"{where}: key {key!r} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _dna_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
-    sequence_length = _require(data, "sequence_length", int, where, "sequence_length")
-    num_classes = _require(data, "num_classes", int, where, "num_classes")
-    if sequence_length <= 0:
-        raise ValueError(f"{where}: key 'sequence_length' must be positive")
-    if num_classes < 2:
-        raise ValueError(f"{where}: key 'num_classes' must be at least 2")
-    return {"sequence_length": sequence_length, "num_classes": num_classes}
-
-
-def _timeseries_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
-    freq = _require(data, "freq", str, where, "freq")
+def _check_freq_spelling(freq: str | None) -> None:
+    """A time series' ``freq`` is a pandas offset alias in its canonical spelling."""
     from pandas.tseries.frequencies import to_offset
 
     try:
@@ -173,51 +215,16 @@ def _timeseries_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # a deprecated alias ("H") is refused below
             canonical = to_offset(freq).freqstr
     except ValueError as exc:
-        raise ValueError(f"{where}: key 'freq' is not a pandas offset alias: {freq!r}") from exc
+        raise ValueError(f"key 'freq' is not a pandas offset alias: {freq!r}") from exc
     if canonical != freq:
-        raise ValueError(f"{where}: key 'freq' must be spelled {canonical!r}, got {freq!r}")
-    fields = {
-        "freq": freq,
-        "date_column": _require(data, "date_column", str, where, "date_column"),
-        "split_rule": _choice(
-            _require(data, "split_rule", str, where, "split_rule"), SPLIT_RULES, where, "split_rule"
-        ),
-        "target": _require(data, "target", str, where, "target"),
-    }
-    for key in ("duplicates", "gaps"):
-        fields[key] = _choice(
-            _optional_str(data, key, "error", where), IRREGULAR_POLICIES, where, key
-        )
-    for key in ("sequence_length", "num_classes"):
-        if key in data:
-            raise ValueError(f"{where}: key {key!r} is for kind 'dna', not 'timeseries'")
-    return fields
-
-
-def _check_split_names(
-    splits: dict[str, SplitInfo], kind: str, fields: dict[str, Any], test_only: bool, where: str
-) -> None:
-    if kind == "dna":
-        if test_only and set(splits) != {"test"}:
-            raise ValueError(
-                f"{where}: key 'splits' must hold only 'test' when test_only = true, "
-                f"got {sorted(splits)}"
-            )
-        return
-    if test_only:
-        raise ValueError(f"{where}: key 'test_only' is for kind 'dna', not 'timeseries'")
-    expected = ["train", "test"] if fields["split_rule"] == "m4" else ["data"]
-    if sorted(splits) != sorted(expected):
-        raise ValueError(
-            f"{where}: key 'splits' must hold exactly {expected} for split_rule "
-            f"{fields['split_rule']!r}, got {sorted(splits)}"
-        )
+        raise ValueError(f"key 'freq' must be spelled {canonical!r}, got {freq!r}")
 
 
 def read_manifest(
     path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> DatasetManifest:
-    """Parse one ``manifest.toml``. Raises ``ValueError`` naming the file and the bad key.
+    """Parse one ``manifest.toml`` (:class:`ManifestFile`). Raises ``ValueError`` naming the
+    file and the bad key.
 
     When ``root`` is given, the manifest's ``name`` must equal its folder relative to ``root``.
     """
@@ -227,58 +234,20 @@ def read_manifest(
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{where}: not valid TOML: {exc}") from exc
-
-    name = _require(data, "name", str, where, "name")
+    written = build(ManifestFile, data, where)
     if root is not None:
         expected = path.parent.relative_to(Path(root).resolve()).as_posix()
-        if name != expected:
+        if written.name != expected:
             raise ValueError(
-                f"{where}: key 'name' is {name!r} but the manifest lives in {expected!r}"
+                f"{where}: key 'name' is {written.name!r} but the manifest lives in {expected!r}"
             )
-    description = _require(data, "description", str, where, "description")
-    source = _require(data, "source", str, where, "source")
-    license_ = _require(data, "license", str, where, "license")
-    kind = _choice(_optional_str(data, "kind", "dna", where), KINDS, where, "kind")
-    fields = _dna_fields(data, where) if kind == "dna" else _timeseries_fields(data, where)
-    test_only = data.get("test_only", False)
-    if not isinstance(test_only, bool):
-        raise ValueError(f"{where}: key 'test_only' must be bool, got {type(test_only).__name__}")
-    note = data.get("note", "")
-    if not isinstance(note, str):
-        raise ValueError(f"{where}: key 'note' must be str, got {type(note).__name__}")
-
-    raw_splits = _require(data, "splits", dict, where, "splits")
-    if not raw_splits:
-        raise ValueError(f"{where}: key 'splits' is empty")
-    splits: dict[str, SplitInfo] = {}
-    for split, table in raw_splits.items():
-        label = f"splits.{split}"
-        if not isinstance(table, dict):
-            raise ValueError(f"{where}: key {label!r} must be a table")
-        file = _require(table, "file", str, where, f"{label}.file")
-        rows = _require(table, "rows", int, where, f"{label}.rows")
-        sha256 = _require(table, "sha256", str, where, f"{label}.sha256")
-        if rows < 0:
-            raise ValueError(f"{where}: key '{label}.rows' must be non-negative")
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"{where}: key '{label}.sha256' must be 64 lowercase hex digits")
-        splits[split] = SplitInfo(file=(path.parent / file).resolve(), rows=rows, sha256=sha256)
-    _check_split_names(splits, kind, fields, test_only, where)
-
-    return DatasetManifest(
-        name=name,
-        description=description,
-        source=source,
-        license=license_,
-        sequence_length=fields.get("sequence_length"),
-        num_classes=fields.get("num_classes"),
-        splits=splits,
-        test_only=test_only,
-        note=note,
-        path=path,
-        kind=kind,
-        **{k: v for k, v in fields.items() if k not in ("sequence_length", "num_classes")},
-    )
+    fields = {f.name: getattr(written, f.name) for f in dataclasses.fields(ManifestFile)}
+    splits = {
+        split: SplitInfo(file=(path.parent / entry.file).resolve(), rows=entry.rows,
+                         sha256=entry.sha256)
+        for split, entry in written.splits.items()
+    }  # fmt: skip
+    return DatasetManifest(**{**fields, "splits": splits, "path": path})
 
 
 def list_datasets(
