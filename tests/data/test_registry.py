@@ -187,3 +187,10 @@ def test_cli_lists_timeseries_rows():
     m4 = next(line for line in lines if line.startswith("m4/hourly "))
     assert "train=414 / test=414" in m4
     assert not any("gue/" in line for line in lines)
+
+
+def test_a_manifest_records_the_published_number_beside_its_source():
+    gue = load_manifest("gue/tf/0", ROOT).published
+    assert gue is not None and (gue.metric, gue.value) == ("DNABERT-2 MCC", 71.99)
+    assert "DNABERT-2" in gue.source
+    assert load_manifest("ett/ETTh1", ROOT).published is None

@@ -128,6 +128,7 @@ class DatasetManifest:
     target: str | None = None  # the target column, "" when there is none (M4)
     duplicates: str = "error"  # repeated timestamps in the file: "error" or "keep"
     gaps: str = "error"  # missing steps in the file: "error" or "keep"
+    published: Published | None = None  # a published number on the test split, to stand beside
 
     @property
     def directory(self) -> Path | None:
@@ -151,6 +152,16 @@ class SplitEntry(Config):
 
 
 @dataclass(frozen=True)
+class Published(Config):
+    """A published number on the data set's test split: ``value`` of ``metric`` (what and
+    whose, e.g. ``"DNABERT-2 MCC"``), as ``source`` reports it."""
+
+    metric: str
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
 class ManifestFile(Config):
     """A ``manifest.toml`` as written, checked by :func:`titans_sci.config.build` (types,
     choices and unknown keys) and by the rules of its ``kind`` (see the module docstring)."""
@@ -171,6 +182,7 @@ class ManifestFile(Config):
     target: str | None = None
     duplicates: Irregular = "error"
     gaps: Irregular = "error"
+    published: Published | None = None
 
     def __post_init__(self) -> None:
         if not self.splits:

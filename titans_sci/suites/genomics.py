@@ -54,26 +54,19 @@ from titans_sci.tasks import ClassificationTask, parse_task, run
 from titans_sci.tasks.run_folder import AnotherRun
 from titans_sci.version import code_version
 
-#: Published numbers: GUE MCC x 100 of DNABERT-2 (Zhou et al. 2024, pretrained, fine-tuned);
-#: Genomic Benchmarks accuracy x 100 of the benchmark authors' CNN (Gresova et al. 2023).
-PUBLISHED = {
-    "gue/prom/prom_core_all": ("DNABERT-2 MCC", 69.37),
-    "gue/prom/prom_core_notata": ("DNABERT-2 MCC", 68.04),
-    "gue/prom/prom_core_tata": ("DNABERT-2 MCC", 74.17),
-    "gue/tf/0": ("DNABERT-2 MCC", 71.99),
-    "gue/tf/1": ("DNABERT-2 MCC", 76.06),
-    "gue/tf/2": ("DNABERT-2 MCC", 66.52),
-    "gue/tf/3": ("DNABERT-2 MCC", 58.54),
-    "gue/tf/4": ("DNABERT-2 MCC", 77.43),
-    "gue/mouse/0": ("DNABERT-2 MCC", 56.76),
-    "gue/mouse/2": ("DNABERT-2 MCC", 79.32),
-    "gue/mouse/3": ("DNABERT-2 MCC", 66.47),
-    "gue/mouse/4": ("DNABERT-2 MCC", 52.66),
-    "genomic_benchmarks/human_nontata_promoters": ("CNN accuracy", 84.6),
-    "genomic_benchmarks/human_enhancers_cohn": ("CNN accuracy", 69.5),
-}
 BASELINES = ("kmer_lr", "cnn")
 VARIANTS = ("lmm", "mag", "mac", "mal")
+
+
+def published_numbers() -> dict[str, tuple[str, float]]:
+    """``name -> (metric, value)`` of every bundled DNA data set whose manifest records a
+    published number (``published`` in ``manifest.toml``, with its source): DNABERT-2's MCC on
+    GUE, the Genomic Benchmarks authors' CNN accuracy."""
+    return {
+        m.name: (m.published.metric, m.published.value)
+        for m in list_datasets(kind="dna")
+        if m.published is not None
+    }
 
 
 @dataclass(frozen=True)
@@ -511,8 +504,9 @@ def goal_lines(store: dict[str, dict]) -> list[str]:
     ahead = margins(store)
     wins = sum(1 for v in ahead.values() if v > 0)
     chosen = {n: c for n in names if (c := chosen_on_dev(store, n))}
-    gue = [n for n in names if n in PUBLISHED and n.startswith("gue/") and n in chosen]
-    at_or_above = sum(1 for n in gue if chosen[n][1]["mean"] >= PUBLISHED[n][1])
+    numbers = published_numbers()
+    gue = [n for n in names if n in numbers and n.startswith("gue/") and n in chosen]
+    at_or_above = sum(1 for n in gue if chosen[n][1]["mean"] >= numbers[n][1])
     lines = [
         f"- Titans (chosen on dev) ahead of both baselines: **{wins} of {len(ahead)}** tasks with "
         f"both (of {len(names)}).",
@@ -521,7 +515,7 @@ def goal_lines(store: dict[str, dict]) -> list[str]:
     ]
     if gue:
         ours = np.mean([chosen[n][1]["mean"] for n in gue])
-        theirs = np.mean([PUBLISHED[n][1] for n in gue])
+        theirs = np.mean([numbers[n][1] for n in gue])
         lines.append(
             f"- Mean MCC over those {len(gue)} GUE tasks: Titans {ours:.2f}, DNABERT-2 "
             f"{theirs:.2f} ({ours - theirs:+.2f})."
@@ -530,7 +524,7 @@ def goal_lines(store: dict[str, dict]) -> list[str]:
         if n.startswith("genomic_benchmarks/") and n in chosen:
             lines.append(
                 f"- {n}: Titans {chosen[n][1]['mean']:.2f} (5-fold CV) against the published "
-                f"CNN's {PUBLISHED[n][1]:.1f}."
+                f"CNN's {numbers[n][1]:.1f}."
             )
     return lines
 
@@ -572,6 +566,7 @@ def render(store: dict[str, dict], capped: dict[str, dict] | None = None) -> str
     """The leaderboard of ``store``, with the ``capped`` budget's rows (see :data:`CAPPED`)
     for the tasks the store does not hold yet."""
     names = [m.name for m in list_datasets(kind="dna")]
+    numbers = published_numbers()
     titans = sorted({k.split("|", 1)[1] for k in store if "|titans" in k})
     shown = titans + [b for b in BASELINES if any(f"{n}|{b}" in store for n in names)]
     lines = [
@@ -593,7 +588,7 @@ def render(store: dict[str, dict], capped: dict[str, dict] | None = None) -> str
     ]
     ahead = margins(store)
     for name in names:
-        label, value = PUBLISHED.get(name, ("-", None))
+        label, value = numbers.get(name, ("-", None))
         published = "-" if value is None else f"{value:.2f} ({label})"
         cells = []
         for model in shown:
