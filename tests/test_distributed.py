@@ -48,7 +48,9 @@ SCRIPT = textwrap.dedent(
             return -nn.functional.mse_loss(model(x[800:]), y[800:]).item()
 
     config = TrainConfig(epochs=epochs, lr=3e-3, clip_norm=1.0)
-    result = Trainer(model, config, seed=1, directory=out).fit(batches, loss, score, resume=True)
+    # the caller decides who writes (the task runner: process 0)
+    trainer = Trainer(model, config, seed=1, directory=out, writes=distributed.is_main())
+    result = trainer.fit(batches, loss, score, resume=True)
     if distributed.is_main():
         torch.save({"state": model.state_dict(), "scores": result.dev_scores}, out + "/final.pt")
     '''

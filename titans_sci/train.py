@@ -111,8 +111,9 @@ class Trainer:
         directory: str | os.PathLike[str] | None = None,
         progress: bool = False,
         fingerprint: Mapping[str, Any] | None = None,
+        writes: bool = True,
     ) -> None:
-        self.model, self.config = model, config
+        self.model, self.config, self.writes = model, config, writes
         if config.compile:
             model.compile()  # in place: state_dict and saving are the plain module's
         self.fingerprint = {"training": to_dict(config), "seed": seed, **(fingerprint or {})}
@@ -181,13 +182,14 @@ class Trainer:
         return total / count if count else math.nan
 
     def _log(self, line: str) -> None:
-        """Append ``line`` to ``train.log`` in the checkpoint directory (if any; process 0)."""
-        if self.directory is not None and distributed.is_main():
+        """Append ``line`` to ``train.log`` in the checkpoint directory (if any, and if this
+        process writes)."""
+        if self.directory is not None and self.writes:
             with open(self.directory / LOG, "a") as log:
                 log.write(line + "\n")
 
     def _save(self, epochs_done: int, selection: DevSelection, losses: list[float]) -> None:
-        if self.directory is None or not distributed.is_main():
+        if self.directory is None or not self.writes:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         state = {

@@ -461,6 +461,7 @@ class TitansEstimator(Estimator):
                 self.seed,
                 self.directory,
                 fingerprint=self._fingerprint(series, validation),
+                writes=distributed.is_main(),  # under torchrun, process 0 writes
             )
             epoch = 0
 

@@ -182,9 +182,7 @@ class RunFolder:
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Strict JSON, atomically: non-finite numbers become ``null`` and are listed in the
-    document's ``notes``. Under torchrun only process 0 writes."""
-    if not distributed.is_main():
-        return
+    document's ``notes``."""
     safe, places = json_safe(data)
     if places:
         notes = list(safe.get("notes", []))
@@ -196,8 +194,6 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
     """One row per mapping, columns in order of first appearance; ``None`` and non-finite
     numbers as empty cells; atomically."""
-    if not distributed.is_main():
-        return
     rows = [json_safe(dict(r))[0] for r in rows]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     text = io.StringIO(newline="")

@@ -85,7 +85,8 @@ def run(
                 place = folder.checkpoints / unit.folder / name
                 torch.manual_seed(unit.seed)  # each model's initialisation: the seed alone
                 model = build()
-                trainer = Trainer(model, task.training, unit.seed, place, progress, marks)
+                writes = distributed.is_main()  # under torchrun, process 0 writes
+                trainer = Trainer(model, task.training, unit.seed, place, progress, marks, writes)
                 trained = trainer.fit(
                     kind.batches(unit, model),
                     functools.partial(kind.loss, model),
@@ -118,10 +119,10 @@ def run(
             "summary": kind.summarize(rows),
             "notes": _notes(rows, kind.undefined),
         }
-        # runs.csv first: a results.json is always of a complete pair
-        write_csv(folder.path / "runs.csv", rows)
-        write_json(folder.path / "results.json", result)
-        if distributed.is_main():  # under torchrun, process 0 writes the report
+        if distributed.is_main():  # under torchrun, process 0 writes the results and report
+            # runs.csv first: a results.json is always of a complete pair
+            write_csv(folder.path / "runs.csv", rows)
+            write_json(folder.path / "results.json", result)
             _write_report(kind, result, curves, first, folder.path)
     return result
 
