@@ -1,10 +1,5 @@
-"""Every backbone variant learns multi-query associative recall (MQAR) on CPU within seconds.
-
-Each sequence binds ``NUM_PAIRS`` distinct keys to random values, ``k1 v1 k2 v2 ... kN vN``,
-then asks ``NUM_QUERIES`` of those keys again, ``k_i k_j ...``; the output at each query
-position must name the value bound to that key *earlier in the same sequence*. Values are drawn
-afresh for every sequence, so nothing can be memorised across sequences: the model has to
-recall in context.
+"""Every backbone variant learns multi-query associative recall (MQAR,
+:mod:`titans_sci.models.recall`) on CPU within seconds.
 
 The attention of the hybrids is kept too short to carry the recall, so it goes through the
 neural memory: MAG and MAL attend over a window of 2 tokens (a token sees itself and the one
@@ -13,22 +8,19 @@ reach its attention only as what it retrieves from the memory state. (Through 2 
 convolutions and 2-token windows still reach about 8 tokens back, so the first queries can see
 the last pairs locally; the rest cannot.)
 
-Chance is ``1 / NUM_VALUES`` = 0.125. A model that ignores the bindings and answers the most
-frequent value of the sequence gets about 0.41. Measured on CPU after ``STEPS`` steps, over the
-seeds used here and four others: 0.92-1.00 for every variant (MAL 0.92, MAC 0.94 at worst); the
-test asks for ``MIN_ACCURACY`` = 0.8. Each variant trains in about 6-10 s on one thread.
+Chance is 0.125. A model that ignores the bindings and answers the most frequent value of the
+sequence gets about 0.41. Measured on CPU after ``STEPS`` steps, over the seeds used here and
+four others: 0.92-1.00 for every variant (MAL 0.92, MAC 0.94 at worst); the test asks for
+``MIN_ACCURACY`` = 0.8. Each variant trains in about 6-10 s on one thread.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import (
-    BackboneConfig,
     LMMConfig,
     MACConfig,
     MAGConfig,
@@ -37,17 +29,19 @@ from titans_sci.models import (
     TitansMAC,
     TitansMAG,
     TitansMAL,
-    build_backbone,
+)
+from titans_sci.models.recall import (
+    CHANCE,
+    NUM_KEYS,
+    NUM_PAIRS,
+    NUM_QUERIES,
+    SEQ_LEN,
+    VOCAB,
+    RecallModel,
+    mqar_batch,
+    recall_accuracy,
 )
 
-NUM_KEYS = 8  # token ids 0 .. 7
-NUM_VALUES = 8  # token ids 8 .. 15
-VOCAB = NUM_KEYS + NUM_VALUES
-NUM_PAIRS = 4
-NUM_QUERIES = 8
-SEQ_LEN = 2 * NUM_PAIRS + NUM_QUERIES  # 16
-
-CHANCE = 1 / NUM_VALUES
 MIN_ACCURACY = 0.8
 
 STEPS = 200
@@ -85,31 +79,6 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-def mqar_batch(batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``tokens [batch, SEQ_LEN]`` and ``targets [batch, NUM_QUERIES]``: the value bound to
-    each query key, to be predicted at the query positions ``2 * NUM_PAIRS ...``."""
-    keys = torch.argsort(torch.rand(batch, NUM_KEYS, generator=generator), dim=1)[:, :NUM_PAIRS]
-    values = NUM_KEYS + torch.randint(NUM_VALUES, (batch, NUM_PAIRS), generator=generator)
-    asked = torch.randint(NUM_PAIRS, (batch, NUM_QUERIES), generator=generator)
-    pairs = torch.stack([keys, values], dim=-1).flatten(1)
-    tokens = torch.cat([pairs, keys.gather(1, asked)], dim=1)
-    return tokens, values.gather(1, asked)
-
-
-class RecallModel(nn.Module):
-    """Token embedding -> backbone -> logits over the vocabulary at the query positions."""
-
-    def __init__(self, config: BackboneConfig) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB, config.dim)
-        self.backbone = build_backbone(config)
-        self.head = nn.Linear(config.dim, VOCAB)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        h, _ = self.backbone(self.embed(tokens))
-        return self.head(h[:, 2 * NUM_PAIRS :])
-
-
 def test_mqar_batch_binds_queries_to_earlier_pairs():
     tokens, targets = mqar_batch(64, torch.Generator().manual_seed(0))
     assert tokens.shape == (64, SEQ_LEN) and targets.shape == (64, NUM_QUERIES)
@@ -133,18 +102,7 @@ def test_variant_learns_associative_recall(config, backbone_class):
     torch.manual_seed(0)
     model = RecallModel(config)
     assert type(model.backbone) is backbone_class
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    train = torch.Generator().manual_seed(1)
-    for _ in range(STEPS):
-        tokens, targets = mqar_batch(BATCH, train)
-        loss = F.cross_entropy(model(tokens).reshape(-1, VOCAB), targets.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    tokens, targets = mqar_batch(EVAL_BATCH, torch.Generator().manual_seed(12345))
-    with torch.no_grad():
-        accuracy = (model(tokens).argmax(-1) == targets).float().mean().item()
+    accuracy = recall_accuracy(model, STEPS, data_seed=1, batch=BATCH, lr=LR, eval_batch=EVAL_BATCH)
     assert accuracy >= MIN_ACCURACY, (
         f"{backbone_class.__name__}: held-out recall accuracy {accuracy:.3f} after {STEPS} steps "
         f"< {MIN_ACCURACY} (chance {CHANCE:.3f})"
