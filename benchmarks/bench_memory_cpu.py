@@ -174,8 +174,6 @@ class ProjectedMemory(nn.Module):
 def make_core(backend: str = "torch") -> nn.Module:
     """Our memory; ``backend="torch"``: the training engine (explicit lean backward),
     ``"autograd"``: the dual form under plain autograd (what training ran before the engine)."""
-    if importlib.util.find_spec("titans_sci") is None:
-        sys.path.insert(0, str(REPO_ROOT))
     from titans_sci.memory import MemoryConfig, NeuralMemory
 
     cfg = MemoryConfig.preset(

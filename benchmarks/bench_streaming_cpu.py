@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import importlib.util
 import json
 import math
 import os
@@ -104,8 +103,6 @@ def tensor_bytes(obj: Any) -> int:
 
 
 def build_model() -> nn.Module:
-    if importlib.util.find_spec("titans_sci") is None:
-        sys.path.insert(0, str(REPO_ROOT))
     from titans_sci.memory import MemoryConfig
     from titans_sci.models import LMMConfig, TitansLMM
 

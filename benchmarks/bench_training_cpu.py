@@ -80,11 +80,9 @@ WEIGHT_DECAY = 0.01
 GIB = 2**30
 
 # What ``python -c`` runs in each cell's child: this file's ``child_main`` on its JSON argument.
-# The benchmarks folder goes on sys.path for this module only; titans_sci comes from PYTHONPATH.
-CHILD_CODE = (
-    "import sys; sys.path.insert(1, {bench!r}); "
-    "from bench_training_cpu import child_main; child_main(sys.argv[1])"
-)
+# The child's PYTHONPATH holds the version's tree (titans_sci) and then the benchmarks folder
+# (this module).
+CHILD_CODE = "import sys; from bench_training_cpu import child_main; child_main(sys.argv[1])"
 
 # Issue 16's goals (see ``goal_lines``).
 GOAL_RSS_CASE = "dna 32x3000"
@@ -347,9 +345,10 @@ def run_cell(tree: Path, case: Case, args: argparse.Namespace) -> Cell:
         "warmup": args.warmup,
     }
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])
+    paths = [str(tree), str(BENCH_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
-    code = CHILD_CODE.format(bench=str(BENCH_DIR))
+    code = CHILD_CODE
     try:
         done = subprocess.run(
             [sys.executable, "-c", code, json.dumps(spec)],
