@@ -420,3 +420,10 @@ def test_m4_interior_gap_names_the_series(tmp_path):
     other = _write(tmp_path, '"V1","V2"\n"H1",5\n"H3",6\n', "other.csv")
     with pytest.raises(ValueError, match=_message(other, "differ", "data row 2")):
         read_m4(good, other)
+
+
+def test_duplicates_keep_still_infers_the_freq_of_a_regular_file(tmp_path):
+    """``duplicates="keep"`` only allows repeated timestamps: a regular file read with it keeps
+    its inferred frequency (the uneven-rows check applies to unique timestamps only)."""
+    path = _write(tmp_path, _rows(*GOOD))
+    assert read_series(path, duplicates="keep").freq == read_series(path).freq == "h"

@@ -224,12 +224,16 @@ def read_series(
     names = _select_columns(frame, date_column, columns, source)
     values = np.stack([_numeric(frame[c], source, c, timestamps) for c in names], axis=1)
     _check_order(timestamps, source, date_column, duplicates)
-    if freq is None and duplicates == "error":
-        freq = _regular_step(timestamps, source, gaps)
     if freq is not None:
         freq = _check_freq(timestamps, freq, source, gaps)
-        if gaps == "fill":
-            timestamps, values = _insert_missing_steps(timestamps, values, freq)
+    elif duplicates == "keep":
+        freq = _infer_freq(timestamps)  # repeated rows kept: no evenness to check
+    else:
+        freq = _regular_step(timestamps, source, gaps)
+        if gaps == "fill" and freq is not None:  # the common step's grid, checked as a given one
+            freq = _check_freq(timestamps, freq, source, gaps)
+    if gaps == "fill" and freq is not None:
+        timestamps, values = _insert_missing_steps(timestamps, values, freq)
     values = _fill_missing(values, names, timestamps, source, nan_policy)
     return TimeSeriesTable(
         source=source,
