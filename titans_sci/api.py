@@ -260,6 +260,12 @@ class Forecaster:
     def horizon(self) -> int:
         return self.model.config.horizon
 
+    @property
+    def trained_options(self) -> ReadOptions:
+        """How the training series was read (the defaults for a model saved before they were
+        kept)."""
+        return ReadOptions.from_dict(self.meta.get("read", {}))
+
     def read(
         self, path: str | Path, options: ReadOptions | None = None, keep_missing: bool = False
     ) -> TimeSeriesTable:
@@ -268,7 +274,7 @@ class Forecaster:
         (another is refused: an hourly model does not forecast a daily file). With
         ``keep_missing`` and no fill chosen, missing values stay NaN for the caller to check
         where it reads."""
-        options = options or ReadOptions.from_dict(self.meta.get("read", {}))
+        options = options or self.trained_options
         kwargs = options.kwargs()
         if keep_missing and options.nan_policy == "error":
             kwargs["nan_policy"] = "keep"

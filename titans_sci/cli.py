@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import get_args
 
 from titans_sci import __version__
 
@@ -102,8 +103,7 @@ def _read_options(args: argparse.Namespace, model: object):
     if not isinstance(model, Forecaster):
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UserError(f"{flags}: for a forecaster's series; {args.model} is a classifier")
-    trained = ReadOptions.from_dict(model.meta.get("read", {})).to_dict()
-    return ReadOptions.from_dict({**trained, **given})
+    return ReadOptions.from_dict({**model.trained_options.to_dict(), **given})
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -271,18 +271,20 @@ def build_parser() -> argparse.ArgumentParser:
     _task_options(train)
     train.set_defaults(func=_cmd_train)
 
+    from titans_sci.data.timeseries import GapPolicy, NanPolicy
+
     reading = argparse.ArgumentParser(add_help=False)
     reading.add_argument(
         "--date-format", help="a series' date format, e.g. '%%d/%%m/%%Y %%H:%%M' (forecasters)"
     )
     reading.add_argument(
         "--nan-policy",
-        choices=["error", "ffill", "interpolate", "zero"],
+        choices=get_args(NanPolicy),
         help="fill a series' missing values (forecasters; default: as trained)",
     )
     reading.add_argument(
         "--gaps",
-        choices=["error", "keep", "fill"],
+        choices=get_args(GapPolicy),
         help="a series' missing steps: refuse, keep the rows as consecutive steps, or fill "
         "them as missing values (forecasters; default: as trained)",
     )

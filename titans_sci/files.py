@@ -36,21 +36,28 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
 
 
-def save_with(path: str | Path, save: Callable[[Path], Any]) -> Path:
-    """``save(tmp)`` writes the file (``figure.savefig``, ``torch.save``); it becomes ``path``
-    only once complete. On any error the temporary file is removed and ``path`` is left as it
-    was."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """The temporary file the block writes; it becomes ``path`` when the block ends without
+    error, and is removed otherwise (``path`` left as it was)."""
     _refuse_link_or_folder(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
     try:
-        save(tmp)
+        yield tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     tmp.replace(path)
-    return path
+
+
+def save_with(path: str | Path, save: Callable[[Path], Any]) -> Path:
+    """``save(tmp)`` writes the file (``figure.savefig``, ``torch.save``); it becomes ``path``
+    only once complete. On any error the temporary file is removed and ``path`` is left as it
+    was."""
+    with _replacing(Path(path)) as tmp:
+        save(tmp)
+    return Path(path)
 
 
 @contextmanager
@@ -58,19 +65,17 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """A file opened for writing (text ``"w"`` or binary ``"wb"``) under a temporary name and
     renamed to ``path`` when the block ends without error (gzip-compressed for ``.gz``)."""
     path = Path(path)
-    _refuse_link_or_folder(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
     opener: Callable[..., IO[Any]] = gzip.open if path.suffix == ".gz" else open
     text = "b" not in mode
-    try:
-        with opener(tmp, mode + ("t" if text and opener is gzip.open else ""),
-                    **({"newline": ""} if text else {})) as handle:  # fmt: skip
-            yield handle
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
+    with (
+        _replacing(path) as tmp,
+        opener(
+            tmp,
+            mode + ("t" if text and opener is gzip.open else ""),
+            **({"newline": ""} if text else {}),
+        ) as handle,
+    ):
+        yield handle
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -149,20 +154,15 @@ def check_output(
     return output
 
 
-def remove_owned(folder: Path, names: Iterable[str]) -> list[str]:
+def remove_owned(folder: Path, names: Iterable[str]) -> None:
     """Remove the entries ``names`` of ``folder`` (files, folders, links) that exist, and
-    nothing else; a link is unlinked, never followed. Returns what was removed."""
-    removed = []
+    nothing else; a link is unlinked, never followed."""
     for name in names:
         target = folder / name
         if target.is_symlink() or target.is_file():
             target.unlink()
         elif target.is_dir():
             shutil.rmtree(target)  # rmtree unlinks the links inside, never following them
-        else:
-            continue
-        removed.append(name)
-    return removed
 
 
 def _same_file(a: Path, b: Path) -> bool:

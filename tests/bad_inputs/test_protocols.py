@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 
 from refusal import refused
-from tiny_tasks import classification_task, etth1_csv, forecast_task, gue_csv, write
+from tiny_tasks import FILES, classification_task, etth1_csv, forecast_task, gue_csv, write
 from titans_sci.cli import main
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.tasks import load_task, run
 
-FILES = 'train = "train.csv"\ndev = "dev.csv"\ntest = "test.csv"'
 NO_CNN = "[baselines]\ncnn = false\n"
 
 

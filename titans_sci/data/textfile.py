@@ -203,11 +203,16 @@ def read_csv(path: Path, sep: str, compressed: bool, **options: Any) -> pd.DataF
     return frame
 
 
+def header_line(path: Path, compressed: bool) -> str:
+    """A table's header: its first non-blank line (``""`` for an empty file)."""
+    with reading(path, compressed), open_text(path, compressed) as handle:
+        return next((line for line in handle if line.strip()), "")
+
+
 def _semicolons(path: Path, compressed: bool) -> bool:
     """Whether the header line is separated by semicolons (a CSV saved with a decimal
     comma)."""
-    with open_text(path, compressed) as handle:
-        header = next((line for line in handle if line.strip()), "")
+    header = header_line(path, compressed)
     return header.count(";") > header.count(",")
 
 

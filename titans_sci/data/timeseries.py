@@ -36,7 +36,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ from torch.utils.data import Dataset
 
 from titans_sci.config import Config
 from titans_sci.data.registry import DatasetManifest, load_manifest
-from titans_sci.data.textfile import check_file, open_text, read_csv, reading
+from titans_sci.data.textfile import check_file, header_line, read_csv
 
 __all__ = [
     "DUPLICATE_POLICIES",
@@ -70,12 +70,17 @@ __all__ = [
     "split_borders",
 ]
 
-#: ``nan_policy`` values of :func:`read_series`.
-NAN_POLICIES = ("error", "ffill", "interpolate", "zero", "keep")
+#: How a user may fill a series' missing values (:class:`ReadOptions`, ``--nan-policy``).
+NanPolicy = Literal["error", "ffill", "interpolate", "zero"]
+#: What a series' missing steps become (:class:`ReadOptions`, ``--gaps``).
+GapPolicy = Literal["error", "keep", "fill"]
+#: ``nan_policy`` values of :func:`read_series` (``"keep"``: for a caller that checks the rows
+#: it reads itself).
+NAN_POLICIES: tuple[str, ...] = (*get_args(NanPolicy), "keep")
 #: ``duplicates`` values of :func:`read_series`.
 DUPLICATE_POLICIES = ("error", "keep")
 #: ``gaps`` values of :func:`read_series`.
-GAP_POLICIES = ("error", "keep", "fill")
+GAP_POLICIES: tuple[str, ...] = get_args(GapPolicy)
 #: Rules of :func:`split_borders` (the registry's ``"m4"`` rule is :func:`read_m4`'s files).
 SPLIT_RULES = ("ett_hour", "ett_minute", "ratio_70_10_20")
 #: The start date that :func:`read_m4` gives every series (M4 files have no timestamps).
@@ -103,8 +108,8 @@ class ReadOptions(Config):
     a row of missing values for ``nan_policy`` to fill."""
 
     date_format: str | None = None
-    nan_policy: Literal["error", "ffill", "interpolate", "zero"] = "error"
-    gaps: Literal["error", "keep", "fill"] = "error"
+    nan_policy: NanPolicy = "error"
+    gaps: GapPolicy = "error"
 
     def __post_init__(self) -> None:
         if self.gaps == "fill" and self.nan_policy == "error":
@@ -287,10 +292,8 @@ def _check_header(path: Path, date_column: str, columns: list[str] | None) -> No
     suffixes = [s.lower() for s in path.suffixes]
     if not suffixes or suffixes[-1] in _PARQUET_SUFFIXES:
         return
-    compressed = suffixes[-1] == ".gz"
-    with reading(path, compressed), open_text(path, compressed) as handle:
-        lines = (line for line in handle if line.strip())
-        header = next(csv.reader(lines, delimiter="\t" if ".tsv" in suffixes else ","), [])
+    line = header_line(path, compressed=suffixes[-1] == ".gz")
+    header = next(csv.reader([line], delimiter="\t" if ".tsv" in suffixes else ","), [])
     wanted = set(columns) | {date_column} if columns else None
     for i, name in enumerate(header):
         if name.strip() == "" and wanted is None:

@@ -412,7 +412,7 @@ def _read(store_path: Path) -> dict[str, dict]:
 
 
 def run_suite(suite: GenomicsSuite) -> dict[str, dict]:
-    """Run (or resume) every part of every (task, entrant) of ``args`` in :func:`queue` order
+    """Run (or resume) every part of every (task, entrant) of ``suite`` in :func:`queue` order
     into ``suite.out``; returns the store."""
     out = Path(suite.out)
     runs = Path(suite.runs) if suite.runs else out / "runs"
@@ -466,8 +466,9 @@ def run_suite(suite: GenomicsSuite) -> dict[str, dict]:
         }
         entries = part_entries(name, label, result, part, cell, facts)
         save(entries, store_path, table_path, table, merge=merge_parts)
+        stored = _read(store_path)
         for key in entries:
-            entry = _read(store_path)[key]
+            entry = stored[key]
             print(f"{key} {part}: {entry['parts'][part]['test']:.2f}; cell {entry['mean']:.2f} "
                   f"+- {entry['std']:.2f} (n={entry['n']})", flush=True)  # fmt: skip
     store = _read(store_path)

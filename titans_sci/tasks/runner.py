@@ -104,7 +104,7 @@ def run(
                 curves[f"{unit.folder}/{name}"] = trained
                 if name == TITANS:
                     meta = {"task": task.name, **kind.model_meta(unit), **unit.labels, **metrics}
-                    if distributed.is_main():  # under torchrun, process 0 writes
+                    if writes:
                         save_model(place / "model", model, meta)
                     first = first or (model, unit, predictions)
             rows += kind.baselines(unit)
