@@ -408,9 +408,9 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
     import lightning
     from gluonts.model.seasonal_naive import SeasonalNaivePredictor
 
+    from titans_sci.gluonts import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
     from titans_sci.memory import MemoryConfig
     from titans_sci.models import LMMConfig
-    from titans_sci.models.gluonts_estimator import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
 
     if model == "seasonal naive":  # the M4 reference: the last day repeated
         return SeasonalNaivePredictor(prediction_length=horizon, season_length=24), (

@@ -74,7 +74,7 @@ def _backbone():
 
 
 def _old_estimator(seed: int):
-    from titans_sci.models.gluonts_estimator import TitansEstimator
+    from titans_sci.gluonts import TitansEstimator
 
     b = BUDGET
     return TitansEstimator(
@@ -95,8 +95,8 @@ def _old_estimator(seed: int):
 
 
 def _new_estimator(seed: int, old_sampling: bool):
+    from titans_sci.gluonts import TitansEstimator
     from titans_sci.models.forecaster import ForecasterConfig
-    from titans_sci.models.gluonts_estimator import TitansEstimator
     from titans_sci.train import TrainConfig
 
     b = BUDGET

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from torch.utils.data import DataLoader
 
 from titans_sci.data.registry import load_manifest
@@ -21,6 +24,8 @@ from titans_sci.data.timeseries import (
     SplitBorders,
     TimeSeriesTable,
     WindowDataset,
+    forward_fill,
+    left_pad,
     load_dataset,
     load_m4,
     make_splits,
@@ -427,3 +432,21 @@ def test_duplicates_keep_still_infers_the_freq_of_a_regular_file(tmp_path):
     its inferred frequency (the uneven-rows check applies to unique timestamps only)."""
     path = _write(tmp_path, _rows(*GOOD))
     assert read_series(path, duplicates="keep").freq == read_series(path).freq == "h"
+
+
+@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 12), st.integers(1, 3)),
+                  elements=st.one_of(st.just(np.nan), st.floats(-9, 9))))  # fmt: skip
+def test_forward_fill_is_pandas_ffill_then_bfill(values):
+    """The one forward fill (the CSV reader's nan_policy='ffill' and the GluonTS entries):
+    each gap takes the last value before it, a leading gap the first value after it."""
+    observed = ~np.isnan(values)
+    expected = pd.DataFrame(values).ffill().bfill().to_numpy()
+    np.testing.assert_array_equal(forward_fill(values, observed), expected)
+    np.testing.assert_array_equal(forward_fill(values[:, 0], observed[:, 0]), expected[:, 0])
+
+
+def test_left_pad_repeats_the_first_row_or_the_fill():
+    values = np.array([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(left_pad(values, 3), [[1, 2], [1, 2], [3, 4]])
+    np.testing.assert_array_equal(left_pad(values[:, 0] > 2, 4, fill=False), [0, 0, 0, 1])
+    assert left_pad(values, 2) is values

@@ -62,6 +62,8 @@ __all__ = [
     "SplitBorders",
     "TimeSeriesTable",
     "WindowDataset",
+    "forward_fill",
+    "left_pad",
     "load_dataset",
     "load_m4",
     "make_splits",
@@ -599,7 +601,6 @@ def _fill_missing(
             f"{source}: column {names[int(empty[0])]!r} has no value at all; "
             f"nan_policy={policy!r} has nothing to fill it from"
         )
-    frame = pd.DataFrame(values)
     if policy == "ffill":
         leading = np.flatnonzero(missing[0])
         if leading.size:
@@ -608,8 +609,35 @@ def _fill_missing(
                 f"value with nothing before it for nan_policy='ffill' (use 'interpolate' or "
                 f"'zero')"
             )
-        return frame.ffill().to_numpy()
+        return forward_fill(values, ~missing)
+    frame = pd.DataFrame(values)
     return frame.interpolate(method="linear", limit_direction="both").to_numpy()
+
+
+def forward_fill(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``values`` ``[N, ...]`` with each unobserved entry replaced by the last observed one
+    before it along the first axis (leading unobserved entries by the first observed one).
+
+    ``observed`` is a boolean array of ``values``' shape. A column with no observed entry at
+    all comes back as its first entry repeated: the callers refuse such a column first.
+    """
+    if observed.all():
+        return values
+    steps = np.arange(len(values)).reshape((-1,) + (1,) * (values.ndim - 1))
+    last = np.maximum.accumulate(np.where(observed, steps, -1), axis=0)
+    first = np.argmax(observed, axis=0)
+    source = np.where(last >= 0, last, first)
+    return np.take_along_axis(values, source, axis=0)
+
+
+def left_pad(values: np.ndarray, length: int, fill: Any = None) -> np.ndarray:
+    """``values`` ``[N, ...]`` left-padded along the first axis to at least ``length`` rows
+    with ``fill`` (None: its first row)."""
+    if len(values) >= length:
+        return values
+    pad = values[:1] if fill is None else np.asarray(fill, values.dtype)
+    rows = np.broadcast_to(pad, (length - len(values), *values.shape[1:]))
+    return np.concatenate([rows, values])
 
 
 # ----------------------------------------------------------------------------------- splits

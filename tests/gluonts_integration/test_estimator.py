@@ -18,15 +18,15 @@ from gluonts.model.forecast import QuantileForecast, SampleForecast
 from gluonts.model.predictor import Predictor
 
 from titans_sci.data.timeseries import read_m4
-from titans_sci.memory import MemoryConfig
-from titans_sci.models import LMMConfig
-from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
-from titans_sci.models.gluonts_estimator import (
+from titans_sci.gluonts import (
     DEFAULT_MODEL,
     DEFAULT_TRAINING,
     TitansEstimator,
     TitansPredictor,
 )
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import LMMConfig
+from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 from titans_sci.train import CHECKPOINT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -457,6 +457,15 @@ def test_a_predictor_is_serialized_as_a_checked_model_folder(tmp_path):
     model_json = json.loads((tmp_path / "new" / "model" / "model.json").read_text())
     assert model_json["kind"] == "forecaster" and "weights_sha256" in model_json
     assert model_json["meta"]["predictor"]["context_length"] == 96
+    gluonts_json = json.loads((tmp_path / "new" / "gluonts-config.json").read_text())
+    assert gluonts_json["type"] == "titans_sci.gluonts.predictor.TitansPredictor"
+    expected = json.loads((FIXTURE / "expected_forecasts.json").read_text())
+    series = read_m4(M4_HOURLY / "Hourly-train.csv.gz", M4_HOURLY / "Hourly-test.csv.gz")[:3]
+    data = ListDataset([{"start": s["start"], "target": s["target"][: expected["length"]]}
+                        for s in series], freq="h")  # fmt: skip
+    reloaded = Predictor.deserialize(tmp_path / "new")
+    for forecast, samples in zip(reloaded.predict(data), expected["samples"], strict=True):
+        np.testing.assert_array_equal(forecast.samples, np.array(samples, dtype=np.float32))
     weights = tmp_path / "new" / "model" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # one flipped bit in the weights
