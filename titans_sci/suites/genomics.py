@@ -645,12 +645,8 @@ def plot_margins(store: dict[str, dict], path: Path) -> Path | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The suite's options (``titans-sci bench genomics --help``)."""
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(DEFAULT.out),
-        help="where the table (genomics.md and .json) and the plot go",
-    )
+    out = Path(DEFAULT.out)
+    parser.add_argument("--out", type=Path, default=out, help="folder of the table and plot")
     parser.add_argument(
         "--runs", type=Path, help="where the parts' run folders go (default: <out>/runs)"
     )
