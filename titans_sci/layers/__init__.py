@@ -4,7 +4,7 @@ SwiGLU, gated RMSNorm)."""
 
 from .attention import AttentionState, SlidingWindowAttention
 from .basic import CausalDepthwiseConv, ConvStem, GatedRMSNorm, SwiGLU
-from .memory_layer import MemoryLayerState, NeuralMemoryLayer
+from .memory_layer import MemoryLayerState, NeuralMemoryLayer, memory_writes
 
 __all__ = [
     "AttentionState",
@@ -13,6 +13,7 @@ __all__ = [
     "GatedRMSNorm",
     "MemoryLayerState",
     "NeuralMemoryLayer",
+    "memory_writes",
     "SlidingWindowAttention",
     "SwiGLU",
 ]

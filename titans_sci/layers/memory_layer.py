@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +60,21 @@ class MemoryLayerState:
         return MemoryLayerState(self.conv.detach(), self.memory.detach())
 
 
+@contextmanager
+def memory_writes(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, every :class:`NeuralMemoryLayer` of ``model`` writes (``True``) or
+    only reads its memory (``False``, see ``NeuralMemoryLayer.writes``); restored after."""
+    layers = [m for m in model.modules() if isinstance(m, NeuralMemoryLayer)]
+    before = [layer.writes for layer in layers]
+    for layer in layers:
+        layer.writes = enabled
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before, strict=True):
+            layer.writes = value
+
+
 class NeuralMemoryLayer(nn.Module):
     """``x [B, T, dim] -> y [B, T, dim]`` through per-head test-time memories.
 
@@ -86,7 +103,13 @@ class NeuralMemoryLayer(nn.Module):
     ``mask: [B, T]`` (True = real token) makes padded tokens no-ops: zero inputs and zero step
     size and forgetting, so (with padding at the start or end of a sequence) they change nothing
     at real positions.
+
+    ``writes`` (True by default; see :func:`memory_writes`): False freezes the memory: every
+    token's step size, momentum and forgetting are zero, so the memory's weights stay as they
+    are and each token reads them as they stand (the test-time-learning ablation).
     """
+
+    writes: bool = True
 
     def __init__(
         self,
@@ -147,6 +170,8 @@ class NeuralMemoryLayer(nn.Module):
         delta = F.softplus(raw[:, :, 3])
         if keep is not None:
             theta, alpha = theta * keep, alpha * keep
+        if not self.writes:
+            theta, eta, alpha = (torch.zeros_like(g) for g in (theta, eta, alpha))
         gates = {"theta": theta, "eta": eta, "alpha": alpha, "delta": delta}
         if self.to_channel is not None:
             gates["channel"] = 2 * squash(self.to_channel(xn)).view(b, t, h, d)

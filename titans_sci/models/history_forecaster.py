@@ -1,0 +1,335 @@
+"""A forecaster that reads the whole history: a Titans memory streams every step of the series
+before the forecast origin, and a linear map reads the recent window.
+
+Each channel is a univariate stream (the weights are shared across channels). For a forecast
+made at origin ``t`` (the first step forecast is ``t``; everything before ``t`` may be read):
+
+1. **The long memory.** The series is cut into non-overlapping patches of ``patch_len`` steps
+   from its first step on. Each patch is normalised by running statistics of the stream so far
+   (an exponential moving mean and variance over patches, updated with the patch itself: no
+   look-ahead, and no fixed window to normalise over an unbounded history), embedded, and read
+   by the backbone (any causal Titans variant), whose memory keeps writing as it reads: the
+   state is carried from patch to patch over the whole series, train, validation and test
+   ranges in order, in constant memory. The features after the last patch that ends at or
+   before ``t`` summarise the history.
+2. **The recent window.** The last ``lookback`` steps before ``t`` (left-padded with the first
+   value near the start of the series), normalised by their own mean and standard deviation
+   (RevIN).
+3. **The forecast**, in the window's normalised units and mapped back: a linear map of the
+   window (RLinear's lookback->horizon map) plus an MLP of the memory's features next to the
+   window. The window keeps what a short-window model sees; the memory adds what only the
+   history holds, at every origin (not only at patch boundaries).
+
+Why this split: the memory is a sequence model over patches, so its natural clock is the patch;
+origins fall at every step, so the recent steps come from the window, which costs ``O(L * H)``
+per origin and nothing per step of history. Training streams the series too (see
+:func:`stretch_loss`), so the memory learns to write what later forecasts need.
+
+With the memory frozen (:func:`~titans_sci.layers.memory_writes` ``False``), the backbone reads
+the memory as it stood when writing stopped: the ablation of test-time learning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from titans_sci.config import Config
+
+from . import build_backbone
+from .backbones import BackboneState
+from .config import Backbone, LMMConfig
+
+__all__ = [
+    "HistoryForecaster",
+    "HistoryForecasterConfig",
+    "HistoryState",
+    "Forecasts",
+    "stream_forecasts",
+    "stretch_loss",
+    "windows_before",
+]
+
+
+@dataclass(frozen=True)
+class HistoryForecasterConfig(Config):
+    """What a :class:`HistoryForecaster` is.
+
+    Attributes:
+        horizon: forecast steps ``H``.
+        channels: number of series ``C`` (each its own stream; the weights are shared).
+        lookback: steps ``L`` of the recent window read beside the memory.
+        patch_len: steps per token of the stream.
+        backbone: the causal Titans backbone reading the stream of patches.
+        norm_decay: per patch, the decay of the running mean and variance that normalise the
+            stream (0.99: about the last 100 patches weigh), in [0.5, 1).
+        dropout: dropout on the patch embeddings and on the memory's features.
+    """
+
+    horizon: int = 96
+    channels: int = 1
+    lookback: int = 96
+    patch_len: int = 16
+    backbone: Backbone = field(default_factory=LMMConfig)
+    norm_decay: float = 0.99
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "channels", "lookback", "patch_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"HistoryForecasterConfig.{name}={value!r}; expected an int >= 1")
+        if not 0.5 <= self.norm_decay < 1:
+            raise ValueError(
+                f"HistoryForecasterConfig.norm_decay={self.norm_decay}; expected in [0.5, 1)"
+            )
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"HistoryForecasterConfig.dropout={self.dropout}; expected in [0, 1)")
+        if self.backbone.bidirectional:
+            raise ValueError("a history forecaster streams its series; use bidirectional=False")
+
+
+@dataclass
+class HistoryState:
+    """Where a stream stands, for ``B'`` streams (``B * C``, series-major): the backbone's
+    state, the running sums of the normalisation (``total``, ``squares`` and ``weight``,
+    ``[B']`` float64), the steps of a patch not yet complete (``pending [B', r]``, ``r <
+    patch_len``) and the features after the last complete patch (``features [B', D]``,
+    ``None`` before the first). Its size does not depend on how much has been read."""
+
+    backbone: BackboneState | None
+    total: Tensor
+    squares: Tensor
+    weight: Tensor
+    pending: Tensor
+    features: Tensor | None
+    steps: int = 0
+
+    def detach(self) -> HistoryState:
+        return HistoryState(
+            None if self.backbone is None else self.backbone.detach(),
+            self.total,
+            self.squares,
+            self.weight,
+            self.pending.detach(),
+            None if self.features is None else self.features.detach(),
+            self.steps,
+        )
+
+
+class HistoryForecaster(nn.Module):
+    """Reads series as streams (:meth:`read`) and forecasts from the memory's features and the
+    recent window (:meth:`forecast`); see the module docstring."""
+
+    def __init__(self, config: HistoryForecasterConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.backbone.dim
+        self.embed = nn.Linear(config.patch_len + 2, dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.backbone = build_backbone(config.backbone)
+        self.linear = nn.Linear(config.lookback, config.horizon)
+        last = nn.Linear(dim, config.horizon)
+        nn.init.zeros_(last.weight)  # the forecast starts as the window's linear map
+        nn.init.zeros_(last.bias)
+        self.memory_head = nn.Sequential(nn.Linear(dim + config.lookback, dim), nn.GELU(), last)
+
+    def initial_state(self, streams: int, like: Tensor) -> HistoryState:
+        """The state before the first step of ``streams`` series."""
+        zeros = torch.zeros(streams, dtype=torch.float64, device=like.device)
+        pending = like.new_zeros(streams, 0)
+        return HistoryState(None, zeros, zeros.clone(), zeros.clone(), pending, None)
+
+    def read(
+        self, values: Tensor, state: HistoryState | None = None
+    ) -> tuple[Tensor, HistoryState]:
+        """Stream ``values [B', T]`` (``B'`` univariate series, any ``T``) after ``state``:
+        ``(features [B', K, D], state)`` with the features after each of the ``K`` patches
+        completed by these steps. Reading a series in pieces, carrying the state, gives the
+        features of one call."""
+        if values.dim() != 2 or not values.is_floating_point():
+            raise ValueError(f"values has shape {tuple(values.shape)}; expected [B', T] floats")
+        state = state or self.initial_state(values.shape[0], values)
+        p = self.config.patch_len
+        joined = torch.cat([state.pending, values], dim=1)
+        whole = joined.shape[1] // p * p
+        patches = joined[:, :whole].unflatten(1, (-1, p))  # [B', K, P]
+        rest = joined[:, whole:]
+        if patches.shape[1] == 0:
+            steps = state.steps + values.shape[1]
+            return values.new_zeros(values.shape[0], 0, self.config.backbone.dim), HistoryState(
+                state.backbone, state.total, state.squares, state.weight, rest, state.features,
+                steps,
+            )  # fmt: skip
+        tokens, (total, squares, weight) = self._tokens(patches, state)
+        h, backbone = self.backbone(self.dropout(self.embed(tokens)), state=state.backbone)
+        return h, HistoryState(
+            backbone, total, squares, weight, rest, h[:, -1], state.steps + values.shape[1]
+        )
+
+    def _tokens(self, patches: Tensor, state: HistoryState) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Patches ``[B', K, P]`` normalised by the running mean and standard deviation up to
+        and including each patch, with that mean and log standard deviation: ``[B', K, P+2]``,
+        and the running sums after the last patch."""
+        decay = self.config.norm_decay
+        means = patches.double().mean(dim=2)  # [B', K]
+        meansq = patches.double().square().mean(dim=2)
+        total, squares, weight = _discounted_sums(
+            (means, meansq, torch.ones_like(means)),
+            (state.total, state.squares, state.weight),
+            decay,
+        )
+        mean = total / weight
+        std = (squares / weight - mean.square()).clamp_min(0).add(1e-5).sqrt()
+        normalised = (patches - mean[..., None].to(patches.dtype)) / std[..., None].to(
+            patches.dtype
+        )
+        stats = torch.stack([mean, std.log()], dim=-1).to(patches.dtype)
+        return torch.cat([normalised, stats], dim=-1), (total[:, -1], squares[:, -1], weight[:, -1])
+
+    def forecast(self, features: Tensor | None, window: Tensor) -> Tensor:
+        """The forecast ``[N, H]`` of ``N`` origins from the memory's features there
+        (``[N, D]``; ``None``: before any complete patch, zeros) and their recent windows
+        ``window [N, L]`` (the ``L`` steps just before each origin)."""
+        cfg = self.config
+        if window.dim() != 2 or window.shape[1] != cfg.lookback:
+            raise ValueError(
+                f"window has shape {tuple(window.shape)}; expected [N, {cfg.lookback}]"
+            )
+        loc = window.mean(dim=1, keepdim=True)
+        scale = (window.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+        normalised = (window - loc) / scale
+        if features is None:
+            features = window.new_zeros(window.shape[0], cfg.backbone.dim)
+        memory = torch.cat([self.dropout(features), normalised], dim=1)
+        out = self.linear(normalised) + self.memory_head(memory)
+        return out * scale + loc
+
+
+def _discounted_sums(
+    values: tuple[Tensor, ...], start: tuple[Tensor, ...], decay: float
+) -> tuple[Tensor, ...]:
+    """For each ``x [B', K]`` and its carried sum ``s [B']``: ``S_k = decay * S_{k-1} + x_k``
+    with ``S_{-1} = s``, ``[B', K]``, in blocks of 64 patches (in float64, ``decay**-64`` is at
+    most ``2**64`` for a decay of at least 0.5, so no block loses its early terms)."""
+    out: list[list[Tensor]] = [[] for _ in values]
+    carried = list(start)
+    length = values[0].shape[1]
+    for begin in range(0, length, 64):
+        end = min(begin + 64, length)
+        powers = decay ** torch.arange(
+            1, end - begin + 1, dtype=torch.float64, device=start[0].device
+        )
+        for i, x in enumerate(values):
+            block = x[:, begin:end]
+            scaled = torch.cumsum(block / powers * decay, dim=1) * powers / decay
+            sums = scaled + carried[i][:, None] * powers
+            out[i].append(sums)
+            carried[i] = sums[:, -1]
+    return tuple(torch.cat(parts, dim=1) for parts in out)
+
+
+def windows_before(series: Tensor, origins: Tensor, length: int) -> Tensor:
+    """The ``length`` steps before each origin: ``series [B', T]``, ``origins [N]`` (steps of
+    ``series``, ``1 <= origin <= T``) -> ``[B', N, length]``, left-padded with the series' first
+    value where an origin is closer than ``length`` to the start."""
+    offsets = torch.arange(-length, 0, device=series.device)
+    index = (origins[:, None] + offsets).clamp_min(0)  # [N, length]
+    return series[:, index]
+
+
+def stretch_loss(
+    model: HistoryForecaster,
+    series: Tensor,
+    begin: int,
+    end: int,
+    state: HistoryState | None,
+    stop: int,
+) -> tuple[Tensor, HistoryState, int]:
+    """Dense supervision over one stretch of a stream: ``(mean squared error, state, origins)``.
+
+    ``series [B', T]`` is the whole training series; the state is the stream's after its first
+    ``begin`` steps (``begin`` a multiple of ``patch_len``). The model reads steps ``[begin,
+    end)`` and forecasts at every origin whose memory features come from this stretch (origins
+    ``begin + patch_len ..= end + patch_len - 1``, the features of the last patch ending at or
+    before each) and whose horizon ends by ``stop``; the loss is the MSE over all of them, every
+    stream and step alike. Gradients reach back to ``begin`` only (the caller detaches the
+    state between stretches).
+    """
+    cfg = model.config
+    p = cfg.patch_len
+    features, state = model.read(series[:, begin:end], state)  # [B', K, D]
+    k = features.shape[1]
+    origins = torch.arange(begin + p, begin + (k + 1) * p, device=series.device)
+    origins = origins[origins + cfg.horizon <= stop]
+    if len(origins) == 0:
+        return series.new_zeros(()), state, 0
+    patch = (origins - begin) // p - 1  # the last patch of the stretch ending by each origin
+    window = windows_before(series, origins, cfg.lookback)  # [B', N, L]
+    target = series[:, origins[:, None] + torch.arange(cfg.horizon, device=series.device)]
+    picked = features[:, patch]  # [B', N, D]
+    forecast = model.forecast(picked.flatten(0, 1), window.flatten(0, 1))
+    return F.mse_loss(forecast, target.flatten(0, 1)), state, len(origins)
+
+
+Forecasts = tuple[Tensor, Tensor]
+"""``(origins [n], forecasts [B', n, H])``: forecasts at some origins of a stream."""
+
+
+@torch.no_grad()
+def stream_forecasts(
+    model: HistoryForecaster,
+    series: Tensor,
+    origins: Tensor,
+    piece: int = 8192,
+    state: HistoryState | None = None,
+) -> Iterator[Forecasts]:
+    """Forecasts at ``origins`` (sorted steps of ``series [B', T]``, each in ``[1, T]``; ``T``:
+    the forecast after the last step) from one streaming pass over ``series``, read in pieces
+    of ``piece`` steps after ``state`` (None: from the first step; else the state after the
+    first ``state.steps`` steps of ``series``, and no origin before its last complete patch).
+    Yields them piece by piece; what a forecast reads is only what is before its origin,
+    and the pass holds one piece of features at a time, whatever ``T``."""
+    p = model.config.patch_len
+    if len(origins) and (origins[0] < 1 or origins[-1] > series.shape[1]):
+        raise ValueError(f"origins run from {int(origins[0])} to {int(origins[-1])}; expected "
+                         f"steps in [1, {series.shape[1]}]")  # fmt: skip
+    if len(origins) > 1 and bool((origins[1:] <= origins[:-1]).any()):
+        raise ValueError("origins must be sorted and distinct")
+    start = 0 if state is None else state.steps
+    patch = start // p  # the number of the next patch to complete (patch n ends at (n + 1) p)
+    if len(origins) and int(origins[0]) < patch * p:
+        raise ValueError(
+            f"origin {int(origins[0])} is before the state's last complete patch (it has read "
+            f"{start} steps); stream from an earlier state"
+        )
+    done = int(torch.searchsorted(origins, torch.tensor((patch + 1) * p, device=origins.device)))
+    if done:  # origins whose last complete patch is the state's
+        chosen = origins[:done]
+        window = windows_before(series, chosen, model.config.lookback)
+        features = None if state is None or state.features is None else state.features
+        if features is not None:
+            features = features[:, None].expand(-1, done, -1).flatten(0, 1)
+        yield chosen, _forecast(model, features, window)
+    for begin in range(start, series.shape[1], piece):
+        features, state = model.read(series[:, begin : begin + piece], state)
+        count = features.shape[1]
+        end = torch.tensor((patch + count + 1) * p, device=origins.device)
+        upto = int(torch.searchsorted(origins, end))
+        if upto > done:
+            chosen = origins[done:upto]
+            picked = features[:, chosen // p - 1 - patch].flatten(0, 1)
+            window = windows_before(series, chosen, model.config.lookback)
+            yield chosen, _forecast(model, picked, window)
+            done = upto
+        patch += count
+
+
+def _forecast(model: HistoryForecaster, features: Tensor | None, window: Tensor) -> Tensor:
+    """``window [B', n, L]`` and features ``[B' * n, D]`` -> forecasts ``[B', n, H]``."""
+    flat = model.forecast(features, window.flatten(0, 1))
+    return flat.unflatten(0, window.shape[:2])
