@@ -109,7 +109,8 @@ def test_evaluation_leaves_the_weights_alone_while_the_memory_writes(series):
     forecasts(model, series, torch.arange(1, 701))
     for key, value in model.state_dict().items():
         assert torch.equal(value, weights[key]), key
-    assert all(not torch.allclose(a, b) for a, b in zip(memories(start), memories(end)))
+    pairs = zip(memories(start), memories(end), strict=True)
+    assert all(not torch.allclose(a, b) for a, b in pairs)
 
 
 def test_the_frozen_memory_switch_stops_the_writes(series):
@@ -126,7 +127,8 @@ def test_the_frozen_memory_switch_stops_the_writes(series):
     h_writing, writing = model.read(series[:, 400:500], state)
     _, writing = model.read(series[:, 500:], writing)
     assert not torch.allclose(h_frozen, h_writing)
-    assert all(not torch.allclose(a, b) for a, b in zip(memories(later), memories(writing)))
+    pairs = zip(memories(later), memories(writing), strict=True)
+    assert all(not torch.allclose(a, b) for a, b in pairs)
     assert all(layer.writes for layer in model.modules() if hasattr(layer, "writes"))
 
 
@@ -170,7 +172,8 @@ def test_memory_stays_flat_over_a_million_steps():
         from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
         torch.set_num_threads(1)
         memory = MemoryConfig.preset("titans", num_heads=2, head_dim=8, chunk_size=16)
-        config = HistoryForecasterConfig(patch_len=64, backbone=LMMConfig(dim=16, depth=1, memory=memory))
+        backbone = LMMConfig(dim=16, depth=1, memory=memory)
+        config = HistoryForecasterConfig(patch_len=64, backbone=backbone)
         model = HistoryForecaster(config).eval()
         state, steps = None, int(sys.argv[1])
         with torch.no_grad():
