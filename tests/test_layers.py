@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("titans_sci.heads", "titans_sci.heads.*"),
     ("titans_sci.models", "titans_sci.models.*"),
     ("titans_sci.evaluation", "titans_sci.evaluation.*"),
-    ("titans_sci.train", "titans_sci.report"),
+    ("titans_sci.train", "titans_sci.report", "titans_sci.history"),
     ("titans_sci.modelfolder",),
     # The GluonTS integration; its old address stays for predictors serialized there.
     ("titans_sci.gluonts", "titans_sci.gluonts.*", "titans_sci.models.gluonts_estimator"),

@@ -75,7 +75,7 @@ class Forecasting:
 
     def __init__(self, task: ForecastTask) -> None:
         self.task = task
-        self.table, self.rule, self.file = _table(task)
+        self.table, self.rule, self.file = task_series(task)
         for horizon in task.protocol.horizons:  # refused here, before a run folder is touched
             make_splits(self.table, self.rule, task.model.lookback, horizon, scale=False)
         self.protocol = (
@@ -215,7 +215,7 @@ def _errors(model: TitansForecaster, windows: Dataset) -> dict[str, float]:
     return evaluate_windows(model.predict, windows)
 
 
-def _table(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
+def task_series(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
     """The task's series (its columns only), its split rule and the file it came from."""
     data = task.data
     columns = list(data.columns) or None

@@ -1,0 +1,174 @@
+"""Whole-history forecasting (issue 38): the HistoryForecaster on the long-horizon protocol.
+
+For each data set's task file (``tasks/forecast_*.toml``: data set, split rule, lookback and
+horizons), the same scaler (fitted on the training rows) and the same test origins as the
+lookback table (every stride-1 test window's origin), train a HistoryForecaster per horizon,
+seed and dropout (streamed over the training range, the memory carried; the epoch kept on
+validation MSE), then score the test origins in one streaming pass:
+
+- ``writes``: the memory keeps writing through validation and test (test-time learning);
+- ``frozen``: the same model with its memory frozen at the end of the training range.
+
+The dropout is chosen per data set and horizon on the mean validation MSE over seeds, never on
+test. Each cell (data set, horizon, dropout, seed) is stored as it finishes in
+``forecasting_history.json`` and the table ``forecasting_history.md`` is rebuilt; a cell
+already stored is skipped (the run resumes).
+
+    .venv/bin/python benchmarks/bench_history.py --tasks tasks/forecast_etth1.toml --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import describe
+from store import save
+
+from titans_sci.data.timeseries import Scaler, split_borders
+from titans_sci.history import fit_history, score_history
+from titans_sci.memory import MemoryConfig
+from titans_sci.models import LMMConfig
+from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
+from titans_sci.tasks.config import ForecastTask, load_task
+from titans_sci.tasks.forecasting import task_series
+from titans_sci.train import TrainConfig
+from titans_sci.version import code_version
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TASKS = [f"tasks/forecast_{n}.toml" for n in ("etth1", "etth2", "ettm1", "weather", "exchange",
+                                             "ili")]  # fmt: skip
+#: The budget, fixed before any run: the backbone, the stretch and the training.
+DIM, DEPTH, HEADS, HEAD_DIM, CHUNK = 64, 2, 4, 16, 16
+STRETCH_PATCHES = 32
+TRAINING = TrainConfig(epochs=40, lr=1e-3, weight_decay=0.01, clip_norm=1.0, patience=5)
+
+
+def patch_len(lookback: int) -> int:
+    """Steps per stream token: 16, or lookback / 6 for short lookbacks (ILI: 6)."""
+    return 16 if lookback >= 96 else max(1, lookback // 6)
+
+
+def cell(task: ForecastTask, horizon: int, dropout: float, seed: int, threads: int) -> dict:
+    """Train and score one model: validation MSE, test MSE/MAE writing and frozen."""
+    table, rule, _ = task_series(task)
+    lookback = task.model.lookback
+    borders = split_borders(len(table.values), rule, lookback)
+    start, stop = borders.train
+    scaler = Scaler().fit(table.values[start:stop])
+    series = torch.from_numpy(scaler.transform(table.values).astype(np.float32)).T.contiguous()
+    val = torch.arange(borders.val[0] + lookback, borders.val[1] - horizon + 1)
+    test = torch.arange(borders.test[0] + lookback, borders.test[1] - horizon + 1)
+    p = patch_len(lookback)
+    memory = MemoryConfig.preset("titans", num_heads=HEADS, head_dim=HEAD_DIM, chunk_size=CHUNK)
+    config = HistoryForecasterConfig(
+        horizon=horizon, channels=series.shape[0], lookback=lookback, patch_len=p,
+        backbone=LMMConfig(dim=DIM, depth=DEPTH, memory=memory), dropout=dropout,
+    )  # fmt: skip
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = HistoryForecaster(config)
+    began = time.perf_counter()
+    result = fit_history(model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p)
+    seconds = time.perf_counter() - began
+    writes = score_history(model, series, test)
+    frozen = score_history(model, series, test, freeze_at=stop)
+    return {
+        "val_mse": -result.dev_scores[result.best_epoch],
+        "test_mse": writes.mse, "test_mae": writes.mae,
+        "frozen_mse": frozen.mse, "frozen_mae": frozen.mae,
+        "origins": writes.origins, "epochs": len(result.dev_scores),
+        "best_epoch": result.best_epoch + 1, "seconds": seconds,
+        "budget": f"dim {DIM}, depth {DEPTH}, patch {p}, stretch {STRETCH_PATCHES * p} steps, "
+                  f"<= {TRAINING.epochs} epochs (patience {TRAINING.patience}), AdamW lr "
+                  f"{TRAINING.lr}, wd {TRAINING.weight_decay}, clip {TRAINING.clip_norm}, "
+                  f"{threads} thread(s)",
+        "machine": describe(threads), "date": datetime.date.today().isoformat(),
+        "code": code_version(),
+    }  # fmt: skip
+
+
+def render(store: dict[str, dict]) -> str:
+    """The whole-history table: per data set and horizon, the dropout chosen on validation,
+    test MSE / MAE writing and frozen (mean +- std over seeds)."""
+    lines = [
+        "# Whole-history forecasting (issue 38)",
+        "",
+        "Written by `benchmarks/bench_history.py`. HistoryForecaster: a Titans memory streams "
+        "every step before the origin (patches, running normalisation, the state carried over "
+        "train, validation and test in order) beside a linear map of the last `lookback` "
+        "steps. Same scaler, horizons and test origins as the lookback table in "
+        "`forecasting.md` (every stride-1 test window). `writes`: the memory keeps writing "
+        "through validation and test; `frozen`: the same model, its memory frozen at the end of "
+        "the training range. Dropout chosen per row on mean validation MSE over seeds. "
+        "Mean +- std over seeds; budgets below.",
+        "",
+        "| data set | horizon | dropout (val) | seeds | val MSE | test MSE writes | test MAE "
+        "writes | test MSE frozen | test MAE frozen |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    rows: dict[tuple[str, int], dict[float, list[dict]]] = {}
+    for key, entry in store.items():
+        name, horizon, dropout, _ = key.split("|")
+        rows.setdefault((name, int(horizon)), {}).setdefault(float(dropout), []).append(entry)
+    for (name, horizon), by_dropout in sorted(rows.items()):
+        dropout, entries = min(
+            by_dropout.items(), key=lambda kv: statistics.mean(e["val_mse"] for e in kv[1])
+        )
+
+        def stat(field: str, entries: list[dict] = entries) -> str:
+            values = [e[field] for e in entries]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{statistics.mean(values):.3f} +- {spread:.3f}"
+
+        lines.append(
+            f"| {name} | {horizon} | {dropout:g} | {len(entries)} | {stat('val_mse')} | "
+            f"{stat('test_mse')} | {stat('test_mae')} | {stat('frozen_mse')} | "
+            f"{stat('frozen_mae')} |"
+        )
+    lines += ["", "## Cells", ""]
+    for key, entry in sorted(store.items()):
+        lines.append(
+            f"- {key}: val {entry['val_mse']:.4f}, best epoch {entry['best_epoch']} of "
+            f"{entry['epochs']}, {entry['seconds']:.0f} s; {entry['budget']}; {entry['machine']}; "
+            f"{entry['date']}; code {entry['code']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=TASKS)
+    parser.add_argument("--horizons", nargs="+", type=int, help="default: the task file's")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--dropouts", nargs="+", type=float, default=[0.1, 0.3])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    store_path = args.out / "forecasting_history.json"
+    for path in args.tasks:
+        task = load_task(path)
+        assert isinstance(task, ForecastTask), f"{path}: not a forecasting task"
+        name = task.data.dataset or path
+        for horizon in args.horizons or task.protocol.horizons:
+            for seed in args.seeds:
+                for dropout in args.dropouts:
+                    key = f"{name}|{horizon}|{dropout:g}|{seed}"
+                    stored = json.loads(store_path.read_text()) if store_path.exists() else {}
+                    if key in stored:
+                        continue
+                    entry = cell(task, horizon, dropout, seed, args.threads)
+                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
+                    print(f"{key}: val {entry['val_mse']:.4f} test {entry['test_mse']:.4f} "
+                          f"frozen {entry['frozen_mse']:.4f} ({entry['seconds']:.0f} s)",
+                          flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Training and scoring a :class:`~titans_sci.models.history_forecaster.HistoryForecaster` on
+whole series: one stream from the first step, the weights trained on the training range and
+frozen after, the memory writing all the way (or frozen too, for the ablation).
+
+- :func:`fit_history` trains with dense supervision over contiguous stretches of the training
+  range, in order, the memory's state carried from stretch to stretch (gradients truncated at
+  each stretch's start): an epoch is one pass over the training series. It keeps the epoch
+  with the lowest validation MSE, scored by :func:`score_history` at the validation origins.
+- :func:`score_history` streams the series once and scores the forecasts at the given
+  origins: MSE and MAE over every stream, origin and step, as the long-horizon protocol's
+  windows are scored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from titans_sci import distributed
+from titans_sci.layers import memory_writes
+from titans_sci.models.history_forecaster import (
+    HistoryForecaster,
+    HistoryState,
+    stream_forecasts,
+    stretch_loss,
+)
+from titans_sci.train import TrainConfig, Trainer, TrainResult
+
+__all__ = ["HistoryScore", "fit_history", "read_through", "score_history"]
+
+
+@dataclass(frozen=True)
+class HistoryScore:
+    """Errors of the forecasts at a set of origins: the mean over streams, origins and
+    horizon steps."""
+
+    mse: float
+    mae: float
+    origins: int
+
+
+@torch.no_grad()
+def read_through(
+    model: HistoryForecaster, series: Tensor, steps: int, piece: int = 8192
+) -> HistoryState | None:
+    """The stream's state after the first ``steps`` steps of ``series [B', T]``, read in
+    pieces of ``piece`` steps (None for no step)."""
+    state = None
+    for begin in range(0, steps, piece):
+        _, state = model.read(series[:, begin : min(begin + piece, steps)], state)
+    return state
+
+
+@torch.no_grad()
+def score_history(
+    model: HistoryForecaster,
+    series: Tensor,
+    origins: Tensor,
+    freeze_at: int | None = None,
+    piece: int = 8192,
+) -> HistoryScore:
+    """MSE and MAE of the forecasts at ``origins`` (sorted; each with its whole horizon inside
+    ``series [B', T]``) from one streaming pass in eval mode. ``freeze_at``: the memory writes
+    for the first ``freeze_at`` steps only and is read as it stood after them (every origin
+    must be at or after ``freeze_at``); None: it writes all the way."""
+    horizon = model.config.horizon
+    if len(origins) == 0:
+        raise ValueError("no origin to score")
+    if int(origins[-1]) + horizon > series.shape[1]:
+        raise ValueError(
+            f"origin {int(origins[-1])} + horizon {horizon} runs past the series' "
+            f"{series.shape[1]} steps"
+        )
+    if freeze_at is not None and int(origins[0]) < freeze_at:
+        raise ValueError(f"origin {int(origins[0])} is before freeze_at={freeze_at}")
+    was_training = model.training
+    model.eval()
+    state = None if freeze_at is None else read_through(model, series, freeze_at, piece)
+    squares = absolute = 0.0
+    steps = torch.arange(horizon, device=series.device)
+    with memory_writes(model, freeze_at is None):
+        for at, forecast in stream_forecasts(model, series, origins, piece, state):
+            error = forecast - series[:, at[:, None] + steps]  # [B', n, H]
+            squares += float(error.double().square().sum())
+            absolute += float(error.double().abs().sum())
+    model.train(was_training)
+    count = series.shape[0] * len(origins) * horizon
+    return HistoryScore(squares / count, absolute / count, len(origins))
+
+
+def _stretches(
+    model: HistoryForecaster, stop: int, stretch: int, generator: torch.Generator
+) -> Iterator[tuple[int, int]]:
+    """An epoch's stretches ``(begin, end)`` of the training range ``[0, stop)``, in order. The
+    first is cut at a random multiple of ``patch_len`` in ``[patch_len, stretch]`` so that the
+    cuts fall elsewhere each epoch; stretches with no origin to train are left out."""
+    p, horizon = model.config.patch_len, model.config.horizon
+    first = p * int(torch.randint(1, stretch // p + 1, (1,), generator=generator))
+    begin, end = 0, first
+    while begin + p + horizon <= stop:  # the stretch's first origin has its whole horizon
+        yield begin, min(end, stop)
+        begin, end = end, end + stretch
+
+
+def fit_history(
+    model: HistoryForecaster,
+    series: Tensor,
+    train_stop: int,
+    val_origins: Tensor,
+    training: TrainConfig,
+    seed: int,
+    stretch: int = 1024,
+    directory: str | os.PathLike[str] | None = None,
+    fingerprint: dict | None = None,
+    writes: bool = True,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``model`` on the first ``train_stop`` steps of ``series [B', T]`` and keep the
+    epoch with the lowest MSE at ``val_origins`` (streamed from the first step with the
+    weights fixed; their horizons may reach past ``train_stop``, never past ``T``).
+
+    ``stretch`` (a multiple of ``patch_len``): steps per gradient step, the length gradients
+    reach back; every origin whose memory features come from a stretch and whose horizon ends
+    by ``train_stop`` is a target (see :func:`stretch_loss`). ``training.batch_size`` is not
+    used (a batch is one stretch of every stream); ``directory``, ``fingerprint``, ``writes``
+    and ``resume`` are the :class:`~titans_sci.train.Trainer`'s."""
+    p = model.config.patch_len
+    if distributed.world_size() > 1:
+        raise ValueError("whole-history training runs in one process (one stream per series)")
+    if stretch < p or stretch % p:
+        raise ValueError(f"stretch={stretch}; expected a positive multiple of patch_len={p}")
+    if train_stop < p + model.config.horizon:
+        raise ValueError(
+            f"train_stop={train_stop} leaves no origin to train: it needs at least patch_len + "
+            f"horizon = {p + model.config.horizon} steps"
+        )
+    trainer = Trainer(
+        model, training, seed, directory, fingerprint=fingerprint or {}, writes=writes
+    )
+    carried: list[HistoryState | None] = [None]
+
+    def loss(batch: tuple[int, int]) -> Tensor:
+        begin, end = batch
+        state = None if begin == 0 else carried[0]
+        value, state, _ = stretch_loss(model, series, begin, end, state, train_stop)
+        carried[0] = state.detach()
+        return value
+
+    def score_dev() -> float:
+        return -score_history(model, series, val_origins).mse
+
+    return trainer.fit(
+        lambda _, generator: _stretches(model, train_stop, stretch, generator),
+        loss,
+        score_dev,
+        resume,
+    )
