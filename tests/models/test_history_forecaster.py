@@ -193,3 +193,15 @@ def test_memory_stays_flat_over_a_million_steps():
         assert result["steps"] == steps
         peaks[steps] = result["rss"]  # KiB
     assert peaks[2**20] - peaks[2**17] < 32 * 1024, peaks
+
+
+def test_surprise_streams_like_the_features(series):
+    """The surprise per patch read in pieces is that of one pass, with the same state."""
+    model = make()
+    whole, one = model.surprise(series)
+    first, state = model.surprise(series[:, :333])
+    second, state = model.surprise(series[:, 333:], state)
+    assert whole.shape == (2, 700 // P, 2, 2)  # [B', K, layers, heads]
+    torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
+    torch.testing.assert_close(state.features, one.features)
+    assert bool((whole > 0).all())

@@ -32,6 +32,7 @@ the memory as it stood when writing stopped: the ablation of test-time learning.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from titans_sci.config import Config
+from titans_sci.memory import recording_surprise
 
 from . import build_backbone
 from .backbones import BackboneState
@@ -151,25 +153,50 @@ class HistoryForecaster(nn.Module):
         ``(features [B', K, D], state)`` with the features after each of the ``K`` patches
         completed by these steps. Reading a series in pieces, carrying the state, gives the
         features of one call."""
+        features, _, state = self._stream(values, state, record=False)
+        return features, state
+
+    @torch.no_grad()
+    def surprise(
+        self, values: Tensor, state: HistoryState | None = None
+    ) -> tuple[Tensor, HistoryState]:
+        """:meth:`read`, reporting how surprised each memory layer is by each patch: ``([B',
+        K, L', H], state)`` for ``L'`` memory layers of ``H`` heads (the norm of the memory's
+        gradient when it writes the patch; see ``TitansBackbone.surprise``)."""
+        _, surprise, state = self._stream(values, state, record=True)
+        assert surprise is not None
+        return surprise, state
+
+    def _stream(
+        self, values: Tensor, state: HistoryState | None, record: bool
+    ) -> tuple[Tensor, Tensor | None, HistoryState]:
+        """The features of the patches ``values [B', T]`` completes after ``state``, their
+        surprise when ``record``, and the state after them."""
         if values.dim() != 2 or not values.is_floating_point():
             raise ValueError(f"values has shape {tuple(values.shape)}; expected [B', T] floats")
         state = state or self.initial_state(values.shape[0], values)
-        p = self.config.patch_len
+        p, steps = self.config.patch_len, state.steps + values.shape[1]
         joined = torch.cat([state.pending, values], dim=1)
         whole = joined.shape[1] // p * p
         patches = joined[:, :whole].unflatten(1, (-1, p))  # [B', K, P]
         rest = joined[:, whole:]
-        if patches.shape[1] == 0:
-            steps = state.steps + values.shape[1]
-            return values.new_zeros(values.shape[0], 0, self.config.backbone.dim), HistoryState(
-                state.backbone, state.total, state.squares, state.weight, rest, state.features,
-                steps,
-            )  # fmt: skip
+        count = patches.shape[1]
+        if count == 0:
+            h = values.new_zeros(values.shape[0], 0, self.config.backbone.dim)
+            surprise = values.new_zeros(values.shape[0], 0, 0, 0) if record else None
+            sums = state.total, state.squares, state.weight
+            return h, surprise, HistoryState(state.backbone, *sums, rest, state.features, steps)
         tokens, (total, squares, weight) = self._tokens(patches, state)
-        h, backbone = self.backbone(self.dropout(self.embed(tokens)), state=state.backbone)
-        return h, HistoryState(
-            backbone, total, squares, weight, rest, h[:, -1], state.steps + values.shape[1]
+        embedded = self.dropout(self.embed(tokens))
+        recorder: AbstractContextManager[dict] = (
+            recording_surprise(self.backbone) if record else nullcontext({})
         )
+        with recorder as sinks:
+            h, backbone = self.backbone(embedded, state=state.backbone)
+        # MAC replays its partial segment: keep this call's patches.
+        traces = [torch.cat(sink, dim=1)[:, -count:] for sink in sinks.values()]
+        surprise = torch.stack(traces, dim=2) if record else None
+        return h, surprise, HistoryState(backbone, total, squares, weight, rest, h[:, -1], steps)
 
     def _tokens(self, patches: Tensor, state: HistoryState) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Patches ``[B', K, P]`` normalised by the running mean and standard deviation up to
