@@ -47,6 +47,7 @@ from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exp
 from titans_sci.models.dna_classifier import DNAClassifier
 from titans_sci.models.dna_lm import DNAMaskedLM
 from titans_sci.models.forecaster import TitansForecaster
+from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
 
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
 #: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
@@ -245,7 +246,10 @@ class Forecaster:
     steps out, in the data's own units (the training scaler is applied and undone)."""
 
     def __init__(
-        self, model: TitansForecaster, meta: dict[str, Any], folder: Path | None = None
+        self,
+        model: TitansForecaster | HistoryForecaster,
+        meta: dict[str, Any],
+        folder: Path | None = None,
     ) -> None:
         self.model, self.meta, self.folder = model, meta, folder
         self.columns: list[str] = meta["columns"]
@@ -298,12 +302,8 @@ class Forecaster:
         missing = [c for c in self.columns if c not in table.columns]
         if missing:
             raise ValueError(f"{table.source}: no column(s) {missing}; the model needs them")
-        if len(table) < self.lookback:
-            raise ValueError(
-                f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
-            )
+        first_row = self._first_row(table)
         picked = [table.columns.index(c) for c in self.columns]
-        first_row = len(table) - self.lookback
         with np.errstate(over="ignore", invalid="ignore"):
             values = np.asarray(table.values[:, picked], dtype=np.float32)
         self._refuse(
@@ -319,6 +319,19 @@ class Forecaster:
         self._refuse(table, fits, first_row, "outside what float32 holds once scaled")
         warn_far_outside(str(table.source), self.columns, scaled, "the forecast")
         return table, scaled.astype(np.float32)
+
+    def _first_row(self, table: TimeSeriesTable) -> int:
+        """The first row the model reads: the last ``lookback`` rows'."""
+        if len(table) < self.lookback:
+            raise ValueError(
+                f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
+            )
+        return len(table) - self.lookback
+
+    def _forecast(self, window: np.ndarray) -> np.ndarray:
+        """The scaled forecast ``[H, C]`` after the scaled rows ``window [N, C]`` it reads."""
+        assert isinstance(self.model, TitansForecaster)
+        return self.model.predict(torch.from_numpy(window)[None])[0].numpy()
 
     def _refuse(self, table: TimeSeriesTable, rows: np.ndarray, offset: int, what: str) -> None:
         """Refuse the first non-finite cell of ``rows`` (the model's columns of the table's
@@ -342,9 +355,8 @@ class Forecaster:
         the model's columns, read as :meth:`read` says): a table with a ``step`` (1..H), a
         ``timestamp`` when the series' frequency is known, and one column per channel."""
         table, window = self._window(series, options)
-        x = torch.from_numpy(window.astype(np.float32))[None]
         with np.errstate(over="ignore", invalid="ignore"):
-            forecast = self.model.predict(x)[0].numpy() * self.scale + self.mean
+            forecast = self._forecast(window) * self.scale + self.mean
         bad = ~np.isfinite(forecast).all(axis=0)
         if bad.any():
             names = ", ".join(repr(c) for c, b in zip(self.columns, bad, strict=True) if b)
@@ -366,8 +378,35 @@ class Forecaster:
         """The memories' surprise at each patch of the last window: ``[C', patches, layers,
         heads]`` (see :meth:`TitansForecaster.surprise`)."""
         table, window = self._window(series)
-        trace = self.model.surprise(torch.from_numpy(window.astype(np.float32))[None])[0]
+        assert isinstance(self.model, TitansForecaster)
+        trace = self.model.surprise(torch.from_numpy(window)[None])[0]
         return _finite(trace.numpy(), f"{table.source}: the surprise of the last window")
+
+
+class WholeHistoryForecaster(Forecaster):
+    """A trained whole-history forecaster (:mod:`titans_sci.models.history_forecaster`): a
+    series file in, streamed from its first row (its memory writing as it reads), the next
+    ``horizon`` steps after its last row out, in the data's own units. Every row is read, so
+    every row must be finite (fill missing values with ``nan_policy``)."""
+
+    def _first_row(self, table: TimeSeriesTable) -> int:
+        if len(table) == 0:
+            raise ValueError(f"{table.source}: no rows to read")
+        return 0
+
+    def _forecast(self, window: np.ndarray) -> np.ndarray:
+        assert isinstance(self.model, HistoryForecaster)
+        series = torch.from_numpy(window).T.contiguous()  # [C, T]
+        ((_, forecast),) = stream_forecasts(self.model, series, torch.tensor([len(window)]))
+        return forecast[:, 0].T.numpy()  # [H, C]
+
+    def surprise(self, series: str | Path | TimeSeriesTable) -> np.ndarray:
+        """The memories' surprise at each patch of the whole series: ``[C, patches, layers,
+        heads]`` (see :meth:`HistoryForecaster.surprise`)."""
+        table, window = self._window(series)
+        assert isinstance(self.model, HistoryForecaster)
+        trace, _ = self.model.surprise(torch.from_numpy(window).T.contiguous())
+        return _finite(trace.numpy(), f"{table.source}: the surprise along the series")
 
 
 def _finite(array: np.ndarray, what: str) -> np.ndarray:
@@ -429,4 +468,5 @@ def warn_far_outside(source: str, columns: Sequence[str], scaled: np.ndarray, wh
 PREDICTORS: dict[type[nn.Module], Any] = {
     DNAClassifier: SequenceClassifier,
     TitansForecaster: Forecaster,
+    HistoryForecaster: WholeHistoryForecaster,
 }

@@ -30,7 +30,7 @@ from titans_sci.models.history_forecaster import (
 )
 from titans_sci.train import TrainConfig, Trainer, TrainResult
 
-__all__ = ["HistoryScore", "fit_history", "read_through", "score_history"]
+__all__ = ["HistoryScore", "Stretches", "fit_history", "read_through", "score_history"]
 
 
 @dataclass(frozen=True)
@@ -92,18 +92,47 @@ def score_history(
     return HistoryScore(squares / count, absolute / count, len(origins))
 
 
-def _stretches(
-    model: HistoryForecaster, stop: int, stretch: int, generator: torch.Generator
-) -> Iterator[tuple[int, int]]:
-    """An epoch's stretches ``(begin, end)`` of the training range ``[0, stop)``, in order. The
-    first is cut at a random multiple of ``patch_len`` in ``[patch_len, stretch]`` so that the
-    cuts fall elsewhere each epoch; stretches with no origin to train are left out."""
-    p, horizon = model.config.patch_len, model.config.horizon
-    first = p * int(torch.randint(1, stretch // p + 1, (1,), generator=generator))
-    begin, end = 0, first
-    while begin + p + horizon <= stop:  # the stretch's first origin has its whole horizon
-        yield begin, min(end, stop)
-        begin, end = end, end + stretch
+class Stretches:
+    """The batches and loss of whole-history training on the first ``stop`` steps of
+    ``series [B', T]``: an epoch's batches are the stretches ``(begin, end)`` of the training
+    range in order (:meth:`batches`), and :meth:`loss` reads each after the state the previous
+    one left (detached: gradients reach back to the stretch's start only), afresh at step 0.
+
+    The first stretch is cut at a random multiple of ``patch_len`` in ``[patch_len, stretch]``
+    (from the trainer's generator), so that the cuts fall elsewhere each epoch; stretches with
+    no origin to train are left out.
+    """
+
+    def __init__(self, model: HistoryForecaster, series: Tensor, stop: int, stretch: int) -> None:
+        p, horizon = model.config.patch_len, model.config.horizon
+        if distributed.world_size() > 1:
+            raise ValueError("whole-history training runs in one process (one stream per series)")
+        if stretch < p or stretch % p:
+            raise ValueError(f"stretch={stretch}; expected a positive multiple of patch_len={p}")
+        if stop < p + horizon:
+            raise ValueError(
+                f"the training range ({stop} steps) leaves no origin to train: it needs at "
+                f"least patch_len + horizon = {p + horizon} steps"
+            )
+        self.model, self.series, self.stop, self.stretch = model, series, stop, stretch
+        self.state: HistoryState | None = None
+
+    def batches(self, epoch: int, generator: torch.Generator) -> Iterator[tuple[int, int]]:
+        """The stretches of an epoch, in order."""
+        p, horizon = self.model.config.patch_len, self.model.config.horizon
+        first = p * int(torch.randint(1, self.stretch // p + 1, (1,), generator=generator))
+        begin, end = 0, first
+        while begin + p + horizon <= self.stop:  # its first origin has its whole horizon
+            yield begin, min(end, self.stop)
+            begin, end = end, end + self.stretch
+
+    def loss(self, batch: tuple[int, int]) -> Tensor:
+        """The mean squared error over every origin of the stretch (see :func:`stretch_loss`)."""
+        begin, end = batch
+        state = None if begin == 0 else self.state
+        value, state, _ = stretch_loss(self.model, self.series, begin, end, state, self.stop)
+        self.state = state.detach()
+        return value
 
 
 def fit_history(
@@ -125,37 +154,15 @@ def fit_history(
 
     ``stretch`` (a multiple of ``patch_len``): steps per gradient step, the length gradients
     reach back; every origin whose memory features come from a stretch and whose horizon ends
-    by ``train_stop`` is a target (see :func:`stretch_loss`). ``training.batch_size`` is not
+    by ``train_stop`` is a target (see :class:`Stretches`). ``training.batch_size`` is not
     used (a batch is one stretch of every stream); ``directory``, ``fingerprint``, ``writes``
     and ``resume`` are the :class:`~titans_sci.train.Trainer`'s."""
-    p = model.config.patch_len
-    if distributed.world_size() > 1:
-        raise ValueError("whole-history training runs in one process (one stream per series)")
-    if stretch < p or stretch % p:
-        raise ValueError(f"stretch={stretch}; expected a positive multiple of patch_len={p}")
-    if train_stop < p + model.config.horizon:
-        raise ValueError(
-            f"train_stop={train_stop} leaves no origin to train: it needs at least patch_len + "
-            f"horizon = {p + model.config.horizon} steps"
-        )
+    stretches = Stretches(model, series, train_stop, stretch)
     trainer = Trainer(
         model, training, seed, directory, fingerprint=fingerprint or {}, writes=writes
     )
-    carried: list[HistoryState | None] = [None]
-
-    def loss(batch: tuple[int, int]) -> Tensor:
-        begin, end = batch
-        state = None if begin == 0 else carried[0]
-        value, state, _ = stretch_loss(model, series, begin, end, state, train_stop)
-        carried[0] = state.detach()
-        return value
 
     def score_dev() -> float:
         return -score_history(model, series, val_origins).mse
 
-    return trainer.fit(
-        lambda _, generator: _stretches(model, train_stop, stretch, generator),
-        loss,
-        score_dev,
-        resume,
-    )
+    return trainer.fit(stretches.batches, stretches.loss, score_dev, resume)

@@ -27,6 +27,7 @@ from titans_sci.files import staged_folder
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
 #: 3: ``model.json`` holds the weights' SHA-256 (``weights_sha256``), checked on load. 4: a MAC
@@ -171,7 +172,7 @@ def init_from_pretrained(classifier: DNAClassifier, path: str | Path) -> DNAClas
 
 
 def _check_forecaster_meta(
-    meta: dict[str, Any], model: TitansForecaster, config_path: Path
+    meta: dict[str, Any], model: TitansForecaster | HistoryForecaster, config_path: Path
 ) -> None:
     """A forecaster's ``meta`` holds its channels' columns and a finite, positive scaler."""
     channels = model.config.channels
@@ -241,3 +242,8 @@ def kind_of_module(model: nn.Module) -> ModelKind:
 register(ModelKind("dna_classifier", DNAClassifier, ClassifierConfig))
 register(ModelKind("forecaster", TitansForecaster, ForecasterConfig, _check_forecaster_meta))
 register(ModelKind("dna_lm", DNAMaskedLM, DNALMConfig))
+register(
+    ModelKind(
+        "history_forecaster", HistoryForecaster, HistoryForecasterConfig, _check_forecaster_meta
+    )
+)

@@ -9,8 +9,8 @@ import pytest
 from tiny_tasks import classification_task, forecast_task, write
 from titans_sci.data.registry import load_manifest
 from titans_sci.models import MAGConfig
-from titans_sci.tasks import ClassificationTask, ForecastTask, load_task
-from titans_sci.tasks.config import FORMAT, PretrainTask
+from titans_sci.tasks import load_task
+from titans_sci.tasks.config import FORMAT, TASK_KINDS, PretrainTask
 
 TASK_FILES = sorted(Path("tasks").glob("*.toml"))
 GUE = 'dataset = "gue/prom/prom_core_tata"'
@@ -25,12 +25,7 @@ def test_every_bundled_task_file_loads_onto_the_tree():
         task = load_task(path)
         assert task.format == FORMAT
         assert task.name == path.stem
-        kinds = {
-            "classification": ClassificationTask,
-            "forecasting": ForecastTask,
-            "pretraining": PretrainTask,
-        }
-        assert isinstance(task, kinds[task.kind])
+        assert isinstance(task, TASK_KINDS[task.kind].config)
         if isinstance(task, PretrainTask):
             assert task.data.bundled and not task.data.files
         else:

@@ -29,6 +29,11 @@ TINY = {
         "data.max_eval": 16,
         "protocol.seeds": [1],
     },
+    "history_forecasting": {
+        "training.epochs": 1,
+        "data.max_eval": 16,
+        "protocol.seeds": [1],
+    },
     "pretraining": {
         "training.epochs": 1,
         "training.steps_per_epoch": 2,
@@ -58,7 +63,7 @@ def test_the_task_file_runs_end_to_end(path: Path, tmp_path):
     with open(folder / "runs.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(saved["runs"]) > 0
-    if task.kind == "forecasting":
+    if task.kind in ("forecasting", "history_forecasting"):
         horizons = [str(h) for h in task.protocol.horizons]
         assert list(saved["summary"]["titans"]["horizons"]) == horizons
         assert {r["horizon"] for r in rows} == set(horizons)

@@ -2,7 +2,8 @@
 
 A classifier is scored with accuracy, MCC, F1 and AUROC on labelled sequences (both strands
 averaged); a forecaster with MSE and MAE over every stride-1 window, on data scaled with the
-scaler it was trained with (the long-horizon protocol's units).
+scaler it was trained with (the long-horizon protocol's units); a whole-history forecaster at
+the same origins, streaming the whole series.
 """
 
 from __future__ import annotations
@@ -11,15 +12,31 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from titans_sci.api import MAX_RECORD, Forecaster, SequenceClassifier, warn_far_outside
+from titans_sci.api import (
+    MAX_RECORD,
+    Forecaster,
+    SequenceClassifier,
+    WholeHistoryForecaster,
+    warn_far_outside,
+)
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
-from titans_sci.data.timeseries import ReadOptions, WindowDataset, load_dataset, make_splits
+from titans_sci.data.timeseries import (
+    ReadOptions,
+    WindowDataset,
+    load_dataset,
+    make_splits,
+    split_borders,
+)
 from titans_sci.evaluation.forecasting import evaluate_windows
 from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds
+from titans_sci.history import score_history
+from titans_sci.models.forecaster import TitansForecaster
+from titans_sci.models.history_forecaster import HistoryForecaster
 
 
 def _default_data(model: SequenceClassifier | Forecaster) -> str:
@@ -87,6 +104,8 @@ def evaluate_saved(
         columns = [c for c in probs.columns if c.startswith("p_")]
         labels = np.array([r.label for r in records])
         return {"n": len(records), **classification_metrics(labels, probs[columns].to_numpy())}
+    if isinstance(model, WholeHistoryForecaster):
+        return _evaluate_history(model, data, options)
     config = model.model.config
     values: Tensor | np.ndarray
     if data is None:
@@ -107,7 +126,9 @@ def evaluate_saved(
     ]
     scaled = _scaled(model, values, source)
     windows = WindowDataset(scaled, config.lookback, config.horizon, source)
-    metrics = evaluate_windows(lambda x: model.model.predict(x), windows)
+    forecaster = model.model
+    assert isinstance(forecaster, TitansForecaster)
+    metrics = evaluate_windows(forecaster.predict, windows)
     for name, value in metrics.items():
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -115,6 +136,46 @@ def evaluate_saved(
                 "finite there; is the data far outside what it was trained on?"
             )
     return {"n": len(windows), **metrics}
+
+
+def _evaluate_history(
+    model: WholeHistoryForecaster, data: str | Path | None, options: ReadOptions | None
+) -> dict[str, float | None]:
+    """MSE and MAE of a whole-history forecaster streaming the whole series: at the origins of
+    the test split's stride-1 windows of the bundled data set it was trained on, or at every
+    origin of a file with ``lookback`` rows before it and a whole horizon after it."""
+    lookback, horizon = model.lookback, model.horizon
+    if data is None:
+        name = _default_data(model)
+        table = load_dataset(name)
+        rule = load_manifest(name).split_rule
+        assert rule is not None  # load_manifest requires it of every time-series data set
+        test = split_borders(len(table.values), rule, lookback).test
+        first, stop, source = test[0] + lookback, test[1], f"{name} [test origins]"
+    else:
+        table = model.read(data, options)
+        first, stop, source = lookback, len(table), str(data)
+    missing = [c for c in model.columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing}; the model needs them")
+    if stop - horizon < first:
+        raise ValueError(
+            f"{source}: {len(table)} rows leave no origin with {lookback} rows before it and "
+            f"{horizon} after it"
+        )
+    values = np.asarray(table.values, dtype=np.float32)[
+        :, [table.columns.index(c) for c in model.columns]
+    ]
+    series = torch.from_numpy(_scaled(model, values, source)).T.contiguous()
+    assert isinstance(model.model, HistoryForecaster)
+    score = score_history(model.model, series, torch.arange(first, stop - horizon + 1))
+    for name, value in (("mse", score.mse), ("mae", score.mae)):
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"{source}: the test {name.upper()} is {value}: the model's forecasts are not "
+                "finite there; is the data far outside what it was trained on?"
+            )
+    return {"n": score.origins, "mse": score.mse, "mae": score.mae}
 
 
 def _scaled(model: Forecaster, values: np.ndarray, source: str) -> np.ndarray:

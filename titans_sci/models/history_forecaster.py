@@ -354,6 +354,8 @@ def stream_forecasts(
             yield chosen, _forecast(model, picked, window)
             done = upto
         patch += count
+        if done == len(origins):  # nothing left to forecast: the rest is not read
+            break
 
 
 def _forecast(model: HistoryForecaster, features: Tensor | None, window: Tensor) -> Tensor:

@@ -50,6 +50,7 @@ from titans_sci.data.timeseries import ReadOptions
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.dna_lm import DNALMConfig
 from titans_sci.models.forecaster import ForecasterConfig, LossUnits
+from titans_sci.models.history_forecaster import HistoryForecasterConfig
 from titans_sci.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -187,6 +188,21 @@ class ForecastTraining(TrainConfig):
             raise ValueError(f"val_stride={self.val_stride}; expected >= 1")
 
 
+@dataclass(frozen=True)
+class HistoryTraining(TrainConfig):
+    """:class:`~titans_sci.train.TrainConfig` for whole-history forecasting: ``stretch``
+    steps of the training stream per gradient step (a multiple of the model's ``patch_len``;
+    gradients reach back that far, the memory's state is carried across). ``batch_size`` is
+    not used: a batch is one stretch of every channel's stream."""
+
+    stretch: int = 512
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stretch < 1:
+            raise ValueError(f"stretch={self.stretch}; expected >= 1")
+
+
 def _distinct(config: Any, key: str) -> None:
     """Refuse a list that names a value twice (it would run the same thing twice and report a
     spread of zero over the copies)."""
@@ -322,6 +338,22 @@ class ForecastTask(Config):
     baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
 
 
+@dataclass(frozen=True)
+class HistoryForecastTask(Config):
+    """Whole-history forecasting: per horizon and seed, a forecaster whose memory streams the
+    whole series (train, validation and test in order) and keeps writing at test time, scored
+    at the long-horizon protocol's test origins, with the memory writing and frozen."""
+
+    name: TaskName
+    data: SeriesData
+    kind: Literal["history_forecasting"] = "history_forecasting"
+    format: int = FORMAT
+    model: HistoryForecasterConfig = field(default_factory=HistoryForecasterConfig)
+    training: HistoryTraining = field(default_factory=HistoryTraining)
+    protocol: ForecastProtocol = field(default_factory=ForecastProtocol)
+    baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
+
+
 def _non_negative(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 0:
@@ -355,9 +387,14 @@ register_task_kind(
 )
 register_task_kind("forecasting", ForecastTask, "titans_sci.tasks.forecasting:Forecasting")
 register_task_kind("pretraining", PretrainTask, "titans_sci.tasks.pretraining:Pretraining")
+register_task_kind(
+    "history_forecasting",
+    HistoryForecastTask,
+    "titans_sci.tasks.history_forecasting:HistoryForecasting",
+)
 
 #: The built-in tasks (a type for annotations; a registered kind's config is a task too).
-AnyTask = ClassificationTask | ForecastTask | PretrainTask
+AnyTask = ClassificationTask | ForecastTask | PretrainTask | HistoryForecastTask
 
 
 def task_type() -> Any:

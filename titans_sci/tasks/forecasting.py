@@ -12,7 +12,7 @@ last partial batch kept) once per seed and horizon.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from titans_sci.data.timeseries import (
 from titans_sci.evaluation.forecasting import evaluate_windows, last_value_forecast
 from titans_sci.evaluation.protocol import summarize
 from titans_sci.models.forecaster import TitansForecaster
-from titans_sci.tasks.config import ForecastTask
+from titans_sci.tasks.config import ForecastTask, HistoryForecastTask
 from titans_sci.tasks.kind import TITANS, Unit
 
 Windows = WindowDataset | Subset
@@ -76,8 +76,6 @@ class Forecasting:
     def __init__(self, task: ForecastTask) -> None:
         self.task = task
         self.table, self.rule, self.file = task_series(task)
-        for horizon in task.protocol.horizons:  # refused here, before a run folder is touched
-            make_splits(self.table, self.rule, task.model.lookback, horizon, scale=False)
         self.protocol = (
             f"chronological {self.rule} split, train-only scaler, lookback "
             f"{task.model.lookback}, horizons {list(task.protocol.horizons)}, seeds "
@@ -132,15 +130,7 @@ class Forecasting:
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
         splits: HorizonSplits = unit.data
-        return {
-            "dataset": self.task.data.dataset,
-            "columns": list(splits.columns),
-            "date_column": self.task.data.date_column,
-            "freq": self.table.freq,
-            "read": self.task.data.read.to_dict(),
-            "scaler_mean": splits.scaler.mean.tolist(),
-            "scaler_scale": splits.scaler.scale.tolist(),
-        }
+        return series_meta(self.task, self.table, splits.scaler, splits.columns)
 
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         horizon = unit.labels["horizon"]
@@ -155,29 +145,10 @@ class Forecasting:
         ]
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        summary: dict[str, Any] = {}
-        for model in dict.fromkeys(r["model"] for r in rows):
-            per_horizon = {}
-            for h in self.task.protocol.horizons:
-                mine = [r for r in rows if (r["model"], r["horizon"]) == (model, h)]
-                per_horizon[str(h)] = summarize([{"mse": r["mse"], "mae": r["mae"]} for r in mine])
-            average = {
-                m: float(np.mean([s[m]["mean"] for s in per_horizon.values()]))
-                for m in ("mse", "mae")
-            }
-            summary[model] = {"horizons": per_horizon, "average": average}
-        return summary
+        return summarize_horizons(rows, self.task.protocol.horizons)
 
     def format_summary(self, result: dict[str, Any]) -> str:
-        lines = [f"{result['task']['name']}: test MSE / MAE on scaled data (mean over seeds)"]
-        for model, summary in result["summary"].items():
-            cells = ", ".join(
-                f"H={h} {s['mse']['mean']:.4f}/{s['mae']['mean']:.4f}"
-                for h, s in summary["horizons"].items()
-            )
-            avg = summary["average"]
-            lines.append(f"  {model:>10}: {cells}; average {avg['mse']:.4f}/{avg['mae']:.4f}")
-        return "\n".join(lines)
+        return format_horizons(result)
 
     def figures(
         self, model: TitansForecaster, unit: Unit, predictions: None, folder: Path
@@ -215,7 +186,76 @@ def _errors(model: TitansForecaster, windows: Dataset) -> dict[str, float]:
     return evaluate_windows(model.predict, windows)
 
 
-def task_series(task: ForecastTask) -> tuple[TimeSeriesTable, str, Path]:
+SeriesTask = ForecastTask | HistoryForecastTask
+"""A task that forecasts a series: its ``data`` is a ``SeriesData``, its model has a
+``lookback``, its protocol ``horizons``."""
+
+#: The metrics of a forecasting row, in the order the summary shows them.
+METRICS = ("mse", "mae", "frozen_mse", "frozen_mae")
+
+
+def task_series(task: SeriesTask) -> tuple[TimeSeriesTable, str, Path]:
+    """The task's series (its columns only), its split rule and the file it came from, checked
+    long enough for every horizon's splits (refused before a run folder is touched)."""
+    table, rule, file = _read_task_series(task)
+    for horizon in task.protocol.horizons:
+        make_splits(table, rule, task.model.lookback, horizon, scale=False)
+    return table, rule, file
+
+
+def series_meta(
+    task: SeriesTask, table: TimeSeriesTable, scaler: Scaler, columns: list[str]
+) -> dict[str, Any]:
+    """What a saved forecaster needs to read a new series as it was trained."""
+    return {
+        "dataset": task.data.dataset,
+        "columns": list(columns),
+        "date_column": task.data.date_column,
+        "freq": table.freq,
+        "read": task.data.read.to_dict(),
+        "scaler_mean": scaler.mean.tolist(),
+        "scaler_scale": scaler.scale.tolist(),
+    }
+
+
+def summarize_horizons(rows: list[dict[str, Any]], horizons: Sequence[int]) -> dict[str, Any]:
+    """Per model, per horizon the mean and spread over seeds of each metric its rows have
+    (:data:`METRICS`), and their averages over the horizons."""
+    summary: dict[str, Any] = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        per_horizon = {}
+        for h in horizons:
+            mine = [r for r in rows if (r["model"], r["horizon"]) == (model, h)]
+            metrics = [m for m in METRICS if all(m in r for r in mine)]
+            per_horizon[str(h)] = summarize([{m: r[m] for m in metrics} for r in mine])
+        average = {
+            m: float(np.mean([s[m]["mean"] for s in per_horizon.values()]))
+            for m in METRICS
+            if all(m in s for s in per_horizon.values())
+        }
+        summary[model] = {"horizons": per_horizon, "average": average}
+    return summary
+
+
+def format_horizons(result: dict[str, Any]) -> str:
+    """The summary in a few lines: per model, each horizon's MSE/MAE and their average (and the
+    frozen memory's, where there is one)."""
+    lines = [f"{result['task']['name']}: test MSE / MAE on scaled data (mean over seeds)"]
+    for model, summary in result["summary"].items():
+        for prefix, label in (("", model), ("frozen_", f"{model} (frozen memory)")):
+            mse, mae = f"{prefix}mse", f"{prefix}mae"
+            if mse not in summary["average"]:
+                continue
+            cells = ", ".join(
+                f"H={h} {s[mse]['mean']:.4f}/{s[mae]['mean']:.4f}"
+                for h, s in summary["horizons"].items()
+            )
+            avg = summary["average"]
+            lines.append(f"  {label:>10}: {cells}; average {avg[mse]:.4f}/{avg[mae]:.4f}")
+    return "\n".join(lines)
+
+
+def _read_task_series(task: SeriesTask) -> tuple[TimeSeriesTable, str, Path]:
     """The task's series (its columns only), its split rule and the file it came from."""
     data = task.data
     columns = list(data.columns) or None

@@ -1,0 +1,187 @@
+"""Whole-history forecasting as a task kind: per horizon and seed, a
+:class:`~titans_sci.models.history_forecaster.HistoryForecaster` whose memory streams the whole
+series, next to the last-value baseline at the same origins.
+
+Protocol: the long-horizon one of :mod:`.forecasting` (the same chronological split, the
+scaler fitted on the training rows, the same validation and test origins: those of every
+stride-1 window), with the series read as one stream. Training runs over the training range
+in stretches, in order, the memory's state carried (:class:`~titans_sci.history.Stretches`);
+the epoch with the lowest validation MSE is kept; the test origins are scored in one streaming
+pass with the weights fixed and the memory writing (``mse``, ``mae``), and again with the
+memory frozen at the end of the training range (``frozen_mse``, ``frozen_mae``: the same model
+without test-time learning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from titans_sci import report
+from titans_sci.data.timeseries import Scaler, split_borders
+from titans_sci.history import HistoryScore, Stretches, score_history
+from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
+from titans_sci.tasks.config import HistoryForecastTask
+from titans_sci.tasks.forecasting import (
+    format_horizons,
+    series_meta,
+    summarize_horizons,
+    task_series,
+)
+from titans_sci.tasks.kind import TITANS, Unit
+
+
+@dataclass(frozen=True)
+class HistorySplits:
+    """A unit's data: the whole scaled series ``[C, T]``, where its training range stops, the
+    validation and test origins (cut to at most ``data.max_eval`` each), the scaler and the
+    channels."""
+
+    series: Tensor
+    train_stop: int
+    val: Tensor
+    test: Tensor
+    scaler: Scaler
+    columns: list[str]
+
+
+class HistoryForecasting:
+    """The :class:`~titans_sci.tasks.kind.TaskKind` of a :class:`HistoryForecastTask`."""
+
+    undefined: dict[str, str] = {}
+
+    def __init__(self, task: HistoryForecastTask) -> None:
+        self.task = task
+        self.table, self.rule, self.file = task_series(task)  # read and checked
+        self.protocol = (
+            f"chronological {self.rule} split, train-only scaler, the whole history streamed "
+            f"(recent window {task.model.lookback}), horizons {list(task.protocol.horizons)}, "
+            f"seeds {list(task.protocol.seeds)}; select on validation MSE, test MSE/MAE on "
+            "scaled data at the origins of every stride-1 test window, the memory writing "
+            "(mse, mae) and frozen at the end of training (frozen_mse, frozen_mae)"
+        )
+        self._stretches: dict[int, Stretches] = {}
+
+    def data_files(self) -> dict[str, Path]:
+        return {"series": self.file}
+
+    def units(self) -> Iterator[Unit]:
+        lookback, limit = self.task.model.lookback, self.task.data.max_eval
+        borders = split_borders(len(self.table.values), self.rule, lookback)
+        start, stop = borders.train
+        scaler = Scaler().fit(self.table.values[start:stop])
+        scaled = scaler.transform(self.table.values).astype(np.float32)
+        series = torch.from_numpy(scaled).T.contiguous()  # [C, T]
+        for horizon in self.task.protocol.horizons:
+            val = torch.arange(borders.val[0] + lookback, borders.val[1] - horizon + 1)
+            test = torch.arange(borders.test[0] + lookback, borders.test[1] - horizon + 1)
+            data = HistorySplits(
+                series, stop, _at_most(val, limit), _at_most(test, limit), scaler,
+                list(self.table.columns),
+            )  # fmt: skip
+            for seed in self.task.protocol.seeds:
+                yield Unit({"horizon": horizon, "seed": seed}, seed, data)
+
+    def models(self, unit: Unit) -> dict[str, Callable[[], HistoryForecaster]]:
+        config = replace(
+            self.task.model, horizon=unit.labels["horizon"], channels=len(self.table.columns)
+        )
+        return {TITANS: lambda: HistoryForecaster(config)}
+
+    def _stretches_of(self, unit: Unit, model: HistoryForecaster) -> Stretches:
+        data: HistorySplits = unit.data
+        key = id(model)
+        if key not in self._stretches:
+            stretches = Stretches(model, data.series, data.train_stop, self.task.training.stretch)
+            self._stretches = {key: stretches}  # one model trains at a time
+        return self._stretches[key]
+
+    def batches(self, unit: Unit, model: HistoryForecaster):
+        return self._stretches_of(unit, model).batches
+
+    def loss(self, model: HistoryForecaster, batch: tuple[int, int]) -> Tensor:
+        return self._stretches[id(model)].loss(batch)
+
+    def score_dev(self, model: HistoryForecaster, unit: Unit) -> float:
+        return -score_history(model, unit.data.series, unit.data.val).mse
+
+    def evaluate(self, model: HistoryForecaster, unit: Unit) -> tuple[dict[str, Any], None]:
+        data: HistorySplits = unit.data
+        writes = score_history(model, data.series, data.test)
+        frozen = score_history(model, data.series, data.test, freeze_at=data.train_stop)
+        return {
+            "mse": writes.mse, "mae": writes.mae,
+            "frozen_mse": frozen.mse, "frozen_mae": frozen.mae,
+        }, None  # fmt: skip
+
+    def model_meta(self, unit: Unit) -> dict[str, Any]:
+        data: HistorySplits = unit.data
+        return series_meta(self.task, self.table, data.scaler, data.columns)
+
+    def baselines(self, unit: Unit) -> list[dict[str, Any]]:
+        horizon = unit.labels["horizon"]
+        if not self.task.baselines.last_value or unit.seed != self.task.protocol.seeds[0]:
+            return []  # once per horizon: it has no seed
+        score = _last_value(unit.data.series, unit.data.test, horizon)
+        return [{"horizon": horizon, "model": "last_value", "mse": score.mse, "mae": score.mae}]
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return summarize_horizons(rows, self.task.protocol.horizons)
+
+    def format_summary(self, result: dict[str, Any]) -> str:
+        return format_horizons(result)
+
+    def figures(
+        self, model: HistoryForecaster, unit: Unit, predictions: None, folder: Path
+    ) -> dict[str, Path]:
+        """The forecast at the last test origin against the truth with a 95% band (1.96
+        standard deviations of the validation errors at each step), and the memory's surprise
+        along the whole stream, for the target channel (``OT`` if present, else the last)."""
+        data: HistorySplits = unit.data
+        model.eval()
+        channel = data.columns.index("OT") if "OT" in data.columns else len(data.columns) - 1
+        name, horizon = data.columns[channel], model.config.horizon
+        steps = torch.arange(horizon)
+        errors = torch.cat([
+            forecast[channel] - data.series[channel, at[:, None] + steps]
+            for at, forecast in stream_forecasts(model, data.series, data.val)
+        ])  # fmt: skip
+        spread = 1.96 * errors.std(dim=0).numpy()
+        origin = int(data.test[-1])
+        (_, forecast), = stream_forecasts(model, data.series, data.test[-1:])  # fmt: skip
+        history = data.series[channel, max(0, origin - 4 * horizon) : origin].numpy()
+        truth = data.series[channel, origin : origin + horizon].numpy()
+        surprise, _ = model.surprise(data.series[channel : channel + 1, :origin])
+        return {
+            f"Last test origin, {name} ({unit.folder})": report.forecast_band(
+                history, truth, forecast[channel, 0].numpy(), spread, folder / "forecast.png"
+            ),
+            "The memory's surprise along the whole stream (train, validation, test)": (
+                report.surprise_trace(
+                    surprise[0].numpy(), folder / "surprise.png",
+                    f"surprise per patch of {name} ({model.config.patch_len} steps each)",
+                )
+            ),
+        }  # fmt: skip
+
+
+def _at_most(origins: Tensor, limit: int) -> Tensor:
+    """At most ``limit`` evenly spaced origins (all of them for 0)."""
+    if not limit or len(origins) <= limit:
+        return origins
+    return origins[np.linspace(0, len(origins) - 1, limit).round().astype(int)]
+
+
+def _last_value(series: Tensor, origins: Tensor, horizon: int) -> HistoryScore:
+    """The last value before each origin repeated over the horizon, scored as the model is."""
+    steps = torch.arange(horizon)
+    error = series[:, origins - 1, None] - series[:, origins[:, None] + steps]
+    return HistoryScore(
+        float(error.double().square().mean()), float(error.double().abs().mean()), len(origins)
+    )
