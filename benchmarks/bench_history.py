@@ -24,6 +24,7 @@ import datetime
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,21 @@ from titans_sci.version import code_version
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = [f"tasks/forecast_{n}.toml" for n in ("etth1", "etth2", "ettm1", "weather", "exchange",
                                              "ili")]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What is chosen on validation (``window``, ``dropout``) and the ablation (``memory``)."""
+
+    memory: bool
+    window: int
+    dropout: float
+
+    @property
+    def key(self) -> str:
+        return f"{'memory' if self.memory else 'window only'}|L{self.window}|d{self.dropout:g}"
+
+
 #: The budget, fixed before any run: the backbone, the stretch and the training.
 DIM, DEPTH, HEADS, HEAD_DIM, CHUNK = 64, 2, 4, 16, 16
 STRETCH_PATCHES = 32
@@ -55,10 +71,11 @@ def patch_len(lookback: int) -> int:
     return 16 if lookback >= 96 else max(1, lookback // 6)
 
 
-def cell(task: ForecastTask, horizon: int, dropout: float, seed: int, threads: int) -> dict:
-    """Train and score one model: validation MSE, test MSE/MAE writing and frozen."""
+def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads: int) -> dict:
+    """Train and score one model: validation MSE, test MSE/MAE writing and frozen (the frozen
+    scores only with a memory)."""
     table, rule, _ = task_series(task)
-    lookback = task.model.lookback
+    lookback = task.model.lookback  # the protocol's: it places the origins
     borders = split_borders(len(table.values), rule, lookback)
     start, stop = borders.train
     scaler = Scaler().fit(table.values[start:stop])
@@ -68,8 +85,9 @@ def cell(task: ForecastTask, horizon: int, dropout: float, seed: int, threads: i
     p = patch_len(lookback)
     memory = MemoryConfig.preset("titans", num_heads=HEADS, head_dim=HEAD_DIM, chunk_size=CHUNK)
     config = HistoryForecasterConfig(
-        horizon=horizon, channels=series.shape[0], lookback=lookback, patch_len=p,
-        backbone=LMMConfig(dim=DIM, depth=DEPTH, memory=memory), dropout=dropout,
+        horizon=horizon, channels=series.shape[0], lookback=setting.window, patch_len=p,
+        backbone=LMMConfig(dim=DIM, depth=DEPTH, memory=memory), dropout=setting.dropout,
+        memory=setting.memory,
     )  # fmt: skip
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -78,14 +96,15 @@ def cell(task: ForecastTask, horizon: int, dropout: float, seed: int, threads: i
     result = fit_history(model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p)
     seconds = time.perf_counter() - began
     writes = score_history(model, series, test)
-    frozen = score_history(model, series, test, freeze_at=stop)
+    frozen = score_history(model, series, test, freeze_at=stop) if setting.memory else None
     return {
         "val_mse": -result.dev_scores[result.best_epoch],
         "test_mse": writes.mse, "test_mae": writes.mae,
-        "frozen_mse": frozen.mse, "frozen_mae": frozen.mae,
+        "frozen_mse": frozen and frozen.mse, "frozen_mae": frozen and frozen.mae,
         "origins": writes.origins, "epochs": len(result.dev_scores),
         "best_epoch": result.best_epoch + 1, "seconds": seconds,
-        "budget": f"dim {DIM}, depth {DEPTH}, patch {p}, stretch {STRETCH_PATCHES * p} steps, "
+        "budget": f"window {setting.window}, dim {DIM}, depth {DEPTH}, patch {p}, stretch "
+                  f"{STRETCH_PATCHES * p} steps, "
                   f"<= {TRAINING.epochs} epochs (patience {TRAINING.patience}), AdamW lr "
                   f"{TRAINING.lr}, wd {TRAINING.weight_decay}, clip {TRAINING.clip_norm}, "
                   f"{threads} thread(s)",
@@ -95,42 +114,54 @@ def cell(task: ForecastTask, horizon: int, dropout: float, seed: int, threads: i
 
 
 def render(store: dict[str, dict]) -> str:
-    """The whole-history table: per data set and horizon, the dropout chosen on validation,
-    test MSE / MAE writing and frozen (mean +- std over seeds)."""
+    """The whole-history table: per data set and horizon, the setting chosen on validation
+    (mean over seeds) of the model with its memory and of the window-only ablation, with their
+    test MSE / MAE (mean +- std over seeds)."""
     lines = [
         "# Whole-history forecasting (issue 38)",
         "",
         "Written by `benchmarks/bench_history.py`. HistoryForecaster: a Titans memory streams "
         "every step before the origin (patches, running normalisation, the state carried over "
-        "train, validation and test in order) beside a linear map of the last `lookback` "
+        "train, validation and test in order) beside a linear map and an MLP of the last `L` "
         "steps. Same scaler, horizons and test origins as the lookback table in "
-        "`forecasting.md` (every stride-1 test window). `writes`: the memory keeps writing "
-        "through validation and test; `frozen`: the same model, its memory frozen at the end of "
-        "the training range. Dropout chosen per row on mean validation MSE over seeds. "
-        "Mean +- std over seeds; budgets below.",
+        "`forecasting.md` (every stride-1 test window's origin). `writes`: the memory keeps "
+        "writing through validation and test; `frozen`: the same model, its memory frozen at "
+        "the end of the training range; `window only`: the same model without a memory (its "
+        "own setting chosen on validation). The window `L` and the dropout are chosen per row "
+        "on mean validation MSE over seeds, never on test. Mean +- std over seeds; budgets "
+        "below.",
         "",
-        "| data set | horizon | dropout (val) | seeds | val MSE | test MSE writes | test MAE "
-        "writes | test MSE frozen | test MAE frozen |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| data set | horizon | chosen (memory) | seeds | val MSE | test MSE / MAE writes | "
+        "test MSE / MAE frozen | chosen (window only) | test MSE / MAE window only |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
-    rows: dict[tuple[str, int], dict[float, list[dict]]] = {}
+    groups: dict[tuple[str, int], dict[str, dict[str, list[dict]]]] = {}
     for key, entry in store.items():
-        name, horizon, dropout, _ = key.split("|")
-        rows.setdefault((name, int(horizon)), {}).setdefault(float(dropout), []).append(entry)
-    for (name, horizon), by_dropout in sorted(rows.items()):
-        dropout, entries = min(
-            by_dropout.items(), key=lambda kv: statistics.mean(e["val_mse"] for e in kv[1])
-        )
+        name, horizon, kind, window, dropout, _ = key.split("|")
+        setting = f"{window} {dropout}"
+        group = groups.setdefault((name, int(horizon)), {}).setdefault(kind, {})
+        group.setdefault(setting, []).append(entry)
 
-        def stat(field: str, entries: list[dict] = entries) -> str:
-            values = [e[field] for e in entries]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{statistics.mean(values):.3f} +- {spread:.3f}"
+    def chosen(by_setting: dict[str, list[dict]] | None) -> tuple[str, list[dict]]:
+        if not by_setting:
+            return "-", []
+        return min(by_setting.items(), key=lambda kv: statistics.mean(e["val_mse"] for e in kv[1]))
 
+    def stat(entries: list[dict], field: str) -> str:
+        values = [e[field] for e in entries if e.get(field) is not None]
+        if not values:
+            return "-"
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.3f} +- {spread:.3f}"
+
+    for (name, horizon), kinds in sorted(groups.items()):
+        setting, entries = chosen(kinds.get("memory"))
+        alone, alone_entries = chosen(kinds.get("window only"))
         lines.append(
-            f"| {name} | {horizon} | {dropout:g} | {len(entries)} | {stat('val_mse')} | "
-            f"{stat('test_mse')} | {stat('test_mae')} | {stat('frozen_mse')} | "
-            f"{stat('frozen_mae')} |"
+            f"| {name} | {horizon} | {setting} | {len(entries)} | {stat(entries, 'val_mse')} | "
+            f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')} | "
+            f"{stat(entries, 'frozen_mse')} / {stat(entries, 'frozen_mae')} | {alone} | "
+            f"{stat(alone_entries, 'test_mse')} / {stat(alone_entries, 'test_mae')} |"
         )
     lines += ["", "## Cells", ""]
     for key, entry in sorted(store.items()):
@@ -148,6 +179,7 @@ def main() -> None:
     parser.add_argument("--horizons", nargs="+", type=int, help="default: the task file's")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.1, 0.3])
+    parser.add_argument("--windows", nargs="+", type=int, help="default: 96, 336, 720 (ILI: 36)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -156,18 +188,25 @@ def main() -> None:
         task = load_task(path)
         assert isinstance(task, ForecastTask), f"{path}: not a forecasting task"
         name = task.data.dataset or path
+        lookback = task.model.lookback
+        windows = args.windows or ([96, 336, 720] if lookback >= 96 else [lookback])
         for horizon in args.horizons or task.protocol.horizons:
-            for seed in args.seeds:
-                for dropout in args.dropouts:
-                    key = f"{name}|{horizon}|{dropout:g}|{seed}"
-                    stored = json.loads(store_path.read_text()) if store_path.exists() else {}
-                    if key in stored:
-                        continue
-                    entry = cell(task, horizon, dropout, seed, args.threads)
-                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
-                    print(f"{key}: val {entry['val_mse']:.4f} test {entry['test_mse']:.4f} "
-                          f"frozen {entry['frozen_mse']:.4f} ({entry['seconds']:.0f} s)",
-                          flush=True)  # fmt: skip
+            for memory in (True, False):
+                for window in windows:
+                    for dropout in args.dropouts:
+                        setting = Setting(memory, window, dropout)
+                        for seed in args.seeds:
+                            key = f"{name}|{horizon}|{setting.key}|{seed}"
+                            stored = (
+                                json.loads(store_path.read_text()) if store_path.exists() else {}
+                            )
+                            if key in stored:
+                                continue
+                            entry = cell(task, horizon, setting, seed, args.threads)
+                            table = args.out / "forecasting_history.md"
+                            save({key: entry}, store_path, table, render)
+                            print(f"{key}: val {entry['val_mse']:.4f} ({entry['seconds']:.0f} s)",
+                                  flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

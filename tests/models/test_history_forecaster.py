@@ -205,3 +205,18 @@ def test_surprise_streams_like_the_features(series):
     torch.testing.assert_close(torch.cat([first, second], dim=1), whole)
     torch.testing.assert_close(state.features, one.features)
     assert bool((whole > 0).all())
+
+
+def test_without_the_memory_the_forecast_reads_the_window_alone(series):
+    """``memory = False``: no backbone, nothing streamed; forecasts depend only on the last
+    ``lookback`` steps before each origin, so a change before them changes nothing."""
+    model = make(memory=False)
+    assert model.backbone is None and model.embed is None
+    origins = torch.arange(100, 701)
+    _, before = forecasts(model, series, origins, piece=64)
+    changed = series.clone()
+    changed[:, :50] += 5.0  # more than lookback steps before the first origin
+    _, after = forecasts(model, changed, origins)
+    assert torch.equal(after, before)
+    with pytest.raises(ValueError, match="no memory"):
+        model.surprise(series)

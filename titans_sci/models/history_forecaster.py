@@ -70,6 +70,9 @@ class HistoryForecasterConfig(Config):
         norm_decay: per patch, the decay of the running mean and variance that normalise the
             stream (0.99: about the last 100 patches weigh), in [0.5, 1).
         dropout: dropout on the patch embeddings and on the memory's features.
+        memory: ``False`` leaves the memory out (no backbone, nothing streamed): the forecast
+            reads the recent window alone, through the same linear map and MLP (the ablation
+            that measures what the memory adds).
     """
 
     horizon: int = 96
@@ -79,6 +82,7 @@ class HistoryForecasterConfig(Config):
     backbone: Backbone = field(default_factory=LMMConfig)
     norm_decay: float = 0.99
     dropout: float = 0.0
+    memory: bool = True
 
     def __post_init__(self) -> None:
         for name in ("horizon", "channels", "lookback", "patch_len"):
@@ -131,14 +135,18 @@ class HistoryForecaster(nn.Module):
         super().__init__()
         self.config = config
         dim = config.backbone.dim
-        self.embed = nn.Linear(config.patch_len + 2, dim)
+        #: The width of the memory's features (0 without a memory).
+        self.feature_dim = dim if config.memory else 0
+        self.embed = nn.Linear(config.patch_len + 2, dim) if config.memory else None
+        self.backbone = build_backbone(config.backbone) if config.memory else None
         self.dropout = nn.Dropout(config.dropout)
-        self.backbone = build_backbone(config.backbone)
         self.linear = nn.Linear(config.lookback, config.horizon)
         last = nn.Linear(dim, config.horizon)
         nn.init.zeros_(last.weight)  # the forecast starts as the window's linear map
         nn.init.zeros_(last.bias)
-        self.memory_head = nn.Sequential(nn.Linear(dim + config.lookback, dim), nn.GELU(), last)
+        self.memory_head = nn.Sequential(
+            nn.Linear(self.feature_dim + config.lookback, dim), nn.GELU(), last
+        )
 
     def initial_state(self, streams: int, like: Tensor) -> HistoryState:
         """The state before the first step of ``streams`` series."""
@@ -163,6 +171,8 @@ class HistoryForecaster(nn.Module):
         """:meth:`read`, reporting how surprised each memory layer is by each patch: ``([B',
         K, L', H], state)`` for ``L'`` memory layers of ``H`` heads (the norm of the memory's
         gradient when it writes the patch; see ``TitansBackbone.surprise``)."""
+        if self.backbone is None:
+            raise ValueError("this forecaster has no memory (memory = false): no surprise")
         _, surprise, state = self._stream(values, state, record=True)
         assert surprise is not None
         return surprise, state
@@ -181,11 +191,12 @@ class HistoryForecaster(nn.Module):
         patches = joined[:, :whole].unflatten(1, (-1, p))  # [B', K, P]
         rest = joined[:, whole:]
         count = patches.shape[1]
-        if count == 0:
-            h = values.new_zeros(values.shape[0], 0, self.config.backbone.dim)
+        if count == 0 or self.backbone is None or self.embed is None:
+            h = values.new_zeros(values.shape[0], count, self.feature_dim)
             surprise = values.new_zeros(values.shape[0], 0, 0, 0) if record else None
             sums = state.total, state.squares, state.weight
-            return h, surprise, HistoryState(state.backbone, *sums, rest, state.features, steps)
+            last = h[:, -1] if count else state.features
+            return h, surprise, HistoryState(state.backbone, *sums, rest, last, steps)
         tokens, (total, squares, weight) = self._tokens(patches, state)
         embedded = self.dropout(self.embed(tokens))
         recorder: AbstractContextManager[dict] = (
@@ -231,7 +242,7 @@ class HistoryForecaster(nn.Module):
         scale = (window.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
         normalised = (window - loc) / scale
         if features is None:
-            features = window.new_zeros(window.shape[0], cfg.backbone.dim)
+            features = window.new_zeros(window.shape[0], self.feature_dim)
         memory = torch.cat([self.dropout(features), normalised], dim=1)
         out = self.linear(normalised) + self.memory_head(memory)
         return out * scale + loc

@@ -157,18 +157,19 @@ class HistoryForecasting:
         (_, forecast), = stream_forecasts(model, data.series, data.test[-1:])  # fmt: skip
         history = data.series[channel, max(0, origin - 4 * horizon) : origin].numpy()
         truth = data.series[channel, origin : origin + horizon].numpy()
-        surprise, _ = model.surprise(data.series[channel : channel + 1, :origin])
-        return {
+        figures = {
             f"Last test origin, {name} ({unit.folder})": report.forecast_band(
                 history, truth, forecast[channel, 0].numpy(), spread, folder / "forecast.png"
-            ),
-            "The memory's surprise along the whole stream (train, validation, test)": (
-                report.surprise_trace(
-                    surprise[0].numpy(), folder / "surprise.png",
-                    f"surprise per patch of {name} ({model.config.patch_len} steps each)",
-                )
-            ),
-        }  # fmt: skip
+            )
+        }
+        if model.config.memory:
+            surprise, _ = model.surprise(data.series[channel : channel + 1, :origin])
+            caption = "The memory's surprise along the whole stream (train, validation, test)"
+            figures[caption] = report.surprise_trace(
+                surprise[0].numpy(), folder / "surprise.png",
+                f"surprise per patch of {name} ({model.config.patch_len} steps each)",
+            )  # fmt: skip
+        return figures
 
 
 def _at_most(origins: Tensor, limit: int) -> Tensor:
