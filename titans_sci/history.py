@@ -98,12 +98,22 @@ class Stretches:
     range in order (:meth:`batches`), and :meth:`loss` reads each after the state the previous
     one left (detached: gradients reach back to the stretch's start only), afresh at step 0.
 
+    ``counts`` (``[B', T]`` bool, optional): the target steps that count in the loss (observed
+    values of streams of several lengths, left-padded to one).
+
     The first stretch is cut at a random multiple of ``patch_len`` in ``[patch_len, stretch]``
     (from the trainer's generator), so that the cuts fall elsewhere each epoch; stretches with
     no origin to train are left out.
     """
 
-    def __init__(self, model: HistoryForecaster, series: Tensor, stop: int, stretch: int) -> None:
+    def __init__(
+        self,
+        model: HistoryForecaster,
+        series: Tensor,
+        stop: int,
+        stretch: int,
+        counts: Tensor | None = None,
+    ) -> None:
         p, horizon = model.config.patch_len, model.config.horizon
         if distributed.world_size() > 1:
             raise ValueError("whole-history training runs in one process (one stream per series)")
@@ -115,6 +125,7 @@ class Stretches:
                 f"least patch_len + horizon = {p + horizon} steps"
             )
         self.model, self.series, self.stop, self.stretch = model, series, stop, stretch
+        self.counts = counts
         self.state: HistoryState | None = None
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[tuple[int, int]]:
@@ -130,7 +141,9 @@ class Stretches:
         """The mean squared error over every origin of the stretch (see :func:`stretch_loss`)."""
         begin, end = batch
         state = None if begin == 0 else self.state
-        value, state, _ = stretch_loss(self.model, self.series, begin, end, state, self.stop)
+        value, state, _ = stretch_loss(
+            self.model, self.series, begin, end, state, self.stop, self.counts
+        )
         self.state = state.detach()
         return value
 

@@ -71,10 +71,20 @@ Example (``y``: a 1-D array of hourly values; its last 48 are held out for scori
 The package has one module per job: :mod:`.entries` reads and checks dataset entries (the
 series' values and observed masks, filled with :func:`titans_sci.data.timeseries.forward_fill`
 as the CSV reader's ``nan_policy="ffill"`` is), :mod:`.estimator` trains, :mod:`.predictor`
-forecasts and serializes the forecaster as a model folder (:mod:`titans_sci.modelfolder`).
+forecasts and serializes the forecaster as a model folder (:mod:`titans_sci.modelfolder`);
+:mod:`.history` is the whole-history pair (:class:`TitansHistoryEstimator`: the memory streams
+each whole series and keeps writing at prediction).
 """
 
 from .estimator import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
+from .history import TitansHistoryEstimator, TitansHistoryPredictor
 from .predictor import TitansPredictor
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TRAINING", "TitansEstimator", "TitansPredictor"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TRAINING",
+    "TitansEstimator",
+    "TitansHistoryEstimator",
+    "TitansHistoryPredictor",
+    "TitansPredictor",
+]

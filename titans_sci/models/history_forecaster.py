@@ -287,6 +287,7 @@ def stretch_loss(
     end: int,
     state: HistoryState | None,
     stop: int,
+    counts: Tensor | None = None,
 ) -> tuple[Tensor, HistoryState, int]:
     """Dense supervision over one stretch of a stream: ``(mean squared error, state, origins)``.
 
@@ -297,6 +298,10 @@ def stretch_loss(
     before each) and whose horizon ends by ``stop``; the loss is the MSE over all of them, every
     stream and step alike. Gradients reach back to ``begin`` only (the caller detaches the
     state between stretches).
+
+    ``counts`` (``[B', T]`` bool, optional): which steps count as targets (observed, and not
+    padding before a stream's start); the loss is then the mean over the counted target steps
+    of every origin (0 where none counts).
     """
     cfg = model.config
     p = cfg.patch_len
@@ -311,7 +316,12 @@ def stretch_loss(
     target = series[:, origins[:, None] + torch.arange(cfg.horizon, device=series.device)]
     picked = features[:, patch]  # [B', N, D]
     forecast = model.forecast(picked.flatten(0, 1), window.flatten(0, 1))
-    return F.mse_loss(forecast, target.flatten(0, 1)), state, len(origins)
+    if counts is None:
+        return F.mse_loss(forecast, target.flatten(0, 1)), state, len(origins)
+    steps = origins[:, None] + torch.arange(cfg.horizon, device=series.device)
+    weight = counts[:, steps].flatten(0, 1).to(forecast.dtype)  # [B' * N, H]
+    error = torch.where(weight > 0, forecast - target.flatten(0, 1), 0.0)
+    return error.square().mul(weight).sum() / weight.sum().clamp_min(1), state, len(origins)
 
 
 Forecasts = tuple[Tensor, Tensor]

@@ -1,0 +1,228 @@
+"""GluonTS' door to whole-history forecasting: :class:`TitansHistoryEstimator` trains a
+:class:`~titans_sci.models.history_forecaster.HistoryForecaster` on whole series and returns a
+:class:`TitansHistoryPredictor`, whose forecast of an entry reads its whole target (the memory
+streams it from the first value), so ``make_evaluation_predictions`` and the ``Evaluator`` work
+unchanged.
+
+Conventions (those of :mod:`titans_sci.gluonts` where not said):
+
+- **Scale.** Each series is divided by the mean absolute value of its observed target (of the
+  part the model is given: no look-ahead), so series of any scale weigh alike; forecasts are
+  multiplied back.
+- **Batches of streams.** Series of different lengths are streamed side by side, left-padded
+  to the longest with their first value; the padding is never a target, and missing values are
+  never targets (they are forward-filled for the input).
+- **Forecasts** are point forecasts: one sample path per entry (MASE, sMAPE and MSE are
+  meaningful; quantile losses reduce to the absolute error).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gluonts.model.estimator import Estimator
+from gluonts.model.forecast import Forecast, SampleForecast
+from gluonts.model.predictor import Predictor
+from pandas.tseries.frequencies import to_offset
+from torch import Tensor
+
+from titans_sci.history import Stretches
+from titans_sci.modelfolder import load_module, save_model
+from titans_sci.models.history_forecaster import (
+    HistoryForecaster,
+    HistoryForecasterConfig,
+    stream_forecasts,
+)
+from titans_sci.train import TrainConfig, Trainer
+
+from .entries import item_name, observed_target, start_period, target_for_input
+
+__all__ = ["TitansHistoryEstimator", "TitansHistoryPredictor"]
+
+_MODEL_FOLDER = "model"
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Series side by side: ``values [B', T]`` (scaled, forward-filled, left-padded with their
+    first value), ``counts [B', T]`` (observed and not padding: the steps that may be targets),
+    ``scale [B']`` and ``lengths [B']`` (each series' own length)."""
+
+    values: Tensor
+    counts: Tensor
+    scale: Tensor
+    lengths: list[int]
+
+
+def streams(entries: list[dict[str, Any]], freq: str, first: int = 0) -> Streams:
+    """The streams of ``entries`` (checked; their positions numbered from ``first``)."""
+    targets, masks = [], []
+    for index, entry in enumerate(entries, start=first):
+        start_period(entry, index, freq)
+        values, observed = observed_target(entry, index)
+        targets.append(target_for_input(values, observed))
+        masks.append(observed)
+    longest = max(len(t) for t in targets)
+    values = np.zeros((len(targets), longest), dtype=np.float32)
+    counts = np.zeros((len(targets), longest), dtype=bool)
+    scale = np.ones(len(targets), dtype=np.float32)
+    for row, (target, observed) in enumerate(zip(targets, masks, strict=True)):
+        scale[row] = max(float(np.abs(target[observed]).mean()), 1e-6)
+        values[row] = target[0] / scale[row]
+        values[row, longest - len(target) :] = target / scale[row]
+        counts[row, longest - len(target) :] = observed
+    return Streams(
+        torch.from_numpy(values), torch.from_numpy(counts), torch.from_numpy(scale),
+        [len(t) for t in targets],
+    )  # fmt: skip
+
+
+class TitansHistoryEstimator(Estimator):
+    """Trains a univariate :class:`HistoryForecaster` on whole GluonTS series.
+
+    Args:
+        prediction_length: forecast horizon ``H``.
+        freq: the data's pandas frequency; every entry must match it.
+        model: the forecaster (its ``horizon`` and ``channels`` are set to
+            ``prediction_length`` and 1); None: the defaults with ``lookback = 4 * H``.
+        training: epochs, lr, weight decay, clipping, patience (``batch_size`` is not used: a
+            batch is one stretch of every series); None: :class:`TrainConfig` with gradients
+            clipped to norm 1.
+        stretch: steps of the streams per gradient step (a multiple of the model's
+            ``patch_len``; None: 32 patches).
+        seed, device, directory, resume: as :class:`~titans_sci.gluonts.TitansEstimator`'s.
+
+    ``train(training_data, validation_data=None)``: with validation data, the epoch with the
+    lowest MSE (scaled) over each validation series' last ``H`` steps is kept, each forecast
+    streaming the series before them; without, the last epoch (and no patience).
+    """
+
+    def __init__(
+        self,
+        prediction_length: int,
+        freq: str,
+        model: HistoryForecasterConfig | None = None,
+        training: TrainConfig | None = None,
+        stretch: int | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        directory: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+    ) -> None:
+        super().__init__(lead_time=0)
+        if not isinstance(prediction_length, int) or prediction_length < 1:
+            raise ValueError(f"prediction_length={prediction_length!r}; expected an int >= 1")
+        try:
+            to_offset(freq)
+        except ValueError as error:
+            raise ValueError(f"freq={freq!r} is not a pandas frequency") from error
+        if model is None:
+            model = HistoryForecasterConfig(lookback=4 * prediction_length)
+        self.model_config = replace(model, horizon=prediction_length, channels=1)
+        self.training = training or TrainConfig(clip_norm=1.0)
+        self.stretch = stretch or 32 * self.model_config.patch_len
+        self.prediction_length, self.freq, self.seed = prediction_length, freq, seed
+        self.device = torch.device(device)
+        self.directory, self.resume = directory, resume
+
+    def train(
+        self,
+        training_data: Iterable[dict[str, Any]],
+        validation_data: Iterable[dict[str, Any]] | None = None,
+    ) -> TitansHistoryPredictor:
+        if validation_data is None and self.training.patience is not None:
+            raise ValueError(f"training.patience={self.training.patience} needs validation_data")
+        train = streams(list(training_data), self.freq)
+        val = None if validation_data is None else streams(list(validation_data), self.freq)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = HistoryForecaster(self.model_config).to(self.device)
+            series, counts = train.values.to(self.device), train.counts.to(self.device)
+            stretches = Stretches(model, series, series.shape[1], self.stretch, counts)
+            fingerprint = {"config": self.model_config.to_dict(), "stretch": self.stretch}
+            trainer = Trainer(model, self.training, self.seed, self.directory,
+                              fingerprint=fingerprint)  # fmt: skip
+            epochs = iter(range(self.training.epochs))
+
+            def score_dev() -> float:
+                if val is None:  # keep the last epoch
+                    return float(next(epochs))
+                return -_last_horizon_mse(model, val, self.prediction_length)
+
+            trainer.fit(stretches.batches, stretches.loss, score_dev, self.resume)
+        return TitansHistoryPredictor(model.eval(), self.prediction_length, self.freq)
+
+
+@torch.no_grad()
+def _last_horizon_mse(model: HistoryForecaster, val: Streams, horizon: int) -> float:
+    """MSE (scaled) over each series' last ``horizon`` observed steps, forecast from the
+    stream of everything before them."""
+    model.eval()
+    end = val.values.shape[1]
+    origin = torch.tensor([end - horizon])
+    ((_, forecast),) = stream_forecasts(model, val.values, origin)
+    error = forecast[:, 0] - val.values[:, end - horizon :]
+    weight = val.counts[:, end - horizon :].float()
+    model.train()
+    return float((error.square() * weight).sum() / weight.sum().clamp_min(1))
+
+
+class TitansHistoryPredictor(Predictor):
+    """Forecasts the ``prediction_length`` steps after each entry's target, streaming all of it
+    (``batch_size`` entries side by side)."""
+
+    def __init__(
+        self, model: HistoryForecaster, prediction_length: int, freq: str, batch_size: int = 64
+    ) -> None:
+        super().__init__(prediction_length=prediction_length, lead_time=0)
+        if model.config.horizon != prediction_length or model.config.channels != 1:
+            raise ValueError(
+                f"the model forecasts {model.config.horizon} steps of {model.config.channels} "
+                f"channel(s); expected {prediction_length} steps of one"
+            )
+        self.model, self.freq, self.batch_size = model.eval(), freq, batch_size
+
+    def predict(self, dataset: Iterable[dict[str, Any]], **kwargs: Any) -> Iterator[Forecast]:
+        entries = list(dataset)
+        for first in range(0, len(entries), self.batch_size):
+            batch = entries[first : first + self.batch_size]
+            yield from self._forecast(batch, first)
+
+    @torch.no_grad()
+    def _forecast(self, batch: list[dict[str, Any]], first: int) -> Iterator[Forecast]:
+        data = streams(batch, self.freq, first)
+        origin = torch.tensor([data.values.shape[1]])
+        ((_, forecast),) = stream_forecasts(self.model, data.values, origin)
+        points = (forecast[:, 0] * data.scale[:, None]).numpy()  # [B', H]
+        for row, entry in enumerate(batch):
+            if not np.isfinite(points[row]).all():
+                name = item_name(entry, first + row)
+                raise FloatingPointError(f"series {name}: the forecast is not finite")
+            start = start_period(entry, first + row, self.freq) + data.lengths[row]
+            yield SampleForecast(points[row][None], start_date=start,
+                                 item_id=entry.get("item_id"))  # fmt: skip
+
+    def serialize(self, path: Path) -> None:
+        """GluonTS' config and the forecaster as a model folder in ``path/model``."""
+        path = Path(path)
+        super().serialize(path)
+        meta = {
+            "columns": ["target"], "scaler_mean": [0.0], "scaler_scale": [1.0],
+            "freq": self.freq,
+            "predictor": {"prediction_length": self.prediction_length, "freq": self.freq,
+                          "batch_size": self.batch_size},
+        }  # fmt: skip
+        save_model(path / _MODEL_FOLDER, self.model, meta)
+
+    @classmethod
+    def deserialize(cls, path: Path, **kwargs: Any) -> TitansHistoryPredictor:
+        model, meta = load_module(Path(path) / _MODEL_FOLDER)
+        if not isinstance(model, HistoryForecaster) or not isinstance(meta.get("predictor"), dict):
+            raise ValueError(f"{Path(path) / _MODEL_FOLDER}: not a TitansHistoryPredictor's model")
+        return cls(model, **meta["predictor"])
