@@ -68,8 +68,47 @@ def at_most(windows: Windows, limit: int) -> Windows:
     return Subset(windows, np.linspace(0, len(windows) - 1, limit).round().astype(int).tolist())
 
 
-class Forecasting:
+class SeriesKind:
+    """What the forecasting kinds share: the series file they read, and a summary of rows per
+    model, horizon and seed (:func:`summarize_horizons`)."""
+
+    task: SeriesTask
+    table: TimeSeriesTable
+    file: Path
+
+    def data_files(self) -> dict[str, Path]:
+        return {"series": self.file}
+
+    def horizon_units(self, horizon: int, data: Any) -> Iterator[Unit]:
+        """The units of one horizon: one per seed, all on ``data``."""
+        for seed in self.task.protocol.seeds:
+            yield Unit({"horizon": horizon, "seed": seed}, seed, data)
+
+    def model_meta(self, unit: Unit) -> dict[str, Any]:
+        """The columns and scaler of the unit's data (a ``.scaler`` and ``.columns``)."""
+        return series_meta(self.task, self.table, unit.data.scaler, unit.data.columns)
+
+    def runs_last_value(self, unit: Unit) -> bool:
+        """Whether the last-value baseline runs on ``unit``: once per horizon (it has no
+        seed), when the task asks for it."""
+        return self.task.baselines.last_value and unit.seed == self.task.protocol.seeds[0]
+
+    def unit_model(self, unit: Unit) -> Any:
+        """The task's model config with the unit's horizon and the series' channels."""
+        channels = len(self.table.columns)
+        return replace(self.task.model, horizon=unit.labels["horizon"], channels=channels)
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return summarize_horizons(rows, self.task.protocol.horizons)
+
+    def format_summary(self, result: dict[str, Any]) -> str:
+        return format_horizons(result)
+
+
+class Forecasting(SeriesKind):
     """The :class:`~titans_sci.tasks.runner.TaskKind` of a :class:`ForecastTask`."""
+
+    task: ForecastTask
 
     undefined: dict[str, str] = {}
 
@@ -81,9 +120,6 @@ class Forecasting:
             f"{task.model.lookback}, horizons {list(task.protocol.horizons)}, seeds "
             f"{list(task.protocol.seeds)}; select on validation MSE, test MSE/MAE on scaled data"
         )
-
-    def data_files(self) -> dict[str, Path]:
-        return {"series": self.file}
 
     def units(self) -> Iterator[Unit]:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
@@ -97,13 +133,10 @@ class Forecasting:
                 splits.scaler,
                 splits.columns,
             )
-            for seed in self.task.protocol.seeds:
-                yield Unit({"horizon": horizon, "seed": seed}, seed, data)
+            yield from self.horizon_units(horizon, data)
 
     def models(self, unit: Unit) -> dict[str, Callable[[], TitansForecaster]]:
-        config = replace(
-            self.task.model, horizon=unit.labels["horizon"], channels=len(self.table.columns)
-        )
+        config = self.unit_model(unit)
         return {TITANS: lambda: TitansForecaster(config)}
 
     def batches(self, unit: Unit, model: nn.Module):
@@ -128,14 +161,10 @@ class Forecasting:
     def evaluate(self, model: TitansForecaster, unit: Unit) -> tuple[dict[str, Any], None]:
         return _errors(model, unit.data.test), None
 
-    def model_meta(self, unit: Unit) -> dict[str, Any]:
-        splits: HorizonSplits = unit.data
-        return series_meta(self.task, self.table, splits.scaler, splits.columns)
-
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         horizon = unit.labels["horizon"]
-        if not self.task.baselines.last_value or unit.seed != self.task.protocol.seeds[0]:
-            return []  # once per horizon: it has no seed
+        if not self.runs_last_value(unit):
+            return []
 
         def naive(x: Tensor) -> Tensor:
             return last_value_forecast(x, horizon)
@@ -143,12 +172,6 @@ class Forecasting:
         return [
             {"horizon": horizon, "model": "last_value", **evaluate_windows(naive, unit.data.test)}
         ]
-
-    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return summarize_horizons(rows, self.task.protocol.horizons)
-
-    def format_summary(self, result: dict[str, Any]) -> str:
-        return format_horizons(result)
 
     def figures(
         self, model: TitansForecaster, unit: Unit, predictions: None, folder: Path

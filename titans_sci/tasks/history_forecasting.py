@@ -15,7 +15,7 @@ without test-time learning).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,7 @@ from titans_sci.data.timeseries import Scaler, split_borders
 from titans_sci.history import HistoryScore, Stretches, score_history
 from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
 from titans_sci.tasks.config import HistoryForecastTask
-from titans_sci.tasks.forecasting import (
-    format_horizons,
-    series_meta,
-    summarize_horizons,
-    task_series,
-)
+from titans_sci.tasks.forecasting import SeriesKind, task_series
 from titans_sci.tasks.kind import TITANS, Unit
 
 
@@ -51,8 +46,10 @@ class HistorySplits:
     columns: list[str]
 
 
-class HistoryForecasting:
+class HistoryForecasting(SeriesKind):
     """The :class:`~titans_sci.tasks.kind.TaskKind` of a :class:`HistoryForecastTask`."""
+
+    task: HistoryForecastTask
 
     undefined: dict[str, str] = {}
 
@@ -68,9 +65,6 @@ class HistoryForecasting:
         )
         self._stretches: dict[int, Stretches] = {}
 
-    def data_files(self) -> dict[str, Path]:
-        return {"series": self.file}
-
     def units(self) -> Iterator[Unit]:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
         borders = split_borders(len(self.table.values), self.rule, lookback)
@@ -85,13 +79,10 @@ class HistoryForecasting:
                 series, stop, _at_most(val, limit), _at_most(test, limit), scaler,
                 list(self.table.columns),
             )  # fmt: skip
-            for seed in self.task.protocol.seeds:
-                yield Unit({"horizon": horizon, "seed": seed}, seed, data)
+            yield from self.horizon_units(horizon, data)
 
     def models(self, unit: Unit) -> dict[str, Callable[[], HistoryForecaster]]:
-        config = replace(
-            self.task.model, horizon=unit.labels["horizon"], channels=len(self.table.columns)
-        )
+        config = self.unit_model(unit)
         return {TITANS: lambda: HistoryForecaster(config)}
 
     def _stretches_of(self, unit: Unit, model: HistoryForecaster) -> Stretches:
@@ -120,22 +111,12 @@ class HistoryForecasting:
             "frozen_mse": frozen.mse, "frozen_mae": frozen.mae,
         }, None  # fmt: skip
 
-    def model_meta(self, unit: Unit) -> dict[str, Any]:
-        data: HistorySplits = unit.data
-        return series_meta(self.task, self.table, data.scaler, data.columns)
-
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         horizon = unit.labels["horizon"]
-        if not self.task.baselines.last_value or unit.seed != self.task.protocol.seeds[0]:
-            return []  # once per horizon: it has no seed
+        if not self.runs_last_value(unit):
+            return []
         score = _last_value(unit.data.series, unit.data.test, horizon)
         return [{"horizon": horizon, "model": "last_value", "mse": score.mse, "mae": score.mae}]
-
-    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return summarize_horizons(rows, self.task.protocol.horizons)
-
-    def format_summary(self, result: dict[str, Any]) -> str:
-        return format_horizons(result)
 
     def figures(
         self, model: HistoryForecaster, unit: Unit, predictions: None, folder: Path
