@@ -193,7 +193,8 @@ def main() -> None:
         for horizon in args.horizons or task.protocol.horizons:
             for memory in (True, False):
                 for window in windows:
-                    for dropout in args.dropouts:
+                    # Without a memory the dropout has nothing to act on: one value.
+                    for dropout in args.dropouts if memory else args.dropouts[:1]:
                         setting = Setting(memory, window, dropout)
                         for seed in args.seeds:
                             key = f"{name}|{horizon}|{setting.key}|{seed}"
