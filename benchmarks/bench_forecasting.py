@@ -349,7 +349,6 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
     """GluonTS protocol on M4 Hourly: train on the training parts, forecast the 48 test points,
     score with GluonTS' Evaluator. Yields each model's ``(key, entry)`` as it finishes; the key
     names the budget (``<epochs>x<batches>``), so runs at several budgets stand side by side."""
-    import lightning.pytorch as pl
     from gluonts.dataset.common import ListDataset
     from gluonts.evaluation import Evaluator, make_evaluation_predictions
 
@@ -375,7 +374,10 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
     )
     for model in models:
         for seed in [1] if model == "seasonal naive" else args.m4_seeds:
-            pl.seed_everything(seed, workers=True)
+            if model.startswith(("deepar", "patchtst", "dlinear")):  # Lightning's peers
+                import lightning.pytorch as pl
+
+                pl.seed_everything(seed, workers=True)
             start = time.perf_counter()
             predictor, budget = _m4_predictor(model, seed, train, horizon, freq, args)
             forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
@@ -392,7 +394,7 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
                 "mase_worst": [[str(i), float(v)] for i, v in per_series.nlargest(3).items()],
                 "series": len(per_series),
                 "epochs": args.epochs if trained else 0,
-                "batches": args.m4_batches if trained else 0,
+                "batches": _m4_batches(model, series, args) if trained else 0,
                 "seed": seed,
                 "budget": budget,
                 "seconds": time.perf_counter() - start,
@@ -402,10 +404,16 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
             yield f"m4/hourly|{model}|{cost}|seed{seed}", entry
 
 
+def _m4_batches(model: str, series: list[dict], args) -> int:
+    """Batches per epoch: ``--m4-batches`` of 32 windows, or for the whole-history model the
+    stretches of 768 steps one pass over the longest series takes."""
+    if model == "titans history":
+        return -(-max(len(s["target"]) for s in series) // 768)
+    return args.m4_batches
+
+
 def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
     """The trained predictor of ``model`` on M4 Hourly's training parts, and its budget line."""
-    import gluonts
-    import lightning
     from gluonts.model.seasonal_naive import SeasonalNaivePredictor
 
     from titans_sci.gluonts import DEFAULT_MODEL, DEFAULT_TRAINING, TitansEstimator
@@ -417,6 +425,27 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
             "no training; season 24 (the last day repeated)"
         )
     epochs = f"{args.epochs} epochs of {args.m4_batches} batches of 32"
+    if model == "titans history":
+        # The whole-history forecaster (issue 38): each series streamed whole, the memory
+        # writing through the forecast origin; an epoch is one pass over every series (its
+        # stretches), the last epoch kept as for the other models here.
+        from titans_sci.gluonts import TitansHistoryEstimator
+        from titans_sci.models.history_forecaster import HistoryForecasterConfig
+        from titans_sci.train import TrainConfig
+
+        memory = MemoryConfig.preset("titans", num_heads=4, head_dim=16, chunk_size=16)
+        config = HistoryForecasterConfig(
+            lookback=args.m4_context, patch_len=24, dropout=0.1,
+            backbone=LMMConfig(dim=64, depth=2, memory=memory),
+        )  # fmt: skip
+        training = TrainConfig(epochs=args.epochs, lr=1e-3, clip_norm=1.0)
+        history = TitansHistoryEstimator(horizon, freq, model=config, training=training,
+                                         stretch=32 * 24, seed=seed)  # fmt: skip
+        budget = (
+            f"{args.epochs} epochs of one pass (stretches of 768 steps of every series), "
+            f"window {args.m4_context}, patch 24, dim 64, depth 2, seed {seed}"
+        )
+        return history.train(train), budget
     if model == "titans lmm":
         # The model of the table's Titans rows: the Student-t head on the backbone that was
         # the forecaster's default when they were measured (dim 64, depth 2, memory 4 x 16,
@@ -433,6 +462,9 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
             seed=seed,
         )
         return estimator.train(train), f"{epochs}, context {args.m4_context}, seed {seed}"
+    import gluonts
+    import lightning
+
     # GluonTS' own recipe: every default of the estimator (context length, scaling, lags,
     # batch 32, lr 1e-3) but the table's epochs and batches per epoch; "<peer>:<scaling>"
     # changes its scaling option alone (PatchTST and DLinear take "mean", "std" or None).
