@@ -256,10 +256,15 @@ def _every_kth_window(k: int, lookback: int, horizon: int):
     return EveryKthWindow(k=k, min_past=lookback, min_future=horizon)
 
 
-def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -> dict:
+def gluonts_long(
+    name: str, peer: str, horizon: int, args: argparse.Namespace, lookback: int | None = None
+) -> dict:
     """Train GluonTS' ``peer`` on the scaled training rows of ``name`` (one series per channel),
     select on the validation windows Titans selects on, and score its mean forecast on every
-    test window."""
+    test window. ``lookback``: its context (default: the task file's); the validation and test
+    windows keep the protocol's origins whatever it is. With a ``lookback`` the entry also
+    holds ``val_mse``, the mean forecast's MSE on every validation window (to choose the
+    lookback on)."""
     import lightning.pytorch as pl
     from gluonts.dataset.common import ListDataset
 
@@ -268,7 +273,8 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     freq = manifest.freq
     pl.seed_everything(1, workers=True)
     task = long_task(name)
-    lookback = task.model.lookback
+    chosen = lookback is not None
+    lookback = lookback or task.model.lookback
     splits = make_splits(table, manifest.split_rule, lookback, horizon)
     scaled = splits.scaler.transform(table.values)
     tr, va = splits.borders.train, splits.borders.val
@@ -288,17 +294,24 @@ def gluonts_long(name: str, peer: str, horizon: int, args: argparse.Namespace) -
     )
     predictor = estimator.train(train, validation_data=val)
     predictor.batch_size = 1024
-    sums = torch.zeros(3, dtype=torch.float64)
-    for x, y in torch.utils.data.DataLoader(splits.test, batch_size=256):
-        entries = [
-            {"start": start, "target": x[b, :, c].numpy()}
-            for b in range(x.shape[0])
-            for c in range(channels)
-        ]
-        means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
-        prediction = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
-        sums += error_sums(prediction.float(), y)
-    return {f"{name}|{peer}|{horizon}": {**point_errors(sums), "budget": budget}}
+
+    def errors(windows) -> dict:
+        sums = torch.zeros(3, dtype=torch.float64)
+        for x, y in torch.utils.data.DataLoader(windows, batch_size=256):
+            entries = [
+                {"start": start, "target": x[b, :, c].numpy()}
+                for b in range(x.shape[0])
+                for c in range(channels)
+            ]
+            means = np.stack([f.mean for f in predictor.predict(ListDataset(entries, freq=freq))])
+            forecast = torch.from_numpy(means).view(x.shape[0], channels, horizon).transpose(1, 2)
+            sums += error_sums(forecast.float(), y)
+        return point_errors(sums)
+
+    entry = {**errors(splits.test), "budget": budget}
+    if chosen:
+        entry["val_mse"] = errors(splits.val)["mse"]
+    return {f"{name}|{peer}|{horizon}": entry}
 
 
 def _estimator(
@@ -659,7 +672,8 @@ def _sort_key(key: str) -> tuple:
     return (*parts[:-1], int(parts[-1])) if parts[0] in LONG else tuple(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options (also how ``bench_history.py`` trains the peers the same way)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--long", nargs="*", default=None, help="data sets (default: all four)")
     parser.add_argument("--variants", nargs="*", default=["lmm", "mag"])
@@ -725,6 +739,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--store", type=Path, default=RESULTS / "forecasting.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "forecasting.md")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     stamp = {"machine": describe(args.threads), "date": today()}

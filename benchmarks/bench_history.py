@@ -60,6 +60,10 @@ class Setting:
         return f"{'memory' if self.memory else 'window only'}|L{self.window}|d{self.dropout:g}"
 
 
+#: The entrants beside the whole-history model, in the table's order.
+LOOKBACK_96 = "titans lookback 96"
+PEERS = ("dlinear", "patchtst")
+
 #: The budget, fixed before any run: the backbone, the stretch and the training.
 DIM, DEPTH, HEADS, HEAD_DIM, CHUNK = 64, 2, 4, 16, 16
 STRETCH_PATCHES = 32
@@ -113,6 +117,53 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
     }  # fmt: skip
 
 
+def lookback96_cell(path: str, horizon: int, seed: int, threads: int) -> dict:
+    """The task file's lookback-96 Titans forecaster (``forecast_*.toml``) on one horizon and
+    seed, run by the task system into a temporary folder: its validation MSE (the dev score it
+    was selected on) and test MSE / MAE on the same origins."""
+    import tempfile
+
+    from titans_sci.tasks import run
+
+    torch.set_num_threads(threads)
+    overrides = {"protocol.horizons": [horizon], "protocol.seeds": [seed],
+                 "baselines.last_value": False}  # fmt: skip
+    task = load_task(path, overrides)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        result = run(task, folder)
+    (row,) = result["runs"]
+    return {
+        "val_mse": -row["dev_score"], "test_mse": row["mse"], "test_mae": row["mae"],
+        "frozen_mse": None, "frozen_mae": None, "origins": None, "epochs": row["epochs_run"],
+        "best_epoch": row["best_epoch"], "seconds": time.perf_counter() - began,
+        "budget": f"{path} as it stands (lookback {task.model.lookback}), seed {seed}",
+        "machine": describe(threads), "date": datetime.date.today().isoformat(),
+        "code": code_version(),
+    }  # fmt: skip
+
+
+def peer_cell(task: ForecastTask, peer: str, horizon: int, window: int, args) -> dict:
+    """GluonTS' ``peer`` at context ``window`` on the same origins, as ``forecasting.md``'s peers
+    are trained (``bench_forecasting.gluonts_long``; seed 1), with its validation MSE."""
+    from bench_forecasting import build_parser, gluonts_long
+
+    options = build_parser().parse_args(["--epochs", str(args.peer_epochs),
+                                         "--threads", str(args.threads)])  # fmt: skip
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+    name = task.data.dataset
+    assert name is not None, "peers run on the bundled data sets"
+    (entry,) = gluonts_long(name, peer, horizon, options, lookback=window).values()
+    return {
+        "val_mse": entry["val_mse"], "test_mse": entry["mse"], "test_mae": entry["mae"],
+        "frozen_mse": None, "frozen_mae": None, "origins": None, "epochs": args.peer_epochs,
+        "best_epoch": None, "seconds": time.perf_counter() - began,
+        "budget": f"{peer}: {entry['budget']}", "machine": describe(args.threads),
+        "date": datetime.date.today().isoformat(), "code": code_version(),
+    }  # fmt: skip
+
+
 def render(store: dict[str, dict]) -> str:
     """The whole-history table: per data set and horizon, the setting chosen on validation
     (mean over seeds) of the model with its memory and of the window-only ablation, with their
@@ -127,13 +178,17 @@ def render(store: dict[str, dict]) -> str:
         "`forecasting.md` (every stride-1 test window's origin). `writes`: the memory keeps "
         "writing through validation and test; `frozen`: the same model, its memory frozen at "
         "the end of the training range; `window only`: the same model without a memory (its "
-        "own setting chosen on validation). The window `L` and the dropout are chosen per row "
-        "on mean validation MSE over seeds, never on test. Mean +- std over seeds; budgets "
-        "below.",
+        "own setting chosen on validation); `titans lookback 96`: the task file's lookback-96 "
+        "Titans forecaster (`forecast_*.toml`, today's best row) trained in this run; DLinear "
+        "and PatchTST: GluonTS' models trained as in `forecasting.md`, their context chosen "
+        "from 96/336/720 on validation MSE (seed 1). The window `L` and the dropout are chosen "
+        "per row on mean validation MSE over seeds, never on test. Mean +- std over seeds; "
+        "budgets below.",
         "",
         "| data set | horizon | chosen (memory) | seeds | val MSE | test MSE / MAE writes | "
-        "test MSE / MAE frozen | chosen (window only) | test MSE / MAE window only |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        "test MSE / MAE frozen | window only (chosen) | titans lookback 96 | dlinear (chosen) | "
+        "patchtst (chosen) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     groups: dict[tuple[str, int], dict[str, dict[str, list[dict]]]] = {}
     for key, entry in store.items():
@@ -154,14 +209,21 @@ def render(store: dict[str, dict]) -> str:
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.3f} +- {spread:.3f}"
 
+    def other(kinds: dict[str, dict[str, list[dict]]], kind: str) -> str:
+        setting, entries = chosen(kinds.get(kind))
+        if not entries:
+            return "-"
+        where = "" if kind == LOOKBACK_96 else f" ({setting.split()[0]})"
+        return f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')}{where}"
+
     for (name, horizon), kinds in sorted(groups.items()):
         setting, entries = chosen(kinds.get("memory"))
-        alone, alone_entries = chosen(kinds.get("window only"))
         lines.append(
             f"| {name} | {horizon} | {setting} | {len(entries)} | {stat(entries, 'val_mse')} | "
             f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')} | "
-            f"{stat(entries, 'frozen_mse')} / {stat(entries, 'frozen_mae')} | {alone} | "
-            f"{stat(alone_entries, 'test_mse')} / {stat(alone_entries, 'test_mae')} |"
+            f"{stat(entries, 'frozen_mse')} / {stat(entries, 'frozen_mae')} | "
+            + " | ".join(other(kinds, k) for k in ("window only", LOOKBACK_96, *PEERS))
+            + " |"
         )
     lines += ["", "## Cells", ""]
     for key, entry in sorted(store.items()):
@@ -180,6 +242,14 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--dropouts", nargs="+", type=float, default=[0.1, 0.3])
     parser.add_argument("--windows", nargs="+", type=int, help="default: 96, 336, 720 (ILI: 36)")
+    parser.add_argument(
+        "--peers",
+        nargs="*",
+        default=["dlinear", "patchtst"],
+        help="GluonTS' peers, each at every window (needs lightning)",
+    )
+    parser.add_argument("--peer-epochs", type=int, default=30)
+    parser.add_argument("--lookback96-seeds", type=int, nargs="*", default=[1])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -208,6 +278,23 @@ def main() -> None:
                             save({key: entry}, store_path, table, render)
                             print(f"{key}: val {entry['val_mse']:.4f} ({entry['seconds']:.0f} s)",
                                   flush=True)  # fmt: skip
+            for seed in args.lookback96_seeds:
+                key = f"{name}|{horizon}|{LOOKBACK_96}|L{lookback}|d0|{seed}"
+                stored = json.loads(store_path.read_text()) if store_path.exists() else {}
+                if key not in stored:
+                    entry = lookback96_cell(path, horizon, seed, args.threads)
+                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
+                    print(f"{key}: test {entry['test_mse']:.4f}", flush=True)
+            for peer in args.peers:
+                for window in windows:
+                    key = f"{name}|{horizon}|{peer}|L{window}|d0|1"
+                    stored = json.loads(store_path.read_text()) if store_path.exists() else {}
+                    if key in stored:
+                        continue
+                    entry = peer_cell(task, peer, horizon, window, args)
+                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
+                    print(f"{key}: val {entry['val_mse']:.4f} ({entry['seconds']:.0f} s)",
+                          flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
