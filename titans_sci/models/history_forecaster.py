@@ -7,11 +7,12 @@ made at origin ``t`` (the first step forecast is ``t``; everything before ``t`` 
 1. **The long memory.** The series is cut into non-overlapping patches of ``patch_len`` steps
    from its first step on. Each patch is normalised by running statistics of the stream so far
    (an exponential moving mean and variance over patches, updated with the patch itself: no
-   look-ahead, and no fixed window to normalise over an unbounded history), embedded, and read
-   by the backbone (any causal Titans variant), whose memory keeps writing as it reads: the
-   state is carried from patch to patch over the whole series, train, validation and test
-   ranges in order, in constant memory. The features after the last patch that ends at or
-   before ``t`` summarise the history.
+   look-ahead, and no fixed window to normalise over an unbounded history), joined by that
+   running mean and log standard deviation (the level, which the normalised patch no longer
+   shows), embedded, and read by the backbone (any causal Titans variant), whose memory keeps
+   writing as it reads: the state is carried from patch to patch over the whole series,
+   train, validation and test ranges in order, in constant memory. The features after the
+   last patch that ends at or before ``t`` summarise the history.
 2. **The recent window.** The last ``lookback`` steps before ``t`` (left-padded with the first
    value near the start of the series), normalised by their own mean and standard deviation
    (RevIN).
@@ -26,7 +27,8 @@ per origin and nothing per step of history. Training streams the series too (see
 :func:`stretch_loss`), so the memory learns to write what later forecasts need.
 
 With the memory frozen (:func:`~titans_sci.layers.memory_writes` ``False``), the backbone reads
-the memory as it stood when writing stopped: the ablation of test-time learning.
+the memory as it stood when writing stopped: the ablation of test-time learning. With
+``memory = False`` there is no memory at all: the window alone (the ablation of the memory).
 """
 
 from __future__ import annotations
