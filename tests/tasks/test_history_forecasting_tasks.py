@@ -91,3 +91,10 @@ def test_the_saved_model_predicts_from_the_whole_file_and_evaluates_as_the_run(
     # The saved scaler is float32, the run's float64: the scaled inputs differ by rounding.
     assert scores["mse"] == pytest.approx(titans["mse"], rel=1e-4)
     assert model.surprise(tmp_path / "head.csv").shape[:2] == (7, rows // 16)
+
+
+def test_a_stretch_of_part_of_a_patch_is_refused_before_anything_runs(tmp_path):
+    task = load_task("tasks/history_etth1.toml", {"training.stretch": 100})
+    with pytest.raises(ValueError, match=r"training.stretch = 100 is not a multiple of model"):
+        run(task, tmp_path)
+    assert not (tmp_path / task.name).exists()

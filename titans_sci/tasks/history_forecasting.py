@@ -54,6 +54,12 @@ class HistoryForecasting(SeriesKind):
     undefined: dict[str, str] = {}
 
     def __init__(self, task: HistoryForecastTask) -> None:
+        p, stretch = task.model.patch_len, task.training.stretch
+        if stretch < p or stretch % p:
+            raise ValueError(
+                f"training.stretch = {stretch} is not a multiple of model.patch_len = {p}: a "
+                "stretch is whole patches of the stream"
+            )
         self.task = task
         self.table, self.rule, self.file = task_series(task)  # read and checked
         self.protocol = (
