@@ -342,7 +342,7 @@ class Forecaster:
         row, column = int(bad[0][0]) + offset, int(bad[0][1])
         name = self.columns[column]
         stamp = f" ({table.timestamps[row]})" if len(table.timestamps) > row else ""
-        value = table.values[row, table.columns.index(name)]
+        value = float(table.values[row, table.columns.index(name)])
         raise ValueError(
             f"{table.source}: column {name!r}, data row {row + 1}{stamp}: {value!r} is {what} "
             f"({len(bad)} such value(s))"
