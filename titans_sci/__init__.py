@@ -14,8 +14,9 @@ __all__ = ["__version__", "load"]
 
 def load(path: str | Path):
     """A trained model saved by titans-sci (a folder with ``model.safetensors`` and
-    ``model.json``): a ``SequenceClassifier`` or ``Forecaster`` with ``predict`` and
-    ``surprise`` (see :mod:`titans_sci.api`)."""
+    ``model.json``): a ``SequenceClassifier``, a ``Forecaster`` or a
+    ``WholeHistoryForecaster`` (a ``Forecaster`` that streams the whole series) with
+    ``predict`` and ``surprise`` (see :mod:`titans_sci.api`)."""
     from titans_sci.api import load as load_model
 
     return load_model(path)
