@@ -73,3 +73,35 @@ def test_bad_origins_and_stretches_are_refused(series):
         score_history(model, series, torch.arange(VAL, END - H), freeze_at=VAL + 1)
     with pytest.raises(ValueError, match="multiple of patch_len"):
         fit_history(model, series, TRAIN, torch.arange(TRAIN, VAL), TrainConfig(), 0, stretch=100)
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(series, tmp_path):
+    """Stopped after its second epoch's checkpoint and resumed, training by stretches ends on
+    the weights of an uninterrupted run (each epoch starts the stream afresh, so the carried
+    state needs no checkpoint)."""
+    from titans_sci.history import Stretches
+    from titans_sci.train import Trainer
+
+    config = TrainConfig(epochs=4, lr=3e-3)
+
+    def trained(directory, stop_after=None, resume=False):
+        model = make()
+        stretches = Stretches(model, series, TRAIN, 128)
+        calls = []
+
+        def score() -> float:
+            calls.append(1)
+            if stop_after is not None and len(calls) > stop_after:
+                raise KeyboardInterrupt
+            return -score_history(model, series, torch.arange(TRAIN, VAL - H + 1)).mse
+
+        Trainer(model, config, 1, directory).fit(stretches.batches, stretches.loss, score, resume)
+        return model.state_dict()
+
+    whole = trained(tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        trained(tmp_path / "cut", stop_after=2)
+    resumed = trained(tmp_path / "cut", resume=True)
+    assert any(not torch.equal(value, make().state_dict()[key]) for key, value in whole.items())
+    for key, value in whole.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
