@@ -107,7 +107,8 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
         "frozen_mse": frozen and frozen.mse, "frozen_mae": frozen and frozen.mae,
         "origins": writes.origins, "epochs": len(result.dev_scores),
         "best_epoch": result.best_epoch + 1, "seconds": seconds,
-        "budget": f"window {setting.window}, dim {DIM}, depth {DEPTH}, patch {p}, stretch "
+        "budget": f"window {setting.window}, stages window then memory, dim {DIM}, depth "
+                  f"{DEPTH}, patch {p}, stretch "
                   f"{STRETCH_PATCHES * p} steps, "
                   f"<= {TRAINING.epochs} epochs (patience {TRAINING.patience}), AdamW lr "
                   f"{TRAINING.lr}, wd {TRAINING.weight_decay}, clip {TRAINING.clip_norm}, "
@@ -174,16 +175,18 @@ def render(store: dict[str, dict]) -> str:
         "Written by `benchmarks/bench_history.py`. HistoryForecaster: a Titans memory streams "
         "every step before the origin (patches, running normalisation, the state carried over "
         "train, validation and test in order) beside a linear map and an MLP of the last `L` "
-        "steps. Same scaler, horizons and test origins as the lookback table in "
-        "`forecasting.md` (every stride-1 test window's origin). `writes`: the memory keeps "
-        "writing through validation and test; `frozen`: the same model, its memory frozen at "
-        "the end of the training range; `window only`: the same model without a memory (its "
-        "own setting chosen on validation); `titans lookback 96`: the task file's lookback-96 "
-        "Titans forecaster (`forecast_*.toml`, today's best row) trained in this run; DLinear "
-        "and PatchTST: GluonTS' models trained as in `forecasting.md`, their context chosen "
-        "from 96/336/720 on validation MSE (seed 1). The window `L` and the dropout are chosen "
-        "per row on mean validation MSE over seeds, never on test. Mean +- std over seeds; "
-        "budgets below.",
+        "steps; trained in two stages, the window's linear map first, then the memory's branch "
+        "(each with its epochs, patience and selection on validation). The first design, trained "
+        "jointly: `forecasting_history_joint_2026-12-06.md`. Same scaler, horizons and test "
+        "origins as the lookback table in `forecasting.md` (every stride-1 test window's origin)."
+        " `writes`: the memory keeps writing through validation and test; `frozen`: the same "
+        "model, its memory frozen at the end of the training range; `window only`: the same model"
+        " without a memory (its own setting chosen on validation); `titans lookback 96`: the task"
+        " file's lookback-96 Titans forecaster (`forecast_*.toml`, today's best row) trained in "
+        "this run; DLinear and PatchTST: GluonTS' models trained as in `forecasting.md`, their "
+        "context chosen from 96/336/720 on validation MSE (seed 1). The window `L` and the "
+        "dropout are chosen per row on mean validation MSE over seeds, never on test. Mean +- std"
+        " over seeds; budgets below.",
         "",
         "| data set | horizon | chosen (memory) | seeds | val MSE | test MSE / MAE writes | "
         "test MSE / MAE frozen | window only (chosen) | titans lookback 96 | dlinear (chosen) | "

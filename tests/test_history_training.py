@@ -105,3 +105,34 @@ def test_an_interrupted_training_resumes_to_the_same_weights(series, tmp_path):
     assert any(not torch.equal(value, make().state_dict()[key]) for key, value in whole.items())
     for key, value in whole.items():
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+
+def test_window_then_memory_trains_each_part_alone(series, tmp_path):
+    """The first stage moves the window's linear map only (the memory branch stays at its
+    zero start), the second the memory's branch only (the window path stays as the first
+    stage left it); each stage keeps its own checkpoint and selection on validation."""
+    from titans_sci.history import Stretches, fit_stages
+
+    model = make()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    stretches = Stretches(model, series, TRAIN, 128)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def score() -> float:
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return -score_history(model, series, torch.arange(TRAIN, VAL - H + 1)).mse
+
+    config = TrainConfig(epochs=2, lr=3e-3)
+    window, memory = fit_stages(model, stretches, config, 1, score, directory=tmp_path)
+    after_window = seen[1]  # the second epoch of the first stage
+    for key, value in after_window.items():
+        moved = not torch.equal(value, start[key])
+        assert moved == key.startswith("linear."), key
+    for key, value in seen[3].items():  # the second epoch of the second stage
+        if key.startswith("linear."):
+            assert torch.equal(value, model.state_dict()[key])
+    assert not torch.equal(model.memory_head[-1].weight, start["memory_head.2.weight"])
+    assert (tmp_path / "window" / "checkpoint.pt").exists()
+    assert (tmp_path / "memory" / "checkpoint.pt").exists()
+    assert all(p.requires_grad for p in model.parameters())  # restored after the stages
+    assert len(window.dev_scores) == len(memory.dev_scores) == 2

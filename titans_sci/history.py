@@ -14,8 +14,9 @@ frozen after, the memory writing all the way (or frozen too, for the ablation).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -28,9 +29,18 @@ from titans_sci.models.history_forecaster import (
     stream_forecasts,
     stretch_loss,
 )
-from titans_sci.train import TrainConfig, Trainer, TrainResult
+from titans_sci.train import TrainConfig, Trainer, TrainResult, only
 
-__all__ = ["HistoryScore", "Stretches", "fit_history", "read_through", "score_history"]
+__all__ = [
+    "STAGES",
+    "HistoryScore",
+    "Stretches",
+    "fit_history",
+    "fit_stages",
+    "read_through",
+    "score_history",
+    "training_stages",
+]
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,47 @@ class Stretches:
         return value
 
 
+#: How the forecaster's parameters are trained (see ``HistoryTraining.stages``).
+STAGES = ("window_then_memory", "joint")
+
+
+def training_stages(model: HistoryForecaster, stages: str) -> list[tuple[str, list]]:
+    """``(name, parameters)`` of each training stage: ``"window_then_memory"`` is the model's
+    own (:meth:`HistoryForecaster.stages`), ``"joint"`` one stage of every parameter (named
+    ``""``: its checkpoint goes in the directory itself)."""
+    if stages == "joint":
+        return [("", list(model.parameters()))]
+    if stages == "window_then_memory":
+        return model.stages()
+    raise ValueError(f"stages={stages!r}; expected one of {STAGES}")
+
+
+def fit_stages(
+    model: HistoryForecaster,
+    stretches: Stretches,
+    training: TrainConfig,
+    seed: int,
+    score_dev: Callable[[], float],
+    stages: str = "window_then_memory",
+    directory: str | os.PathLike[str] | None = None,
+    fingerprint: dict | None = None,
+    writes: bool = True,
+    resume: bool = False,
+) -> list[TrainResult]:
+    """Train ``model`` on ``stretches`` stage by stage (:func:`training_stages`), each stage a
+    :class:`~titans_sci.train.Trainer` of its own parameters alone, selecting on ``score_dev``
+    (its checkpoints in ``directory / <stage>``); a stage starts from the weights the one
+    before kept. The stages' results, in order."""
+    results = []
+    for name, parameters in training_stages(model, stages):
+        place = None if directory is None else Path(directory) / name
+        with only(model, parameters):
+            trainer = Trainer(model, training, seed, place, fingerprint=fingerprint or {},
+                              writes=writes)  # fmt: skip
+            results.append(trainer.fit(stretches.batches, stretches.loss, score_dev, resume))
+    return results
+
+
 def fit_history(
     model: HistoryForecaster,
     series: Tensor,
@@ -160,6 +211,7 @@ def fit_history(
     fingerprint: dict | None = None,
     writes: bool = True,
     resume: bool = False,
+    stages: str = "window_then_memory",
 ) -> TrainResult:
     """Train ``model`` on the first ``train_stop`` steps of ``series [B', T]`` and keep the
     epoch with the lowest MSE at ``val_origins`` (streamed from the first step with the
@@ -169,13 +221,14 @@ def fit_history(
     reach back; every origin whose memory features come from a stretch and whose horizon ends
     by ``train_stop`` is a target (see :class:`Stretches`). ``training.batch_size`` is not
     used (a batch is one stretch of every stream); ``directory``, ``fingerprint``, ``writes``
-    and ``resume`` are the :class:`~titans_sci.train.Trainer`'s."""
+    and ``resume`` are the :class:`~titans_sci.train.Trainer`'s; ``stages``: see
+    :func:`training_stages` (each stage runs ``training``'s epochs). The last stage's result."""
     stretches = Stretches(model, series, train_stop, stretch)
-    trainer = Trainer(
-        model, training, seed, directory, fingerprint=fingerprint or {}, writes=writes
-    )
 
     def score_dev() -> float:
         return -score_history(model, series, val_origins).mse
 
-    return trainer.fit(stretches.batches, stretches.loss, score_dev, resume)
+    results = fit_stages(
+        model, stretches, training, seed, score_dev, stages, directory, fingerprint, writes, resume
+    )
+    return results[-1]

@@ -26,7 +26,8 @@ import errno
 import math
 import os
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,9 +118,9 @@ class Trainer:
         if config.compile:
             model.compile()  # in place: state_dict and saving are the plain module's
         self.fingerprint = {"training": to_dict(config), "seed": seed, **(fingerprint or {})}
-        self.optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        # The parameters that require gradients: all of them, or a training stage's (``only``).
+        trained = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trained, lr=config.lr, weight_decay=config.weight_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.directory = None if directory is None else Path(directory)
         self.progress = progress
@@ -235,6 +236,21 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         return state["epochs_done"], DevSelection(**state["selection"]), state["train_losses"]
+
+
+@contextmanager
+def only(model: nn.Module, parameters: Iterable[nn.Parameter]) -> Iterator[None]:
+    """Within the block only ``parameters`` of ``model`` require gradients: a training stage
+    (a :class:`Trainer` made inside it optimises them alone); restored after."""
+    chosen = {id(p) for p in parameters}
+    before = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in before:
+        p.requires_grad_(id(p) in chosen)
+    try:
+        yield
+    finally:
+        for p, value in before:
+            p.requires_grad_(value)
 
 
 def _first_line(error: BaseException) -> str:

@@ -32,14 +32,14 @@ from gluonts.model.predictor import Predictor
 from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
-from titans_sci.history import Stretches
+from titans_sci.history import Stretches, fit_stages
 from titans_sci.modelfolder import load_module, save_model
 from titans_sci.models.history_forecaster import (
     HistoryForecaster,
     HistoryForecasterConfig,
     stream_forecasts,
 )
-from titans_sci.train import TrainConfig, Trainer
+from titans_sci.train import TrainConfig
 
 from .entries import item_name, observed_target, start_period, target_for_input
 
@@ -96,6 +96,9 @@ class TitansHistoryEstimator(Estimator):
             clipped to norm 1.
         stretch: steps of the streams per gradient step (a multiple of the model's
             ``patch_len``; None: 32 patches).
+        stages: ``"window_then_memory"`` (the window path, then the memory's branch, each
+            with ``training``'s epochs) or ``"joint"`` (see
+            :func:`~titans_sci.history.training_stages`).
         seed, device, directory, resume: as :class:`~titans_sci.gluonts.TitansEstimator`'s.
 
     ``train(training_data, validation_data=None)``: with validation data, the epoch with the
@@ -110,6 +113,7 @@ class TitansHistoryEstimator(Estimator):
         model: HistoryForecasterConfig | None = None,
         training: TrainConfig | None = None,
         stretch: int | None = None,
+        stages: str = "window_then_memory",
         seed: int = 0,
         device: str | torch.device = "cpu",
         directory: str | os.PathLike[str] | None = None,
@@ -127,6 +131,7 @@ class TitansHistoryEstimator(Estimator):
         self.model_config = replace(model, horizon=prediction_length, channels=1)
         self.training = training or TrainConfig(clip_norm=1.0)
         self.stretch = stretch or 32 * self.model_config.patch_len
+        self.stages = stages
         self.prediction_length, self.freq, self.seed = prediction_length, freq, seed
         self.device = torch.device(device)
         self.directory, self.resume = directory, resume
@@ -146,16 +151,15 @@ class TitansHistoryEstimator(Estimator):
             series, counts = train.values.to(self.device), train.counts.to(self.device)
             stretches = Stretches(model, series, series.shape[1], self.stretch, counts)
             fingerprint = {"config": self.model_config.to_dict(), "stretch": self.stretch}
-            trainer = Trainer(model, self.training, self.seed, self.directory,
-                              fingerprint=fingerprint)  # fmt: skip
-            epochs = iter(range(self.training.epochs))
+            calls = iter(range(10**9))
 
             def score_dev() -> float:
-                if val is None:  # keep the last epoch
-                    return float(next(epochs))
+                if val is None:  # keep each stage's last epoch
+                    return float(next(calls))
                 return -_last_horizon_mse(model, val, self.prediction_length)
 
-            trainer.fit(stretches.batches, stretches.loss, score_dev, self.resume)
+            fit_stages(model, stretches, self.training, self.seed, score_dev, self.stages,
+                       self.directory, fingerprint, resume=self.resume)  # fmt: skip
         return TitansHistoryPredictor(model.eval(), self.prediction_length, self.freq)
 
 

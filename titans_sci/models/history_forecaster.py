@@ -150,6 +150,19 @@ class HistoryForecaster(nn.Module):
             nn.Linear(self.feature_dim + config.lookback, dim), nn.GELU(), last
         )
 
+    def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """The training stages of "window, then memory": first the window's linear map alone
+        (the memory branch stays at zero), then the memory's branch (embedding, backbone and
+        MLP) on what the window path leaves, the window path fixed. Without a memory, the one
+        stage of every parameter."""
+        if self.backbone is None or self.embed is None:
+            return [("window", list(self.parameters()))]
+        memory = [*self.embed.parameters(), *self.backbone.parameters()]
+        return [
+            ("window", list(self.linear.parameters())),
+            ("memory", [*memory, *self.memory_head.parameters()]),
+        ]
+
     def initial_state(self, streams: int, like: Tensor) -> HistoryState:
         """The state before the first step of ``streams`` series."""
         zeros = torch.zeros(streams, dtype=torch.float64, device=like.device)

@@ -193,9 +193,13 @@ class HistoryTraining(TrainConfig):
     """:class:`~titans_sci.train.TrainConfig` for whole-history forecasting: ``stretch``
     steps of the training stream per gradient step (a multiple of the model's ``patch_len``;
     gradients reach back that far, the memory's state is carried across). ``batch_size`` is
-    not used: a batch is one stretch of every channel's stream."""
+    not used: a batch is one stretch of every channel's stream. ``stages``:
+    ``"window_then_memory"`` trains the window's linear map first (the memory branch at zero),
+    then the memory's branch with the window path fixed, each stage with its own epochs,
+    patience and selection on validation; ``"joint"`` trains everything at once."""
 
     stretch: int = 512
+    stages: Literal["window_then_memory", "joint"] = "window_then_memory"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from titans_sci import report
 from titans_sci.data.timeseries import Scaler, split_borders
-from titans_sci.history import HistoryScore, Stretches, score_history
+from titans_sci.history import HistoryScore, Stretches, score_history, training_stages
 from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
 from titans_sci.tasks.config import HistoryForecastTask
 from titans_sci.tasks.forecasting import SeriesKind, task_series
@@ -64,7 +64,8 @@ class HistoryForecasting(SeriesKind):
         self.table, self.rule, self.file = task_series(task)  # read and checked
         self.protocol = (
             f"chronological {self.rule} split, train-only scaler, the whole history streamed "
-            f"(recent window {task.model.lookback}), horizons {list(task.protocol.horizons)}, "
+            f"(recent window {task.model.lookback}), trained {task.training.stages}, horizons "
+            f"{list(task.protocol.horizons)}, "
             f"seeds {list(task.protocol.seeds)}; select on validation MSE, test MSE/MAE on "
             "scaled data at the origins of every stride-1 test window, the memory writing "
             "(mse, mae) and frozen at the end of training (frozen_mse, frozen_mae)"
@@ -98,6 +99,11 @@ class HistoryForecasting(SeriesKind):
             stretches = Stretches(model, data.series, data.train_stop, self.task.training.stretch)
             self._stretches = {key: stretches}  # one model trains at a time
         return self._stretches[key]
+
+    def stages(self, model: HistoryForecaster) -> list[tuple[str, list]]:
+        """``training.stages``: the window path, then the memory's branch; or every
+        parameter at once (see :func:`~titans_sci.history.training_stages`)."""
+        return training_stages(model, self.task.training.stages)
 
     def batches(self, unit: Unit, model: HistoryForecaster):
         return self._stretches_of(unit, model).batches

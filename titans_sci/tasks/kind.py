@@ -93,3 +93,9 @@ class TaskKind(Protocol[M]):
     def figures(self, model: M, unit: Unit, predictions: Any, folder: Path) -> dict[str, Path]:
         """The kind's report figures of the first Titans model, by caption."""
         ...
+
+
+#: Optional, beside the interface: ``stages(model) -> [(name, parameters), ...]``, the training
+#: stages of a model, trained in order, each a trainer of its parameters alone with its own
+#: selection on dev and its checkpoints in ``<model folder>/<name>`` (the runner trains every
+#: parameter in one stage where a kind has no ``stages``).

@@ -8,7 +8,8 @@ and its figures. The runner does the rest the same
 way for every kind::
 
     for unit in kind.units():
-        for each model: seed, build, train (select on dev, checkpoint, resume), test, save
+        for each model: seed, build, train (select on dev, checkpoint, resume; stage by stage
+                        where the kind has stages), test, save
         baselines
     results.json and runs.csv (written first), then report.md from what is in memory
 """
@@ -31,7 +32,7 @@ from titans_sci.modelfolder import save_model
 from titans_sci.tasks.config import TASK_KINDS, AnyTask
 from titans_sci.tasks.kind import TITANS, TaskKind, Unit
 from titans_sci.tasks.run_folder import RunFolder, write_csv, write_json
-from titans_sci.train import Trainer, TrainResult
+from titans_sci.train import Trainer, TrainResult, only
 from titans_sci.version import code_version
 
 
@@ -86,22 +87,27 @@ def run(
                 torch.manual_seed(unit.seed)  # each model's initialisation: the seed alone
                 model = build()
                 writes = distributed.is_main()  # under torchrun, process 0 writes
-                trainer = Trainer(model, task.training, unit.seed, place, progress, marks, writes)
-                trained = trainer.fit(
-                    kind.batches(unit, model),
-                    functools.partial(kind.loss, model),
-                    functools.partial(kind.score_dev, model, unit),
-                    resume,
-                )
+                epochs_run = 0
+                for stage, parameters in _stages(kind, model):
+                    with only(model, parameters):
+                        trainer = Trainer(model, task.training, unit.seed, place / stage,
+                                          progress, marks, writes)  # fmt: skip
+                        trained = trainer.fit(
+                            kind.batches(unit, model),
+                            functools.partial(kind.loss, model),
+                            functools.partial(kind.score_dev, model, unit),
+                            resume,
+                        )
+                    epochs_run += len(trained.dev_scores)
+                    curves["/".join(filter(None, (unit.folder, name, stage)))] = trained
                 metrics, predictions = kind.evaluate(model, unit)
                 metrics = {
                     **metrics,
                     "dev_score": trained.dev_scores[trained.best_epoch],
                     "best_epoch": trained.best_epoch + 1,
-                    "epochs_run": len(trained.dev_scores),
+                    "epochs_run": epochs_run,
                 }
                 rows.append({**unit.labels, "model": name, **metrics})
-                curves[f"{unit.folder}/{name}"] = trained
                 if name == TITANS:
                     meta = {"task": task.name, **kind.model_meta(unit), **unit.labels, **metrics}
                     if writes:
@@ -143,6 +149,14 @@ def _write_report(
     report.write_report(
         folder, result["task"]["name"], kind.format_summary(result).splitlines(), figures
     )
+
+
+def _stages(kind: TaskKind[Any], model: torch.nn.Module) -> list[tuple[str, list[Any]]]:
+    """The model's training stages, ``(name, parameters)`` in order: the kind's own
+    (``kind.stages(model)``, optional), else one stage of every parameter named ``""`` (its
+    checkpoint in the model's folder itself)."""
+    stages = getattr(kind, "stages", None)
+    return stages(model) if stages is not None else [("", list(model.parameters()))]
 
 
 def _notes(rows: list[dict[str, Any]], undefined: dict[str, str]) -> list[str]:
