@@ -189,8 +189,8 @@ def render(store: dict[str, dict]) -> str:
         " over seeds; budgets below.",
         "",
         "| data set | horizon | chosen (memory) | seeds | val MSE | test MSE / MAE writes | "
-        "test MSE / MAE frozen | window only (chosen) | titans lookback 96 | dlinear (chosen) | "
-        "patchtst (chosen) |",
+        "test MSE / MAE frozen | window only (chosen) | titans lookback 96 (ILI 36) | "
+        "dlinear (chosen) | patchtst (chosen) |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     groups: dict[tuple[str, int], dict[str, dict[str, list[dict]]]] = {}
