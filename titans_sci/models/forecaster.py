@@ -153,9 +153,7 @@ class TitansForecaster(nn.Module):
         """``x [B, L, C]`` -> (normalised x, loc ``[B, 1, C]``, scale ``[B, 1, C]``)."""
         if not self.config.instance_norm:
             return x, torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        loc = x.mean(dim=1, keepdim=True)
-        scale = (x.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
-        return (x - loc) / scale, loc, scale
+        return instance_norm(x)
 
     def _patches(self, x: Tensor) -> Tensor:
         """``x [B, L, C]`` -> patches ``[B', N, patch_len * width]`` (``B' = B*C`` in
@@ -285,6 +283,15 @@ class ChannelMixer(nn.Module):
         grouped = self.norm(h).reshape(-1, self.channels, length, dim)  # [B, C, N, D]
         mixed = self.mlp(grouped.movedim(1, -1)).movedim(-1, 1)  # MLP over C
         return h + mixed.reshape(rows, length, dim)
+
+
+def instance_norm(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """RevIN without affine over the time axis (dim 1) of ``x [B, L, ...]``: ``(normalised x,
+    loc [B, 1, ...], scale [B, 1, ...])``, the scale the standard deviation plus 1e-5 under the
+    root."""
+    loc = x.mean(dim=1, keepdim=True)
+    scale = (x.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
+    return (x - loc) / scale, loc, scale
 
 
 def _sequences(x: Tensor, per_channel: bool) -> Tensor:

@@ -47,6 +47,7 @@ from titans_sci.memory import recording_surprise
 from . import build_backbone
 from .backbones import BackboneState
 from .config import Backbone, LMMConfig
+from .forecaster import instance_norm
 
 __all__ = [
     "HistoryForecaster",
@@ -253,9 +254,7 @@ class HistoryForecaster(nn.Module):
             raise ValueError(
                 f"window has shape {tuple(window.shape)}; expected [N, {cfg.lookback}]"
             )
-        loc = window.mean(dim=1, keepdim=True)
-        scale = (window.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
-        normalised = (window - loc) / scale
+        normalised, loc, scale = instance_norm(window)
         if features is None:
             features = window.new_zeros(window.shape[0], self.feature_dim)
         memory = torch.cat([self.dropout(features), normalised], dim=1)
@@ -328,14 +327,13 @@ def stretch_loss(
         return series.new_zeros(()), state, 0
     patch = (origins - begin) // p - 1  # the last patch of the stretch ending by each origin
     window = windows_before(series, origins, cfg.lookback)  # [B', N, L]
-    target = series[:, origins[:, None] + torch.arange(cfg.horizon, device=series.device)]
-    picked = features[:, patch]  # [B', N, D]
-    forecast = model.forecast(picked.flatten(0, 1), window.flatten(0, 1))
+    forecast = _forecast(model, features[:, patch].flatten(0, 1), window)  # [B', N, H]
+    steps = origins[:, None] + torch.arange(cfg.horizon, device=series.device)  # [N, H]
+    target = series[:, steps]
     if counts is None:
-        return F.mse_loss(forecast, target.flatten(0, 1)), state, len(origins)
-    steps = origins[:, None] + torch.arange(cfg.horizon, device=series.device)
-    weight = counts[:, steps].flatten(0, 1).to(forecast.dtype)  # [B' * N, H]
-    error = torch.where(weight > 0, forecast - target.flatten(0, 1), 0.0)
+        return F.mse_loss(forecast, target), state, len(origins)
+    weight = counts[:, steps].to(forecast.dtype)  # [B', N, H]
+    error = torch.where(weight > 0, forecast - target, 0.0)
     return error.square().mul(weight).sum() / weight.sum().clamp_min(1), state, len(origins)
 
 
@@ -374,7 +372,7 @@ def stream_forecasts(
     if done:  # origins whose last complete patch is the state's
         chosen = origins[:done]
         window = windows_before(series, chosen, model.config.lookback)
-        features = None if state is None or state.features is None else state.features
+        features = None if state is None else state.features
         if features is not None:
             features = features[:, None].expand(-1, done, -1).flatten(0, 1)
         yield chosen, _forecast(model, features, window)
