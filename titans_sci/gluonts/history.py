@@ -18,6 +18,7 @@ Conventions (those of :mod:`titans_sci.gluonts` where not said):
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from gluonts.model.predictor import Predictor
 from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
+from titans_sci.data.timeseries import left_pad
 from titans_sci.history import Stretches, fit_stages
 from titans_sci.modelfolder import load_module, save_model
 from titans_sci.models.history_forecaster import (
@@ -62,21 +64,18 @@ class Streams:
 
 def streams(entries: list[dict[str, Any]], freq: str, first: int = 0) -> Streams:
     """The streams of ``entries`` (checked; their positions numbered from ``first``)."""
-    targets, masks = [], []
+    targets, masks, scales = [], [], []
     for index, entry in enumerate(entries, start=first):
         start_period(entry, index, freq)
         values, observed = observed_target(entry, index)
-        targets.append(target_for_input(values, observed))
+        target = target_for_input(values, observed)
+        targets.append(target)
         masks.append(observed)
+        scales.append(max(float(np.abs(target[observed]).mean()), 1e-6))
     longest = max(len(t) for t in targets)
-    values = np.zeros((len(targets), longest), dtype=np.float32)
-    counts = np.zeros((len(targets), longest), dtype=bool)
-    scale = np.ones(len(targets), dtype=np.float32)
-    for row, (target, observed) in enumerate(zip(targets, masks, strict=True)):
-        scale[row] = max(float(np.abs(target[observed]).mean()), 1e-6)
-        values[row] = target[0] / scale[row]
-        values[row, longest - len(target) :] = target / scale[row]
-        counts[row, longest - len(target) :] = observed
+    scale = np.array(scales, dtype=np.float32)
+    values = np.stack([left_pad(t, longest) for t in targets]) / scale[:, None]
+    counts = np.stack([left_pad(m, longest, fill=False) for m in masks])
     return Streams(
         torch.from_numpy(values), torch.from_numpy(counts), torch.from_numpy(scale),
         [len(t) for t in targets],
@@ -151,7 +150,7 @@ class TitansHistoryEstimator(Estimator):
             series, counts = train.values.to(self.device), train.counts.to(self.device)
             stretches = Stretches(model, series, series.shape[1], self.stretch, counts)
             fingerprint = {"config": self.model_config.to_dict(), "stretch": self.stretch}
-            calls = iter(range(10**9))
+            calls = itertools.count()
 
             def score_dev() -> float:
                 if val is None:  # keep each stage's last epoch
