@@ -26,6 +26,7 @@ from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import (
     ReadOptions,
+    TimeSeriesTable,
     WindowDataset,
     load_dataset,
     make_splits,
@@ -109,33 +110,17 @@ def evaluate_saved(
     config = model.model.config
     values: Tensor | np.ndarray
     if data is None:
-        name = _default_data(model)
-        table = load_dataset(name)
-        rule = load_manifest(name).split_rule
-        assert rule is not None  # load_manifest requires it of every time-series data set
+        name, table, rule = _bundled_series(model)
         values = make_splits(table, rule, config.lookback, config.horizon, scale=False).test.values
         source = f"{name} [test]"
     else:
         table = model.read(data, options)
         values, source = table.values, str(data)
-    missing = [c for c in model.columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{source}: no column(s) {missing}; the model needs them")
-    values = np.asarray(values, dtype=np.float32)[
-        :, [table.columns.index(c) for c in model.columns]
-    ]
-    scaled = _scaled(model, values, source)
+    scaled = _scaled(model, _model_columns(model, table, values, source), source)
     windows = WindowDataset(scaled, config.lookback, config.horizon, source)
     forecaster = model.model
     assert isinstance(forecaster, TitansForecaster)
-    metrics = evaluate_windows(forecaster.predict, windows)
-    for name, value in metrics.items():
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"{source}: the test {name.upper()} is {value}: the model's forecasts are not "
-                "finite there; is the data far outside what it was trained on?"
-            )
-    return {"n": len(windows), **metrics}
+    return {"n": len(windows), **_finite(evaluate_windows(forecaster.predict, windows), source)}
 
 
 def _evaluate_history(
@@ -146,36 +131,52 @@ def _evaluate_history(
     origin of a file with ``lookback`` rows before it and a whole horizon after it."""
     lookback, horizon = model.lookback, model.horizon
     if data is None:
-        name = _default_data(model)
-        table = load_dataset(name)
-        rule = load_manifest(name).split_rule
-        assert rule is not None  # load_manifest requires it of every time-series data set
+        name, table, rule = _bundled_series(model)
         test = split_borders(len(table.values), rule, lookback).test
         first, stop, source = test[0] + lookback, test[1], f"{name} [test origins]"
     else:
         table = model.read(data, options)
         first, stop, source = lookback, len(table), str(data)
-    missing = [c for c in model.columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{source}: no column(s) {missing}; the model needs them")
+    values = _model_columns(model, table, table.values, source)
     if stop - horizon < first:
         raise ValueError(
             f"{source}: {len(table)} rows leave no origin with {lookback} rows before it and "
             f"{horizon} after it"
         )
-    values = np.asarray(table.values, dtype=np.float32)[
-        :, [table.columns.index(c) for c in model.columns]
-    ]
     series = torch.from_numpy(_scaled(model, values, source)).T.contiguous()
     assert isinstance(model.model, HistoryForecaster)
     score = score_history(model.model, series, torch.arange(first, stop - horizon + 1))
-    for name, value in (("mse", score.mse), ("mae", score.mae)):
+    return {"n": score.origins, **_finite({"mse": score.mse, "mae": score.mae}, source)}
+
+
+def _bundled_series(model: Forecaster) -> tuple[str, TimeSeriesTable, str]:
+    """The bundled data set ``model`` was trained on: its name, series and split rule."""
+    name = _default_data(model)
+    rule = load_manifest(name).split_rule
+    assert rule is not None  # load_manifest requires it of every time-series data set
+    return name, load_dataset(name), rule
+
+
+def _model_columns(
+    model: Forecaster, table: TimeSeriesTable, values: Tensor | np.ndarray, source: str
+) -> np.ndarray:
+    """``values`` (rows of ``table``) in float32, the model's columns in its order, or a
+    ValueError naming the columns ``table`` lacks."""
+    missing = [c for c in model.columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source}: no column(s) {missing}; the model needs them")
+    return np.asarray(values, dtype=np.float32)[:, [table.columns.index(c) for c in model.columns]]
+
+
+def _finite(metrics: dict[str, float], source: str) -> dict[str, float]:
+    """``metrics``, or a FloatingPointError naming the first that is not finite."""
+    for name, value in metrics.items():
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"{source}: the test {name.upper()} is {value}: the model's forecasts are not "
                 "finite there; is the data far outside what it was trained on?"
             )
-    return {"n": score.origins, "mse": score.mse, "mae": score.mae}
+    return metrics
 
 
 def _scaled(model: Forecaster, values: np.ndarray, source: str) -> np.ndarray:
