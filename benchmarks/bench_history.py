@@ -24,7 +24,9 @@ import datetime
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +259,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     store_path = args.out / "forecasting_history.json"
+
+    def fill(key: str, measure: Callable[[], dict]) -> None:
+        """Measure the cell ``key`` unless the store holds it, then store it and redo the
+        table (so an interrupted run resumes where it stopped)."""
+        if store_path.exists() and key in json.loads(store_path.read_text()):
+            return
+        entry = measure()
+        save({key: entry}, store_path, args.out / "forecasting_history.md", render)
+        print(f"{key}: val {entry['val_mse']:.4f}, test {entry['test_mse']:.4f} "
+              f"({entry['seconds']:.0f} s)", flush=True)  # fmt: skip
+
     for path in args.tasks:
         task = load_task(path)
         assert isinstance(task, ForecastTask), f"{path}: not a forecasting task"
@@ -270,34 +283,15 @@ def main() -> None:
                     for dropout in args.dropouts if memory else args.dropouts[:1]:
                         setting = Setting(memory, window, dropout)
                         for seed in args.seeds:
-                            key = f"{name}|{horizon}|{setting.key}|{seed}"
-                            stored = (
-                                json.loads(store_path.read_text()) if store_path.exists() else {}
-                            )
-                            if key in stored:
-                                continue
-                            entry = cell(task, horizon, setting, seed, args.threads)
-                            table = args.out / "forecasting_history.md"
-                            save({key: entry}, store_path, table, render)
-                            print(f"{key}: val {entry['val_mse']:.4f} ({entry['seconds']:.0f} s)",
-                                  flush=True)  # fmt: skip
+                            measure = partial(cell, task, horizon, setting, seed, args.threads)
+                            fill(f"{name}|{horizon}|{setting.key}|{seed}", measure)
             for seed in args.lookback96_seeds:
-                key = f"{name}|{horizon}|{LOOKBACK_96}|L{lookback}|d0|{seed}"
-                stored = json.loads(store_path.read_text()) if store_path.exists() else {}
-                if key not in stored:
-                    entry = lookback96_cell(path, horizon, seed, args.threads)
-                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
-                    print(f"{key}: test {entry['test_mse']:.4f}", flush=True)
+                measure = partial(lookback96_cell, path, horizon, seed, args.threads)
+                fill(f"{name}|{horizon}|{LOOKBACK_96}|L{lookback}|d0|{seed}", measure)
             for peer in args.peers:
                 for window in windows:
-                    key = f"{name}|{horizon}|{peer}|L{window}|d0|1"
-                    stored = json.loads(store_path.read_text()) if store_path.exists() else {}
-                    if key in stored:
-                        continue
-                    entry = peer_cell(task, peer, horizon, window, args)
-                    save({key: entry}, store_path, args.out / "forecasting_history.md", render)
-                    print(f"{key}: val {entry['val_mse']:.4f} ({entry['seconds']:.0f} s)",
-                          flush=True)  # fmt: skip
+                    measure = partial(peer_cell, task, peer, horizon, window, args)
+                    fill(f"{name}|{horizon}|{peer}|L{window}|d0|1", measure)
 
 
 if __name__ == "__main__":
