@@ -70,7 +70,7 @@ class HistoryForecasting(SeriesKind):
             "scaled data at the origins of every stride-1 test window, the memory writing "
             "(mse, mae) and frozen at the end of training (frozen_mse, frozen_mae)"
         )
-        self._stretches: dict[int, Stretches] = {}
+        self._stretches: Stretches | None = None
 
     def units(self) -> Iterator[Unit]:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
@@ -92,24 +92,20 @@ class HistoryForecasting(SeriesKind):
         config = self.unit_model(unit)
         return {TITANS: lambda: HistoryForecaster(config)}
 
-    def _stretches_of(self, unit: Unit, model: HistoryForecaster) -> Stretches:
-        data: HistorySplits = unit.data
-        key = id(model)
-        if key not in self._stretches:
-            stretches = Stretches(model, data.series, data.train_stop, self.task.training.stretch)
-            self._stretches = {key: stretches}  # one model trains at a time
-        return self._stretches[key]
-
     def stages(self, model: HistoryForecaster) -> list[tuple[str, list]]:
         """``training.stages``: the window path, then the memory's branch; or every
         parameter at once (see :func:`~titans_sci.history.training_stages`)."""
         return training_stages(model, self.task.training.stages)
 
     def batches(self, unit: Unit, model: HistoryForecaster):
-        return self._stretches_of(unit, model).batches
+        data: HistorySplits = unit.data
+        # One model trains at a time: its loss reads the stretches (and state) made here.
+        self._stretches = Stretches(model, data.series, data.train_stop, self.task.training.stretch)
+        return self._stretches.batches
 
     def loss(self, model: HistoryForecaster, batch: tuple[int, int]) -> Tensor:
-        return self._stretches[id(model)].loss(batch)
+        assert self._stretches is not None and self._stretches.model is model
+        return self._stretches.loss(batch)
 
     def score_dev(self, model: HistoryForecaster, unit: Unit) -> float:
         return -score_history(model, unit.data.series, unit.data.val).mse
