@@ -15,6 +15,7 @@ from gluonts.model.predictor import Predictor
 
 from titans_sci.data.timeseries import load_m4
 from titans_sci.gluonts import TitansHistoryEstimator, TitansHistoryPredictor
+from titans_sci.gluonts.history import series_scale
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import LMMConfig
 from titans_sci.models.history_forecaster import HistoryForecasterConfig
@@ -77,3 +78,39 @@ def test_it_serializes_as_a_model_folder_and_reloads_to_the_bit(trained, tmp_pat
     for a, b in zip(predictor.predict(data), loaded.predict(data), strict=True):
         np.testing.assert_array_equal(a.samples, b.samples)
         assert a.start_date == b.start_date
+
+
+def test_a_series_is_scaled_by_its_seasonal_error_with_fallbacks():
+    every = np.ones(6, dtype=bool)
+    ramp = np.array([0.0, 1.0, 4.0, 9.0, 16.0, 25.0])  # differences 2 apart: 4, 8, 12, 16
+    assert series_scale(ramp, every, 2, "seasonal") == pytest.approx(10.0)
+    assert series_scale(ramp, every, 2, "mean") == pytest.approx(55 / 6)
+    gap = ramp.copy()
+    gap[3] = np.nan  # the pairs with a missing end are left out: 4 and 12 remain
+    assert series_scale(gap, np.isfinite(gap), 2, "seasonal") == pytest.approx(8.0)
+    assert series_scale(ramp[:2], every[:2], 24, "seasonal") == 1.0  # shorter than a season: lag 1
+    periodic = np.array([3.0, -1.0, 3.0, -1.0])  # no seasonal error: the mean absolute value
+    assert series_scale(periodic, every[:4], 2, "seasonal") == pytest.approx(2.0)
+    assert series_scale(np.zeros(4), every[:4], 2, "seasonal") == 1.0
+    with pytest.raises(ValueError, match="scaling='std'"):
+        TitansHistoryEstimator(H, "h", scaling="std")
+
+
+def test_a_predictor_saved_before_scaling_existed_reloads_with_its_mean_scaling(
+    trained, tmp_path: Path
+):
+    series, predictor = trained
+    assert predictor.scaling == "seasonal"
+    predictor.serialize(tmp_path)
+    path = tmp_path / "model" / "model.json"
+    saved = json.loads(path.read_text())
+    del saved["meta"]["predictor"]["scaling"]
+    path.write_text(json.dumps(saved))
+    loaded = Predictor.deserialize(tmp_path)
+    assert loaded.scaling == "mean"
+    mean = TitansHistoryPredictor(predictor.model, H, "h", scaling="mean")
+    data = _data(series, H)
+    for a, b, c in zip(loaded.predict(data), mean.predict(data), predictor.predict(data),
+                       strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a.samples, b.samples)
+        assert not np.array_equal(a.samples, c.samples)
