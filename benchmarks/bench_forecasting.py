@@ -417,11 +417,16 @@ def m4_hourly(models: list[str], args: argparse.Namespace) -> Iterator[tuple[str
             yield f"m4/hourly|{model}|{cost}|seed{seed}", entry
 
 
+#: Steps per gradient step of the whole-history model on M4 (4 patches of 24): chosen on the
+#: validation MASE of the training parts' last 48 steps over 768 (20 epochs: 1.66 vs 2.09).
+M4_HISTORY_STRETCH = 96
+
+
 def _m4_batches(model: str, series: list[dict], args) -> int:
     """Batches per epoch: ``--m4-batches`` of 32 windows, or for the whole-history model the
-    stretches of 768 steps one pass over the longest series takes."""
+    stretches one pass over the longest series takes."""
     if model == "titans history":
-        return -(-max(len(s["target"]) for s in series) // 768)
+        return -(-max(len(s["target"]) for s in series) // M4_HISTORY_STRETCH)
     return args.m4_batches
 
 
@@ -453,10 +458,11 @@ def _m4_predictor(model: str, seed: int, train, horizon: int, freq: str, args):
         )  # fmt: skip
         training = TrainConfig(epochs=args.epochs, lr=1e-3, clip_norm=1.0)
         history = TitansHistoryEstimator(horizon, freq, model=config, training=training,
-                                         stretch=32 * 24, seed=seed)  # fmt: skip
+                                         stretch=M4_HISTORY_STRETCH, seed=seed)  # fmt: skip
         budget = (
-            f"{args.epochs} epochs of one pass (stretches of 768 steps of every series), "
-            f"window {args.m4_context}, patch 24, dim 64, depth 2, seed {seed}"
+            f"{args.epochs} epochs of one pass per stage, window then memory (stretches of "
+            f"{M4_HISTORY_STRETCH} steps of every series; each series scaled by its seasonal "
+            f"error), window {args.m4_context}, patch 24, dim 64, depth 2, seed {seed}"
         )
         return history.train(train), budget
     if model == "titans lmm":
