@@ -7,7 +7,10 @@ seed and dropout (streamed over the training range, the memory carried; the epoc
 validation MSE), then score the test origins in one streaming pass:
 
 - ``writes``: the memory keeps writing through validation and test (test-time learning);
-- ``frozen``: the same model with its memory frozen at the end of the training range.
+- ``frozen``: the same model with its memory frozen at the end of the training range;
+- ``never writes``: at the memory model's chosen setting, the same model trained and scored
+  with its memory never writing (the ablation of the memory itself: what is left is the
+  stream's running statistics read through the rest of the backbone).
 
 The dropout is chosen per data set and horizon on the mean validation MSE over seeds, never on
 test. Each cell (data set, horizon, dropout, seed) is stored as it finishes in
@@ -36,6 +39,7 @@ from store import save
 
 from titans_sci.data.timeseries import Scaler, split_borders
 from titans_sci.history import fit_history, score_history
+from titans_sci.layers import memory_writes
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import LMMConfig
 from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
@@ -51,18 +55,29 @@ TASKS = [f"tasks/forecast_{n}.toml" for n in ("etth1", "etth2", "ettm1", "weathe
 
 @dataclass(frozen=True)
 class Setting:
-    """What is chosen on validation (``window``, ``dropout``) and the ablation (``memory``)."""
+    """What is chosen on validation (``window``, ``dropout``) and the ablations: ``memory``
+    (False: the window alone) and ``writes`` (False: the memory never writes, in training or
+    after, so what the stream adds is its running statistics read through the backbone's
+    projections, convolution and MLPs, not anything the memory learns)."""
 
     memory: bool
     window: int
     dropout: float
+    writes: bool = True
+
+    @property
+    def kind(self) -> str:
+        if not self.memory:
+            return "window only"
+        return "memory" if self.writes else NEVER_WRITES
 
     @property
     def key(self) -> str:
-        return f"{'memory' if self.memory else 'window only'}|L{self.window}|d{self.dropout:g}"
+        return f"{self.kind}|L{self.window}|d{self.dropout:g}"
 
 
 #: The entrants beside the whole-history model, in the table's order.
+NEVER_WRITES = "never writes"
 LOOKBACK_96 = "titans lookback 96"
 PEERS = ("dlinear", "patchtst")
 
@@ -99,17 +114,22 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
     torch.manual_seed(seed)
     model = HistoryForecaster(config)
     began = time.perf_counter()
-    result = fit_history(model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p)
-    seconds = time.perf_counter() - began
-    writes = score_history(model, series, test)
-    frozen = score_history(model, series, test, freeze_at=stop) if setting.memory else None
+    with memory_writes(model, setting.writes):
+        result = fit_history(model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p)
+        seconds = time.perf_counter() - began
+        writes = score_history(model, series, test)
+    frozen = None
+    if setting.memory and setting.writes:
+        frozen = score_history(model, series, test, freeze_at=stop)
     return {
         "val_mse": -result.dev_scores[result.best_epoch],
         "test_mse": writes.mse, "test_mae": writes.mae,
         "frozen_mse": frozen and frozen.mse, "frozen_mae": frozen and frozen.mae,
         "origins": writes.origins, "epochs": len(result.dev_scores),
         "best_epoch": result.best_epoch + 1, "seconds": seconds,
-        "budget": f"window {setting.window}, stages window then memory, dim {DIM}, depth "
+        "budget": f"window {setting.window}, "
+                  f"{'' if setting.writes else 'the memory never writing, '}"
+                  f"stages window then memory, dim {DIM}, depth "
                   f"{DEPTH}, patch {p}, stretch "
                   f"{STRETCH_PATCHES * p} steps, "
                   f"<= {TRAINING.epochs} epochs (patience {TRAINING.patience}), AdamW lr "
@@ -167,6 +187,21 @@ def peer_cell(task: ForecastTask, peer: str, horizon: int, window: int, args) ->
     }  # fmt: skip
 
 
+def _chosen_memory_setting(store_path: Path, prefix: str) -> Setting | None:
+    """The memory model's setting with the lowest mean validation MSE among the stored cells
+    under ``prefix`` (``"<data set>|<horizon>|"``), or None if there are none."""
+    store = json.loads(store_path.read_text()) if store_path.exists() else {}
+    scores: dict[tuple[int, float], list[float]] = {}
+    for key, entry in store.items():
+        if key.startswith(prefix + "memory|"):
+            _, _, _, window, dropout, _ = key.split("|")
+            scores.setdefault((int(window[1:]), float(dropout[1:])), []).append(entry["val_mse"])
+    if not scores:
+        return None
+    window, dropout = min(scores, key=lambda s: statistics.mean(scores[s]))
+    return Setting(True, window, dropout)
+
+
 def render(store: dict[str, dict]) -> str:
     """The whole-history table: per data set and horizon, the setting chosen on validation
     (mean over seeds) of the model with its memory and of the window-only ablation, with their
@@ -182,7 +217,11 @@ def render(store: dict[str, dict]) -> str:
         "jointly: `forecasting_history_joint_2026-12-06.md`. Same scaler, horizons and test "
         "origins as the lookback table in `forecasting.md` (every stride-1 test window's origin)."
         " `writes`: the memory keeps writing through validation and test; `frozen`: the same "
-        "model, its memory frozen at the end of the training range; `window only`: the same model"
+        "model, its memory frozen at the end of the training range; `never writes`: the same "
+        "model at the memory's chosen setting, trained and scored with its memory never "
+        "writing (what is left is the stream's running statistics read through the backbone's "
+        "projections, convolution and MLPs: the ablation of the memory itself); `window only`: "
+        "the same model"
         " without a memory (its own setting chosen on validation); `titans lookback 96`: the task"
         " file's lookback-96 Titans forecaster (`forecast_*.toml`, today's best row) trained in "
         "this run; DLinear and PatchTST: GluonTS' models trained as in `forecasting.md`, their "
@@ -191,9 +230,9 @@ def render(store: dict[str, dict]) -> str:
         " over seeds; budgets below.",
         "",
         "| data set | horizon | chosen (memory) | seeds | val MSE | test MSE / MAE writes | "
-        "test MSE / MAE frozen | window only (chosen) | titans lookback 96 (ILI 36) | "
-        "dlinear (chosen) | patchtst (chosen) |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "test MSE / MAE frozen | never writes | window only (chosen) | titans lookback 96 "
+        "(ILI 36) | dlinear (chosen) | patchtst (chosen) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     groups: dict[tuple[str, int], dict[str, dict[str, list[dict]]]] = {}
     for key, entry in store.items():
@@ -218,7 +257,7 @@ def render(store: dict[str, dict]) -> str:
         setting, entries = chosen(kinds.get(kind))
         if not entries:
             return "-"
-        where = "" if kind == LOOKBACK_96 else f" ({setting.split()[0]})"
+        where = "" if kind in (LOOKBACK_96, NEVER_WRITES) else f" ({setting.split()[0]})"
         return f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')}{where}"
 
     for (name, horizon), kinds in sorted(groups.items()):
@@ -227,7 +266,9 @@ def render(store: dict[str, dict]) -> str:
             f"| {name} | {horizon} | {setting} | {len(entries)} | {stat(entries, 'val_mse')} | "
             f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')} | "
             f"{stat(entries, 'frozen_mse')} / {stat(entries, 'frozen_mae')} | "
-            + " | ".join(other(kinds, k) for k in ("window only", LOOKBACK_96, *PEERS))
+            + " | ".join(
+                other(kinds, k) for k in (NEVER_WRITES, "window only", LOOKBACK_96, *PEERS)
+            )
             + " |"
         )
     lines += ["", "## Cells", ""]
@@ -285,6 +326,11 @@ def main() -> None:
                         for seed in args.seeds:
                             measure = partial(cell, task, horizon, setting, seed, args.threads)
                             fill(f"{name}|{horizon}|{setting.key}|{seed}", measure)
+            chosen = _chosen_memory_setting(store_path, f"{name}|{horizon}|")
+            for seed in args.seeds if chosen else []:
+                setting = Setting(True, chosen.window, chosen.dropout, writes=False)
+                measure = partial(cell, task, horizon, setting, seed, args.threads)
+                fill(f"{name}|{horizon}|{setting.key}|{seed}", measure)
             for seed in args.lookback96_seeds:
                 measure = partial(lookback96_cell, path, horizon, seed, args.threads)
                 fill(f"{name}|{horizon}|{LOOKBACK_96}|L{lookback}|d0|{seed}", measure)
