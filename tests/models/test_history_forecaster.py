@@ -220,3 +220,16 @@ def test_without_the_memory_the_forecast_reads_the_window_alone(series):
     assert torch.equal(after, before)
     with pytest.raises(ValueError, match="no memory"):
         model.surprise(series)
+
+
+def test_the_window_only_ablation_trains_in_the_stages_of_the_model_it_ablates():
+    """Both train the window's linear map first; then the memory model its memory's branch,
+    the window-only model the same MLP alone: the two differ only by the memory. Each
+    parameter is in exactly one stage."""
+    for memory, second in ((True, "memory"), (False, "head")):
+        model = make(memory=memory)
+        stages = model.stages()
+        assert [name for name, _ in stages] == ["window", second]
+        assert {id(p) for p in stages[0][1]} == {id(p) for p in model.linear.parameters()}
+        staged = [id(p) for _, params in stages for p in params]
+        assert sorted(staged) == sorted(id(p) for p in model.parameters())

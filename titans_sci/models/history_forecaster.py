@@ -154,15 +154,14 @@ class HistoryForecaster(nn.Module):
     def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
         """The training stages of "window, then memory": first the window's linear map alone
         (the memory branch stays at zero), then the memory's branch (embedding, backbone and
-        MLP) on what the window path leaves, the window path fixed. Without a memory, the one
-        stage of every parameter."""
+        MLP) on what the window path leaves, the window path fixed. Without a memory the same
+        two stages, the second the MLP alone (``"head"``), so the window-only ablation is
+        trained as the model it ablates and differs from it only by the memory."""
+        window = ("window", list(self.linear.parameters()))
         if self.backbone is None or self.embed is None:
-            return [("window", list(self.parameters()))]
+            return [window, ("head", list(self.memory_head.parameters()))]
         memory = [*self.embed.parameters(), *self.backbone.parameters()]
-        return [
-            ("window", list(self.linear.parameters())),
-            ("memory", [*memory, *self.memory_head.parameters()]),
-        ]
+        return [window, ("memory", [*memory, *self.memory_head.parameters()])]
 
     def initial_state(self, streams: int, like: Tensor) -> HistoryState:
         """The state before the first step of ``streams`` series."""
