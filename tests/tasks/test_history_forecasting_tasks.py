@@ -63,6 +63,17 @@ def test_the_run_reports_the_writing_and_the_frozen_memory(history_run):
     assert "memory's surprise along the whole stream" in (folder / "report.md").read_text()
 
 
+def test_a_window_only_run_reports_no_frozen_memory(tmp_path):
+    """``model.memory = false``: nothing to freeze, so no frozen metrics, and the run and its
+    report complete."""
+    task = load_task("tasks/history_etth1.toml", {**SMALL, "model.memory": False})
+    result = run(task, tmp_path)
+    (titans,) = [r for r in result["runs"] if r["model"] == "titans"]
+    assert {"mse", "mae"} <= set(titans) and "frozen_mse" not in titans
+    assert set(result["summary"]["titans"]["average"]) == {"mse", "mae"}
+    assert (tmp_path / task.name / "report.md").exists()
+
+
 def test_the_saved_model_predicts_from_the_whole_file_and_evaluates_as_the_run(
     history_run, tmp_path
 ):

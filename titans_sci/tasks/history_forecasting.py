@@ -113,11 +113,11 @@ class HistoryForecasting(SeriesKind):
     def evaluate(self, model: HistoryForecaster, unit: Unit) -> tuple[dict[str, Any], None]:
         data: HistorySplits = unit.data
         writes = score_history(model, data.series, data.test)
-        frozen = score_history(model, data.series, data.test, freeze_at=data.train_stop)
-        return {
-            "mse": writes.mse, "mae": writes.mae,
-            "frozen_mse": frozen.mse, "frozen_mae": frozen.mae,
-        }, None  # fmt: skip
+        metrics = {"mse": writes.mse, "mae": writes.mae}
+        if model.config.memory:  # without a memory there is nothing to freeze
+            frozen = score_history(model, data.series, data.test, freeze_at=data.train_stop)
+            metrics.update(frozen_mse=frozen.mse, frozen_mae=frozen.mae)
+        return metrics, None
 
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         horizon = unit.labels["horizon"]
