@@ -1,0 +1,43 @@
+"""The whole-history benchmark's table: each row's setting chosen on mean validation MSE over
+seeds (never on test), and the never-writes ablation placed at the memory model's choice."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from bench_history import Setting, _chosen_memory_setting, render  # noqa: E402
+
+
+def entry(val: float, test: float, frozen: float | None = None) -> dict:
+    return {"val_mse": val, "test_mse": test, "test_mae": test / 2, "frozen_mse": frozen,
+            "frozen_mae": None if frozen is None else frozen / 2, "origins": 10, "epochs": 3,
+            "best_epoch": 1, "seconds": 1.0, "budget": "b", "machine": "m", "date": "d",
+            "code": {}}  # fmt: skip
+
+
+def test_the_choice_is_on_mean_validation_and_never_writes_sits_at_it(tmp_path: Path):
+    store = {
+        # L96 has the lowest test MSE but the higher mean validation MSE: L336 is chosen.
+        "ett/ETTh2|96|memory|L96|d0.1|1": entry(0.30, 0.10, 0.11),
+        "ett/ETTh2|96|memory|L96|d0.1|2": entry(0.20, 0.10, 0.11),
+        "ett/ETTh2|96|memory|L336|d0.3|1": entry(0.24, 0.40, 0.41),
+        "ett/ETTh2|96|memory|L336|d0.3|2": entry(0.24, 0.20, 0.21),
+        "ett/ETTh1|96|memory|L96|d0.1|1": entry(0.10, 0.90, 0.90),
+    }
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(store))
+    assert _chosen_memory_setting(path, "ett/ETTh2|96|") == Setting(True, 336, 0.3)
+    assert _chosen_memory_setting(path, "ett/ETTh1|192|") is None
+    store["ett/ETTh2|96|never writes|L336|d0.3|1"] = entry(0.5, 0.6)
+    assert Setting(True, 336, 0.3, writes=False).key == "never writes|L336|d0.3"
+    (row,) = [line for line in render(store).splitlines() if line.startswith("| ett/ETTh2")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:4] == ["L336 d0.3", "2"]
+    assert cells[5] == "0.300 +- 0.141 / 0.150 +- 0.071"  # writes: the chosen setting's seeds
+    assert cells[6] == "0.310 +- 0.141 / 0.155 +- 0.071"  # frozen
+    assert cells[7] == "0.600 +- 0.000 / 0.300 +- 0.000"  # never writes
+    assert cells[8:] == ["-"] * 4  # no window-only, lookback-96 or peer cells yet
