@@ -129,8 +129,7 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
         "best_epoch": result.best_epoch + 1, "seconds": seconds,
         "budget": f"window {setting.window}, "
                   f"{'' if setting.writes else 'the memory never writing, '}"
-                  f"stages window then memory, dim {DIM}, depth "
-                  f"{DEPTH}, patch {p}, stretch "
+                  f"stages window then memory, dim {DIM}, depth {DEPTH}, patch {p}, stretch "
                   f"{STRETCH_PATCHES * p} steps, "
                   f"<= {TRAINING.epochs} epochs (patience {TRAINING.patience}), AdamW lr "
                   f"{TRAINING.lr}, wd {TRAINING.weight_decay}, clip {TRAINING.clip_norm}, "

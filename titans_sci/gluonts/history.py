@@ -105,8 +105,7 @@ def streams(
     for index, entry in enumerate(entries, start=first):
         start_period(entry, index, freq)
         values, observed = observed_target(entry, index)
-        target = target_for_input(values, observed)
-        targets.append(target)
+        targets.append(target_for_input(values, observed))
         masks.append(observed)
         scales.append(series_scale(values, observed, season, scaling))
     longest = max(len(t) for t in targets)
