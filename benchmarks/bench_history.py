@@ -80,6 +80,9 @@ class Setting:
 NEVER_WRITES = "never writes"
 LOOKBACK_96 = "titans lookback 96"
 PEERS = ("dlinear", "patchtst")
+#: What ``--entrants`` picks from: the memory model, its window-only and never-writes
+#: ablations, the lookback-96 Titans forecaster and the GluonTS peers.
+ENTRANTS = ("memory", "window", "never", "lookback96", "peers")
 
 #: The budget, fixed before any run: the backbone, the stretch and the training.
 DIM, DEPTH, HEADS, HEAD_DIM, CHUNK = 64, 2, 4, 16, 16
@@ -297,10 +300,19 @@ def main() -> None:
     )
     parser.add_argument("--peer-epochs", type=int, default=30)
     parser.add_argument("--lookback96-seeds", type=int, nargs="*", default=[1])
+    parser.add_argument(
+        "--entrants",
+        nargs="+",
+        choices=ENTRANTS,
+        default=list(ENTRANTS),
+        help="which entrants to run (default: all; e.g. the peers alone, which do not depend on "
+        "the history model's code)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     store_path = args.out / "forecasting_history.json"
+    run = set(args.entrants)
 
     def fill(key: str, measure: Callable[[], dict]) -> None:
         """Measure the cell ``key`` unless the store holds it, then store it and redo the
@@ -319,7 +331,8 @@ def main() -> None:
         lookback = task.model.lookback
         windows = args.windows or ([96, 336, 720] if lookback >= 96 else [lookback])
         for horizon in args.horizons or task.protocol.horizons:
-            for memory in (True, False):
+            kinds = [m for m, name in ((True, "memory"), (False, "window")) if name in run]
+            for memory in kinds:
                 for window in windows:
                     # Without a memory the dropout has nothing to act on: one value.
                     for dropout in args.dropouts if memory else args.dropouts[:1]:
@@ -328,14 +341,14 @@ def main() -> None:
                             measure = partial(cell, task, horizon, setting, seed, args.threads)
                             fill(f"{name}|{horizon}|{setting.key}|{seed}", measure)
             chosen = _chosen_memory_setting(store_path, f"{name}|{horizon}|")
-            for seed in args.seeds if chosen else []:
+            for seed in args.seeds if chosen and "never" in run else []:
                 setting = Setting(True, chosen.window, chosen.dropout, writes=False)
                 measure = partial(cell, task, horizon, setting, seed, args.threads)
                 fill(f"{name}|{horizon}|{setting.key}|{seed}", measure)
-            for seed in args.lookback96_seeds:
+            for seed in args.lookback96_seeds if "lookback96" in run else []:
                 measure = partial(lookback96_cell, path, horizon, seed, args.threads)
                 fill(f"{name}|{horizon}|{LOOKBACK_96}|L{lookback}|d0|{seed}", measure)
-            for peer in args.peers:
+            for peer in args.peers if "peers" in run else []:
                 for window in windows:
                     measure = partial(peer_cell, task, peer, horizon, window, args)
                     fill(f"{name}|{horizon}|{peer}|L{window}|d0|1", measure)
