@@ -233,3 +233,39 @@ def test_the_window_only_ablation_trains_in_the_stages_of_the_model_it_ablates()
         assert {id(p) for p in stages[0][1]} == {id(p) for p in model.linear.parameters()}
         staged = [id(p) for _, params in stages for p in params]
         assert sorted(staged) == sorted(id(p) for p in model.parameters())
+
+
+def test_a_silent_memory_branch_is_not_read_and_changes_nothing(series, monkeypatch):
+    """While the memory branch's output layer is zero and frozen (the first training stage)
+    the model is silent: the stream is not read, and the losses, the window's gradients and the
+    forecasts are those of reading it. A weight of the layer set, it reads again."""
+    model = make()
+    last = model.memory_head[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+    origins = torch.arange(P + 5, 600 - H + 1, 7)
+
+    def measured():
+        model.zero_grad()
+        first, state, n = stretch_loss(model, series, 0, 10 * P, None, stop=600)
+        second, _, m = stretch_loss(model, series, 10 * P, 25 * P + 3, state.detach(), stop=600)
+        (first + second).backward()
+        grad = model.linear.weight.grad
+        assert grad is not None and bool(grad.abs().sum() > 0)
+        return first, second, n, m, grad.clone(), forecasts(model, series, origins, piece=50)
+
+    assert not model.silent
+    reading = measured()
+    last.requires_grad_(False)
+    assert model.silent
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a silent model read its stream")
+
+    monkeypatch.setattr(model, "read", unread)
+    silent = measured()
+    for got, expected in zip(silent, reading, strict=True):
+        torch.testing.assert_close(got, expected)
+    with torch.no_grad():
+        last.weight[0, 0] = 1e-3
+    assert not model.silent

@@ -163,6 +163,20 @@ class HistoryForecaster(nn.Module):
         memory = [*self.embed.parameters(), *self.backbone.parameters()]
         return [window, ("memory", [*memory, *self.memory_head.parameters()])]
 
+    @property
+    def silent(self) -> bool:
+        """True when what the stream gives cannot change any forecast or gradient: there is no
+        memory (its features are zeros), or the memory branch's output layer is zero and frozen
+        (the first training stage: the branch adds exactly zero, and nothing in it learns).
+        Then :func:`stretch_loss` and :func:`stream_forecasts` do not read the stream (the
+        same forecasts, losses and gradients, at the window's cost alone)."""
+        if self.backbone is None:
+            return True
+        last = self.memory_head[-1]
+        return not any(q.requires_grad for q in last.parameters()) and all(
+            not q.any() for q in last.parameters()
+        )
+
     def initial_state(self, streams: int, like: Tensor) -> HistoryState:
         """The state before the first step of ``streams`` series."""
         zeros = torch.zeros(streams, dtype=torch.float64, device=like.device)
@@ -310,7 +324,8 @@ def stretch_loss(
     ``begin + patch_len ..= end + patch_len - 1``, the features of the last patch ending at or
     before each) and whose horizon ends by ``stop``; the loss is the MSE over all of them, every
     stream and step alike. Gradients reach back to ``begin`` only (the caller detaches the
-    state between stretches).
+    state between stretches). While the model is :attr:`~HistoryForecaster.silent` nothing is
+    read, and the state comes back as given (a fresh one for None).
 
     ``counts`` (``[B', T]`` bool, optional): which steps count as targets (observed, and not
     padding before a stream's start); the loss is then the mean over the counted target steps
@@ -318,15 +333,21 @@ def stretch_loss(
     """
     cfg = model.config
     p = cfg.patch_len
-    features, state = model.read(series[:, begin:end], state)  # [B', K, D]
-    k = features.shape[1]
+    features: Tensor | None = None
+    if model.silent:  # what the stream gives changes nothing: do not read it
+        k = ((0 if state is None else state.pending.shape[1]) + end - begin) // p
+        state = state or model.initial_state(series.shape[0], series)
+    else:
+        features, state = model.read(series[:, begin:end], state)  # [B', K, D]
+        k = features.shape[1]
     origins = torch.arange(begin + p, begin + (k + 1) * p, device=series.device)
     origins = origins[origins + cfg.horizon <= stop]
     if len(origins) == 0:
         return series.new_zeros(()), state, 0
     patch = (origins - begin) // p - 1  # the last patch of the stretch ending by each origin
     window = windows_before(series, origins, cfg.lookback)  # [B', N, L]
-    forecast = _forecast(model, features[:, patch].flatten(0, 1), window)  # [B', N, H]
+    picked = None if features is None else features[:, patch].flatten(0, 1)
+    forecast = _forecast(model, picked, window)  # [B', N, H]
     steps = origins[:, None] + torch.arange(cfg.horizon, device=series.device)  # [N, H]
     target = series[:, steps]
     if counts is None:
@@ -353,7 +374,9 @@ def stream_forecasts(
     of ``piece`` steps after ``state`` (None: from the first step; else the state after the
     first ``state.steps`` steps of ``series``, and no origin before its last complete patch).
     Yields them piece by piece; what a forecast reads is only what is before its origin,
-    and the pass holds one piece of features at a time, whatever ``T``."""
+    and the pass holds one piece of features at a time, whatever ``T`` (a
+    :attr:`~HistoryForecaster.silent` model's, ``piece`` origins' windows at a time, the
+    stream unread)."""
     p = model.config.patch_len
     if len(origins) and (origins[0] < 1 or origins[-1] > series.shape[1]):
         raise ValueError(f"origins run from {int(origins[0])} to {int(origins[-1])}; expected "
@@ -367,6 +390,12 @@ def stream_forecasts(
             f"origin {int(origins[0])} is before the state's last complete patch (it has read "
             f"{start} steps); stream from an earlier state"
         )
+    if model.silent:  # the forecasts read their windows alone: the stream is not read
+        lookback = model.config.lookback
+        for first in range(0, len(origins), piece):
+            chosen = origins[first : first + piece]
+            yield chosen, _forecast(model, None, windows_before(series, chosen, lookback))
+        return
     done = int(torch.searchsorted(origins, torch.tensor((patch + 1) * p, device=origins.device)))
     if done:  # origins whose last complete patch is the state's
         chosen = origins[:done]
