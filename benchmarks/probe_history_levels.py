@@ -1,0 +1,64 @@
+"""Probe (issue 38): where the whole-history model's validation gain comes from.
+
+The memory's tokens are each patch normalised by the stream's running mean and standard
+deviation, joined by that running mean and log standard deviation (the level). This probe
+trains the model of ``bench_history.py`` at a row's chosen setting twice per seed, as it is and
+with those two level inputs set to zero (the normalised patches still read), and prints their
+validation and test MSE beside the stored window-only cells. A probe, not a table entrant: run
+by hand, its output quoted in the README.
+
+    .venv/bin/python benchmarks/probe_history_levels.py tasks/forecast_etth1.toml 96 336 0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import bench_history as bench
+from torch import Tensor
+
+from titans_sci.models.history_forecaster import HistoryForecaster, HistoryState
+from titans_sci.tasks.config import load_task
+
+
+def without_levels(self: HistoryForecaster, patches: Tensor, state: HistoryState):
+    """``HistoryForecaster._tokens`` with the running mean and log std (the last two inputs)
+    zeroed."""
+    tokens, sums = LEVELLED(self, patches, state)
+    return tokens.index_fill(-1, tokens.new_tensor([-2, -1]).long() % tokens.shape[-1], 0), sums
+
+
+LEVELLED = HistoryForecaster._tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("horizon", type=int)
+    parser.add_argument("window", type=int)
+    parser.add_argument("dropout", type=float)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--store", type=Path, default=bench.RESULTS / "forecasting_history.json")
+    args = parser.parse_args()
+    task = load_task(args.task)
+    setting = bench.Setting(True, args.window, args.dropout)
+    stored = json.loads(args.store.read_text())
+    rows = {"with the level": [bench.cell(task, args.horizon, setting, s, 1) for s in args.seeds]}
+    HistoryForecaster._tokens = without_levels  # type: ignore[method-assign]
+    rows["without the level"] = [bench.cell(task, args.horizon, setting, s, 1) for s in args.seeds]
+    prefix = f"{task.data.dataset}|{args.horizon}|"
+    window = [f"{prefix}window only|L{args.window}|d0.1|{s}" for s in args.seeds]
+    rows["window only (stored)"] = [stored[key] for key in window if key in stored]
+    print(f"{prefix}L{args.window} d{args.dropout:g}, seeds {args.seeds}, mean +- std")
+    for name, cells in rows.items():
+        for field in ("val_mse", "test_mse"):
+            values = [c[field] for c in cells]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            print(f"  {name:20s} {field}: {statistics.mean(values):.3f} +- {spread:.3f}")
+
+
+if __name__ == "__main__":
+    main()
