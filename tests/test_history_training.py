@@ -9,6 +9,7 @@ import torch
 
 from titans_sci.data.timeseries import load_dataset
 from titans_sci.history import fit_history, read_through, score_history
+from titans_sci.layers import memory_writes
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import LMMConfig
 from titans_sci.models.history_forecaster import (
@@ -30,11 +31,11 @@ def series() -> torch.Tensor:
     return ((values - train.mean(1, keepdim=True)) / train.std(1, keepdim=True)).contiguous()
 
 
-def make() -> HistoryForecaster:
+def make(**kw) -> HistoryForecaster:
     torch.manual_seed(0)
     backbone = LMMConfig(dim=16, depth=1, memory=MEMORY)
     config = HistoryForecasterConfig(horizon=H, channels=3, lookback=48, patch_len=8,
-                                     backbone=backbone)  # fmt: skip
+                                     backbone=backbone, **kw)  # fmt: skip
     return HistoryForecaster(config)
 
 
@@ -136,3 +137,36 @@ def test_window_then_memory_trains_each_part_alone(series, tmp_path):
     assert (tmp_path / "memory" / "checkpoint.pt").exists()
     assert all(p.requires_grad for p in model.parameters())  # restored after the stages
     assert len(window.dev_scores) == len(memory.dev_scores) == 2
+
+
+def test_the_first_stage_is_shared_by_every_setting_and_a_later_stage_starts_alike(series):
+    """The window's linear map starts from the seed alone and its stage trains it alike
+    whatever the dropout, the memory or its writes; given those weights, starting at the
+    second stage gives the weights of the whole run (its dropout draws are the stage's own)."""
+    from titans_sci.history import Stretches, fit_stages
+
+    val = torch.arange(TRAIN, VAL - H + 1)
+    config = TrainConfig(epochs=2, lr=3e-3)
+
+    def trained(model, first=0, writes=True):
+        stretches = Stretches(model, series, TRAIN, 128)
+
+        def score() -> float:
+            return -score_history(model, series, val).mse
+
+        with memory_writes(model, writes):
+            fit_stages(model, stretches, config, 1, score, first=first)
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    whole = trained(make(dropout=0.3))
+    maps = [trained(make(dropout=d, memory=m), first=0, writes=w)
+            for d, m, w in ((0.1, True, True), (0.0, False, True), (0.3, True, False))]  # fmt: skip
+    for other in maps:
+        for key in ("linear.weight", "linear.bias"):
+            torch.testing.assert_close(other[key], whole[key], rtol=0, atol=0)
+    assert not torch.equal(whole["linear.weight"], make().state_dict()["linear.weight"])
+    model = make(dropout=0.3)
+    model.linear.load_state_dict({"weight": whole["linear.weight"], "bias": whole["linear.bias"]})
+    resumed = trained(model, first=1)
+    for key, value in whole.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)

@@ -29,7 +29,7 @@ from titans_sci.models.history_forecaster import (
     stream_forecasts,
     stretch_loss,
 )
-from titans_sci.train import TrainConfig, Trainer, TrainResult, only
+from titans_sci.train import TrainConfig, Trainer, TrainResult, only, seed_stage
 
 __all__ = [
     "STAGES",
@@ -184,13 +184,20 @@ def fit_stages(
     fingerprint: dict | None = None,
     writes: bool = True,
     resume: bool = False,
+    first: int = 0,
 ) -> list[TrainResult]:
     """Train ``model`` on ``stretches`` stage by stage (:func:`training_stages`), each stage a
     :class:`~titans_sci.train.Trainer` of its own parameters alone, selecting on ``score_dev``
     (its checkpoints in ``directory / <stage>``); a stage starts from the weights the one
-    before kept. The stages' results, in order."""
+    before kept, and from the second on its dropout draws depend on ``seed`` and the stage
+    alone (:func:`~titans_sci.train.seed_stage`). ``first``: the stage to start at, those
+    before it taken as trained (their parameters as ``model`` holds them: a stage's result
+    shared by models that train it alike). The trained stages' results, in order."""
     results = []
-    for name, parameters in training_stages(model, stages):
+    for index, (name, parameters) in enumerate(training_stages(model, stages)):
+        if index < first:
+            continue
+        seed_stage(seed, index)
         place = None if directory is None else Path(directory) / name
         with only(model, parameters):
             trainer = Trainer(model, training, seed, place, fingerprint=fingerprint or {},

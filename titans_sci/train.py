@@ -238,6 +238,16 @@ class Trainer:
         return state["epochs_done"], DevSelection(**state["selection"]), state["train_losses"]
 
 
+def seed_stage(seed: int, index: int) -> None:
+    """Seed torch's global generator (dropout's) for training stage ``index`` of a run seeded
+    ``seed``. From the second stage on, its draws depend on the seed and the stage alone, not
+    on how many the stages before made: a run resumed after a finished stage, or given a
+    stage's weights trained elsewhere, goes on as the run that trained it. The first stage
+    keeps the generator as the model's initialisation left it."""
+    if index:
+        torch.manual_seed(seed + 104_729 * index)
+
+
 @contextmanager
 def only(model: nn.Module, parameters: Iterable[nn.Parameter]) -> Iterator[None]:
     """Within the block only ``parameters`` of ``model`` require gradients: a training stage

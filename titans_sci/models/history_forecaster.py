@@ -138,12 +138,15 @@ class HistoryForecaster(nn.Module):
         super().__init__()
         self.config = config
         dim = config.backbone.dim
+        # First, so that its initialisation depends on the seed alone, whatever else the model
+        # holds: the first training stage (this map alone) is then the same for every dropout,
+        # and for the window-only ablation.
+        self.linear = nn.Linear(config.lookback, config.horizon)
         #: The width of the memory's features (0 without a memory).
         self.feature_dim = dim if config.memory else 0
         self.embed = nn.Linear(config.patch_len + 2, dim) if config.memory else None
         self.backbone = build_backbone(config.backbone) if config.memory else None
         self.dropout = nn.Dropout(config.dropout)
-        self.linear = nn.Linear(config.lookback, config.horizon)
         last = nn.Linear(dim, config.horizon)
         nn.init.zeros_(last.weight)  # the forecast starts as the window's linear map
         nn.init.zeros_(last.bias)

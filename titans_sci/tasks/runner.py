@@ -32,7 +32,7 @@ from titans_sci.modelfolder import save_model
 from titans_sci.tasks.config import TASK_KINDS, AnyTask
 from titans_sci.tasks.kind import TITANS, TaskKind, Unit
 from titans_sci.tasks.run_folder import RunFolder, write_csv, write_json
-from titans_sci.train import Trainer, TrainResult, only
+from titans_sci.train import Trainer, TrainResult, only, seed_stage
 from titans_sci.version import code_version
 
 
@@ -88,7 +88,8 @@ def run(
                 model = build()
                 writes = distributed.is_main()  # under torchrun, process 0 writes
                 epochs_run = 0
-                for stage, parameters in _stages(kind, model):
+                for index, (stage, parameters) in enumerate(_stages(kind, model)):
+                    seed_stage(unit.seed, index)
                     with only(model, parameters):
                         trainer = Trainer(model, task.training, unit.seed, place / stage,
                                           progress, marks, writes)  # fmt: skip
