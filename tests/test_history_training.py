@@ -170,3 +170,21 @@ def test_the_first_stage_is_shared_by_every_setting_and_a_later_stage_starts_ali
     resumed = trained(model, first=1)
     for key, value in whole.items():
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+
+def test_a_silent_model_trains_on_the_same_stretches_in_a_random_order(series):
+    """The first stage (nothing streamed) takes an epoch's stretches shuffled: the same
+    stretches, each with the loss it has in time order (no state is carried between them)."""
+    from titans_sci.history import Stretches
+    from titans_sci.train import only
+
+    model = make()
+    stretches = Stretches(model, series, TRAIN, 128)
+    ordered = list(stretches.batches(0, torch.Generator().manual_seed(5)))
+    assert ordered == sorted(ordered)
+    with only(model, list(model.linear.parameters())), torch.no_grad():
+        assert model.silent
+        shuffled = list(stretches.batches(0, torch.Generator().manual_seed(5)))
+        assert shuffled != ordered and sorted(shuffled) == ordered
+        losses = [{b: float(stretches.loss(b)) for b in order} for order in (ordered, shuffled)]
+    assert losses[0] == losses[1]
