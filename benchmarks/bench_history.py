@@ -39,7 +39,7 @@ from machine import describe
 from store import save
 
 from titans_sci.data.timeseries import Scaler, split_borders
-from titans_sci.history import Stretches, fit_stages, score_history
+from titans_sci.history import fit_history, score_history
 from titans_sci.layers import memory_writes
 from titans_sci.memory import MemoryConfig
 from titans_sci.models import LMMConfig
@@ -120,11 +120,6 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = HistoryForecaster(config)
-    stretches = Stretches(model, series, stop, STRETCH_PATCHES * p)
-
-    def score_dev() -> float:
-        return -score_history(model, series, val).mse
-
     # The first stage trains the window's linear map alone, from an initialisation that
     # depends on the seed alone: every setting of one window and seed trains it alike, so it
     # is trained once and shared (FIRST_STAGES).
@@ -133,15 +128,15 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
         model.linear.load_state_dict(FIRST_STAGES[shared])
     began = time.perf_counter()
     with memory_writes(model, setting.writes):
-        results = fit_stages(
-            model, stretches, TRAINING, seed, score_dev, first=int(shared in FIRST_STAGES)
+        first = int(shared in FIRST_STAGES)  # 1: start at the second stage
+        result = fit_history(
+            model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p, first=first
         )
         seconds = time.perf_counter() - began
         writes = score_history(model, series, test)
     if shared not in FIRST_STAGES:
         FIRST_STAGES[shared] = copy.deepcopy(model.linear.state_dict())
         # the map as the first stage left it: the second does not train it
-    result = results[-1]
     frozen = None
     if setting.memory and setting.writes:
         frozen = score_history(model, series, test, freeze_at=stop)

@@ -23,15 +23,16 @@ from torch import Tensor
 from titans_sci.models.history_forecaster import HistoryForecaster, HistoryState
 from titans_sci.tasks.config import load_task
 
+LEVELLED = HistoryForecaster._tokens
+
 
 def without_levels(self: HistoryForecaster, patches: Tensor, state: HistoryState):
     """``HistoryForecaster._tokens`` with the running mean and log std (the last two inputs)
     zeroed."""
     tokens, sums = LEVELLED(self, patches, state)
-    return tokens.index_fill(-1, tokens.new_tensor([-2, -1]).long() % tokens.shape[-1], 0), sums
-
-
-LEVELLED = HistoryForecaster._tokens
+    tokens = tokens.clone()
+    tokens[..., -2:] = 0
+    return tokens, sums
 
 
 def main() -> None:

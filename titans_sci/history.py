@@ -227,6 +227,7 @@ def fit_history(
     writes: bool = True,
     resume: bool = False,
     stages: str = "window_then_memory",
+    first: int = 0,
 ) -> TrainResult:
     """Train ``model`` on the first ``train_stop`` steps of ``series [B', T]`` and keep the
     epoch with the lowest MSE at ``val_origins`` (streamed from the first step with the
@@ -237,13 +238,24 @@ def fit_history(
     by ``train_stop`` is a target (see :class:`Stretches`). ``training.batch_size`` is not
     used (a batch is one stretch of every stream); ``directory``, ``fingerprint``, ``writes``
     and ``resume`` are the :class:`~titans_sci.train.Trainer`'s; ``stages``: see
-    :func:`training_stages` (each stage runs ``training``'s epochs). The last stage's result."""
+    :func:`training_stages` (each stage runs ``training``'s epochs); ``first``: see
+    :func:`fit_stages`. The last stage's result."""
     stretches = Stretches(model, series, train_stop, stretch)
 
     def score_dev() -> float:
         return -score_history(model, series, val_origins).mse
 
     results = fit_stages(
-        model, stretches, training, seed, score_dev, stages, directory, fingerprint, writes, resume
+        model,
+        stretches,
+        training,
+        seed,
+        score_dev,
+        stages,
+        directory,
+        fingerprint,
+        writes,
+        resume,
+        first,
     )
     return results[-1]

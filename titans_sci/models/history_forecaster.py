@@ -339,7 +339,8 @@ def stretch_loss(
     features: Tensor | None = None
     if model.silent:  # what the stream gives changes nothing: do not read it
         k = ((0 if state is None else state.pending.shape[1]) + end - begin) // p
-        state = state or model.initial_state(series.shape[0], series)
+        if state is None:
+            state = model.initial_state(series.shape[0], series)
     else:
         features, state = model.read(series[:, begin:end], state)  # [B', K, D]
         k = features.shape[1]
