@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from bench_history import Setting, _chosen_memory_setting, render  # noqa: E402
+from bench_history import Setting, _chosen_memory_setting, render, windows_for  # noqa: E402
 
 
 def entry(val: float, test: float, frozen: float | None = None) -> dict:
@@ -41,3 +41,27 @@ def test_the_choice_is_on_mean_validation_and_never_writes_sits_at_it(tmp_path: 
     assert cells[6] == "0.310 +- 0.141 / 0.155 +- 0.071"  # frozen
     assert cells[7] == "0.600 +- 0.000 / 0.300 +- 0.000"  # never writes
     assert cells[8:] == ["-"] * 4  # no window-only, lookback-96 or peer cells yet
+
+
+def test_never_writes_at_another_setting_is_not_shown():
+    """After the memory model's choice moves (a wider window grid), the never-writes cells at
+    the old choice are not its ablation: the row shows none, though their validation is lower."""
+    store = {
+        "illness|24|memory|L36|d0.1|1": entry(0.30, 2.5, 2.4),
+        "illness|24|memory|L104|d0.3|1": entry(0.25, 2.2, 2.3),
+        "illness|24|never writes|L36|d0.1|1": entry(0.10, 3.0),
+    }
+    (row,) = [line for line in render(store).splitlines() if line.startswith("| illness")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2] == "L104 d0.3"
+    assert cells[7] == "-"
+    store["illness|24|never writes|L104|d0.3|1"] = entry(0.40, 2.6)
+    (row,) = [line for line in render(store).splitlines() if line.startswith("| illness")]
+    assert [cell.strip() for cell in row.strip("|").split("|")][
+        7
+    ] == "2.600 +- 0.000 / 1.300 +- 0.000"
+
+
+def test_short_lookbacks_choose_among_a_year_and_two():
+    assert windows_for(96) == [96, 336, 720]
+    assert windows_for(36) == [36, 52, 104]
