@@ -9,7 +9,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from bench_history import Setting, _chosen_memory_setting, render, windows_for  # noqa: E402
+from bench_history import (  # noqa: E402
+    Setting,
+    _chosen_memory_setting,
+    grid,
+    render,
+    windows_for,
+)
 
 
 def entry(val: float, test: float, frozen: float | None = None) -> dict:
@@ -65,3 +71,22 @@ def test_never_writes_at_another_setting_is_not_shown():
 def test_short_lookbacks_choose_among_a_year_and_two():
     assert windows_for(96) == [96, 336, 720]
     assert windows_for(36) == [36, 52, 104]
+
+
+def test_longer_horizons_train_the_first_horizons_choice_alone(tmp_path: Path):
+    """Past the first horizon only the setting chosen there on validation is trained (per
+    entrant); the full grid where the first horizon has no cells of that entrant."""
+    store = {
+        "ett/ETTh1|96|memory|L96|d0.1|1": entry(0.30, 0.1),
+        "ett/ETTh1|96|memory|L336|d0.3|1": entry(0.20, 0.9),
+        "ett/ETTh1|96|dlinear|L720|d0|1": entry(0.50, 0.9),
+        "ett/ETTh1|96|dlinear|L96|d0|1": entry(0.60, 0.1),
+    }
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(store))
+    full = [(96, 0.1), (96, 0.3), (336, 0.1), (336, 0.3)]
+    assert grid(path, "ett/ETTh1", 96, 96, "memory", full) == full
+    assert grid(path, "ett/ETTh1", 192, 96, "memory", full) == [(336, 0.3)]
+    assert grid(path, "ett/ETTh1", 720, 96, "dlinear", [(96, 0.0), (720, 0.0)]) == [(720, 0.0)]
+    assert grid(path, "ett/ETTh1", 192, 96, "window only", full) == full
+    assert grid(path, "ett/ETTh2", 192, 96, "memory", full) == full
