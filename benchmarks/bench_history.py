@@ -247,6 +247,29 @@ def grid(
     return full if chosen is None else [chosen]
 
 
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of the probes that retrain one row's setting (``probe_history_*.py``):
+    the task file, horizon, window and dropout, the seeds and the store they compare with."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("task")
+    parser.add_argument("horizon", type=int)
+    parser.add_argument("window", type=int)
+    parser.add_argument("dropout", type=float)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--store", type=Path, default=RESULTS / "forecasting_history.json")
+    return parser
+
+
+def print_probe(rows: dict[str, list[dict]]) -> None:
+    """A probe's rows of cells: validation and test MSE, mean +- std over the cells."""
+    for name, cells in rows.items():
+        for field in ("val_mse", "test_mse"):
+            values = [c[field] for c in cells]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            print(f"  {name} (n={len(cells)}) {field}: {statistics.mean(values):.4f} +- "
+                  f"{spread:.4f}", flush=True)  # fmt: skip
+
+
 def render(store: dict[str, dict]) -> str:
     """The whole-history table: per data set and horizon, the setting chosen on validation
     (mean over seeds) of the model with its memory and of the window-only ablation, with their

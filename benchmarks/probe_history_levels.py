@@ -12,10 +12,7 @@ by hand, its output quoted in the README.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-from pathlib import Path
 
 import bench_history as bench
 from torch import Tensor
@@ -36,14 +33,7 @@ def without_levels(self: HistoryForecaster, patches: Tensor, state: HistoryState
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task")
-    parser.add_argument("horizon", type=int)
-    parser.add_argument("window", type=int)
-    parser.add_argument("dropout", type=float)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--store", type=Path, default=bench.RESULTS / "forecasting_history.json")
-    args = parser.parse_args()
+    args = bench.probe_parser(__doc__.splitlines()[0]).parse_args()
     task = load_task(args.task)
     setting = bench.Setting(True, args.window, args.dropout)
     stored = json.loads(args.store.read_text())
@@ -54,11 +44,7 @@ def main() -> None:
     window = [f"{prefix}window only|L{args.window}|d0.1|{s}" for s in args.seeds]
     rows["window only (stored)"] = [stored[key] for key in window if key in stored]
     print(f"{prefix}L{args.window} d{args.dropout:g}, seeds {args.seeds}, mean +- std")
-    for name, cells in rows.items():
-        for field in ("val_mse", "test_mse"):
-            values = [c[field] for c in cells]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            print(f"  {name:20s} {field}: {statistics.mean(values):.3f} +- {spread:.3f}")
+    bench.print_probe(rows)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,8 @@ hand, its output quoted in the README.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import statistics
-from pathlib import Path
 
 import bench_history as bench
 from torch import Tensor, nn
@@ -43,14 +40,8 @@ class TitansWindow(nn.Module):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task")
-    parser.add_argument("horizon", type=int)
-    parser.add_argument("window", type=int)
-    parser.add_argument("dropout", type=float)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser = bench.probe_parser(__doc__.splitlines()[0])
     parser.add_argument("--stretch", type=int, default=8, help="patches per stretch")
-    parser.add_argument("--store", type=Path, default=bench.RESULTS / "forecasting_history.json")
     args = parser.parse_args()
     task = load_task(args.task)
     assert isinstance(task, ForecastTask), f"{args.task}: not a forecasting task"
@@ -77,13 +68,7 @@ def main() -> None:
     rows["the task file's forecaster alone (stored, lookback-96 column)"] = reference
     print(f"{prefix}L{args.window} d{args.dropout:g}, stretch {args.stretch} patches, seeds "
           f"{args.seeds}, mean +- std")  # fmt: skip
-    for name, cells in rows.items():
-        line = []
-        for field in ("val_mse", "test_mse"):
-            values = [c[field] for c in cells]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            line.append(f"{field} {statistics.mean(values):.4f} +- {spread:.4f}")
-        print(f"  {name} (n={len(cells)}): {', '.join(line)}", flush=True)
+    bench.print_probe(rows)
 
 
 if __name__ == "__main__":
