@@ -63,9 +63,8 @@ def test_never_writes_at_another_setting_is_not_shown():
     assert cells[7] == "-"
     store["illness|24|never writes|L104|d0.3|1"] = entry(0.40, 2.6)
     (row,) = [line for line in render(store).splitlines() if line.startswith("| illness")]
-    assert [cell.strip() for cell in row.strip("|").split("|")][
-        7
-    ] == "2.600 +- 0.000 / 1.300 +- 0.000"
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[7] == "2.600 +- 0.000 / 1.300 +- 0.000"
 
 
 def test_short_lookbacks_choose_among_a_year_and_two():
