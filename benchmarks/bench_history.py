@@ -48,7 +48,7 @@ from titans_sci.models import LMMConfig
 from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
 from titans_sci.tasks.config import ForecastTask, load_task
 from titans_sci.tasks.forecasting import task_series
-from titans_sci.train import TrainConfig
+from titans_sci.train import TrainConfig, TrainResult
 from titans_sci.version import code_version
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,21 +108,50 @@ def patch_len(lookback: int) -> int:
     return 16 if lookback >= 96 else max(1, lookback // 6)
 
 
-def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads: int) -> dict:
-    """Train and score one model: validation MSE, test MSE/MAE writing and frozen (the frozen
-    scores only with a memory)."""
+@dataclass(frozen=True)
+class Split:
+    """One data set's protocol at one horizon: the whole scaled series ``[C, T]`` (the scaler
+    fitted on the training rows), where training stops, and the validation and test origins
+    (every stride-1 window's, as in the lookback table)."""
+
+    series: torch.Tensor
+    stop: int
+    val: torch.Tensor
+    test: torch.Tensor
+
+
+def split_for(task: ForecastTask, horizon: int) -> Split:
+    """The protocol of ``task`` (its data set, split rule and lookback, which places the
+    origins) at ``horizon``."""
     table, rule, _ = task_series(task)
-    lookback = task.model.lookback  # the protocol's: it places the origins
+    lookback = task.model.lookback
     borders = split_borders(len(table.values), rule, lookback)
     start, stop = borders.train
     scaler = Scaler().fit(table.values[start:stop])
     series = torch.from_numpy(scaler.transform(table.values).astype(np.float32)).T.contiguous()
     val = torch.arange(borders.val[0] + lookback, borders.val[1] - horizon + 1)
     test = torch.arange(borders.test[0] + lookback, borders.test[1] - horizon + 1)
-    p = patch_len(lookback)
+    return Split(series, stop, val, test)
+
+
+@dataclass
+class Trained:
+    """A model trained by :func:`trained`, its split, its training result and seconds."""
+
+    model: HistoryForecaster
+    split: Split
+    result: TrainResult
+    seconds: float
+
+
+def trained(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads: int) -> Trained:
+    """Train one model of the table (its memory writing or not, as ``setting`` says): streamed
+    over the training range, the epoch of each stage kept on validation MSE."""
+    split = split_for(task, horizon)
+    p = patch_len(task.model.lookback)
     memory = MemoryConfig.preset("titans", num_heads=HEADS, head_dim=HEAD_DIM, chunk_size=CHUNK)
     config = HistoryForecasterConfig(
-        horizon=horizon, channels=series.shape[0], lookback=setting.window, patch_len=p,
+        horizon=horizon, channels=split.series.shape[0], lookback=setting.window, patch_len=p,
         backbone=LMMConfig(dim=DIM, depth=DEPTH, memory=memory), dropout=setting.dropout,
         memory=setting.memory,
     )  # fmt: skip
@@ -138,23 +167,31 @@ def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads:
     began = time.perf_counter()
     with memory_writes(model, setting.writes):
         first = int(shared in FIRST_STAGES)  # 1: start at the second stage
-        result = fit_history(
-            model, series, stop, val, TRAINING, seed, stretch=STRETCH_PATCHES * p, first=first
-        )
-        seconds = time.perf_counter() - began
-        writes = score_history(model, series, test)
+        result = fit_history(model, split.series, split.stop, split.val, TRAINING, seed,
+                             stretch=STRETCH_PATCHES * p, first=first)  # fmt: skip
     if shared not in FIRST_STAGES:
         FIRST_STAGES[shared] = copy.deepcopy(model.linear.state_dict())
         # the map as the first stage left it: the second does not train it
+    return Trained(model, split, result, time.perf_counter() - began)
+
+
+def cell(task: ForecastTask, horizon: int, setting: Setting, seed: int, threads: int) -> dict:
+    """Train and score one model: validation MSE, test MSE/MAE writing and frozen (the frozen
+    scores only with a memory)."""
+    run = trained(task, horizon, setting, seed, threads)
+    model, split, result = run.model, run.split, run.result
+    with memory_writes(model, setting.writes):
+        writes = score_history(model, split.series, split.test)
     frozen = None
     if setting.memory and setting.writes:
-        frozen = score_history(model, series, test, freeze_at=stop)
+        frozen = score_history(model, split.series, split.test, freeze_at=split.stop)
+    p = model.config.patch_len
     return {
         "val_mse": -result.dev_scores[result.best_epoch],
         "test_mse": writes.mse, "test_mae": writes.mae,
         "frozen_mse": frozen and frozen.mse, "frozen_mae": frozen and frozen.mae,
         "origins": writes.origins, "epochs": len(result.dev_scores),
-        "best_epoch": result.best_epoch + 1, "seconds": seconds,
+        "best_epoch": result.best_epoch + 1, "seconds": run.seconds,
         "budget": f"window {setting.window}, "
                   f"{'' if setting.writes else 'the memory never writing, '}"
                   f"stages window then memory (the first shared by the settings of one window "
