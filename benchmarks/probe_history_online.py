@@ -7,11 +7,11 @@ the errors it has already seen realised. At origin ``t`` the corrector is fitted
 ``q <= t0 - H`` (``t0``: the start of ``t``'s block), whose targets all lie before ``t0``: no
 look-ahead, and no gradient step on the model. Its inputs at an origin: the last ``k`` steps
 of the window normalised by the window's mean and standard deviation, that mean and a constant
-(``k = 0``: the constant alone, an online bias correction); its target: the error in the
-window's standard deviations, the channels pooled. The corrector's setting (``k``, how many
-recent origins it fits on, its ridge penalty) is chosen per seed on validation MSE; the probe
-prints the validation and test MSE of the model alone and with the chosen corrector. A probe,
-not a table entrant: run by hand, its output quoted in the README.
+(``k = 0``: the constant alone, an online bias correction); its target: the error on the
+scaled data (the units the table's MSE is in), the channels pooled. The corrector's setting
+(``k``, how many recent origins it fits on, its ridge penalty) is chosen per seed on validation
+MSE; the probe prints the validation and test MSE of the model alone and with the chosen
+corrector. A probe, not a table entrant: run by hand, its output quoted in the README.
 
     .venv/bin/python benchmarks/probe_history_online.py tasks/forecast_etth1.toml 96 336 0.1
 """
@@ -31,24 +31,25 @@ from titans_sci.tasks.config import ForecastTask, load_task
 STEPS, RECENT, PENALTIES = (0, 8, 32), (500, 2000), (0.1, 1.0, 10.0, 100.0)
 
 
-def features(series: np.ndarray, origins: np.ndarray, window: int, k: int) -> tuple:
-    """``(inputs [N, C, D], scale [N, C])`` of the corrector at ``origins`` of ``series [C,
-    T]``: the last ``k`` steps normalised by the window's mean and std, that mean and a 1."""
+def features(series: np.ndarray, origins: np.ndarray, window: int, k: int) -> np.ndarray:
+    """The corrector's inputs ``[N, C, D]`` at ``origins`` of ``series [C, T]``: the last ``k``
+    steps normalised by the window's mean and standard deviation (as the model normalises its
+    window), that mean and a 1."""
     index = origins[:, None] + np.arange(-window, 0)  # [N, L]
     windows = series[:, index].transpose(1, 0, 2)  # [N, C, L]
-    mean, scale = windows.mean(-1), windows.std(-1) + 1e-5
+    mean, scale = windows.mean(-1), np.sqrt(windows.var(-1) + 1e-5)
     recent = (windows[..., window - k :] - mean[..., None]) / scale[..., None]
     parts = [np.ones_like(mean)[..., None]]
     if k:
         parts = [recent, mean[..., None], *parts]
-    return np.concatenate(parts, axis=-1), scale
+    return np.concatenate(parts, axis=-1)
 
 
 def corrections(
-    inputs: np.ndarray, errors: np.ndarray, scale: np.ndarray, span: range, horizon: int,
-    recent: int, penalty: float, every: int,
+    inputs: np.ndarray, errors: np.ndarray, span: range, horizon: int, recent: int,
+    penalty: float, every: int,
 ) -> np.ndarray:  # fmt: skip
-    """The corrector's forecasts of the ``errors [N, C, H]`` (scaled units) at the origins
+    """The corrector's forecasts of the ``errors [N, C, H]`` (scaled data) at the origins
     ``span`` (indices into ``inputs [N, C, D]``): ``[len(span), C, H]``, the ridge refitted
     every ``every`` origins on the ``recent`` latest origins realised before its block (an
     origin ``H`` or more before the block's first)."""
@@ -61,9 +62,9 @@ def corrections(
             raise ValueError(f"origin {begin} has no realised error before it")
         fit = slice(max(0, last - recent + 1), last + 1)
         x = inputs[fit].reshape(-1, dim)
-        y = (errors[fit] / scale[fit][..., None]).reshape(x.shape[0], -1)
+        y = errors[fit].reshape(x.shape[0], -1)
         weights = np.linalg.solve(x.T @ x + penalty * len(x) * np.eye(dim), x.T @ y)
-        out.append((inputs[block] @ weights) * scale[block][..., None])
+        out.append(inputs[block] @ weights)
     return np.concatenate(out)
 
 
@@ -92,9 +93,9 @@ def main() -> None:
                  for name, o in (("val", split.val), ("test", split.test))}  # fmt: skip
         scores = {}
         for k in STEPS:
-            inputs, scale = features(series, origins.numpy(), args.window, k)
+            inputs = features(series, origins.numpy(), args.window, k)
             for recent, penalty in itertools.product(RECENT, PENALTIES):
-                fixed = {name: corrections(inputs, errors, scale, span, h, recent, penalty,
+                fixed = {name: corrections(inputs, errors, span, h, recent, penalty,
                                            args.every) for name, span in spans.items()}  # fmt: skip
                 scores[k, recent, penalty] = {
                     name: (mse(errors[span.start : span.stop]),
