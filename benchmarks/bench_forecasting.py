@@ -550,6 +550,17 @@ def render(store: dict[str, dict]) -> str:
             lines += ["Not in the Titans paper's table.", ""]
         lines += _validation_table(name, long)
     lines += _m4_table(store)
+    lines += [
+        "## Whole history (issue 38)",
+        "",
+        "The whole-history forecaster (its memory streams every step before the origin and keeps "
+        "writing through validation and test), its ablations (memory frozen at the end of "
+        "training, a memory that never writes, the window alone), the lookback-96 Titans row, "
+        "and DLinear and PatchTST at the context chosen on validation, on the scaler, horizons "
+        "and test origins of the tables above: `forecasting_history.md`, written by "
+        "`bench_history.py` from its own store of cells.",
+        "",
+    ]
     lines += ["## Budgets", ""]
     for key, entry in sorted(store.items(), key=lambda kv: _sort_key(kv[0])):
         wall = f"{entry['seconds']:.0f} s wall; " if "seconds" in entry else ""
