@@ -23,26 +23,32 @@ import itertools
 import bench_history as bench
 import numpy as np
 import torch
+from torch import Tensor
 
-from titans_sci.models.history_forecaster import stream_forecasts
+from titans_sci.models.forecaster import instance_norm
+from titans_sci.models.history_forecaster import stream_forecasts, windows_before
 from titans_sci.tasks.config import ForecastTask, load_task
 
 #: The corrector's settings, chosen on validation: inputs ``k``, origins fitted on, penalty.
 STEPS, RECENT, PENALTIES = (0, 8, 32), (500, 2000), (0.1, 1.0, 10.0, 100.0)
 
 
-def features(series: np.ndarray, origins: np.ndarray, window: int, k: int) -> np.ndarray:
-    """The corrector's inputs ``[N, C, D]`` at ``origins`` of ``series [C, T]``: the last ``k``
-    steps normalised by the window's mean and standard deviation (as the model normalises its
-    window), that mean and a 1."""
-    index = origins[:, None] + np.arange(-window, 0)  # [N, L]
-    windows = series[:, index].transpose(1, 0, 2)  # [N, C, L]
-    mean, scale = windows.mean(-1), np.sqrt(windows.var(-1) + 1e-5)
-    recent = (windows[..., window - k :] - mean[..., None]) / scale[..., None]
-    parts = [np.ones_like(mean)[..., None]]
+def normalised_windows(series: Tensor, origins: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """The ``window`` steps before each of ``origins`` of ``series [C, T]``, normalised as the
+    model normalises its window (:func:`~titans_sci.models.forecaster.instance_norm`): ``([N, C,
+    L], their means [N, C, 1])``."""
+    windows = windows_before(series, origins, window).transpose(0, 1)  # [N, C, L]
+    normalised, mean, _ = instance_norm(windows.flatten(0, 1))
+    return normalised.unflatten(0, windows.shape[:2]), mean.unflatten(0, windows.shape[:2])
+
+
+def features(normalised: Tensor, mean: Tensor, k: int) -> np.ndarray:
+    """The corrector's inputs ``[N, C, D]`` from :func:`normalised_windows`: the last ``k``
+    normalised steps, the window's mean and a 1."""
+    parts = [torch.ones_like(mean)]
     if k:
-        parts = [recent, mean[..., None], *parts]
-    return np.concatenate(parts, axis=-1)
+        parts = [normalised[..., normalised.shape[-1] - k :], mean, *parts]
+    return torch.cat(parts, dim=-1).numpy()
 
 
 def corrections(
@@ -88,12 +94,13 @@ def main() -> None:
         forecasts = torch.cat([f for _, f in stream_forecasts(run.model, split.series, origins)], 1)
         steps = origins[:, None] + torch.arange(h)
         errors = (split.series[:, steps] - forecasts).numpy().transpose(1, 0, 2)  # [N, C, H]
-        series, first = split.series.numpy(), args.window
+        first = args.window
+        normalised, mean = normalised_windows(split.series, origins, args.window)
         spans = {name: range(int(o[0]) - first, int(o[-1]) - first + 1)
                  for name, o in (("val", split.val), ("test", split.test))}  # fmt: skip
         scores = {}
         for k in STEPS:
-            inputs = features(series, origins.numpy(), args.window, k)
+            inputs = features(normalised, mean, k)
             for recent, penalty in itertools.product(RECENT, PENALTIES):
                 fixed = {name: corrections(inputs, errors, span, h, recent, penalty,
                                            args.every) for name, span in spans.items()}  # fmt: skip

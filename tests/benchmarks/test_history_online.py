@@ -7,19 +7,27 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from probe_history_online import corrections, features  # noqa: E402
+from probe_history_online import corrections, features, normalised_windows  # noqa: E402
 
 HORIZON, EVERY = 3, 4
+
+
+def windowed(series: np.ndarray, origins: np.ndarray, window: int, k: int) -> np.ndarray:
+    """The corrector's inputs at ``origins`` of ``series``, as the probe computes them."""
+    series_, origins_ = torch.from_numpy(series), torch.from_numpy(origins)
+    normalised, mean = normalised_windows(series_, origins_, window)
+    return features(normalised, mean, k)
 
 
 def test_a_steady_bias_is_learned_and_removed():
     rng = np.random.default_rng(0)
     series = rng.normal(size=(2, 80)).astype(np.float32)
     origins = np.arange(8, 70)
-    inputs = features(series, origins, window=8, k=0)
+    inputs = windowed(series, origins, window=8, k=0)
     bias = np.array([0.5, -1.0, 2.0])  # [H], every channel alike
     errors = np.broadcast_to(bias, (len(origins), 2, HORIZON))
     fixed = corrections(inputs, errors, range(20, 60), HORIZON, 50, 1e-9, EVERY)
@@ -30,7 +38,7 @@ def test_no_correction_reads_an_error_not_realised_before_its_block():
     rng = np.random.default_rng(1)
     series = rng.normal(size=(3, 120)).astype(np.float32)
     origins = np.arange(16, 110)
-    inputs = features(series, origins, window=16, k=4)
+    inputs = windowed(series, origins, window=16, k=4)
     errors = rng.normal(size=(len(origins), 3, HORIZON))
     span = range(40, 80)
     before = corrections(inputs, errors, span, HORIZON, 30, 0.1, EVERY)
@@ -50,10 +58,10 @@ def test_the_inputs_read_only_steps_before_their_origin():
     rng = np.random.default_rng(2)
     series = rng.normal(size=(2, 60))
     origins = np.arange(10, 50)
-    inputs = features(series, origins, window=10, k=5)
+    inputs = windowed(series, origins, window=10, k=5)
     changed = series.copy()
     changed[:, 30:] += 5.0
-    moved = features(changed, origins, window=10, k=5)
+    moved = windowed(changed, origins, window=10, k=5)
     early = origins <= 30
     np.testing.assert_array_equal(moved[early], inputs[early])
     assert not np.allclose(moved[~early], inputs[~early])
