@@ -137,11 +137,31 @@ def test_list_datasets_filters_by_kind():
     dna = list_datasets(ROOT, kind="dna")
     series = list_datasets(ROOT, kind="timeseries")
     assert {m.name for m in series} == set(TIMESERIES)
+    genomes = list_datasets(ROOT, kind="genome")
+    assert [m.name for m in genomes] == ["genomes/s_cerevisiae_s288c"]
     assert all(m.kind == "dna" and m.sequence_length for m in dna)
-    assert sorted(m.name for m in dna + series) == ALL_NAMES
+    assert sorted(m.name for m in dna + series + genomes) == ALL_NAMES
     with pytest.raises(ValueError, match="'audio'"):
         list_datasets(ROOT, kind="audio")
-    assert set(KINDS) == {"dna", "timeseries"}
+    assert set(KINDS) == {"dna", "timeseries", "genome"}
+
+
+def test_the_yeast_genome_verifies_and_a_genome_split_must_be_genbank(tmp_path):
+    """Its 16 chromosomes' bases (12,071,326, as its README says) and checksums; a genome's
+    split that is not a GenBank file is refused by name."""
+    yeast = load_manifest("genomes/s_cerevisiae_s288c", ROOT)
+    assert verify(yeast) == []
+    assert len(yeast.splits) == 16
+    assert sum(info.rows for info in yeast.splits.values()) == 12_071_326
+    folder = tmp_path / "genomes" / "g"
+    folder.mkdir(parents=True)
+    (folder / "manifest.toml").write_text(
+        'name = "genomes/g"\nkind = "genome"\ndescription = "d"\nsource = "s"\n'
+        'license = "l"\n[splits.chr1]\nfile = "chr1.csv.gz"\nrows = 1\n'
+        f'sha256 = "{"0" * 64}"\n'
+    )
+    with pytest.raises(ValueError, match=r"split 'chr1': 'chr1\.csv\.gz' is not a GenBank file"):
+        read_manifest(folder / "manifest.toml")
 
 
 @pytest.mark.parametrize("name", sorted(TIMESERIES))

@@ -22,6 +22,7 @@ import numpy as np
 from Bio import BiopythonParserWarning, SeqIO
 from Bio.Seq import Seq
 from Bio.Seq import reverse_complement as _bio_reverse_complement
+from Bio.SeqRecord import SeqRecord
 
 from titans_sci.data.textfile import check_file, open_text, read_csv, reading, split_suffix
 
@@ -32,6 +33,7 @@ __all__ = [
     "SequenceRecord",
     "read_sequences",
     "iter_sequences",
+    "iter_genbank",
     "validate_sequence",
     "reverse_complement",
 ]
@@ -157,7 +159,7 @@ def iter_sequences(
     if suffix in _SEQIO_FORMATS:
         empty = True
         records = _iter_seqio(path, _SEQIO_FORMATS[suffix], compressed, allow_duplicate_ids)
-        for record in records:
+        for record, _ in records:
             empty = False
             yield record
         if empty:
@@ -175,10 +177,29 @@ def iter_sequences(
         )
 
 
+def iter_genbank(path: str | Path) -> Iterator[tuple[SequenceRecord, SeqRecord]]:
+    """The records of a GenBank file (optionally ``.gz``) one at a time, each checked as
+    :func:`iter_sequences` checks it, with Biopython's parsed record beside it (for its
+    features)."""
+    path = Path(path)
+    check_file(path)
+    suffix, compressed = split_suffix(path)
+    if _SEQIO_FORMATS.get(suffix) != "genbank":
+        known = ", ".join(k for k, v in _SEQIO_FORMATS.items() if v == "genbank")
+        raise ValueError(f"{path}: not a GenBank file name (expected {known}, optionally + .gz)")
+    empty = True
+    for pair in _iter_seqio(path, "genbank", compressed, allow_duplicate_ids=False):
+        empty = False
+        yield pair
+    if empty:
+        raise ValueError(f"{path}: no records found; is it empty?")
+
+
 def _iter_seqio(
     path: Path, fmt: str, compressed: bool, allow_duplicate_ids: bool
-) -> Iterator[SequenceRecord]:
-    """The records of a FASTA/FASTQ/GenBank file, parsed lazily with ``Bio.SeqIO``."""
+) -> Iterator[tuple[SequenceRecord, SeqRecord]]:
+    """The records of a FASTA/FASTQ/GenBank file, parsed lazily with ``Bio.SeqIO``, each with
+    Biopython's record."""
     seen: dict[str, int] = {}
     with reading(path, compressed), open_text(path, compressed) as handle:
         if fmt == "fasta":
@@ -208,7 +229,7 @@ def _iter_seqio(
                 first = seen.setdefault(name, index)
                 if first != index:
                     raise duplicate_id(path, name, first, index)
-            yield SequenceRecord(id=name, sequence=sequence)
+            yield SequenceRecord(id=name, sequence=sequence), rec
 
 
 #: What Biopython says of a GenBank record cut short; any of them refuses the record.

@@ -5,7 +5,7 @@ Each data set is a folder ``datasets/<collection>/<task path>/`` holding its spl
 file name, the number of data rows (header excluded) and the sha256 of the file as stored.
 :func:`verify` checks the files against their manifest.
 
-Two kinds of data set (manifest key ``kind``, default ``"dna"``):
+Three kinds of data set (manifest key ``kind``, default ``"dna"``):
 
 * ``"dna"``: sequence classification; requires ``sequence_length`` and ``num_classes``; splits
   ``train``/``dev``/``test`` (or only ``test`` with ``test_only = true``).
@@ -16,6 +16,9 @@ Two kinds of data set (manifest key ``kind``, default ``"dna"``):
   ``duplicates`` and ``gaps`` (``"error"`` or ``"keep"``, default ``"error"``) say whether the
   file's repeated timestamps and missing steps are kept as they are (the loaders in
   :mod:`titans_sci.data.timeseries` refuse them otherwise).
+* ``"genome"``: an annotated genome, one GenBank file (``.gb.gz``) per split, a split per
+  chromosome; a split's ``rows`` are its bases. Which chromosomes train, select and test is the
+  task's to say (:mod:`titans_sci.data.annotation` reads them).
 
 The folder is :func:`titans_sci.resources.datasets_dir`: the top-level ``datasets/`` of a source
 checkout, or the copy an installed wheel ships inside the package; set ``TITANS_SCI_DATASETS`` to
@@ -67,7 +70,7 @@ __all__ = [
 ENV_VAR = "TITANS_SCI_DATASETS"
 MANIFEST_NAME = "manifest.toml"
 
-Kind = Literal["dna", "timeseries"]
+Kind = Literal["dna", "timeseries", "genome"]
 #: ``"m4"``: the train and test files as given; the others: see
 #: :func:`titans_sci.data.timeseries.split_borders`.
 SplitRule = Literal["ett_hour", "ett_minute", "ratio_70_10_20", "m4"]
@@ -189,7 +192,9 @@ class ManifestFile(Config):
             raise ValueError("key 'splits' is empty")
         dna = ("sequence_length", "num_classes")
         series = ("freq", "date_column", "split_rule", "target")
-        own, other = (dna, series) if self.kind == "dna" else (series, dna)
+        own, other = {"dna": (dna, series), "timeseries": (series, dna)}.get(
+            self.kind, ((), (*dna, *series))
+        )
         for key in own:
             if getattr(self, key) is None:
                 raise ValueError(f"missing key {key!r}")
@@ -208,7 +213,12 @@ class ManifestFile(Config):
                 )
             return
         if self.test_only:
-            raise ValueError("key 'test_only' is for kind 'dna', not 'timeseries'")
+            raise ValueError(f"key 'test_only' is for kind 'dna', not {self.kind!r}")
+        if self.kind == "genome":
+            for split, entry in self.splits.items():
+                if not entry.file.endswith((".gb.gz", ".gbk.gz", ".gb", ".gbk")):
+                    raise ValueError(f"split {split!r}: {entry.file!r} is not a GenBank file")
+            return
         expected = ["train", "test"] if self.split_rule == "m4" else ["data"]
         if sorted(self.splits) != sorted(expected):
             raise ValueError(
@@ -296,6 +306,21 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _count_bases(path: Path) -> int:
+    """The bases of a GenBank file (optionally gzipped): the letters of its ORIGIN sections."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    bases, inside = 0, False
+    with opener(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"ORIGIN"):
+                inside = True
+            elif line.startswith(b"//"):
+                inside = False
+            elif inside:
+                bases += sum(1 for c in line if 65 <= (c & 0xDF) <= 90)
+    return bases
+
+
 def _count_rows(path: Path) -> int:
     """Data rows of a CSV (optionally gzipped): non-empty lines after the header.
 
@@ -323,7 +348,7 @@ def verify(manifest: DatasetManifest) -> list[str]:
         if actual != info.sha256:
             problems.append(f"{prefix}: sha256 mismatch (expected {info.sha256}, got {actual})")
         try:
-            rows = _count_rows(info.file)
+            rows = (_count_bases if manifest.kind == "genome" else _count_rows)(info.file)
         except (OSError, EOFError, zlib.error) as exc:
             problems.append(f"{prefix}: cannot read rows ({exc})")
             continue
@@ -337,6 +362,9 @@ def _describe(m: DatasetManifest) -> str:
     if m.kind == "timeseries":
         target = m.target or "-"
         return f"{m.name:<44} freq={m.freq:<6} split={m.split_rule:<14} target={target:<4} {sizes}"
+    if m.kind == "genome":
+        bases = sum(info.rows for info in m.splits.values())
+        return f"{m.name:<44} {len(m.splits)} chromosomes, {bases} bases"
     extra = "  test-only" if m.test_only else ""
     return f"{m.name:<44} len={m.sequence_length:<4} classes={m.num_classes}  {sizes}{extra}"
 
