@@ -71,8 +71,8 @@ class Feature:
         kind: ``"CDS"`` or ``"RNA"``.
         strand: ``1`` (+) or ``-1`` (-); ``0`` for an RNA gene of unknown strand (the label
             set gives RNA genes no strand, so predicted ones have none).
-        parts: its exons, ``(start, stop)``, sorted, each at least :data:`MIN_INTRON` bases
-            from the next.
+        parts: a CDS's exons, ``(start, stop)``, sorted, each at least :data:`MIN_INTRON` bases
+            from the next; an RNA gene's span, one part.
         name: its id in the file it came from (or a made-up one).
     """
 
@@ -131,6 +131,8 @@ def make_feature(
             raise ValueError(
                 f"{where}: bases {start + 1}..{stop} are outside its sequence (1..{length})"
             )
+    if kind == "RNA":  # an RNA gene is its span (the RNA label covers its introns too)
+        return Feature(kind, strand, ((ordered[0][0], max(stop for _, stop in ordered)),), name)
     merged = [ordered[0]]
     for start, stop in ordered[1:]:
         if start < merged[-1][1]:
