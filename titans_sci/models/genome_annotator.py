@@ -99,13 +99,16 @@ class AnnotatorConfig(Config):
         return self.backbone.dim
 
     def reach(self) -> int | None:
-        """Bases before a base that one reading can see (``None``: all of them)."""
+        """At most how many bases before a base one reading can see (``None``: all of them):
+        the tokens the mixer reaches back, plus the base's own patch and both convolutions."""
         if self.mixer == "memory":
             return None
+        depth = self.backbone.depth
+        per_block = self.window - 1 if self.mixer == "attention" else None
         tokens = (
-            self.window - 1
-            if self.mixer == "attention"
-            else sum((self.conv_kernel - 1) * 2**i for i in range(self.backbone.depth))
+            depth * per_block
+            if per_block is not None
+            else sum((self.conv_kernel - 1) * 2**i for i in range(depth))
         )
         return (tokens + 1) * self.patch + self.stem_kernel - 1 + self.refine_kernel - 1
 
