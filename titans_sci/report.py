@@ -2,7 +2,8 @@
 
 Every run directory gets ``report.md`` and PNG figures: learning curves of every training run,
 and, for the first Titans model, a confusion matrix and ROC curve
-(classification) or a forecast against the truth with a 95% band (forecasting), and the
+(classification), a forecast against the truth with a 95% band (forecasting) or predicted
+against true labels along a stretch of a chromosome (annotation), and the
 memory's surprise along one test input. Matplotlib's object API is used (no pyplot, no global
 backend state), so reports can be written from any thread or notebook. Every function takes
 what it plots in memory; nothing is read back from the run folder.
@@ -14,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from titans_sci.files import save_with, write_text
@@ -96,6 +99,28 @@ def surprise_trace(trace: np.ndarray, path: Path, title: str, ticks: Sequence[st
         axes.set_xticks(positions, list(ticks), fontsize=6)
     axes.set(xlabel="position", ylabel="surprise ||grad||", title=title)
     axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def label_tracks(
+    tracks: Mapping[str, np.ndarray], names: Sequence[str], start: int, path: Path, title: str
+) -> Path:
+    """Per-base label tracks ``{row name: labels [L]}`` (indices of ``names``) one above the
+    other along the same ``L`` bases, the first base numbered ``start`` (1-based)."""
+    figure = Figure(figsize=(11, 0.9 + 0.55 * len(tracks)))
+    axes = figure.subplots()
+    image = np.stack([np.asarray(t) for t in tracks.values()])
+    colours = ["#f2f2f2", "tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple"]
+    cmap = ListedColormap(colours[: len(names)])
+    end = start + image.shape[1] - 1
+    extent = (start - 0.5, end + 0.5, len(tracks) - 0.5, -0.5)
+    axes.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
+                vmax=len(names) - 0.5, extent=extent)  # fmt: skip
+    axes.set_yticks(range(len(tracks)), list(tracks))
+    axes.set(xlabel="base", title=title)
+    handles = [Patch(color=c, label=n) for c, n in zip(colours, names, strict=False)]
+    axes.legend(handles=handles, fontsize=7, ncol=len(names), loc="upper center",
+                bbox_to_anchor=(0.5, -0.35 - 0.1 * (4 - min(len(tracks), 4))))  # fmt: skip
     return _save(figure, path)
 
 

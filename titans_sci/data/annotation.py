@@ -183,13 +183,17 @@ def _first(qualifiers: dict[str, list[str]], keys: tuple[str, ...]) -> str | Non
     return None
 
 
-def read_gff3(path: str | Path, lengths: dict[str, int]) -> dict[str, list[Feature]]:
+def read_gff3(
+    path: str | Path, lengths: dict[str, int], join_stop_codons: bool = False
+) -> dict[str, list[Feature]]:
     """The CDS and RNA features of a GFF3 file (optionally ``.gz``) by sequence id, for the
-    sequences of ``lengths`` (id -> bases). Lines that share an ``ID`` (or, without one, a
-    ``Parent``) are the parts of one feature, as GFF3 writes a spliced CDS. Reading stops at a
-    ``##FASTA`` section. Errors name the file and the line: a line without 9 columns, bad
-    coordinates, an unknown strand, a sequence id that ``lengths`` lacks, a feature outside its
-    sequence."""
+    sequences of ``lengths`` (id -> bases). CDS lines that share a ``Parent`` (or, without one,
+    an ``ID``) are the parts of one CDS, as GFF3 writes a spliced CDS; an RNA gene is its line
+    (lines that share its ``ID``). ``join_stop_codons``: ``stop_codon`` lines are parts of the
+    CDS of their ``Parent`` (AUGUSTUS and GTF-style files leave the stop codon out of the CDS,
+    GenBank and SGD keep it in). Reading stops at a ``##FASTA`` section. Errors name the file
+    and the line: a line without 9 columns, bad coordinates, an unknown strand, a sequence id
+    that ``lengths`` lacks, a feature outside its sequence."""
     path = Path(path)
     check_file(path)
     compressed = split_suffix(path)[1]
@@ -208,7 +212,8 @@ def read_gff3(path: str | Path, lengths: dict[str, int]) -> dict[str, list[Featu
                     "line has 9"
                 )
             seqid, _, kind_text, start_text, end_text, _, strand, _, attributes = fields
-            kind = "CDS" if kind_text == "CDS" else "RNA" if kind_text in RNA_TYPES else None
+            coding = kind_text == "CDS" or (join_stop_codons and kind_text == "stop_codon")
+            kind = "CDS" if coding else "RNA" if kind_text in RNA_TYPES else None
             if kind is None:
                 continue
             where = f"{path}: line {number} ({kind_text} on {unquote(seqid)!r})"
@@ -227,7 +232,8 @@ def read_gff3(path: str | Path, lengths: dict[str, int]) -> dict[str, list[Featu
             if not 1 <= start <= end:
                 raise ValueError(f"{where}: start {start} and end {end}: need 1 <= start <= end")
             attrs = _attributes(attributes)
-            key = attrs.get("ID") or attrs.get("Parent") or f"line {number}"
+            order = ("Parent", "ID") if kind == "CDS" else ("ID", "Parent")
+            key = attrs.get(order[0]) or attrs.get(order[1]) or f"line {number}"
             groups.setdefault((unquote(seqid), kind, key), []).append(
                 (start - 1, end, strand, number)
             )
