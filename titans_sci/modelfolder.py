@@ -27,6 +27,7 @@ from titans_sci.files import staged_folder
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 from titans_sci.models.dna_lm import DNALMConfig, DNAMaskedLM
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
+from titans_sci.models.genome_annotator import AnnotatorConfig, GenomeAnnotator
 from titans_sci.models.history_forecaster import HistoryForecaster, HistoryForecasterConfig
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
@@ -247,3 +248,4 @@ register(
         "history_forecaster", HistoryForecaster, HistoryForecasterConfig, _check_forecaster_meta
     )
 )
+register(ModelKind("genome_annotator", GenomeAnnotator, AnnotatorConfig))

@@ -107,7 +107,7 @@ def label_tracks(
 ) -> Path:
     """Per-base label tracks ``{row name: labels [L]}`` (indices of ``names``) one above the
     other along the same ``L`` bases, the first base numbered ``start`` (1-based)."""
-    figure = Figure(figsize=(11, 0.9 + 0.55 * len(tracks)))
+    figure = Figure(figsize=(12, 1.1 + 0.45 * len(tracks)), layout="constrained")
     axes = figure.subplots()
     image = np.stack([np.asarray(t) for t in tracks.values()])
     colours = ["#f2f2f2", "tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple"]
@@ -119,8 +119,7 @@ def label_tracks(
     axes.set_yticks(range(len(tracks)), list(tracks))
     axes.set(xlabel="base", title=title)
     handles = [Patch(color=c, label=n) for c, n in zip(colours, names, strict=False)]
-    axes.legend(handles=handles, fontsize=7, ncol=len(names), loc="upper center",
-                bbox_to_anchor=(0.5, -0.35 - 0.1 * (4 - min(len(tracks), 4))))  # fmt: skip
+    axes.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.005, 0.5))
     return _save(figure, path)
 
 

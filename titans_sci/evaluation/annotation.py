@@ -105,3 +105,37 @@ def feature_scores(
                 cds[side].add((seqid, f.strand, f.start, f.stop))
                 exons[side].update((seqid, f.strand, a, b) for a, b in f.parts)
     return {"exon": _prf(*exons), "cds": _prf(*cds)}
+
+
+#: The labels' names in result keys (``cds_plus_f1``, ...), in the order of ``LABELS``.
+LABEL_KEYS = ("intergenic", "cds_plus", "cds_minus", "intron", "rna")
+
+
+def annotation_metrics(
+    matrix: np.ndarray,
+    truth: Mapping[str, Iterable[Feature]],
+    predicted: Mapping[str, Iterable[Feature]],
+) -> dict[str, float | None]:
+    """One flat row of every score: ``cds_precision``, ``cds_recall`` and ``cds_f1`` (coding
+    bases on the right strand: CDS+ and CDS- counted together), ``accuracy`` and ``mcc`` over
+    every label, ``<label>_<precision|recall|f1|mcc>`` per label (:data:`LABEL_KEYS`),
+    ``exon_*`` and ``cds_exact_*`` (:func:`feature_scores`)."""
+    matrix = np.asarray(matrix)
+    coding = [LABELS.index("CDS+"), LABELS.index("CDS-")]
+    tp = float(sum(matrix[c, c] for c in coding))
+    precision = _ratio(tp, float(matrix[:, coding].sum()))
+    recall = _ratio(tp, float(matrix[coding, :].sum()))
+    base = base_scores(matrix)
+    row: dict[str, float | None] = {
+        "cds_precision": precision,
+        "cds_recall": recall,
+        "cds_f1": _f1(precision, recall),
+        "accuracy": base["all"]["accuracy"],
+        "mcc": base["all"]["mcc"],
+    }
+    for key, name in zip(LABEL_KEYS, LABELS, strict=True):
+        row.update({f"{key}_{metric}": value for metric, value in base[name].items()})
+    for level, scores in feature_scores(truth, predicted).items():
+        prefix = "exon" if level == "exon" else "cds_exact"
+        row.update({f"{prefix}_{m}": scores[m] for m in ("precision", "recall", "f1")})
+    return row

@@ -50,6 +50,7 @@ from titans_sci.data.timeseries import ReadOptions
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.dna_lm import DNALMConfig
 from titans_sci.models.forecaster import ForecasterConfig, LossUnits
+from titans_sci.models.genome_annotator import AnnotatorConfig
 from titans_sci.models.history_forecaster import HistoryForecasterConfig
 from titans_sci.train import TrainConfig
 
@@ -113,6 +114,42 @@ class SeriesData(Config):
         if self.dataset is not None and self.read != ReadOptions():
             raise ValueError("read options are for a file; a bundled dataset reads as it ships")
         _non_negative(self, "max_eval")
+
+
+@dataclass(frozen=True)
+class GenomeData(Config):
+    """Annotated chromosomes: a bundled ``genome`` (a data set of kind ``"genome"``,
+    ``titans_sci.data.registry``) or the user's ``files`` (GenBank; or one FASTA file with its
+    ``gff3``; relative to the task file). ``train``, ``dev`` and ``test`` name the chromosomes
+    of each split, by record id or, for a file that holds one record, by the file's name
+    without its suffixes (``chr14`` for ``chr14.gb.gz``); an empty ``train`` is every
+    chromosome that is in neither of the others. ``max_train`` and ``max_eval`` > 0 keep the
+    first that many bases of each training and of each dev and test chromosome (smoke runs;
+    reported numbers use 0, whole chromosomes)."""
+
+    genome: str | None = None
+    files: tuple[str, ...] = ()
+    gff3: str | None = None
+    train: tuple[str, ...] = ()
+    dev: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+    max_train: int = 0
+    max_eval: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.genome is None) == (not self.files):
+            raise ValueError("give either genome or files")
+        if self.gff3 is not None and len(self.files) != 1:
+            raise ValueError("gff3 annotates one FASTA file: give files = [that file]")
+        if not self.dev or not self.test:
+            raise ValueError("name the dev and the test chromosomes (dev = [...], test = [...])")
+        for key in ("train", "dev", "test"):
+            _distinct(self, key)
+        named = [*self.train, *self.dev, *self.test]
+        twice = sorted({n for n in named if named.count(n) > 1})
+        if twice:
+            raise ValueError(f"chromosome {twice[0]!r} is in two splits")
+        _non_negative(self, "max_train", "max_eval")
 
 
 @dataclass(frozen=True)
@@ -207,6 +244,23 @@ class HistoryTraining(TrainConfig):
             raise ValueError(f"stretch={self.stretch}; expected >= 1")
 
 
+@dataclass(frozen=True)
+class AnnotationTraining(TrainConfig):
+    """:class:`~titans_sci.train.TrainConfig` for genome annotation: a gradient step reads one
+    ``stretch`` of bases of a training chromosome (a multiple of the model's ``patch``) in both
+    directions, each reading starting from its state at the stretch's end nearest it (carried
+    from the rest of the chromosome by a pass without gradients at the start of every epoch);
+    gradients reach back one stretch. ``batch_size`` is not used. An epoch is every stretch of
+    every training chromosome once, in a random order."""
+
+    stretch: int = 32768
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.stretch < 1:
+            raise ValueError(f"stretch={self.stretch}; expected >= 1")
+
+
 def _distinct(config: Any, key: str) -> None:
     """Refuse a list that names a value twice (it would run the same thing twice and report a
     spread of zero over the copies)."""
@@ -275,6 +329,38 @@ class ForecastProtocol(Config):
             raise ValueError(f"horizons={list(self.horizons)}; expected ints >= 1")
         _distinct(self, "seeds")
         _distinct(self, "horizons")
+
+
+@dataclass(frozen=True)
+class AnnotationProtocol(Config):
+    """A model per seed, trained on the training chromosomes, selected on the dev ones (CDS
+    base-level F1), scored once on the test ones. ``reset_every``: the Titans model is also
+    scored with its memory reset every that many bases (multiples of the patch), the context
+    curve beside the whole chromosome."""
+
+    seeds: tuple[int, ...] = (1,)
+    reset_every: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds is empty")
+        _distinct(self, "seeds")
+        _distinct(self, "reset_every")
+        if any(n < 1 for n in self.reset_every):
+            raise ValueError(f"reset_every={list(self.reset_every)}; expected bases >= 1")
+
+
+@dataclass(frozen=True)
+class AnnotationBaselines(Config):
+    """Beside the Titans annotator, on the same chromosomes: ``cnn`` (the annotator with
+    dilated convolutions for its memory: a fixed receptive field) and ``attention`` (sliding-
+    window attention for its memory), trained the same way; ``augustus``, the AUGUSTUS gene
+    finder with ``augustus_species``' parameters (the ``augustus`` program must be installed)."""
+
+    cnn: bool = True
+    attention: bool = True
+    augustus: bool = False
+    augustus_species: str = "saccharomyces_cerevisiae_S288C"
 
 
 @dataclass(frozen=True)
@@ -358,6 +444,22 @@ class HistoryForecastTask(Config):
     baselines: ForecastBaselines = field(default_factory=ForecastBaselines)
 
 
+@dataclass(frozen=True)
+class AnnotationTask(Config):
+    """Genome annotation: a label for every base of whole chromosomes (coding on either strand,
+    intron, RNA gene, intergenic), chromosome splits, the Titans annotator reading each
+    chromosome in both directions with its memory carried, and baselines."""
+
+    name: TaskName
+    data: GenomeData
+    kind: Literal["annotation"] = "annotation"
+    format: int = FORMAT
+    model: AnnotatorConfig = field(default_factory=AnnotatorConfig)
+    training: AnnotationTraining = field(default_factory=AnnotationTraining)
+    protocol: AnnotationProtocol = field(default_factory=AnnotationProtocol)
+    baselines: AnnotationBaselines = field(default_factory=AnnotationBaselines)
+
+
 def _non_negative(config: Any, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 0:
@@ -397,8 +499,10 @@ register_task_kind(
     "titans_sci.tasks.history_forecasting:HistoryForecasting",
 )
 
+register_task_kind("annotation", AnnotationTask, "titans_sci.tasks.annotation:Annotation")
+
 #: The built-in tasks (a type for annotations; a registered kind's config is a task too).
-AnyTask = ClassificationTask | ForecastTask | PretrainTask | HistoryForecastTask
+AnyTask = ClassificationTask | ForecastTask | PretrainTask | HistoryForecastTask | AnnotationTask
 
 
 def task_type() -> Any:
@@ -446,7 +550,7 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
     """The relative paths of a task file's tables made relative to ``folder`` (in place)."""
     table = data.get("data")
     if isinstance(table, dict):
-        for key in ("train", "dev", "test", "file"):
+        for key in ("train", "dev", "test", "file", "gff3"):
             if isinstance(table.get(key), str):
                 table[key] = str(folder / table[key])
         if isinstance(table.get("files"), list):

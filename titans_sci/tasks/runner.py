@@ -28,7 +28,7 @@ import torch
 from titans_sci import distributed, report
 from titans_sci.config import to_dict
 from titans_sci.data.registry import sha256_of
-from titans_sci.modelfolder import save_model
+from titans_sci.modelfolder import kind_of_module, save_model
 from titans_sci.tasks.config import TASK_KINDS, AnyTask
 from titans_sci.tasks.kind import TITANS, TaskKind, Unit
 from titans_sci.tasks.run_folder import RunFolder, write_csv, write_json
@@ -75,8 +75,8 @@ def run(
     marks = fingerprint(kind)
     units = kind.units()
     opening = next(units)  # the first unit's data and models built: a bad config or data set
-    for build in kind.models(opening).values():  # is refused before the folder is touched
-        build()
+    for build in kind.models(opening).values():  # is refused before the folder is touched,
+        kind_of_module(build())  # and a model that could not be saved before it trains
     with RunFolder(Path(out) / task.name, marks, resume, overwrite) as folder:
         rows: list[dict[str, Any]] = []
         curves: dict[str, TrainResult] = {}
