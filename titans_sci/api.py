@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import tempfile
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,7 +32,8 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 from tqdm.auto import tqdm
 
-from titans_sci.data.dna import read_sequences, validate_sequence
+from titans_sci.data.annotation import features_from_runs, iter_runs, write_gff3
+from titans_sci.data.dna import BASE_CODE, read_sequences, validate_sequence
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
 from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
@@ -47,6 +49,8 @@ from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exp
 from titans_sci.models.dna_classifier import DNAClassifier
 from titans_sci.models.dna_lm import DNAMaskedLM
 from titans_sci.models.forecaster import TitansForecaster
+from titans_sci.models.genome_annotator import GenomeAnnotator as AnnotatorModule
+from titans_sci.models.genome_annotator import stream_logits
 from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
 
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
@@ -60,7 +64,7 @@ MAX_RECORD = 100_000
 FAR_OUTSIDE = 100.0
 
 
-def load(path: str | Path) -> SequenceClassifier | Forecaster:
+def load(path: str | Path) -> SequenceClassifier | Forecaster | GenomeAnnotator:
     """A saved model (see :func:`~titans_sci.modelfolder.save_model`), ready to predict, as
     the predictor of its kind (:data:`PREDICTORS`); errors name the file."""
     model, meta = load_module(path)
@@ -409,6 +413,59 @@ class WholeHistoryForecaster(Forecaster):
         return _finite(trace.numpy(), f"{table.source}: the surprise along the series")
 
 
+class GenomeAnnotator:
+    """A trained genome annotator (:mod:`titans_sci.models.genome_annotator`): a genome in,
+    its genes out as GFF3."""
+
+    def __init__(self, model: AnnotatorModule, meta: dict[str, Any], folder: Path | None = None):
+        self.model, self.meta, self.folder = model, meta, folder
+
+    def annotate(
+        self,
+        path: str | Path,
+        output: str | Path,
+        piece: int = 1 << 16,
+        progress: bool = True,
+        allow_duplicate_ids: bool = False,
+    ) -> int:
+        """Write the genes (CDS with their introns) and RNA genes the model finds in every
+        record of a sequence file (FASTA, plain or gzip; or GenBank) to the GFF3 file
+        ``output``; returns how many. Each record is read ``piece`` bases at a time; its base
+        codes (1 byte a base) and logits (20 bytes) go to temporary files on disk, not to
+        memory, so memory stays flat in the record's length. The model reads each record whole
+        in both directions (:func:`~titans_sci.models.genome_annotator.stream_logits`); the
+        GFF3 appears complete or not at all."""
+        output = check_output(output, [path], [self.folder] if self.folder else [])
+        patch = self.model.config.patch
+        piece -= piece % patch
+        if piece < patch:
+            raise ValueError(f"piece={piece}: expected at least one patch ({patch} bases)")
+        found, first = 0, True
+        records = iter_pieces(path, piece, allow_duplicate_ids=allow_duplicate_ids)
+        with (
+            tempfile.TemporaryDirectory(prefix="titans-annotate-") as scratch,
+            atomic_open(output) as sink,
+            tqdm(unit=" bases", disable=not progress) as bar,
+        ):
+            for name, pieces in itertools.groupby(records, key=lambda r: r[0]):
+                codes_file = Path(scratch) / "codes.u8"
+                with open(codes_file, "wb") as raw:
+                    for _, _, text in pieces:
+                        raw.write(BASE_CODE[np.frombuffer(text.encode("ascii"), np.uint8)].tobytes())
+                length = codes_file.stat().st_size
+                bar.set_description(name)
+                codes = np.memmap(codes_file, dtype=np.uint8, mode="r", shape=(length,))
+                logits = np.memmap(Path(scratch) / "logits.f32", dtype=np.float32, mode="w+",
+                                   shape=(length, self.model.config.num_labels))  # fmt: skip
+                stream_logits(self.model, codes, piece, out=logits, progress=bar.update)
+                labels = (logits[a : a + piece].argmax(axis=1) for a in range(0, length, piece))
+                genes = list(features_from_runs(iter_runs(labels), prefix=f"{name}.g"))
+                write_gff3(sink, [(name, length, genes)], header=first)
+                found, first = found + len(genes), False
+                del codes, logits  # the memmaps, before their files go
+        return found
+
+
 def _finite(array: np.ndarray, what: str) -> np.ndarray:
     """``array``, refused with ``what`` in the message if it holds NaN or inf."""
     if not np.isfinite(array).all():
@@ -469,4 +526,5 @@ PREDICTORS: dict[type[nn.Module], Any] = {
     DNAClassifier: SequenceClassifier,
     TitansForecaster: Forecaster,
     HistoryForecaster: WholeHistoryForecaster,
+    AnnotatorModule: GenomeAnnotator,
 }

@@ -107,7 +107,7 @@ def _read_options(args: argparse.Namespace, model: object):
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from titans_sci.api import SequenceClassifier
+    from titans_sci.api import GenomeAnnotator, SequenceClassifier
     from titans_sci.files import atomic_open, check_output
 
     if args.stride and not args.window:
@@ -117,6 +117,11 @@ def _predict(args: argparse.Namespace) -> None:
     if args.output:  # before anything is read: a bad output costs nothing
         check_output(args.output, [args.input], [args.model])
     model = _load(args.model)
+    if isinstance(model, GenomeAnnotator):
+        raise UserError(
+            f"{args.model} is a genome annotator: titans-sci annotate {args.model} GENOME -o "
+            "OUT.gff3"
+        )
     options = _read_options(args, model)
     if args.surprise:
         if not args.output or not isinstance(model, SequenceClassifier):
@@ -149,6 +154,21 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{len(table)} predictions in {args.output}")
     else:
         print(table.to_csv(index=False), end="")
+
+
+def _cmd_annotate(args: argparse.Namespace) -> int:
+    from titans_sci.api import GenomeAnnotator
+    from titans_sci.files import check_output
+
+    check_output(args.output, [args.genome], [args.model])  # before anything is read
+    model = _load(args.model)
+    if not isinstance(model, GenomeAnnotator):
+        raise UserError(f"{args.model}: not a genome annotator (an annotation task's model)")
+    count = model.annotate(
+        args.genome, args.output, args.piece, not args.quiet, args.allow_duplicate_ids
+    )
+    print(f"{count} genes in {args.output}")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -333,6 +353,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept records that share an id (refused by default)",
     )
     predict.set_defaults(func=_cmd_predict)
+
+    annotate = sub.add_parser(
+        "annotate",
+        parents=[common],
+        help="annotate a genome with a saved genome annotator (GFF3 out)",
+        description="The genes (CDS with introns) and RNA genes a trained genome annotator "
+        "finds in every record of a FASTA (or GenBank) file, as GFF3; each record is read whole "
+        "in both directions, piece by piece, in constant memory.",
+    )
+    annotate.add_argument("model", help="a saved genome annotator folder (holds model.json)")
+    annotate.add_argument("genome", help="a FASTA file (plain or .gz) or a GenBank file")
+    annotate.add_argument("-o", "--output", required=True, help="the GFF3 file to write")
+    annotate.add_argument(
+        "--piece", type=_positive, default=1 << 16, help="bases read at a time (default 65536)"
+    )
+    annotate.add_argument(
+        "--allow-duplicate-ids",
+        action="store_true",
+        help="accept records that share an id (refused by default)",
+    )
+    annotate.set_defaults(func=_cmd_annotate)
 
     tasks = sub.add_parser(
         "tasks",

@@ -45,6 +45,8 @@ __all__ = [
     "label_track",
     "overlaps",
     "features_from_labels",
+    "features_from_runs",
+    "iter_runs",
     "write_gff3",
 ]
 
@@ -323,56 +325,75 @@ def overlaps(length: int, features: Iterable[Feature]) -> dict[str, int]:
     }
 
 
-def _runs(labels: np.ndarray) -> Iterator[tuple[int, int, int]]:
-    """``(label, start, stop)`` of every run of equal labels."""
+def _runs(labels: np.ndarray, offset: int = 0) -> Iterator[tuple[int, int, int]]:
+    """``(label, start, stop)`` of every run of equal labels (positions plus ``offset``)."""
     if labels.size == 0:
         return
     edges = np.flatnonzero(np.diff(labels)) + 1
     starts = np.concatenate([[0], edges])
     stops = np.concatenate([edges, [labels.size]])
     for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
-        yield int(labels[start]), start, stop
+        yield int(labels[start]), start + offset, stop + offset
+
+
+def iter_runs(pieces: Iterable[np.ndarray]) -> Iterator[tuple[int, int, int]]:
+    """The runs of :func:`_runs` over consecutive pieces of one label track, a run that
+    crosses a piece's end given once (a track read piece by piece from disk)."""
+    held: tuple[int, int, int] | None = None
+    offset = 0
+    for piece in pieces:
+        for run in _runs(np.asarray(piece), offset):
+            if held is not None and held[0] == run[0] and held[2] == run[1]:
+                held = (held[0], held[1], run[2])
+                continue
+            if held is not None:
+                yield held
+            held = run
+        offset += len(piece)
+    if held is not None:
+        yield held
+
+
+def features_from_runs(
+    runs: Iterable[tuple[int, int, int]], prefix: str = "pred"
+) -> Iterator[Feature]:
+    """The features that runs of labels (:func:`iter_runs`) show, in order of start, named
+    ``<prefix><n>``: a CDS is a run of ``CDS+`` (or ``CDS-``) bases, joined to the next run of
+    the same label across one run of ``intron`` bases; an RNA gene is a run of ``RNA`` bases.
+    Read as they come: only the CDS being built is held."""
+    parts: list[tuple[int, int]] = []
+    coding: int | None = None  # the label of the CDS being built
+    intron = False  # an intron run right after it, waiting for the next run
+    count = 0
+
+    def made(kind: str, strand: int, found: tuple[tuple[int, int], ...]) -> Feature:
+        nonlocal count
+        count += 1
+        return Feature(kind, strand, found, f"{prefix}{count}")
+
+    for label, start, stop in runs:
+        if label in (CDS_PLUS, CDS_MINUS) and label == coding and intron:
+            parts.append((start, stop))  # the CDS goes on across the intron
+            intron = False
+            continue
+        if label == INTRON and coding is not None and not intron:
+            intron = True
+            continue
+        if coding is not None:
+            yield made("CDS", 1 if coding == CDS_PLUS else -1, tuple(parts))
+        parts, coding, intron = [], None, False
+        if label in (CDS_PLUS, CDS_MINUS):
+            parts, coding = [(start, stop)], label
+        elif label == RNA_GENE:
+            yield made("RNA", 0, ((start, stop),))
+    if coding is not None:
+        yield made("CDS", 1 if coding == CDS_PLUS else -1, tuple(parts))
 
 
 def features_from_labels(labels: np.ndarray, prefix: str = "pred") -> list[Feature]:
-    """The features a label track ``[L]`` shows, in order of start: a CDS is a run of ``CDS+``
-    (or ``CDS-``) bases, joined to the next run of the same label across one run of ``intron``
-    bases; an RNA gene is a run of ``RNA`` bases. The inverse of :func:`label_track` on a track
-    it made from features that do not overlap."""
-    features: list[Feature] = []
-    runs = list(_runs(np.asarray(labels)))
-    open_cds: list[tuple[int, int]] = []
-    open_label = None
-
-    def close() -> None:
-        nonlocal open_cds, open_label
-        if open_cds:
-            strand = 1 if open_label == CDS_PLUS else -1
-            features.append(Feature("CDS", strand, tuple(open_cds), f"{prefix}{len(features) + 1}"))
-        open_cds, open_label = [], None
-
-    for index, (label, start, stop) in enumerate(runs):
-        if label in (CDS_PLUS, CDS_MINUS):
-            joined = (
-                open_label == label
-                and index >= 2
-                and runs[index - 1][0] == INTRON
-                and runs[index - 2][0] == label
-            )
-            if not joined:
-                close()
-            open_cds.append((start, stop))
-            open_label = label
-        elif label == INTRON and open_label is not None:
-            following = runs[index + 1][0] if index + 1 < len(runs) else None
-            if following != open_label:
-                close()
-        else:
-            close()
-            if label == RNA_GENE:
-                features.append(Feature("RNA", 0, ((start, stop),), f"{prefix}{len(features) + 1}"))
-    close()
-    return features
+    """:func:`features_from_runs` of a whole label track ``[L]``: the inverse of
+    :func:`label_track` on a track it made from features that do not overlap."""
+    return list(features_from_runs(_runs(np.asarray(labels)), prefix))
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,16 +417,17 @@ def _phases(feature: Feature) -> list[int]:
 
 def write_gff3(
     handle: IO[str], sequences: Iterable[tuple[str, int, Iterable[Feature]]],
-    source: str = "titans-sci",
+    source: str = "titans-sci", header: bool = True,
 ) -> None:  # fmt: skip
     """Write GFF3 for ``(sequence id, length, features)`` triples: a ``gene``, ``mRNA`` and
-    ``CDS`` lines (one per part, sharing one ID) per CDS, an ``ncRNA_gene`` line per RNA gene;
-    ``##sequence-region`` lines first, so that a genome browser knows each sequence's length."""
-    triples = [(seqid, length, list(features)) for seqid, length, features in sequences]
-    handle.write("##gff-version 3\n")
-    for seqid, length, _ in triples:
+    ``CDS`` lines (one per part, sharing one ID) per CDS, an ``ncRNA_gene`` line per RNA gene,
+    each sequence's features after its ``##sequence-region`` line (so that a genome browser
+    knows its length). ``header``: the ``##gff-version 3`` line first (``False`` to append
+    more sequences to a file). Feature names must be unique in the file: they are its IDs."""
+    if header:
+        handle.write("##gff-version 3\n")
+    for seqid, length, features in sequences:
         handle.write(f"##sequence-region {_escape(seqid)} 1 {length}\n")
-    for seqid, _, features in triples:
         for n, f in enumerate(sorted(features, key=lambda f: (f.start, f.stop)), start=1):
             name = _escape(f.name or f"{seqid}_{n}")
             where = (_escape(seqid), source, {1: "+", -1: "-"}.get(f.strand, "."))

@@ -30,6 +30,7 @@ annotating the reverse complement gives the reversed annotation with the strands
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -296,13 +297,15 @@ def stream_logits(
     piece: int = 1 << 16,
     reset_every: int | None = None,
     out: np.ndarray | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
     """The logits ``[L, K]`` (float32) of a whole chromosome, ``codes [L]`` (uint8 base
     codes), read in pieces of ``piece`` bases, each reading's state carried from piece to
     piece, so the model holds a constant amount whatever ``L``; they equal ``model(codes)``.
     ``reset_every``: the state is dropped every that many bases of each reading (the same
     model with a shorter memory; ``None``: never). ``out``: where to write them (an array or
-    a ``numpy.memmap`` of shape ``[L, K]``; a new array if ``None``)."""
+    a ``numpy.memmap`` of shape ``[L, K]``; a new array if ``None``; ``codes`` may be a
+    memmap too). ``progress``: called with the bases of each piece read."""
     patch = model.config.patch
     for name, value in (("piece", piece), ("reset_every", reset_every or patch)):
         if value < 1 or value % patch:
@@ -331,4 +334,6 @@ def stream_logits(
                 out[length - stop : length - start] += values[::-1][:, swap]
             else:
                 out[start:stop] = values
+            if progress is not None:
+                progress(stop - start)
     return out
