@@ -451,18 +451,20 @@ class GenomeAnnotator:
                 codes_file = Path(scratch) / "codes.u8"
                 with open(codes_file, "wb") as raw:
                     for _, _, text in pieces:
-                        raw.write(BASE_CODE[np.frombuffer(text.encode("ascii"), np.uint8)].tobytes())
+                        raw.write(
+                            BASE_CODE[np.frombuffer(text.encode("ascii"), np.uint8)].tobytes()
+                        )
                 length = codes_file.stat().st_size
                 bar.set_description(name)
-                codes = np.memmap(codes_file, dtype=np.uint8, mode="r", shape=(length,))
+                read = np.memmap(codes_file, dtype=np.uint8, mode="r", shape=(length,))
                 logits = np.memmap(Path(scratch) / "logits.f32", dtype=np.float32, mode="w+",
                                    shape=(length, self.model.config.num_labels))  # fmt: skip
-                stream_logits(self.model, codes, piece, out=logits, progress=bar.update)
+                stream_logits(self.model, read, piece, out=logits, progress=bar.update)
                 labels = (logits[a : a + piece].argmax(axis=1) for a in range(0, length, piece))
                 genes = list(features_from_runs(iter_runs(labels), prefix=f"{name}.g"))
                 write_gff3(sink, [(name, length, genes)], header=first)
                 found, first = found + len(genes), False
-                del codes, logits  # the memmaps, before their files go
+                del read, logits  # the memmaps, before their files go
         return found
 
 

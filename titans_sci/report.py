@@ -107,7 +107,7 @@ def label_tracks(
 ) -> Path:
     """Per-base label tracks ``{row name: labels [L]}`` (indices of ``names``) one above the
     other along the same ``L`` bases, the first base numbered ``start`` (1-based)."""
-    figure = Figure(figsize=(12, 1.1 + 0.45 * len(tracks)), layout="constrained")
+    figure = Figure(figsize=(12, 1.1 + 0.45 * len(tracks)))
     axes = figure.subplots()
     image = np.stack([np.asarray(t) for t in tracks.values()])
     colours = ["#f2f2f2", "tab:blue", "tab:red", "tab:orange", "tab:green", "tab:purple"]

@@ -3,13 +3,15 @@
 A classifier is scored with accuracy, MCC, F1 and AUROC on labelled sequences (both strands
 averaged); a forecaster with MSE and MAE over every stride-1 window, on data scaled with the
 scaler it was trained with (the long-horizon protocol's units); a whole-history forecaster at
-the same origins, streaming the whole series.
+the same origins, streaming the whole series; a genome annotator with base, exon and exact-CDS
+scores over whole annotated chromosomes.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,10 +20,12 @@ from torch import Tensor
 from titans_sci.api import (
     MAX_RECORD,
     Forecaster,
+    GenomeAnnotator,
     SequenceClassifier,
     WholeHistoryForecaster,
     warn_far_outside,
 )
+from titans_sci.data.annotation import read_annotated
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import (
@@ -38,6 +42,7 @@ from titans_sci.evaluation.protocol import stratified_folds
 from titans_sci.history import score_history
 from titans_sci.models.forecaster import TitansForecaster
 from titans_sci.models.history_forecaster import HistoryForecaster
+from titans_sci.tasks.annotation import Chromosome, bundled_genome, predict_labels, score
 
 
 def _default_data(model: SequenceClassifier | Forecaster) -> str:
@@ -107,6 +112,8 @@ def evaluate_saved(
         return {"n": len(records), **classification_metrics(labels, probs[columns].to_numpy())}
     if isinstance(model, WholeHistoryForecaster):
         return _evaluate_history(model, data, options)
+    if isinstance(model, GenomeAnnotator):
+        return _evaluate_annotator(model, data)
     config = model.model.config
     values: Tensor | np.ndarray
     if data is None:
@@ -147,6 +154,26 @@ def _evaluate_history(
     assert isinstance(model.model, HistoryForecaster)
     score = score_history(model.model, series, torch.arange(first, stop - horizon + 1))
     return {"n": score.origins, **_finite({"mse": score.mse, "mae": score.mae}, source)}
+
+
+def _evaluate_annotator(model: GenomeAnnotator, data: str | Path | None) -> dict[str, Any]:
+    """Annotation scores of every record of an annotated GenBank file, or (``None``) of the
+    test chromosomes of the bundled genome the model was trained on, each read whole."""
+    if data is None:
+        genome, test = model.meta.get("genome"), model.meta.get("test")
+        if not genome or not test:
+            raise ValueError(
+                f"{model.folder}: trained on the user's own genome; give an annotated GenBank "
+                "file to evaluate on"
+            )
+        files = {f.name.split(".")[0]: f for f in bundled_genome(genome)}
+        records = [(n, r) for n in test for r in read_annotated(files[n])]
+    else:
+        records = [(r.id, r) for r in read_annotated(data)]
+    chromosomes = [Chromosome.of(name, record, 0) for name, record in records]
+    predicted = {c.name: predict_labels(model.model, c.codes) for c in chromosomes}
+    bases = sum(len(c.codes) for c in chromosomes)
+    return {"chromosomes": len(chromosomes), "bases": bases, **score(chromosomes, predicted)}
 
 
 def _bundled_series(model: Forecaster) -> tuple[str, TimeSeriesTable, str]:

@@ -258,6 +258,19 @@ class GenomeAnnotator(nn.Module):
         bases = n + (0 if state is None else state.bases)
         return logits, BranchState(stem, refine, mixer, bases, ended=n % patch != 0)
 
+    @torch.no_grad()
+    def surprise(self, codes: Tensor) -> Tensor:
+        """How surprised the memories are by each token of the first reading (5' to 3') of
+        ``codes [B, L]``: ``[B, ceil(L / patch), layers, heads]`` (see
+        ``TitansBackbone.surprise``); only a ``"memory"`` mixer has one."""
+        if not isinstance(self.mixer, _MemoryMixer):
+            raise ValueError(f"a {self.config.mixer!r} annotator has no memory to be surprised")
+        b, n = codes.shape
+        padded = F.pad(codes, (0, -n % self.config.patch), value=N_CODE)
+        f = F.gelu(self.stem(self.embedding(padded), None)[0])
+        tokens = self.to_token(f.reshape(b, -1, self.config.patch * f.shape[-1]))
+        return self.mixer.backbone.surprise(tokens)
+
     def forward(self, codes: Tensor) -> Tensor:
         """Logits ``[B, L, K]`` of whole sequences ``codes [B, L]`` (both readings, one pass
         each)."""

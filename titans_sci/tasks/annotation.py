@@ -82,11 +82,14 @@ class Chromosome:
 def genome_files(task: AnnotationTask) -> list[Path]:
     """The annotated files of the task's genome (GenBank, or one FASTA file)."""
     data = task.data
-    if data.genome is None:
-        return [Path(f) for f in data.files]
-    manifest = load_manifest(data.genome)
+    return [Path(f) for f in data.files] if data.genome is None else bundled_genome(data.genome)
+
+
+def bundled_genome(name: str) -> list[Path]:
+    """The GenBank files of the bundled genome ``name`` (``titans_sci.data.registry``)."""
+    manifest = load_manifest(name)
     if manifest.kind != "genome":
-        raise ValueError(f"data set {data.genome!r} is {manifest.kind}, not an annotated genome")
+        raise ValueError(f"data set {name!r} is {manifest.kind}, not an annotated genome")
     return [info.file for info in manifest.splits.values()]
 
 
@@ -329,7 +332,9 @@ class Annotation:
         return metrics, {first: predicted[first]}
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
-        return {"labels": list(LABELS), "genome": self.task.data.genome}
+        """The label set, and where its test chromosomes are (``titans-sci evaluate``)."""
+        test = [c.name for c in unit.data["test"]]
+        return {"labels": list(LABELS), "genome": self.task.data.genome, "test": test}
 
     def baselines(self, unit: Unit) -> list[dict[str, Any]]:
         chosen = self.task.baselines
@@ -359,7 +364,7 @@ class Annotation:
         self, model: GenomeAnnotator, unit: Unit, predicted: dict[str, np.ndarray], folder: Path
     ) -> dict[str, Path]:
         """Predicted against true labels along 20 kb of the first test chromosome, from 2 kb
-        before its first spliced gene (or from its start)."""
+        before its first spliced gene (or from its start), and the memory's surprise there."""
         chromosome = unit.data["test"][0]
         spliced = [f.start for f in chromosome.features if len(f.parts) > 1]
         start = max(0, min(spliced) - 2000) if spliced else 0
@@ -371,7 +376,13 @@ class Annotation:
         caption = f"Predicted against true labels, test chromosome {chromosome.name}"
         title = f"{chromosome.name} ({chromosome.id}), bases {start + 1}..{stop}"
         path = report.label_tracks(tracks, LABELS, start + 1, folder / "annotation.png", title)
-        return {caption: path}
+        # the memory's surprise there, read from the chromosome's start (5' to 3')
+        codes = torch.from_numpy(chromosome.codes[:stop].astype(np.int64))[None]
+        patch = model.config.patch
+        trace = model.surprise(codes)[0, start // patch :].numpy()
+        where = f"{chromosome.name}, bases {start + 1}..{stop}, tokens of {patch} bases"
+        surprise = report.surprise_trace(trace, folder / "surprise.png", f"surprise, {where}")
+        return {caption: path, "The memory's surprise along the same stretch": surprise}
 
 
 def _builder(config: AnnotatorConfig) -> Callable[[], GenomeAnnotator]:
