@@ -10,10 +10,11 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: setup run test
 
-# AUGUSTUS (the gene finder the annotation task runs beside its models, and its tests) is a
-# system package: installed with apt-get where it is missing (Debian/Ubuntu, as root).
+# AUGUSTUS (the gene finder the annotation task runs beside its models) and genometools (whose
+# gff3validator the tests run on the GFF3 written) are system packages: installed with apt-get
+# where they are missing (Debian/Ubuntu, as root).
 setup:
-	@command -v augustus >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq augustus >/dev/null)
+	@command -v augustus >/dev/null && command -v gt >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq augustus genometools >/dev/null)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install "$(TORCH_SPEC)"
 	$(PIP) install -e ".[test]" "$(TORCH_SPEC)"

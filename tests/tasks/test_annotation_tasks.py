@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import subprocess
 
 import numpy as np
 import pytest
@@ -95,6 +96,9 @@ def test_the_saved_model_annotates_a_fasta_into_gff3_that_reads_back(yeast_run, 
     out = tmp_path / "two.gff3"
     assert main(["annotate", str(saved), str(fasta), "-o", str(out), "--quiet",
                  "--piece", "1000"]) == 0  # fmt: skip
+    # valid GFF3 by the genometools validator (what genome browsers' loaders expect)
+    checked = subprocess.run(["gt", "gff3validator", str(out)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "input is valid GFF3" in checked.stdout, checked.stderr
     back = read_gff3(out, {"piece one": 7001, "short": 300})
     annotator = load(saved)
     for name, bases in (("piece one", sequence), ("short", sequence[:300])):
@@ -118,10 +122,13 @@ def test_a_users_fasta_and_gff3_genome_runs_as_a_task(tmp_path):
     pieces = {"chrA": (0, 40_000), "chrB": (40_000, 60_000), "chrC": (60_000, 90_000)}
     fasta, gff3 = tmp_path / "mine.fa", tmp_path / "mine.gff3"
     fasta.write_text("".join(f">{n}\n{chromosome.sequence[a:b]}\n" for n, (a, b) in pieces.items()))
+    # the yeast genes written by write_gff3 are valid GFF3 too
     with open(gff3, "w") as handle:
         inside = {n: [_shifted(f, a) for f in chromosome.features if a <= f.start and f.stop <= b]
                   for n, (a, b) in pieces.items()}  # fmt: skip
         write_gff3(handle, [(n, b - a, inside[n]) for n, (a, b) in pieces.items()])
+    checked = subprocess.run(["gt", "gff3validator", str(gff3)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
     task_file = tmp_path / "mine.toml"
     task_file.write_text(
         'format = 2\nkind = "annotation"\nname = "mine"\n[data]\nfiles = ["mine.fa"]\n'
