@@ -142,3 +142,17 @@ def test_a_toy_model_and_task_kind_run_through_the_one_runner(registered, tmp_pa
     assert (tmp_path / "runs" / "toy" / "results.json").exists()
     with pytest.raises(ValueError, match="registered already"):
         register_task_kind("toy", ToyTask, f"{__name__}:Toy")
+
+
+def test_a_titans_model_that_could_not_be_saved_is_refused_before_it_trains(tmp_path):
+    """A task kind whose model kind was never registered stops before its run folder is
+    touched, not after hours of training at the save."""
+    register_task_kind("toy", ToyTask, f"{__name__}:Toy")
+    try:
+        path = tmp_path / "toy.toml"
+        path.write_text('format = 2\nkind = "toy"\nname = "toy"\n')
+        with pytest.raises(TypeError, match="cannot save a ToyModel: not a registered model kind"):
+            run(load_task(path), tmp_path / "runs")
+        assert not (tmp_path / "runs").exists()
+    finally:
+        del TASK_KINDS["toy"]

@@ -75,8 +75,10 @@ def run(
     marks = fingerprint(kind)
     units = kind.units()
     opening = next(units)  # the first unit's data and models built: a bad config or data set
-    for build in kind.models(opening).values():  # is refused before the folder is touched,
-        kind_of_module(build())  # and a model that could not be saved before it trains
+    for name, build in kind.models(opening).items():  # is refused before the folder is
+        model = build()  # touched, and a Titans model that could not be saved before it trains
+        if name == TITANS:
+            kind_of_module(model)
     with RunFolder(Path(out) / task.name, marks, resume, overwrite) as folder:
         rows: list[dict[str, Any]] = []
         curves: dict[str, TrainResult] = {}
