@@ -26,6 +26,8 @@ from titans_sci.data.annotation import (
     AnnotatedSequence,
     Feature,
     features_from_labels,
+    features_from_runs,
+    iter_runs,
     label_track,
     overlaps,
     read_annotated,
@@ -268,3 +270,18 @@ def test_bad_fasta_and_genbank_are_refused_by_file_record_and_position(tmp_path,
         r"outside its sequence \(1\.\.230218\)",
     ):
         read_genbank(bad)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_tracks(), st.lists(st.integers(1, 40), min_size=1, max_size=8))
+def test_runs_read_piece_by_piece_give_the_features_of_the_whole_track(case, sizes):
+    length, features = case
+    labels = label_track(length, features)
+    cuts, at = [], 0
+    while at < length:
+        size = sizes[len(cuts) % len(sizes)]
+        cuts.append(labels[at : at + size])
+        at += size
+    key = lambda f: (f.kind, f.strand, f.parts)  # noqa: E731
+    streamed = list(features_from_runs(iter_runs(cuts)))
+    assert list(map(key, streamed)) == list(map(key, features_from_labels(labels)))
