@@ -72,3 +72,23 @@ def summarize(runs: Sequence[dict[str, float | None]]) -> dict[str, dict[str, fl
         std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         out[name] = {"mean": float(values.mean()), "std": std, "n": len(values)}
     return out
+
+
+def summary_lines(result: dict[str, Any], width: int = 9) -> str:
+    """A run's protocol line, then one line per model of its summary (``metric mean +- std``
+    each, ``undefined`` where no run defines it), the model names right-aligned to ``width``."""
+    lines = [f"{result['task']['name']}: {result['protocol']}"]
+    for model, metrics in result["summary"].items():
+        cells = ", ".join(
+            f"{name} "
+            + ("undefined" if s["mean"] is None else f"{s['mean']:.4f} +- {s['std']:.4f}")
+            for name, s in metrics.items()
+        )
+        lines.append(f"  {model:>{width}}: {cells}")
+    return "\n".join(lines)
+
+
+def _cell(stats: dict[str, Any]) -> str:
+    if stats["mean"] is None:
+        return "undefined"
+    return f"{stats['mean']:.4f} +- {stats['std']:.4f}"

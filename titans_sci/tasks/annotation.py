@@ -36,7 +36,7 @@ from titans_sci.data.annotation import (
 from titans_sci.data.dna import BASE_CODE
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.annotation import annotation_metrics, confusion
-from titans_sci.evaluation.protocol import summarize
+from titans_sci.evaluation.protocol import summarize, summary_lines
 from titans_sci.models.augustus import augustus_version, run_augustus
 from titans_sci.models.genome_annotator import (
     AnnotatorConfig,
@@ -354,11 +354,7 @@ class Annotation:
         return summary
 
     def format_summary(self, result: dict[str, Any]) -> str:
-        lines = [f"{result['task']['name']}: {result['protocol']}"]
-        for model, metrics in result["summary"].items():
-            cells = ", ".join(f"{name} {_cell(s)}" for name, s in metrics.items())
-            lines.append(f"  {model:>9}: {cells}")
-        return "\n".join(lines)
+        return summary_lines(result, 9)
 
     def figures(
         self, model: GenomeAnnotator, unit: Unit, predicted: dict[str, np.ndarray], folder: Path
@@ -391,9 +387,3 @@ def _builder(config: AnnotatorConfig) -> Callable[[], GenomeAnnotator]:
 
 def _bases(codes: np.ndarray) -> str:
     return np.frombuffer(b"ACGTN", dtype=np.uint8)[codes].tobytes().decode("ascii")
-
-
-def _cell(stats: dict[str, Any]) -> str:
-    if stats["mean"] is None:
-        return "undefined"
-    return f"{stats['mean']:.4f} +- {stats['std']:.4f}"

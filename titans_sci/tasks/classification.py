@@ -25,7 +25,7 @@ from titans_sci.data.dna import SequenceRecord, read_sequences
 from titans_sci.data.registry import load_manifest
 from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.evaluation.metrics import UNDEFINED, classification_metrics
-from titans_sci.evaluation.protocol import stratified_folds, summarize
+from titans_sci.evaluation.protocol import stratified_folds, summarize, summary_lines
 from titans_sci.modelfolder import WEIGHTS, init_from_pretrained
 from titans_sci.models.baselines import KmerLogisticRegression, SmallCNN
 from titans_sci.models.dna_classifier import DNAClassifier, both_strands, random_strands
@@ -198,11 +198,7 @@ class Classification:
         return summary
 
     def format_summary(self, result: dict[str, Any]) -> str:
-        lines = [f"{result['task']['name']}: {result['protocol']}"]
-        for model, metrics in result["summary"].items():
-            cells = ", ".join(f"{name} {_cell(s)}" for name, s in metrics.items())
-            lines.append(f"  {model:>8}: {cells}")
-        return "\n".join(lines)
+        return summary_lines(result, 8)
 
     def figures(
         self, model: nn.Module, unit: Unit, probabilities: np.ndarray, folder: Path
@@ -223,12 +219,6 @@ class Classification:
                 list(first.sequence),
             ),
         }
-
-
-def _cell(stats: dict[str, Any]) -> str:
-    if stats["mean"] is None:
-        return "undefined"
-    return f"{stats['mean']:.4f} +- {stats['std']:.4f}"
 
 
 def _files(task: ClassificationTask) -> dict[str, Path]:
