@@ -141,12 +141,13 @@ class Stretches:
     """Training batches of one model: every ``stretch`` bases of every training chromosome.
 
     At the start of each epoch a pass without gradients reads every training chromosome in both
-    directions with the model as it is, keeping each reading's state where each stretch starts
-    (for the reverse reading: where the stretch ends). A batch is one stretch: each reading
-    starts from its kept state, the two are added (:func:`~titans_sci.models.genome_annotator.
-    combine`) and the loss is the cross-entropy of every base's label. A chromosome is padded
-    with ``N`` to whole patches (the padding's labels are ignored), so both readings cut it at
-    the same places.
+    directions with the model as it is, keeping each reading's state where it enters each
+    stretch. A batch is one stretch: each reading starts from its kept state, the two are added
+    (:func:`~titans_sci.models.genome_annotator.combine`) and the loss is the cross-entropy of
+    every base's label. Each reading cuts its patches from its own start (the reverse reading
+    from the chromosome's far end), as a whole-chromosome pass does, so a stretch's logits are
+    exactly that pass's (tested); the reverse reading enters a stretch at its nearest patch
+    boundary and reads the few bases to the stretch's end beside it.
     """
 
     def __init__(self, model: GenomeAnnotator, chromosomes: list[Chromosome], stretch: int):
@@ -155,18 +156,22 @@ class Stretches:
             raise ValueError(
                 f"training.stretch = {stretch} is not a multiple of model.patch = {patch}"
             )
-        self.model, self.stretch = model, stretch
-        self.codes, self.labels = [], []
+        self.model, self.patch = model, patch
+        self.codes = [torch.from_numpy(c.codes.astype(np.int64)) for c in chromosomes]
+        self.labels = [torch.from_numpy(c.labels.astype(np.int64)) for c in chromosomes]
         self.items: list[tuple[int, int, int]] = []  # (chromosome, start, stop)
-        for index, chromosome in enumerate(chromosomes):
-            pad = -len(chromosome.codes) % patch
-            codes = torch.from_numpy(np.pad(chromosome.codes, (0, pad), constant_values=4))
-            labels = torch.from_numpy(chromosome.labels.astype(np.int64))
-            self.codes.append(codes.long())
-            self.labels.append(F.pad(labels, (0, pad), value=-100))
+        for index, codes in enumerate(self.codes):
             length = len(codes)
             self.items += [(index, a, min(a + stretch, length)) for a in range(0, length, stretch)]
         self.states: list[tuple[BranchState | None, BranchState | None]] = []
+
+    def _backward_span(self, index: int) -> tuple[int, int]:
+        """Where the reverse reading reads stretch ``index`` (reverse-complement positions):
+        from the patch boundary at or before the stretch's end to the one at or after its
+        start (the chromosome's far end at most)."""
+        chromosome, a, b = self.items[index]
+        length, p = len(self.codes[chromosome]), self.patch
+        return (length - b) // p * p, min(-(-(length - a) // p) * p, length)
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[int]:
         self.refresh()
@@ -174,7 +179,7 @@ class Stretches:
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Each reading's state at the start of every stretch, with the model as it is now."""
+        """Each reading's state where it enters every stretch, with the model as it is now."""
         forward: dict[int, BranchState | None] = {}
         backward: dict[int, BranchState | None] = {}
         for chromosome, codes in enumerate(self.codes):
@@ -184,22 +189,30 @@ class Stretches:
                 forward[i] = state
                 _, a, b = self.items[i]
                 state = self.model.branch(codes[None, a:b], state)[1].detach()
-            other, length, state = reverse_complement_codes(codes), len(codes), None
-            for i in reversed(mine):
+            other, state = reverse_complement_codes(codes), None
+            entries = [self._backward_span(i)[0] for i in reversed(mine)] + [len(codes)]
+            for i, start, stop in zip(reversed(mine), entries, entries[1:], strict=False):
                 backward[i] = state
-                _, a, b = self.items[i]
-                state = self.model.branch(other[None, length - b : length - a], state)[1].detach()
+                if stop > start:
+                    state = self.model.branch(other[None, start:stop], state)[1].detach()
         self.states = [(forward[i], backward[i]) for i in range(len(self.items))]
 
-    def loss(self, index: int) -> Tensor:
+    def logits(self, index: int) -> Tensor:
+        """The logits ``[b - a, K]`` of stretch ``index``'s bases ``a..b``: the first reading
+        from its state at ``a``, the reverse complement's from its state where it enters."""
         chromosome, a, b = self.items[index]
         codes, length = self.codes[chromosome], len(self.codes[chromosome])
         before, after = self.states[index]
         forward, _ = self.model.branch(codes[None, a:b], before)
-        other = reverse_complement_codes(codes[length - b : length - a])  # the same bases
+        start, stop = self._backward_span(index)
+        other = reverse_complement_codes(codes[length - stop : length - start])
         backward, _ = self.model.branch(other[None], after)
-        logits = combine(forward, backward, self.model.swap)
-        return F.cross_entropy(logits[0], self.labels[chromosome][a:b], ignore_index=-100)
+        backward = backward[:, length - b - start : length - a - start]  # bases b-1 .. a
+        return combine(forward, backward, self.model.swap)[0]
+
+    def loss(self, index: int) -> Tensor:
+        chromosome, a, b = self.items[index]
+        return F.cross_entropy(self.logits(index), self.labels[chromosome][a:b])
 
 
 def predict_labels(model: GenomeAnnotator, codes: np.ndarray, reset_every: int | None = None):
