@@ -69,8 +69,8 @@ class AnnotatorConfig(Config):
         refine_kernel: bases the causal per-base convolution after the mixer reads.
         window: tokens each ``"attention"`` block sees (itself and those before it).
         heads: attention heads of the ``"attention"`` mixer.
-        conv_kernel: taps of each dilated convolution of the ``"conv"`` mixer; block ``i``
-            has dilation ``2 ** i``.
+        conv_kernel: taps of each dilated convolution of the ``"conv"`` mixer
+            (:attr:`conv_blocks` blocks; block ``i`` has dilation ``2 ** i``).
         num_labels: labels per base (:data:`~titans_sci.data.annotation.LABELS`).
     """
 
@@ -99,6 +99,12 @@ class AnnotatorConfig(Config):
     def dim(self) -> int:
         return self.backbone.dim
 
+    @property
+    def conv_blocks(self) -> int:
+        """Blocks of the ``"conv"`` mixer: twice the backbone's depth (a depthwise convolution
+        block has fewer weights than a memory block; twice as many come near its size)."""
+        return 2 * self.backbone.depth
+
     def reach(self) -> int | None:
         """At most how many bases before a base one reading can see (``None``: all of them):
         the tokens the mixer reaches back, plus the base's own patch and both convolutions."""
@@ -109,7 +115,7 @@ class AnnotatorConfig(Config):
         tokens = (
             depth * per_block
             if per_block is not None
-            else sum((self.conv_kernel - 1) * 2**i for i in range(depth))
+            else sum((self.conv_kernel - 1) * 2**i for i in range(self.conv_blocks))
         )
         return (tokens + 1) * self.patch + self.stem_kernel - 1 + self.refine_kernel - 1
 
@@ -183,7 +189,7 @@ def _mixer(config: AnnotatorConfig) -> nn.Module:
         return _Stack(dim, [SlidingWindowAttention(dim, config.heads, config.window)
                             for _ in range(depth)])  # fmt: skip
     return _Stack(dim, [_CausalConv(dim, config.conv_kernel, 2**i, depthwise=True)
-                        for i in range(depth)])  # fmt: skip
+                        for i in range(config.conv_blocks)])  # fmt: skip
 
 
 @dataclass
