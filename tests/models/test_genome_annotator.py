@@ -123,12 +123,14 @@ def test_the_state_does_not_grow_with_the_length_read():
     model = _model("memory").eval()
 
     def size(state) -> int:
-        tensors = [state.stem, state.refine]
-        for block in state.mixer.blocks:
-            tensors += [t for t in vars(block).values() if isinstance(t, torch.Tensor)]
-            tensors += [t for s in vars(block).values() if hasattr(s, "__dict__")
-                        for t in vars(s).values() if isinstance(t, torch.Tensor)]  # fmt: skip
-        return sum(t.numel() for t in tensors)
+        """Elements of every tensor in a nested state (dataclasses, lists, tuples)."""
+        if isinstance(state, torch.Tensor):
+            return state.numel()
+        if isinstance(state, (list, tuple)):
+            return sum(size(s) for s in state)
+        if hasattr(state, "__dict__"):
+            return sum(size(v) for v in vars(state).values())
+        return 0
 
     with torch.no_grad():
         _, short = model.branch(_tensor(_codes(64)))
