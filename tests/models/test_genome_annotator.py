@@ -136,3 +136,21 @@ def test_the_state_does_not_grow_with_the_length_read():
         _, short = model.branch(_tensor(_codes(64)))
         _, long = model.branch(_tensor(_codes(4096)))
     assert size(short) == size(long) > 0
+
+
+def test_the_local_stage_trains_all_but_the_memory_which_adds_nothing_until_its_stage():
+    from titans_sci.layers import memory_writes
+
+    model = _model("memory").eval()
+    (local_name, local), (memory_name, everything) = model.stages()
+    assert (local_name, memory_name) == ("local", "memory")
+    assert len(everything) == len(list(model.parameters())) > len(local)
+    memory = {id(p) for p in model.mixer.long.parameters()} - {id(p) for p in local}
+    assert memory and all(id(p) not in memory for p in local)
+    codes = _tensor(_codes(300))
+    with torch.no_grad():
+        writing = model(codes)
+        with memory_writes(model, False):
+            silent = model(codes)
+    torch.testing.assert_close(writing, silent, rtol=0, atol=0)  # the output maps are zero
+    assert [name for name, _ in _model("conv").stages()] == [""]

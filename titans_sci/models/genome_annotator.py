@@ -289,6 +289,18 @@ class GenomeAnnotator(nn.Module):
         bases = n + (0 if state is None else state.bases)
         return logits, BranchState(stem, refine, mixer, bases, ended=n % patch != 0)
 
+    def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """The training stages of "local, then memory": first every parameter but the memory
+        layers' (whose output maps start at zero and stay there: the memory adds nothing, the
+        rest learns as a model without it), then every parameter. Without a memory, one stage
+        (named ``""``)."""
+        everything = list(self.parameters())
+        if not isinstance(self.mixer.long, _MemoryMixer):
+            return [("", everything)]
+        memory = {id(p) for m in self.modules() if isinstance(m, NeuralMemoryLayer)
+                  for p in m.parameters()}  # fmt: skip
+        return [("local", [p for p in everything if id(p) not in memory]), ("memory", everything)]
+
     @torch.no_grad()
     def surprise(self, codes: Tensor) -> Tensor:
         """How surprised the memories are by each token of the first reading (5' to 3') of

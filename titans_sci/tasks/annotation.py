@@ -315,6 +315,13 @@ class Annotation:
         configs = {n: dataclasses.replace(self.task.model, mixer=MIXERS[n]) for n in names}
         return {n: _builder(c) for n, c in configs.items()}
 
+    def stages(self, model: GenomeAnnotator) -> list[tuple[str, list]]:
+        """``training.stages``: the Titans model without its memory, then whole (see
+        :meth:`GenomeAnnotator.stages`); or every parameter at once."""
+        if self.task.training.stages == "joint":
+            return [("", list(model.parameters()))]
+        return model.stages()
+
     def batches(self, unit: Unit, model: GenomeAnnotator):
         # One model trains at a time: its loss reads the stretches (and states) made here.
         self._stretches = Stretches(model, unit.data["train"], self.task.training.stretch)

@@ -251,9 +251,13 @@ class AnnotationTraining(TrainConfig):
     directions, each reading starting from its state at the stretch's end nearest it (carried
     from the rest of the chromosome by a pass without gradients at the start of every epoch);
     gradients reach back one stretch. ``batch_size`` is not used. An epoch is every stretch of
-    every training chromosome once, in a random order."""
+    every training chromosome once, in a random order. ``stages``: ``"local_then_memory"``
+    trains the Titans model without its memory first (the memory layers' output at zero), then
+    every parameter, each stage with its own epochs, patience and selection on dev (the
+    baselines train in one stage); ``"joint"`` trains everything at once."""
 
     stretch: int = 32768
+    stages: Literal["local_then_memory", "joint"] = "local_then_memory"
 
     def __post_init__(self) -> None:
         super().__post_init__()
