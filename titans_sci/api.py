@@ -445,7 +445,7 @@ class GenomeAnnotator:
         with (
             tempfile.TemporaryDirectory(prefix="titans-annotate-") as scratch,
             atomic_open(output) as sink,
-            tqdm(unit=" bases", disable=not progress) as bar,
+            tqdm(unit=" bases", disable=not progress, delay=1.0) as bar,
         ):
             for name, pieces in itertools.groupby(records, key=lambda r: r[0]):
                 codes_file = Path(scratch) / "codes.u8"
