@@ -10,7 +10,7 @@ from tiny_tasks import classification_task, forecast_task, write
 from titans_sci.data.registry import load_manifest
 from titans_sci.models import MAGConfig
 from titans_sci.tasks import load_task
-from titans_sci.tasks.config import FORMAT, TASK_KINDS, PretrainTask
+from titans_sci.tasks.config import FORMAT, TASK_KINDS, AnnotationTask, PretrainTask
 
 TASK_FILES = sorted(Path("tasks").glob("*.toml"))
 GUE = 'dataset = "gue/prom/prom_core_tata"'
@@ -28,6 +28,8 @@ def test_every_bundled_task_file_loads_onto_the_tree():
         assert isinstance(task, TASK_KINDS[task.kind].config)
         if isinstance(task, PretrainTask):
             assert task.data.bundled and not task.data.files
+        elif isinstance(task, AnnotationTask):
+            assert load_manifest(task.data.genome).kind == "genome"
         else:
             assert load_manifest(task.data.dataset).name == task.data.dataset
 
