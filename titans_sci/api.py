@@ -461,9 +461,11 @@ class GenomeAnnotator:
                                    shape=(length, self.model.config.num_labels))  # fmt: skip
                 stream_logits(self.model, read, piece, out=logits, progress=bar.update)
                 labels = (logits[a : a + piece].argmax(axis=1) for a in range(0, length, piece))
-                genes = list(features_from_runs(iter_runs(labels), prefix=f"{name}.g"))
-                write_gff3(sink, [(name, length, genes)], header=first)
-                found, first = found + len(genes), False
+                genes = features_from_runs(iter_runs(labels), prefix=f"{name}.g")
+                counter = itertools.count()  # zip stops at the last gene, before counting on
+                counted = (gene for gene, _ in zip(genes, counter, strict=False))
+                write_gff3(sink, [(name, length, counted)], header=first)  # as they come
+                found, first = found + next(counter), False
                 del read, logits  # the memmaps, before their files go
         return found
 

@@ -422,13 +422,15 @@ def write_gff3(
     """Write GFF3 for ``(sequence id, length, features)`` triples: a ``gene``, ``mRNA`` and
     ``CDS`` lines (one per part, sharing one ID) per CDS, an ``ncRNA_gene`` line per RNA gene,
     each sequence's features after its ``##sequence-region`` line (so that a genome browser
-    knows its length). ``header``: the ``##gff-version 3`` line first (``False`` to append
-    more sequences to a file). Feature names must be unique in the file: they are its IDs."""
+    knows its length), in the order given (an iterator is written as it comes, so a genome's
+    genes never need to be held at once). ``header``: the ``##gff-version 3`` line first
+    (``False`` to append more sequences to a file). Feature names must be unique in the file:
+    they are its IDs."""
     if header:
         handle.write("##gff-version 3\n")
     for seqid, length, features in sequences:
         handle.write(f"##sequence-region {_escape(seqid)} 1 {length}\n")
-        for n, f in enumerate(sorted(features, key=lambda f: (f.start, f.stop)), start=1):
+        for n, f in enumerate(features, start=1):
             name = _escape(f.name or f"{seqid}_{n}")
             where = (_escape(seqid), source, {1: "+", -1: "-"}.get(f.strand, "."))
             if f.kind == "RNA":
