@@ -154,3 +154,23 @@ def test_the_local_stage_trains_all_but_the_memory_which_adds_nothing_until_its_
             silent = model(codes)
     torch.testing.assert_close(writing, silent, rtol=0, atol=0)  # the output maps are zero
     assert [name for name, _ in _model("conv").stages()] == [""]
+
+
+def test_a_silent_memory_is_skipped_with_the_same_outputs_and_gradients():
+    """In the local stage (the memory layers' output maps zero and frozen) the memory is not
+    run; outputs and every gradient equal those of running it."""
+    model = _model("memory").double()
+    local = model.stages()[0][1]
+    codes = _tensor(_codes(203))
+    weights = torch.randn(1, 203, 5, dtype=torch.float64)
+    results = []
+    for frozen in (False, True):
+        for p in model.parameters():
+            p.requires_grad_(not frozen or any(p is q for q in local))
+        assert model.mixer.long.silent == frozen
+        out = model(codes)
+        grads = torch.autograd.grad((out * weights).sum(), local)
+        results.append((out, grads))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-12, atol=1e-12)
+    for silent, full in zip(results[1][1], results[0][1], strict=True):
+        torch.testing.assert_close(silent, full, rtol=1e-10, atol=1e-12)
