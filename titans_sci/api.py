@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from titans_sci.data.annotation import features_from_runs, iter_runs, write_gff3
-from titans_sci.data.dna import BASE_CODE, read_sequences, validate_sequence
+from titans_sci.data.dna import base_codes, read_sequences, validate_sequence
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
 from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
 from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
@@ -451,9 +451,7 @@ class GenomeAnnotator:
                 codes_file = Path(scratch) / "codes.u8"
                 with open(codes_file, "wb") as raw:
                     for _, _, text in pieces:
-                        raw.write(
-                            BASE_CODE[np.frombuffer(text.encode("ascii"), np.uint8)].tobytes()
-                        )
+                        raw.write(base_codes(text).tobytes())
                 length = codes_file.stat().st_size
                 bar.set_description(name)
                 read = np.memmap(codes_file, dtype=np.uint8, mode="r", shape=(length,))

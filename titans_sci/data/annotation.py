@@ -20,7 +20,6 @@ that exons are what a label track can show.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -30,7 +29,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from titans_sci.data.dna import iter_genbank, iter_sequences
+from titans_sci.data.dna import GENBANK_SUFFIXES, iter_genbank, iter_sequences
 from titans_sci.data.textfile import check_file, open_text, reading, split_suffix
 
 __all__ = [
@@ -262,15 +261,12 @@ def _names(lengths: dict[str, int]) -> str:
     return ", ".join(names) + (", ..." if len(lengths) > 5 else "")
 
 
-_GENBANK = re.compile(r"\.(gb|gbk|genbank)(\.gz)?$", re.IGNORECASE)
-
-
 def read_annotated(path: str | Path, gff3: str | Path | None = None) -> list[AnnotatedSequence]:
     """The annotated sequences of a GenBank file, or of a FASTA file with its GFF3 file.
     A FASTA record without features in the GFF3 is kept, all intergenic."""
     path = Path(path)
     if gff3 is None:
-        if not _GENBANK.search(path.name):
+        if split_suffix(path)[0] not in GENBANK_SUFFIXES:
             raise ValueError(
                 f"{path}: an annotated genome is a GenBank file (.gb, .gbk, .genbank), or a "
                 "FASTA file with a GFF3 file beside it (gff3 = ...)"

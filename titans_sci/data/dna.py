@@ -29,6 +29,8 @@ from titans_sci.data.textfile import check_file, open_text, read_csv, reading, s
 __all__ = [
     "BASES",
     "BASE_CODE",
+    "GENBANK_SUFFIXES",
+    "base_codes",
     "canonical",
     "SequenceRecord",
     "read_sequences",
@@ -50,6 +52,12 @@ for _code, _letters in enumerate(("Aa", "Cc", "Gg", "TtUu")):
         BASE_CODE[ord(_letter)] = _code
 
 
+def base_codes(text: str) -> np.ndarray:
+    """The base code (:data:`BASE_CODE`) of every letter of ``text``: ``[len(text)]`` uint8
+    (a non-ASCII letter is ``4``, as any letter that is not a base)."""
+    return BASE_CODE[np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8)]
+
+
 def canonical(sequence: str) -> str:
     """``sequence`` as every comparison of bases reads it: upper case, ``U`` as ``T``."""
     return sequence.upper().replace("U", "T")
@@ -67,6 +75,8 @@ _SEQIO_FORMATS = {
     ".gbk": "genbank",
     ".genbank": "genbank",
 }
+#: The suffixes of a GenBank file (optionally + ``.gz``).
+GENBANK_SUFFIXES = tuple(suffix for suffix, fmt in _SEQIO_FORMATS.items() if fmt == "genbank")
 _TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t"}
 # What Bio.SeqIO raises on a malformed file (its messages are reported with the file name).
 _PARSER_ERRORS = (ValueError, IndexError, KeyError, AssertionError, TypeError, AttributeError)
@@ -184,8 +194,8 @@ def iter_genbank(path: str | Path) -> Iterator[tuple[SequenceRecord, SeqRecord]]
     path = Path(path)
     check_file(path)
     suffix, compressed = split_suffix(path)
-    if _SEQIO_FORMATS.get(suffix) != "genbank":
-        known = ", ".join(k for k, v in _SEQIO_FORMATS.items() if v == "genbank")
+    if suffix not in GENBANK_SUFFIXES:
+        known = ", ".join(GENBANK_SUFFIXES)
         raise ValueError(f"{path}: not a GenBank file name (expected {known}, optionally + .gz)")
     empty = True
     for pair in _iter_seqio(path, "genbank", compressed, allow_duplicate_ids=False):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from titans_sci.data.dna import BASE_CODE, canonical, read_sequences, reverse_complement
+from titans_sci.data.dna import base_codes, canonical, read_sequences, reverse_complement
 from titans_sci.data.fasta_stream import iter_pieces
 from titans_sci.data.registry import list_datasets
 
@@ -40,8 +40,7 @@ def kmers(sequences: Sequence[str], k: int = K) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(f"k={k}; expected 1..32 (a k-mer is packed into 64 bits)")
     if not sequences:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    text = "\0".join(sequences).encode("ascii", "replace")  # \0 breaks every k-mer across
-    codes = BASE_CODE[np.frombuffer(text, dtype=np.uint8)]
+    codes = base_codes("\0".join(sequences))  # \0 breaks every k-mer across
     n = len(codes) - k + 1
     if n <= 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from titans_sci.config import Config, build
+from titans_sci.data.dna import GENBANK_SUFFIXES
+from titans_sci.data.textfile import split_suffix
 from titans_sci.resources import datasets_dir as bundled_datasets_dir
 
 if sys.version_info >= (3, 11):
@@ -216,7 +218,7 @@ class ManifestFile(Config):
             raise ValueError(f"key 'test_only' is for kind 'dna', not {self.kind!r}")
         if self.kind == "genome":
             for split, entry in self.splits.items():
-                if not entry.file.endswith((".gb.gz", ".gbk.gz", ".gb", ".gbk")):
+                if split_suffix(Path(entry.file))[0] not in GENBANK_SUFFIXES:
                     raise ValueError(f"split {split!r}: {entry.file!r} is not a GenBank file")
             return
         expected = ["train", "test"] if self.split_rule == "m4" else ["data"]

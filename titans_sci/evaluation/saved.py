@@ -42,7 +42,14 @@ from titans_sci.evaluation.protocol import stratified_folds
 from titans_sci.history import score_history
 from titans_sci.models.forecaster import TitansForecaster
 from titans_sci.models.history_forecaster import HistoryForecaster
-from titans_sci.tasks.annotation import Chromosome, bundled_genome, predict_labels, score
+from titans_sci.tasks.annotation import (
+    Chromosome,
+    bundled_genome,
+    chromosome_name,
+    predict_labels,
+    read_genome,
+    score,
+)
 
 
 def _default_data(model: SequenceClassifier | Forecaster) -> str:
@@ -166,8 +173,14 @@ def _evaluate_annotator(model: GenomeAnnotator, data: str | Path | None) -> dict
                 f"{model.folder}: trained on the user's own genome; give an annotated GenBank "
                 "file to evaluate on"
             )
-        files = {f.name.split(".")[0]: f for f in bundled_genome(genome)}
-        records = [(n, r) for n in test for r in read_annotated(files[n])]
+        files = bundled_genome(genome)
+        chosen = [f for f in files if chromosome_name(f) in test]
+        found, aliases = read_genome(chosen if len(chosen) == len(test) else files, None)
+        known = {**{r: r for r in found}, **aliases}
+        missing = [n for n in test if n not in known]
+        if missing:
+            raise ValueError(f"{model.folder}: test chromosome {missing[0]!r} is not in {genome}")
+        records = [(n, found[known[n]]) for n in test]
     else:
         records = [(r.id, r) for r in read_annotated(data)]
     chromosomes = [Chromosome.of(name, record, 0) for name, record in records]

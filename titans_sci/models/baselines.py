@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
-from titans_sci.data.dna import BASE_CODE, BASES
+from titans_sci.data.dna import BASES, base_codes
 from titans_sci.data.tokens import PAD_ID
 
 __all__ = ["KmerLogisticRegression", "SmallCNN", "all_kmers", "kmer_features"]
@@ -51,8 +51,7 @@ def kmer_features(sequences: Sequence[str], k: int) -> np.ndarray:
     n_kmers = 4**k
     n = len(sequences)
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    joined = "".join(sequences).encode("ascii", errors="replace")
-    codes = BASE_CODE[np.frombuffer(joined, dtype=np.uint8)].astype(np.int64)
+    codes = base_codes("".join(sequences)).astype(np.int64)
     total = codes.size
     counts = np.zeros((n, n_kmers), dtype=np.float64)
     if total >= k:

@@ -289,6 +289,15 @@ class GenomeAnnotator(nn.Module):
         self.head = nn.Linear(dim, config.num_labels)
         self.register_buffer("swap", torch.tensor(STRAND_SWAP), persistent=False)
 
+    def _tokens(self, codes: Tensor, stem: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``codes [B, n]`` padded with ``N`` to whole patches: the bases' stem features ``f
+        [B, n', D]``, the tokens ``[B, n' / patch, D]`` and the stem's state after them."""
+        b, n = codes.shape
+        padded = F.pad(codes, (0, -n % self.config.patch), value=N_CODE)
+        f, stem = self.stem(self.embedding(padded), stem)
+        f = F.gelu(f)
+        return f, self.to_token(f.reshape(b, -1, self.config.patch * f.shape[-1])), stem
+
     def branch(self, codes: Tensor, state: BranchState | None = None) -> tuple[Tensor, BranchState]:
         """One reading of the next ``codes [B, n]`` of a stream (``state`` from the previous
         piece, ``None`` at its start): ``(logits [B, n, K], state)``. Every piece but the last
@@ -300,10 +309,7 @@ class GenomeAnnotator(nn.Module):
                 f"multiple of the patch, {patch}) can only be the last"
             )
         b, n = codes.shape
-        padded = F.pad(codes, (0, -n % patch), value=N_CODE)
-        f, stem = self.stem(self.embedding(padded), None if state is None else state.stem)
-        f = F.gelu(f)
-        tokens = self.to_token(f.reshape(b, -1, patch * f.shape[-1]))
+        f, tokens, stem = self._tokens(codes, None if state is None else state.stem)
         h, mixer = self.mixer(tokens, None if state is None else state.mixer)
         z = f + (self.from_token(h)[:, :, None] + self.place).reshape(b, -1, f.shape[-1])
         r, refine = self.refine(z, None if state is None else state.refine)
@@ -331,10 +337,7 @@ class GenomeAnnotator(nn.Module):
         memory = self.mixer.long
         if not isinstance(memory, _MemoryMixer):
             raise ValueError(f"a {self.config.mixer!r} annotator has no memory to be surprised")
-        b, n = codes.shape
-        padded = F.pad(codes, (0, -n % self.config.patch), value=N_CODE)
-        f = F.gelu(self.stem(self.embedding(padded), None)[0])
-        tokens = self.to_token(f.reshape(b, -1, self.config.patch * f.shape[-1]))
+        _, tokens, _ = self._tokens(codes, None)
         tokens, _ = self.mixer.front(tokens, None)
         return memory.backbone.surprise(tokens)
 

@@ -31,9 +31,10 @@ from titans_sci.data.annotation import (
     AnnotatedSequence,
     Feature,
     features_from_labels,
+    label_track,
     read_annotated,
 )
-from titans_sci.data.dna import BASE_CODE
+from titans_sci.data.dna import base_codes
 from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.annotation import annotation_metrics, confusion
 from titans_sci.evaluation.protocol import summarize, summary_lines
@@ -70,7 +71,7 @@ class Chromosome:
     @classmethod
     def of(cls, name: str, record: AnnotatedSequence, limit: int) -> Chromosome:
         """``record`` as a chromosome, cut to its first ``limit`` bases (0: whole)."""
-        codes = BASE_CODE[np.frombuffer(record.sequence.encode("ascii"), dtype=np.uint8)]
+        codes = base_codes(record.sequence)
         labels = record.labels()
         features = record.features
         if limit and limit < len(codes):
@@ -93,19 +94,34 @@ def bundled_genome(name: str) -> list[Path]:
     return [info.file for info in manifest.splits.values()]
 
 
-def load_splits(task: AnnotationTask) -> dict[str, list[Chromosome]]:
-    """The ``train``, ``dev`` and ``test`` chromosomes of the task, each read once."""
-    data = task.data
+def chromosome_name(path: Path) -> str:
+    """The name a chromosome of a one-record file goes by: the file's name without its
+    suffixes (``chr14`` for ``chr14.gb.gz``)."""
+    return path.name.split(".")[0]
+
+
+def read_genome(
+    files: list[Path], gff3: str | None
+) -> tuple[dict[str, AnnotatedSequence], dict[str, str]]:
+    """The annotated records of ``files`` by id, and the other names they go by (a one-record
+    file's :func:`chromosome_name`: its record's id). A record id in two files is refused."""
     records: dict[str, AnnotatedSequence] = {}
     aliases: dict[str, str] = {}
-    for file in genome_files(task):
-        found = read_annotated(file, data.gff3)
+    for file in files:
+        found = read_annotated(file, gff3)
         for record in found:
             if record.id in records:
                 raise ValueError(f"{file}: record {record.id!r} is in {records[record.id].source}")
             records[record.id] = record
         if len(found) == 1:
-            aliases[file.name.split(".")[0]] = found[0].id
+            aliases[chromosome_name(file)] = found[0].id
+    return records, aliases
+
+
+def load_splits(task: AnnotationTask) -> dict[str, list[Chromosome]]:
+    """The ``train``, ``dev`` and ``test`` chromosomes of the task, each read once."""
+    data = task.data
+    records, aliases = read_genome(genome_files(task), data.gff3)
     known = {**{r: r for r in records}, **aliases}
     named = {"dev": data.dev, "test": data.test}
     for split, names in (("train", data.train), *named.items()):
@@ -228,8 +244,6 @@ def score(
     """:func:`~titans_sci.evaluation.annotation.annotation_metrics` of predicted labels (by
     chromosome name; their genes decoded from them) or of predicted ``features`` (their
     labels painted from them, as for AUGUSTUS)."""
-    from titans_sci.data.annotation import label_track
-
     matrix = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
     truth, genes = {}, {}
     for c in chromosomes:
