@@ -46,6 +46,8 @@ COLUMNS = {
     "mcc": "MCC (5 labels)",
     "intron_f1": "intron F1",
     "rna_f1": "RNA F1",
+    "cds_f1_argmax": "CDS base F1, argmax",
+    "cds_exact_f1_argmax": "exact CDS F1, argmax",
 }
 NAMES = {"titans": "Titans (memory)", "cnn": "CNN", "attention": "sliding-window attention",
          "augustus": "AUGUSTUS"}  # fmt: skip
@@ -94,7 +96,10 @@ def render(store: dict[str, Any]) -> str:
         "Every base of the three test chromosomes (2.83 Mb) is scored. `CDS base F1`: coding "
         "bases on the right strand. `exon F1` and `exact CDS F1`: exons and whole CDS whose "
         "first and last bases (and strand) are exactly those of the annotation; a model's genes "
-        "are read off its label track. `MCC (5 labels)`: the multiclass MCC of every base. "
+        "are read off its label track. A learned model's label track is the valid gene "
+        "structure its logits like best (a Viterbi pass, `titans_sci.models.gene_structure`); "
+        "the `argmax` columns score each base's highest logit alone instead. "
+        "`MCC (5 labels)`: the multiclass MCC of every base. "
         "Mean +- standard deviation over seeds.",
         "",
         "| model | seeds | parameters | " + " | ".join(COLUMNS.values()) + " | epochs (best) |",

@@ -60,7 +60,7 @@ def main() -> None:
                 optimizer.zero_grad()
                 losses.append(loss.item())
             dev = unit.data["dev"]
-            f1 = score(dev, {c.name: predict_labels(model, c.codes) for c in dev})["cds_f1"]
+            f1 = score(dev, {c.name: predict_labels(model, c.codes)[0] for c in dev})["cds_f1"]
             print(f"{args.mixer} epoch {epoch + 1}: {len(losses)} steps, loss (last 50) "
                   f"{np.mean(losses[-50:]):.3f}, dev CDS F1 {f1 or 0:.3f}, "
                   f"{time.time() - started:.0f} s", flush=True)  # fmt: skip

@@ -49,6 +49,7 @@ from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exp
 from titans_sci.models.dna_classifier import DNAClassifier
 from titans_sci.models.dna_lm import DNAMaskedLM
 from titans_sci.models.forecaster import TitansForecaster
+from titans_sci.models.gene_structure import STATES, viterbi
 from titans_sci.models.genome_annotator import GenomeAnnotator as AnnotatorModule
 from titans_sci.models.genome_annotator import stream_logits
 from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
@@ -431,10 +432,12 @@ class GenomeAnnotator:
         """Write the genes (CDS with their introns) and RNA genes the model finds in every
         record of a sequence file (FASTA, plain or gzip; or GenBank) to the GFF3 file
         ``output``; returns how many. Each record is read ``piece`` bases at a time; its base
-        codes (1 byte a base) and logits (20 bytes) go to temporary files on disk, not to
-        memory, so memory stays flat in the record's length. The model reads each record whole
-        in both directions (:func:`~titans_sci.models.genome_annotator.stream_logits`); the
-        GFF3 appears complete or not at all."""
+        codes (1 byte a base), logits (20 bytes) and the gene-structure decoder's labels and
+        back-pointers (30 bytes) go to temporary files on disk, not to memory, so memory stays
+        flat in the record's length. The model reads each record whole in both directions
+        (:func:`~titans_sci.models.genome_annotator.stream_logits`); its genes are the valid
+        gene structure its logits like best (:func:`~titans_sci.models.gene_structure.viterbi`);
+        the GFF3 appears complete or not at all."""
         output = check_output(output, [path], [self.folder] if self.folder else [])
         patch = self.model.config.patch
         piece -= piece % patch
@@ -458,13 +461,18 @@ class GenomeAnnotator:
                 logits = np.memmap(Path(scratch) / "logits.f32", dtype=np.float32, mode="w+",
                                    shape=(length, self.model.config.num_labels))  # fmt: skip
                 stream_logits(self.model, read, piece, out=logits, progress=bar.update)
-                labels = (logits[a : a + piece].argmax(axis=1) for a in range(0, length, piece))
+                back = np.memmap(Path(scratch) / "back.u8", dtype=np.uint8, mode="w+",
+                                 shape=(length, len(STATES)))  # fmt: skip
+                decoded = np.memmap(Path(scratch) / "labels.u8", dtype=np.uint8, mode="w+",
+                                    shape=(length,))  # fmt: skip
+                viterbi(logits, read, back=back, out=decoded)
+                labels = (decoded[a : a + piece] for a in range(0, length, piece))
                 genes = features_from_runs(iter_runs(labels), prefix=f"{name}.g")
                 counter = itertools.count()  # zip stops at the last gene, before counting on
                 counted = (gene for gene, _ in zip(genes, counter, strict=False))
                 write_gff3(sink, [(name, length, counted)], header=first)  # as they come
                 found, first = found + next(counter), False
-                del read, logits  # the memmaps, before their files go
+                del read, logits, back, decoded  # the memmaps, before their files go
         return found
 
 

@@ -184,7 +184,7 @@ def _evaluate_annotator(model: GenomeAnnotator, data: str | Path | None) -> dict
     else:
         records = [(r.id, r) for r in read_annotated(data)]
     chromosomes = [Chromosome.of(name, record, 0) for name, record in records]
-    predicted = {c.name: predict_labels(model.model, c.codes) for c in chromosomes}
+    predicted = {c.name: predict_labels(model.model, c.codes)[0] for c in chromosomes}
     bases = sum(len(c.codes) for c in chromosomes)
     return {"chromosomes": len(chromosomes), "bases": bases, **score(chromosomes, predicted)}
 

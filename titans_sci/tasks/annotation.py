@@ -6,10 +6,12 @@ Protocol: chromosome splits, so no test base is seen in training or selection. T
 stretches of the training chromosomes (:class:`Stretches`). Dev score: CDS base-level F1 (coding
 bases on the right strand). Test: every base of every test chromosome, each read whole in both
 directions in one streaming pass (:func:`~titans_sci.models.genome_annotator.stream_logits`),
-the label of a base its highest logit; base-level precision, recall, F1 and MCC per label, and
-exon-level and exact-CDS scores of the genes the labels show
-(:func:`~titans_sci.data.annotation.features_from_labels`); for the Titans model also with its
-memory reset every ``protocol.reset_every`` bases (the context curve).
+its labels the valid gene structure the logits like best
+(:func:`~titans_sci.models.gene_structure.decode_labels`); base-level precision, recall, F1
+and MCC per label, and exon-level and exact-CDS scores of the genes the labels show
+(:func:`~titans_sci.data.annotation.features_from_labels`); the headline scores also of each
+base's highest logit alone (``<score>_argmax``), to show what decoding adds; for the Titans
+model also with its memory reset every ``protocol.reset_every`` bases (the context curve).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from titans_sci.data.registry import load_manifest
 from titans_sci.evaluation.annotation import annotation_metrics, confusion
 from titans_sci.evaluation.protocol import summarize, summary_lines
 from titans_sci.models.augustus import augustus_version, run_augustus
+from titans_sci.models.gene_structure import decode_labels
 from titans_sci.models.genome_annotator import (
     AnnotatorConfig,
     BranchState,
@@ -231,10 +234,13 @@ class Stretches:
         return F.cross_entropy(self.logits(index), self.labels[chromosome][a:b])
 
 
-def predict_labels(model: GenomeAnnotator, codes: np.ndarray, reset_every: int | None = None):
-    """The label of every base ``[L]`` (uint8): the highest of its logits, the chromosome read
-    whole in both directions."""
-    return stream_logits(model, codes, reset_every=reset_every).argmax(axis=1).astype(np.uint8)
+def predict_labels(
+    model: GenomeAnnotator, codes: np.ndarray, reset_every: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label of every base ``[L]`` (uint8), the chromosome read whole in both directions:
+    the decoded gene structure's, and each base's highest logit's."""
+    logits = stream_logits(model, codes, reset_every=reset_every)
+    return decode_labels(logits, codes), logits.argmax(axis=1).astype(np.uint8)
 
 
 def score(
@@ -347,19 +353,22 @@ class Annotation:
 
     def score_dev(self, model: GenomeAnnotator, unit: Unit) -> float:
         dev = unit.data["dev"]
-        f1 = score(dev, {c.name: predict_labels(model, c.codes) for c in dev})["cds_f1"]
+        f1 = score(dev, {c.name: predict_labels(model, c.codes)[0] for c in dev})["cds_f1"]
         return -1.0 if f1 is None else f1
 
     def evaluate(
         self, model: GenomeAnnotator, unit: Unit
     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         test = unit.data["test"]
-        predicted = {c.name: predict_labels(model, c.codes) for c in test}
+        both = {c.name: predict_labels(model, c.codes) for c in test}
+        predicted = {name: decoded for name, (decoded, _) in both.items()}
         metrics: dict[str, Any] = dict(score(test, predicted))
+        argmax = score(test, {name: labels for name, (_, labels) in both.items()})
+        metrics.update({f"{k}_argmax": argmax[k] for k in HEADLINE[:3]})
         metrics["parameters"] = sum(p.numel() for p in model.parameters())
         if model.config.mixer == "memory":
             for every in self.task.protocol.reset_every:
-                reset = {c.name: predict_labels(model, c.codes, every) for c in test}
+                reset = {c.name: predict_labels(model, c.codes, every)[0] for c in test}
                 scores = score(test, reset)
                 metrics.update({f"{k}_reset_{every}": scores[k] for k in HEADLINE[:3]})
         first = test[0].name
@@ -383,7 +392,7 @@ class Annotation:
         summary = {}
         for model in dict.fromkeys(r["model"] for r in rows):
             mine = [r for r in rows if r["model"] == model]
-            keys = [k for k in mine[0] if k in HEADLINE or "_reset_" in k]
+            keys = [k for k in mine[0] if k in HEADLINE or "_reset_" in k or "_argmax" in k]
             summary[model] = summarize([{k: r[k] for k in keys} for r in mine])
         return summary
 
