@@ -19,6 +19,13 @@ per horizon):
    ``make_evaluation_predictions`` and ``Evaluator``: MASE, sMAPE, mean weighted quantile loss;
    ``--m4-seeds`` for several seeds (the table gives mean +- std).
 
+3. Electricity prices with covariates (``--epf``, issue 40): the four EPF markets at TimeXer's
+   protocol (``tasks/forecast_epf.toml``: 168 hours in, 24 out, 70/10/20, train-fitted scaler,
+   MSE/MAE on the scaled price), Titans with no covariates, with the two day-ahead forecasts
+   past-only (read over the input window, TimeXer's setting) and known over the horizon (both
+   with hour of day and day of week), 3 seeds each, GluonTS' DLinear and PatchTST on the price
+   alone, and TimeXer's published table beside them.
+
 GluonTS' torch models need ``gluonts[torch]`` (lightning), which the library does not depend
 on: run this from a benchmark environment that has it, e.g.::
 
@@ -108,6 +115,25 @@ TITANS_ROWS = [
 """The Titans rows, in table order: variant, channel mixing (``--mode channel_mixing``), skip."""
 MODE_LABELS = {"channel_independent": "", "channel_mixing": " mixing"}
 
+EPF = ("epf/NP", "epf/PJM", "epf/BE", "epf/FR")
+#: What each Titans row of the EPF table reads of the two day-ahead forecasts.
+EPF_SETTINGS = {
+    "none": "no covariates",
+    "past": "covariates over the input",
+    "known": "covariates known over the horizon",
+}
+#: TimeXer (NeurIPS 2024) Table 2: MSE / MAE on the scaled price, 168 in, 24 out.
+TIMEXER = {
+    "epf/NP": {"TimeXer": (0.236, 0.268), "iTransformer": (0.265, 0.300),
+               "PatchTST": (0.267, 0.284), "DLinear": (0.309, 0.321)},
+    "epf/PJM": {"TimeXer": (0.093, 0.192), "iTransformer": (0.097, 0.197),
+                "PatchTST": (0.106, 0.209), "DLinear": (0.108, 0.215)},
+    "epf/BE": {"TimeXer": (0.379, 0.243), "iTransformer": (0.394, 0.270),
+               "PatchTST": (0.400, 0.262), "DLinear": (0.463, 0.313)},
+    "epf/FR": {"TimeXer": (0.385, 0.208), "iTransformer": (0.439, 0.233),
+               "PatchTST": (0.411, 0.220), "DLinear": (0.429, 0.260)},
+}  # fmt: skip
+
 
 def today() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
@@ -118,8 +144,35 @@ def today() -> str:
 
 def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTask:
     """The task file of data set ``name`` (with ``overrides``, as ``titans-sci run --set``):
-    Titans' budget and the validation windows every model selects on."""
+    Titans' budget and the validation windows every model selects on (an EPF market: its task
+    without covariates)."""
+    if name in EPF:
+        return epf_task(name, "none", overrides)
     return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml", overrides)
+
+
+def epf_task(market: str, setting: str, overrides: dict[str, Any] | None = None) -> ForecastTask:
+    """``tasks/forecast_epf.toml`` on ``market`` with its two day-ahead forecasts read as
+    ``setting`` says (:data:`EPF_SETTINGS`; calendar features with either)."""
+    covariates = [c for c in load_dataset(market).columns if c != "OT"]
+    reads = {
+        "none": {"data.known_covariates": [], "data.past_covariates": [], "data.calendar": []},
+        "past": {"data.known_covariates": [], "data.past_covariates": covariates},
+        "known": {"data.known_covariates": covariates, "data.past_covariates": []},
+    }[setting]
+    name = f"forecast_{market.replace('/', '_').lower()}_{setting}"
+    settings = {"name": name, **(overrides or {}), "data.dataset": market, **reads}
+    return load_task(REPO / "tasks" / "forecast_epf.toml", settings)
+
+
+def titans_epf(market: str, setting: str, horizon: int, args: argparse.Namespace) -> dict:
+    """Train and test Titans on ``market`` reading its covariates as ``setting`` says, every
+    seed of the task file; the last-value baseline comes from the same run."""
+    task = epf_task(market, setting, {**parse_overrides(args.set), "protocol.horizons": [horizon]})
+    result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
+    return _titans_entries(
+        result, f"{market}|titans {setting}|{horizon}", titans_budget(task, args)
+    )
 
 
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
@@ -146,14 +199,21 @@ def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace)
     if args.add_seeds:
         check_seeds_join(key, budget, seeds, args.store)
     result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
+    return _titans_entries(result, key, budget)
+
+
+def _titans_entries(result: dict, key: str, budget: str) -> dict:
+    """The store entries of a Titans run at one horizon (``key``: ``<data>|<row>|<horizon>``)
+    and of its last-value baseline, the Titans one with each seed's scores."""
+    name, _, horizon = key.split("|")
     summary = result["summary"]
-    rows = (("titans", label, budget), ("last_value", "last value", "no training"))
+    rows = (("titans", key, budget), ("last_value", f"{name}|last value|{horizon}", "no training"))
     entries = {
-        f"{name}|{model_name}|{horizon}": {
-            **{m: summary[row]["horizons"][str(horizon)][m]["mean"] for m in ("mse", "mae")},
+        row_key: {
+            **{m: summary[row]["horizons"][horizon][m]["mean"] for m in ("mse", "mae")},
             "budget": cost,
         }
-        for row, model_name, cost in rows
+        for row, row_key, cost in rows
     }
     # The dev score is minus the validation MSE of the epoch each run kept.
     runs = sorted((r for r in result["runs"] if r["model"] == "titans"), key=lambda r: r["seed"])
@@ -179,6 +239,10 @@ def titans_budget(task: ForecastTask, args: argparse.Namespace) -> str:
     )
     if model.lookback_skip:
         budget += ", linear lookback->horizon skip in the head"
+    data = task.data
+    if data.covariates:
+        budget += (f", covariates past {list(data.past_covariates)} known "
+                   f"{list(data.known_covariates)} calendar {list(data.calendar)}")  # fmt: skip
     if training.val_stride > 1:
         budget += f", selected on every {training.val_stride}th validation window"
     if task.data.max_eval:
@@ -273,6 +337,10 @@ def gluonts_long(
     freq = manifest.freq
     pl.seed_everything(1, workers=True)
     task = long_task(name)
+    if task.data.columns:  # the targets alone (an EPF market's price)
+        keep = [table.columns.index(c) for c in task.data.columns]
+        table = dataclasses.replace(table, values=table.values[:, keep],
+                                    columns=list(task.data.columns))  # fmt: skip
     chosen = lookback is not None
     lookback = lookback or task.model.lookback
     splits = make_splits(table, manifest.split_rule, lookback, horizon)
@@ -550,6 +618,7 @@ def render(store: dict[str, dict]) -> str:
             lines += ["Not in the Titans paper's table.", ""]
         lines += _validation_table(name, long)
     lines += _m4_table(store)
+    lines += _epf_table(store)
     lines += [
         "## Whole history (issue 38)",
         "",
@@ -580,6 +649,62 @@ def _average(entries: list[dict]) -> str:
         per_seed = [np.mean([e["seeds"][s][metric] for e in entries]) for s in sorted(seeds[0])]
         cells.append(f"{np.mean(per_seed):.3f} +- {np.std(per_seed, ddof=1):.3f}")
     return " / ".join(cells) + f" ({len(seeds[0])} seeds)"
+
+
+def _epf_table(store: dict[str, dict]) -> list[str]:
+    """The EPF rows: per market, Titans reading the covariates each way (mean +- std over
+    seeds), GluonTS' peers and the last value in the same protocol, TimeXer's published
+    numbers beside them."""
+    cells = {tuple(k.split("|")[:2]): e for k, e in store.items() if k.split("|")[0] in EPF}
+    if not cells:
+        return []
+    columns = [*(f"titans {s}" for s in EPF_SETTINGS), "dlinear", "patchtst", "last value"]
+    names = {
+        **{f"titans {s}": f"Titans ({label})" for s, label in EPF_SETTINGS.items()},
+        "dlinear": "DLinear (GluonTS)",
+        "patchtst": "PatchTST (GluonTS)",
+    }
+    lines = [
+        "## Electricity prices with covariates (EPF; issue 40)",
+        "",
+        "TimeXer's protocol: 168 hours in, 24 out, chronological 70/10/20 split, scaler fitted "
+        "on the training rows, test MSE / MAE on the scaled price over every stride-1 test "
+        "window (`tasks/forecast_epf.toml`). Titans reads the market's two day-ahead forecasts "
+        "not at all, over the input window only (TimeXer's setting), or also over the 24 hours "
+        "it forecasts (they are published before the price); with either it reads hour of day "
+        "and day of week. GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
+        "seeds (n). Published: TimeXer (NeurIPS 2024) Table 2, whose models read the "
+        "covariates over the input window.",
+        "",
+        "| market | TimeXer (published) | " + " | ".join(names.get(c, c) for c in columns)
+        + " | published PatchTST / DLinear |",
+        "| --- | ---: |" + " ---: |" * len(columns) + " --- |",
+    ]  # fmt: skip
+    for market in EPF:
+        row = []
+        for column in columns:
+            entry = cells.get((market, column))
+            row.append("-" if entry is None else _seeded(entry))
+        published = TIMEXER[market]
+        theirs = " ; ".join(f"{a:.3f} / {b:.3f}" for a, b in (published["PatchTST"],
+                                                                published["DLinear"]))  # fmt: skip
+        timexer = "{:.3f} / {:.3f}".format(*published["TimeXer"])
+        lines.append(f"| {market} | {timexer} | " + " | ".join(row) + f" | {theirs} |")
+    return [*lines, ""]
+
+
+def _seeded(entry: dict) -> str:
+    """``MSE / MAE`` of one entry, ``mean +- std (n)`` over its seeds where it has two or
+    more."""
+    seeds = entry.get("seeds", {})
+    if len(seeds) < 2:
+        return f"{entry['mse']:.3f} / {entry['mae']:.3f}"
+    cells = [
+        f"{np.mean([r[m] for r in seeds.values()]):.3f} +- "
+        f"{np.std([r[m] for r in seeds.values()], ddof=1):.3f}"
+        for m in ("mse", "mae")
+    ]
+    return " / ".join(cells) + f" ({len(seeds)})"
 
 
 def _m4_table(store: dict[str, dict]) -> list[str]:
@@ -745,6 +870,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=RESULTS / "runs",
         help="where the Titans run folders go (default benchmarks/results/runs)",
     )
+    parser.add_argument(
+        "--epf", nargs="*", default=None, help="EPF markets (default: all four), issue 40"
+    )
+    parser.add_argument(
+        "--settings", nargs="*", default=list(EPF_SETTINGS), help="the EPF Titans rows to run"
+    )
     parser.add_argument("--m4", action="store_true")
     parser.add_argument(
         "--m4-models",
@@ -779,12 +910,22 @@ def main(argv: list[str] | None = None) -> int:
                         entry["seconds"] = seconds
                     print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
                 save(entries, args.store, args.out, render, merge_seeds if args.add_seeds else None)
+    markets = list(EPF) if args.epf == [] else (args.epf or [])
+    for market in markets:
+        jobs = [(titans_epf, s) for s in args.settings] + [(gluonts_long, p) for p in args.peers]
+        for job, label in jobs:
+            start = time.perf_counter()
+            entries = job(market, label, 24, args)
+            for key, entry in entries.items():
+                entry.update(stamp, seconds=time.perf_counter() - start)
+                print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
+            save(entries, args.store, args.out, render)
     if args.m4:
         for key, entry in m4_hourly(args.m4_models, args):
             entry.update(stamp)
             save({key: entry}, args.store, args.out, render)
-    if not names and not args.m4:
-        parser.error("nothing to run: give --long [DATASET ...] and/or --m4")
+    if not names and not markets and not args.m4:
+        parser.error("nothing to run: give --long [DATASET ...], --epf [MARKET ...] and/or --m4")
     return 0
 
 

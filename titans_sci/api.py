@@ -17,6 +17,7 @@ training scaler, the frequency). ``titans_sci.load(folder)`` returns a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import tempfile
 import warnings
@@ -33,9 +34,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from titans_sci.data.annotation import features_from_runs, iter_runs, write_gff3
+from titans_sci.data.covariates import calendar_features
 from titans_sci.data.dna import base_codes, read_sequences, validate_sequence
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
-from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, read_series
+from titans_sci.data.timeseries import ReadOptions, TimeSeriesTable, fill_missing, read_series
 from titans_sci.data.tokens import NucleotideTokenizer, pad_batch
 from titans_sci.files import atomic_open, check_output
 from titans_sci.modelfolder import (  # noqa: F401 (the saved-model core, re-exported)
@@ -248,7 +250,12 @@ class SequenceClassifier:
 
 class Forecaster:
     """A trained forecaster: the last ``lookback`` rows of a series in, the next ``horizon``
-    steps out, in the data's own units (the training scaler is applied and undone)."""
+    steps out, in the data's own units (the training scaler is applied and undone).
+
+    A model that reads covariates reads them from the same file: past-only ones over the
+    lookback rows; known ones (day-ahead forecasts) over the lookback rows and the ``horizon``
+    rows after the origin, which the file must carry with the target left empty there (the
+    origin is after the target's last value); calendar features from the timestamps."""
 
     def __init__(
         self,
@@ -260,6 +267,11 @@ class Forecaster:
         self.columns: list[str] = meta["columns"]
         self.mean = np.asarray(meta["scaler_mean"], dtype=np.float32)
         self.scale = np.asarray(meta["scaler_scale"], dtype=np.float32)
+        self.past_covariates: list[str] = list(meta.get("past_covariates", []))
+        self.known_covariates: list[str] = list(meta.get("known_covariates", []))
+        self.calendar: tuple[str, ...] = tuple(meta.get("calendar", []))
+        self.covariate_mean = np.asarray(meta.get("covariate_mean", []), dtype=np.float64)
+        self.covariate_scale = np.asarray(meta.get("covariate_scale", []), dtype=np.float64)
 
     @property
     def lookback(self) -> int:
@@ -288,7 +300,10 @@ class Forecaster:
         if keep_missing and options.nan_policy == "error":
             kwargs["nan_policy"] = "keep"
         date_column = self.meta.get("date_column", "date")
-        table = read_series(path, date_column, self.columns, **kwargs)
+        if self.known_covariates:  # the future rows' empty targets stay empty: see _window
+            kwargs["nan_policy"] = "keep"
+        columns = [*self.columns, *self.past_covariates, *self.known_covariates]
+        table = read_series(path, date_column, columns, **kwargs)
         trained = self.meta.get("freq")
         if trained and table.freq and to_offset(table.freq) != to_offset(trained):
             raise ValueError(
@@ -304,13 +319,15 @@ class Forecaster:
             table = series
         else:  # only the last lookback rows are read: a gap far before them does not matter
             table = self.read(series, options, keep_missing=True)
-        missing = [c for c in self.columns if c not in table.columns]
+        needed = [*self.columns, *self.past_covariates, *self.known_covariates]
+        missing = [c for c in needed if c not in table.columns]
         if missing:
             raise ValueError(f"{table.source}: no column(s) {missing}; the model needs them")
-        first_row = self._first_row(table)
+        table = self._filled_to_origin(table, options)
+        first_row, origin = self._first_row(table), self._origin(table)
         picked = [table.columns.index(c) for c in self.columns]
         with np.errstate(over="ignore", invalid="ignore"):
-            values = np.asarray(table.values[:, picked], dtype=np.float32)
+            values = np.asarray(table.values[:origin, picked], dtype=np.float32)
         self._refuse(
             table,
             values[first_row:],
@@ -325,27 +342,115 @@ class Forecaster:
         warn_far_outside(str(table.source), self.columns, scaled, "the forecast")
         return table, scaled.astype(np.float32)
 
+    def _origin(self, table: TimeSeriesTable) -> int:
+        """The row after the last one the forecast reads: the table's end, or, for a model
+        that reads known covariates, the row after the target's last value (the rows after
+        it carry the known covariates of the horizon)."""
+        if not self.known_covariates:
+            return len(table)
+        picked = table.values[:, [table.columns.index(c) for c in self.columns]]
+        observed = np.flatnonzero(np.isfinite(picked).any(axis=1))
+        if not len(observed):
+            raise ValueError(f"{table.source}: no row has a value of {self.columns}")
+        return int(observed[-1]) + 1
+
+    def _filled_to_origin(
+        self, table: TimeSeriesTable, options: ReadOptions | None
+    ) -> TimeSeriesTable:
+        """A table read with its missing values kept for a model that reads known covariates,
+        filled up to the origin by the fill policy chosen (the rows after it are left as they
+        are: their empty targets mark the horizon)."""
+        policy = (options or self.trained_options).nan_policy
+        if not self.known_covariates or policy in ("error", "keep"):
+            return table
+        origin = self._origin(table)
+        values = table.values.copy()
+        values[:origin] = fill_missing(values[:origin], table.columns,
+                                       table.timestamps[:origin], table.source, policy)  # fmt: skip
+        return dataclasses.replace(table, values=values)
+
     def _first_row(self, table: TimeSeriesTable) -> int:
-        """The first row the model reads: the last ``lookback`` rows'."""
-        if len(table) < self.lookback:
+        """The first row the model reads: the last ``lookback`` rows' before the origin."""
+        origin = self._origin(table)
+        if origin < self.lookback:
             raise ValueError(
-                f"{table.source}: {len(table)} rows; the model reads the last {self.lookback}"
+                f"{table.source}: {origin} rows; the model reads the last {self.lookback}"
             )
-        return len(table) - self.lookback
+        return origin - self.lookback
 
-    def _forecast(self, window: np.ndarray) -> np.ndarray:
-        """The scaled forecast ``[H, C]`` after the scaled rows ``window [N, C]`` it reads."""
+    def _covariates(self, table: TimeSeriesTable) -> tuple[np.ndarray, ...]:
+        """The scaled covariates the model reads with the last window: ``(past [L, Cp],
+        known [L + H, Ck + Cc])``, or ``()`` for a model without any. Refused in one line: a
+        missing value in the rows read, or known covariates that stop before the horizon's
+        end (naming the column and the last row present)."""
+        if not (self.past_covariates or self.known_covariates or self.calendar):
+            return ()
+        origin, lookback, horizon = self._origin(table), self.lookback, self.horizon
+        first, end = origin - lookback, origin + horizon
+        for name in self.known_covariates:
+            present = np.flatnonzero(np.isfinite(table.values[:end, table.columns.index(name)]))
+            last = int(present[-1]) + 1 if len(present) else 0
+            if last < end:
+                raise ValueError(
+                    f"{table.source}: column {name!r} is known over the horizon, so the model "
+                    f"reads it on the {horizon} rows after the target's last value (data row "
+                    f"{origin}), data rows {origin + 1}..{end}; its values stop at data row "
+                    f"{last} of {len(table)} (fill every row up to {end})"
+                )
+        rows = dict.fromkeys(self.past_covariates, (first, origin))
+        rows.update(dict.fromkeys(self.known_covariates, (first, end)))
+        scaled = []
+        for k, (name, (a, b)) in enumerate(rows.items()):
+            column = table.values[a:b, table.columns.index(name)].astype(np.float64)
+            self._refuse(table, column[:, None], a, "missing or not finite, and the model reads "
+                         "it", names=[name])  # fmt: skip
+            scaled.append((column - self.covariate_mean[k]) / self.covariate_scale[k])
+        count = len(self.past_covariates)
+        past = np.stack(scaled[:count], axis=1) if count else np.zeros((lookback, 0))
+        known = scaled[count:]
+        stamps = table.timestamps[first:end]
+        if len(stamps) < end - first:  # no future rows: the horizon's steps by the frequency
+            freq = table.freq or self.meta.get("freq")
+            ahead = pd.date_range(table.timestamps[origin - 1], periods=horizon + 1, freq=freq)
+            stamps = stamps.append(ahead[1:])
+        columns = [*known, *calendar_features(stamps, self.calendar).T]
+        known_array = np.stack(columns, axis=1) if columns else np.zeros((end - first, 0))
+        return past.astype(np.float32), known_array.astype(np.float32)
+
+    def covariate_columns(self, table: TimeSeriesTable) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's scaled covariates, as a window dataset serves them: ``past [N, Cp]``
+        and ``known [N, Ck + Cc]`` (calendar features last); a missing value is refused."""
+        names = [*self.past_covariates, *self.known_covariates]
+        raw = table.values[:, [table.columns.index(c) for c in names]].astype(np.float64)
+        self._refuse(table, raw, 0, "missing or not finite, and the model reads it", names)
+        scaled = ((raw - self.covariate_mean) / self.covariate_scale).astype(np.float32)
+        calendar = calendar_features(table.timestamps, self.calendar)
+        count = len(self.past_covariates)
+        return scaled[:, :count], np.concatenate([scaled[:, count:], calendar], axis=1)
+
+    def _forecast(self, window: np.ndarray, covariates: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        """The scaled forecast ``[H, C]`` after the scaled rows ``window [N, C]`` it reads
+        (with the window's covariates, :meth:`_covariates`)."""
         assert isinstance(self.model, TitansForecaster)
-        return self.model.predict(torch.from_numpy(window)[None])[0].numpy()
+        inputs = [torch.from_numpy(a)[None] for a in (window, *covariates)]
+        return self.model.predict(*inputs)[0].numpy()
 
-    def _refuse(self, table: TimeSeriesTable, rows: np.ndarray, offset: int, what: str) -> None:
-        """Refuse the first non-finite cell of ``rows`` (the model's columns of the table's
-        rows from ``offset``), naming its column, row and value."""
+    def _refuse(
+        self,
+        table: TimeSeriesTable,
+        rows: np.ndarray,
+        offset: int,
+        what: str,
+        names: list[str] | None = None,
+    ) -> None:
+        """Refuse the first non-finite cell of ``rows`` (the columns ``names``, the model's
+        targets by default, of the table's rows from ``offset``), naming its column, row and
+        value."""
         bad = np.argwhere(~np.isfinite(rows))
         if not len(bad):
             return
         row, column = int(bad[0][0]) + offset, int(bad[0][1])
-        name = self.columns[column]
+        name = (names or self.columns)[column]
         stamp = f" ({table.timestamps[row]})" if len(table.timestamps) > row else ""
         value = float(table.values[row, table.columns.index(name)])
         raise ValueError(
@@ -361,7 +466,7 @@ class Forecaster:
         ``timestamp`` when the series' frequency is known, and one column per channel."""
         table, window = self._window(series, options)
         with np.errstate(over="ignore", invalid="ignore"):
-            forecast = self._forecast(window) * self.scale + self.mean
+            forecast = self._forecast(window, self._covariates(table)) * self.scale + self.mean
         bad = ~np.isfinite(forecast).all(axis=0)
         if bad.any():
             names = ", ".join(repr(c) for c, b in zip(self.columns, bad, strict=True) if b)
@@ -375,7 +480,8 @@ class Forecaster:
         out.insert(0, "step", np.arange(1, self.horizon + 1))
         freq = table.freq or self.meta.get("freq")
         if freq:
-            stamps = pd.date_range(table.timestamps[-1], periods=self.horizon + 1, freq=freq)
+            last = table.timestamps[self._origin(table) - 1]
+            stamps = pd.date_range(last, periods=self.horizon + 1, freq=freq)
             out.insert(1, "timestamp", stamps[1:])
         return out
 
@@ -384,7 +490,8 @@ class Forecaster:
         heads]`` (see :meth:`TitansForecaster.surprise`)."""
         table, window = self._window(series)
         assert isinstance(self.model, TitansForecaster)
-        trace = self.model.surprise(torch.from_numpy(window)[None])[0]
+        inputs = [torch.from_numpy(a)[None] for a in (window, *self._covariates(table))]
+        trace = self.model.surprise(*inputs)[0]
         return _finite(trace.numpy(), f"{table.source}: the surprise of the last window")
 
 
@@ -399,8 +506,8 @@ class WholeHistoryForecaster(Forecaster):
             raise ValueError(f"{table.source}: no rows to read")
         return 0
 
-    def _forecast(self, window: np.ndarray) -> np.ndarray:
-        assert isinstance(self.model, HistoryForecaster)
+    def _forecast(self, window: np.ndarray, covariates: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+        assert isinstance(self.model, HistoryForecaster) and not covariates
         series = torch.from_numpy(window).T.contiguous()  # [C, T]
         ((_, forecast),) = stream_forecasts(self.model, series, torch.tensor([len(window)]))
         return forecast[:, 0].T.numpy()  # [H, C]

@@ -28,6 +28,7 @@ from titans_sci.data.registry import (
 REPO = Path(__file__).resolve().parents[2]
 ROOT = datasets_dir()  # the repo's datasets/ unless $TITANS_SCI_DATASETS says otherwise
 
+EPF = ("NP", "PJM", "BE", "FR")
 TIMESERIES = {
     # name: (freq, date_column, split_rule, target, {split: rows})
     "ett/ETTh1": ("h", "date", "ett_hour", "OT", {"data": 17420}),
@@ -37,6 +38,7 @@ TIMESERIES = {
     "illness": ("W-TUE", "date", "ratio_70_10_20", "OT", {"data": 966}),
     "exchange_rate": ("D", "date", "ratio_70_10_20", "OT", {"data": 7588}),
     "m4/hourly": ("h", "", "m4", "", {"train": 414, "test": 414}),
+    **{f"epf/{m}": ("h", "date", "ratio_70_10_20", "OT", {"data": 52416}) for m in EPF},
 }
 ALL_NAMES = [m.name for m in list_datasets(ROOT)]
 

@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from titans_sci.config import Config
+from titans_sci.data.covariates import CovariateColumns, calendar_features, split_table
 from titans_sci.data.registry import DatasetManifest, load_manifest
 from titans_sci.data.textfile import check_file, header_line, read_csv
 
@@ -241,7 +242,7 @@ def read_series(
             freq = _check_freq(timestamps, freq, source, gaps)
     if gaps == "fill" and freq is not None:
         timestamps, values = _insert_missing_steps(timestamps, values, freq)
-    values = _fill_missing(values, names, timestamps, source, nan_policy)
+    values = fill_missing(values, names, timestamps, source, nan_policy)
     return TimeSeriesTable(
         source=source,
         timestamps=pd.DatetimeIndex(timestamps, name=date_column),
@@ -284,7 +285,8 @@ def _read_frame(path: Path) -> pd.DataFrame:
         )
     if frame.empty:
         raise ValueError(f"{path}: no data rows (columns {list(frame.columns)})")
-    return frame
+    # "date, load,OT": the spaces after the commas are not part of the names
+    return frame.rename(columns=lambda name: name.strip() if isinstance(name, str) else name)
 
 
 def _check_header(path: Path, date_column: str, columns: list[str] | None) -> None:
@@ -296,6 +298,7 @@ def _check_header(path: Path, date_column: str, columns: list[str] | None) -> No
         return
     line = header_line(path, compressed=suffixes[-1] == ".gz")
     header = next(csv.reader([line], delimiter="\t" if ".tsv" in suffixes else ","), [])
+    header = [name.strip() for name in header]
     wanted = set(columns) | {date_column} if columns else None
     for i, name in enumerate(header):
         if name.strip() == "" and wanted is None:
@@ -578,7 +581,7 @@ def _check_freq(timestamps: pd.DatetimeIndex, freq: str, source: str, gaps: str)
     return offset.freqstr
 
 
-def _fill_missing(
+def fill_missing(
     values: np.ndarray, names: list[str], timestamps: pd.DatetimeIndex, source: str, policy: str
 ) -> np.ndarray:
     """``values`` ``[N, C]`` with its NaNs refused or filled as ``policy`` says."""
@@ -713,7 +716,8 @@ def split_borders(n_rows: int, rule: str, lookback: int) -> SplitBorders:
 
 class WindowDataset(Dataset):
     """Stride-1 windows of one split: item i -> (x [L, C], y [H, C]) float32 tensors, x = rows
-    [i, i+L), y = rows [i+L, i+L+H).
+    [i, i+L), y = rows [i+L, i+L+H); with covariates (x, y, past [L, Cp], known [L+H, Ck]):
+    the past covariates up to the origin only, the known ones to the horizon's end.
 
     With ``channel_independent=True`` every channel is a univariate series of its own: items
     enumerate (window, channel) pairs window-major (item ``i`` is window ``i // C`` of channel
@@ -725,6 +729,8 @@ class WindowDataset(Dataset):
         horizon: target length ``H``.
         name: what to call the slice in errors, e.g. ``"ETTh1.csv.gz [test]"``.
         channel_independent: serve univariate windows, as above.
+        past: ``[N, Cp]`` covariates known up to each origin (rows of ``values``' rows).
+        known: ``[N, Ck]`` covariates known over the horizon too (calendar features included).
 
     Raises:
         ValueError: ``values`` not ``[N, C]``, or fewer than ``L + H`` rows (no window).
@@ -737,11 +743,21 @@ class WindowDataset(Dataset):
         horizon: int,
         name: str = "",
         channel_independent: bool = False,
+        past: np.ndarray | None = None,
+        known: np.ndarray | None = None,
     ) -> None:
         label = name or "series"
         array = np.asarray(values, dtype=np.float32)
         if array.ndim != 2:
             raise ValueError(f"{label}: values must be [N, C], got shape {array.shape}")
+        covariates = [np.asarray(c, dtype=np.float32) for c in (past, known) if c is not None]
+        if covariates and (past is None or known is None):
+            raise ValueError(f"{label}: give both past and known covariates (either may be [N, 0])")
+        for c in covariates:
+            if c.ndim != 2 or c.shape[0] != array.shape[0]:
+                raise ValueError(
+                    f"{label}: covariates of shape {c.shape}; expected [{array.shape[0]}, ...]"
+                )
         if lookback < 1 or horizon < 1:
             raise ValueError(
                 f"{label}: lookback and horizon must be at least 1, got {lookback}, {horizon}"
@@ -763,6 +779,7 @@ class WindowDataset(Dataset):
         self.num_windows = windows
         self.num_channels = array.shape[1]
         self.values = torch.from_numpy(np.ascontiguousarray(array))  # [N, C]
+        self.covariates = tuple(torch.from_numpy(np.ascontiguousarray(c)) for c in covariates)
 
     def __len__(self) -> int:
         return self.num_windows * (self.num_channels if self.channel_independent else 1)
@@ -779,12 +796,17 @@ class WindowDataset(Dataset):
             return window, channel
         return index, None
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        """``(x, y)``: ``[L, C]`` and ``[H, C]`` (``[L, 1]`` and ``[H, 1]`` channel-independent)."""
+    def __getitem__(self, index: int) -> tuple[Tensor, ...]:
+        """``(x, y)``: ``[L, C]`` and ``[H, C]`` (``[L, 1]`` and ``[H, 1]`` channel-independent);
+        with covariates also ``past [L, Cp]`` and ``known [L + H, Ck]``."""
         window, channel = self.locate(int(index))
         middle, end = window + self.lookback, window + self.lookback + self.horizon
         block = self.values if channel is None else self.values[:, channel : channel + 1]
-        return block[window:middle].clone(), block[middle:end].clone()
+        item = (block[window:middle].clone(), block[middle:end].clone())
+        if not self.covariates:
+            return item
+        past, known = self.covariates
+        return (*item, past[window:middle].clone(), known[window:end].clone())
 
     def __repr__(self) -> str:
         mode = ", channel_independent" if self.channel_independent else ""
@@ -861,8 +883,9 @@ class Scaler:
 
 @dataclass
 class ForecastSplits:
-    """The three window datasets of one table, the scaler fitted on its training rows (``None``
-    when not scaling), the row borders and the channel names."""
+    """The three window datasets of one table, the scaler of its targets fitted on the
+    training rows (``None`` when not scaling), the row borders, the target channels' names and
+    the covariates' scaler (over past then known columns; ``None`` without any)."""
 
     train: WindowDataset
     val: WindowDataset
@@ -870,6 +893,7 @@ class ForecastSplits:
     scaler: Scaler | None
     borders: SplitBorders
     columns: list[str]
+    covariate_scaler: Scaler | None = None
 
 
 def make_splits(
@@ -879,9 +903,13 @@ def make_splits(
     horizon: int,
     scale: bool = True,
     channel_independent: bool = False,
+    covariates: CovariateColumns | None = None,
 ) -> ForecastSplits:
     """Split ``table`` by ``rule`` (see :func:`split_borders`), standardise every row with the
-    training rows' mean and std (``scale=True``) and window each split.
+    training rows' mean and std (``scale=True``) and window each split. With ``covariates``
+    the columns they name are read beside the targets (every other column; each kind scaled
+    by its own training rows' statistics) and the calendar features they name are derived from
+    the timestamps (:mod:`titans_sci.data.covariates`).
 
     Returns:
         :class:`ForecastSplits`; its datasets serve ``[L, C]``/``[H, C]`` windows of the scaled
@@ -892,12 +920,24 @@ def make_splits(
             ``lookback + horizon`` (naming the file and the split).
     """
     borders = split_borders(len(table.values), rule, lookback)
-    values = table.values
-    scaler = None
+    values, columns = table.values, list(table.columns)
+    past = known = None
+    if covariates:
+        values, columns, past, known = split_table(values, columns, covariates, table.source)
+    scaler = covariate_scaler = None
     if scale:
         start, end = borders.train
         scaler = Scaler().fit(values[start:end])
         values = scaler.transform(values)
+        if past is not None and known is not None and past.shape[1] + known.shape[1]:
+            both = np.concatenate([past, known], axis=1)
+            covariate_scaler = Scaler().fit(both[start:end])
+            both = covariate_scaler.transform(both)
+            past, known = both[:, : past.shape[1]], both[:, past.shape[1] :]
+    if covariates:
+        assert known is not None
+        calendar = calendar_features(table.timestamps, covariates.calendar)
+        known = np.concatenate([known, calendar], axis=1)
     file = Path(table.source).name
     datasets = {
         split: WindowDataset(
@@ -906,10 +946,13 @@ def make_splits(
             horizon,
             name=f"{file} [{split}]",
             channel_independent=channel_independent,
+            past=None if past is None else past[start:end],
+            known=None if known is None else known[start:end],
         )
         for split, (start, end) in borders.as_dict().items()
     }
-    return ForecastSplits(**datasets, scaler=scaler, borders=borders, columns=list(table.columns))
+    return ForecastSplits(**datasets, scaler=scaler, borders=borders, columns=columns,
+                          covariate_scaler=covariate_scaler)  # fmt: skip
 
 
 def _timeseries_manifest(name: str) -> DatasetManifest:

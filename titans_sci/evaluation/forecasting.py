@@ -38,13 +38,14 @@ def point_errors(sums: Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_windows(
-    predict: Callable[[Tensor], Tensor], windows: Dataset, batch_size: int = 256
+    predict: Callable[..., Tensor], windows: Dataset, batch_size: int = 256
 ) -> dict[str, float]:
-    """MSE and MAE of ``predict(x [B, L, C]) -> [B, H, C]`` over every window of ``windows``
-    (items ``(x [L, C], y [H, C])``), in order, the last partial batch included."""
+    """MSE and MAE of ``predict(x [B, L, C], *covariates) -> [B, H, C]`` over every window of
+    ``windows`` (items ``(x [L, C], y [H, C], *covariates)``), in order, the last partial batch
+    included."""
     sums = torch.zeros(3, dtype=torch.float64)
-    for x, y in DataLoader(windows, batch_size=batch_size, shuffle=False, drop_last=False):
-        sums += error_sums(predict(x), y)
+    for x, y, *covariates in DataLoader(windows, batch_size=batch_size, drop_last=False):
+        sums += error_sums(predict(x, *covariates), y)
     return point_errors(sums)
 
 

@@ -10,6 +10,7 @@ scores over whole annotated chromosomes.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,21 @@ def evaluate_saved(
         table = model.read(data, options)
         values, source = table.values, str(data)
     scaled = _scaled(model, _model_columns(model, table, values, source), source)
-    windows = WindowDataset(scaled, config.lookback, config.horizon, source)
+    past = known = None
+    if model.past_covariates or model.known_covariates or model.calendar:
+        rows = table if data is not None else _test_rows(table, rule, config.lookback)
+        past, known = model.covariate_columns(rows)
+    windows = WindowDataset(scaled, config.lookback, config.horizon, source, past=past,
+                            known=known)  # fmt: skip
     forecaster = model.model
     assert isinstance(forecaster, TitansForecaster)
     return {"n": len(windows), **_finite(evaluate_windows(forecaster.predict, windows), source)}
+
+
+def _test_rows(table: TimeSeriesTable, rule: str, lookback: int) -> TimeSeriesTable:
+    """The rows of ``table``'s test split (with the ``lookback`` rows before it)."""
+    start, end = split_borders(len(table.values), rule, lookback).test
+    return replace(table, values=table.values[start:end], timestamps=table.timestamps[start:end])
 
 
 def _evaluate_history(

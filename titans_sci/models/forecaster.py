@@ -21,6 +21,20 @@
    flattened patch features and predicts all ``H`` steps at once. With ``lookback_skip`` it
    also reads the normalised lookback itself, so the forecast is the backbone's term plus a
    linear map of the window (RLinear's lookback->horizon map, learned jointly).
+
+Covariates (:meth:`TitansForecaster.forward`'s ``past`` and ``known``): series read beside the
+target, never forecast. ``past [B, L, Cp]``, known up to the origin only (measurements), and
+``known [B, L + H, Ck + Cc]``, known over the horizon too (day-ahead forecasts, then calendar
+features), are cut into patches at the target's patch positions, and the patches of all of
+them are embedded (without bias) and added to every channel's token; the known ones' horizon
+part, flattened, joins the head's features, so the forecast of each step can read what is
+known of it. The ``Cp`` past and ``Ck`` known data covariates are instance-normalised by their
+own lookback's mean and scale, as TimeXer normalises its exogenous series (the known ones'
+horizon by the same statistics); the ``Cc`` calendar features are read as they come (in
+[-0.5, 0.5]). So a covariate that is constant over the window adds exactly nothing, and a
+known covariate equal to the future target can be copied into the forecast by the head's
+linear map (both tested). The model reads no past covariate after the origin: it is never
+given one.
 """
 
 from __future__ import annotations
@@ -67,6 +81,9 @@ class ForecasterConfig(Config):
         lookback_skip: the head also reads the normalised lookback window (``L`` values per
             channel-independent sequence, ``L * C`` in multivariate mode): a linear
             lookback->horizon path beside the backbone (under the head's dropout too).
+        past_covariates: ``Cp``, the covariate series known up to the origin only.
+        known_covariates: ``Ck``, the covariate series known over the horizon too.
+        calendar: ``Cc``, the calendar features (known over the horizon; not normalised).
     """
 
     lookback: int = 96
@@ -81,12 +98,19 @@ class ForecasterConfig(Config):
     instance_norm: bool = True
     dropout: float = 0.0
     lookback_skip: bool = False
+    past_covariates: int = 0
+    known_covariates: int = 0
+    calendar: int = 0
 
     def __post_init__(self) -> None:
         for name in ("lookback", "horizon", "channels", "patch_len", "stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 1")
+        for name in ("past_covariates", "known_covariates", "calendar"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 0")
         if self.patch_len > self.lookback:
             raise ValueError(
                 f"ForecasterConfig.patch_len={self.patch_len} is longer than lookback="
@@ -104,6 +128,16 @@ class ForecasterConfig(Config):
     def per_channel(self) -> bool:
         """Whether each channel is its own sequence of patches (every mode but multivariate)."""
         return self.mode != "multivariate"
+
+    @property
+    def known_width(self) -> int:
+        """The columns of ``known``: the known covariates, then the calendar features."""
+        return self.known_covariates + self.calendar
+
+    @property
+    def covariate_width(self) -> int:
+        """Every covariate column the tokens read over the lookback."""
+        return self.past_covariates + self.known_width
 
     @property
     def num_patches(self) -> int:
@@ -132,22 +166,61 @@ class TitansForecaster(nn.Module):
             ChannelMixer(config.channels, dim, config.dropout)
             for _ in range(config.backbone.depth if config.mode == "channel_mixing" else 0)
         )
+        self.covariate_embed = (
+            nn.Linear(config.patch_len * config.covariate_width, dim, bias=False)
+            if config.covariate_width
+            else None
+        )
         head = HEADS[config.head]
-        features = config.num_patches * dim + (
-            config.lookback * width if config.lookback_skip else 0
+        features = (
+            config.num_patches * dim
+            + (config.lookback * width if config.lookback_skip else 0)
+            + config.horizon * config.known_width
         )
         if head is QuantileHead:
             self.head = head(features, config.horizon, width, config.quantiles, config.dropout)
         else:
             self.head = head(features, config.horizon, width, config.dropout)
 
-    def _check(self, x: Tensor) -> None:
+    def _check(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> None:
         cfg = self.config
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1:] != (cfg.lookback, cfg.channels):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x has shape {shape}; expected [B, {cfg.lookback}, {cfg.channels}]")
         if not x.is_floating_point():
             raise ValueError(f"x has dtype {x.dtype}; expected a floating dtype")
+        for name, given, steps, width in (
+            ("past", past, cfg.lookback, cfg.past_covariates),
+            ("known", known, cfg.lookback + cfg.horizon, cfg.known_width),
+        ):
+            if width == 0 and given is not None and given.shape[-1] != 0:
+                raise ValueError(f"{name} covariates were given; the model was built without")
+            if width and (given is None or tuple(given.shape) != (x.shape[0], steps, width)):
+                found = "none" if given is None else f"shape {tuple(given.shape)}"
+                raise ValueError(
+                    f"{name} covariates: {found}; expected [{x.shape[0]}, {steps}, {width}]"
+                )
+
+    def _covariates(self, past: Tensor | None, known: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The covariates as the model reads them: over the lookback ``[B, L, Cp + Ck + Cc]``
+        and over the horizon ``[B, H, Ck + Cc]``, the data covariates instance-normalised by
+        their lookback's statistics (when ``instance_norm``)."""
+        cfg = self.config
+        lookback, columns = cfg.lookback, []
+        given = past if past is not None else known
+        assert given is not None  # the model reads covariates: _check made sure
+        future = given.new_zeros(given.shape[0], cfg.horizon, 0)
+        if past is not None and cfg.past_covariates:
+            columns.append(instance_norm(past)[0] if cfg.instance_norm else past)
+        if known is not None and cfg.known_width:
+            data, calendar = known[..., : cfg.known_covariates], known[..., cfg.known_covariates :]
+            if cfg.instance_norm and cfg.known_covariates:
+                _, loc, scale = instance_norm(data[:, :lookback])
+                data = (data - loc) / scale
+            known = torch.cat([data, calendar], dim=-1)
+            columns.append(known[:, :lookback])
+            future = known[:, lookback:]
+        return torch.cat(columns, dim=-1), future
 
     def _normalise(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x [B, L, C]`` -> (normalised x, loc ``[B, 1, C]``, scale ``[B, 1, C]``)."""
@@ -155,25 +228,31 @@ class TitansForecaster(nn.Module):
             return x, torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
         return instance_norm(x)
 
-    def _patches(self, x: Tensor) -> Tensor:
+    def _patches(self, x: Tensor, per_channel: bool | None = None) -> Tensor:
         """``x [B, L, C]`` -> patches ``[B', N, patch_len * width]`` (``B' = B*C`` in
-        channel-independent mode)."""
+        channel-independent mode; ``per_channel`` overrides the config's)."""
         cfg = self.config
-        x = _sequences(x, cfg.per_channel)  # [B', L, W]
+        x = _sequences(x, cfg.per_channel if per_channel is None else per_channel)  # [B', L, W]
         end = x[:, -1:].expand(-1, cfg.stride, -1)
         x = torch.cat([x, end], dim=1)  # [B', L + stride, W]
         patches = x.unfold(1, cfg.patch_len, cfg.stride)  # [B', N, W, P]
         return patches.transpose(2, 3).flatten(2)[:, : cfg.num_patches]
 
-    def tokens(self, x: Tensor) -> Tensor:
-        """The backbone's input for ``x [B, L, C]``: embedded patches plus their positions,
-        ``[B', N, D]`` (``B' = B*C``, window-major, in the per-channel modes), normalised
-        first (RevIN) when the config says so."""
-        self._check(x)
-        return self._embed(self._normalise(x)[0])
+    def tokens(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> Tensor:
+        """The backbone's input for ``x [B, L, C]`` (and its covariates): embedded patches
+        plus their positions, ``[B', N, D]`` (``B' = B*C``, window-major, in the per-channel
+        modes), normalised first (RevIN) when the config says so."""
+        self._check(x, past, known)
+        covariates = self._covariates(past, known)[0] if self.covariate_embed else None
+        return self._embed(self._normalise(x)[0], covariates)
 
-    def _embed(self, normalised: Tensor) -> Tensor:
-        return self.embed(self._patches(normalised)) + self.position
+    def _embed(self, normalised: Tensor, covariates: Tensor | None = None) -> Tensor:
+        tokens = self.embed(self._patches(normalised)) + self.position
+        if covariates is None:
+            return tokens
+        assert self.covariate_embed is not None
+        extra = self.covariate_embed(self._patches(covariates, per_channel=False))  # [B, N, D]
+        return tokens + _per_sequence(extra, tokens.shape[0] // extra.shape[0])
 
     def _mixing(self) -> AfterBlock | None:
         """What runs after each backbone block: the channel mixers (``channel_mixing``)."""
@@ -192,15 +271,21 @@ class TitansForecaster(nn.Module):
         assert state is not None  # the forecaster's backbone is causal (checked at __init__)
         return h, state
 
-    def forward(self, x: Tensor):
-        self._check(x)
+    def forward(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None):
+        """The forecast of ``x [B, L, C]``, with the ``past [B, L, Cp]`` and ``known [B, L + H,
+        Ck + Cc]`` covariates the config names (see the module docstring)."""
+        self._check(x, past, known)
         cfg = self.config
         normalised, loc, scale = self._normalise(x)
-        h, _ = self.encode(self.dropout(self._embed(normalised)))  # [B', N, D]
+        covariates, future = self._covariates(past, known) if self.covariate_embed else (None, None)
+        h, _ = self.encode(self.dropout(self._embed(normalised, covariates)))  # [B', N, D]
         features = h.flatten(1)
         if cfg.lookback_skip:
             window = _sequences(normalised, cfg.per_channel).flatten(1)  # [B', L * W]
             features = torch.cat([features, window], dim=1)
+        if future is not None and cfg.known_width:
+            ahead = _per_sequence(future.flatten(1), features.shape[0] // x.shape[0])
+            features = torch.cat([features, ahead], dim=1)
         if cfg.per_channel:
             batch = x.shape[0]
             # Per channel a [1, H, 1] forecast; loc/scale per (window, channel).
@@ -211,17 +296,26 @@ class TitansForecaster(nn.Module):
         return self.head(features, loc, scale)
 
     @torch.no_grad()
-    def surprise(self, x: Tensor) -> Tensor:
-        """The backbone memories' surprise at each patch of ``x [B, L, C]``: ``[B, C', N, L',
-        H]`` for ``C'`` patch sequences per window (``C`` in the per-channel modes, 1
-        multivariate), ``N`` patches, ``L'`` memory layers and ``H`` heads (see
-        ``TitansBackbone.surprise``)."""
-        surprise = self.backbone.surprise(self.tokens(x), after_block=self._mixing())
+    def surprise(
+        self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None
+    ) -> Tensor:
+        """The backbone memories' surprise at each patch of ``x [B, L, C]`` (with its
+        covariates): ``[B, C', N, L', H]`` for ``C'`` patch sequences per window (``C`` in the
+        per-channel modes, 1 multivariate), ``N`` patches, ``L'`` memory layers and ``H`` heads
+        (see ``TitansBackbone.surprise``)."""
+        tokens = self.tokens(x, past, known)
+        surprise = self.backbone.surprise(tokens, after_block=self._mixing())
         # surprise: [B * C', N, L', H]
         return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
 
     def loss(
-        self, x: Tensor, y: Tensor, units: str = "window", observed: Tensor | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        units: str = "window",
+        observed: Tensor | None = None,
+        past: Tensor | None = None,
+        known: Tensor | None = None,
     ) -> Tensor:
         """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``.
 
@@ -234,7 +328,8 @@ class TitansForecaster(nn.Module):
         observed, as GluonTS' ``observed_values``. The loss is then the mean over the observed
         steps only; a missing step (its ``y`` may be NaN) changes neither the loss nor its
         gradient, and a batch with no observed step has loss 0. ``x`` itself must be finite
-        (impute missing input steps before calling)."""
+        (impute missing input steps before calling). ``past`` and ``known``: the covariates
+        (see :meth:`forward`)."""
         cfg = self.config
         if y.shape[1:] != (cfg.horizon, cfg.channels) or y.shape[0] != x.shape[0]:
             raise ValueError(
@@ -247,12 +342,12 @@ class TitansForecaster(nn.Module):
             _, loc, scale = self._normalise(x)
         else:
             loc, scale = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        return self.head.loss(self(x), y, loc, scale, observed)
+        return self.head.loss(self(x, past, known), y, loc, scale, observed)
 
     @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
+    def predict(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> Tensor:
         """Point forecast ``[B, H, C]``: the value, the distribution's mean or the median."""
-        return self.head.point(self(x))
+        return self.head.point(self(x, past, known))
 
 
 class ChannelMixer(nn.Module):
@@ -301,6 +396,12 @@ def _sequences(x: Tensor, per_channel: bool) -> Tensor:
     if per_channel:
         return x.transpose(1, 2).reshape(-1, x.shape[1], 1)
     return x
+
+
+def _per_sequence(t: Tensor, sequences: int) -> Tensor:
+    """``t [B, ...]``, one row per window, repeated for each of a window's ``sequences``
+    (window-major, as :func:`_sequences` lays them out): ``[B * sequences, ...]``."""
+    return t if sequences == 1 else t.repeat_interleave(sequences, dim=0)
 
 
 def _regroup(out, batch: int, channels: int):

@@ -46,6 +46,7 @@ from typing import Annotated, Any, Literal
 from pydantic import StringConstraints
 
 from titans_sci.config import Config, build, tagged
+from titans_sci.data.covariates import CovariateColumns
 from titans_sci.data.timeseries import ReadOptions
 from titans_sci.models.dna_classifier import ClassifierConfig
 from titans_sci.models.dna_lm import DNALMConfig
@@ -96,7 +97,11 @@ class SeriesData(Config):
     every numeric column). ``max_eval`` > 0 scores at most that many evenly spaced validation
     and test windows (for smoke runs; reported numbers use 0, every window). ``read``: how to
     read a ``file`` where it does not say (:class:`~titans_sci.data.timeseries.ReadOptions`:
-    ``date_format``, ``nan_policy``, ``gaps``)."""
+    ``date_format``, ``nan_policy``, ``gaps``). Covariates (:mod:`titans_sci.data.covariates`),
+    read beside the target columns and never forecast: ``known_covariates`` (known over the
+    horizon, e.g. day-ahead forecasts), ``past_covariates`` (known up to the origin only) and
+    ``calendar`` features derived from the timestamps by name (``hour_of_day``,
+    ``day_of_week``, ...); missing values follow ``read.nan_policy``, as the target's do."""
 
     dataset: str | None = None
     file: str | None = None
@@ -105,6 +110,9 @@ class SeriesData(Config):
     columns: tuple[str, ...] = ()
     max_eval: int = 0
     read: ReadOptions = field(default_factory=ReadOptions)
+    known_covariates: tuple[str, ...] = ()
+    past_covariates: tuple[str, ...] = ()
+    calendar: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.file is None):
@@ -114,6 +122,15 @@ class SeriesData(Config):
         if self.dataset is not None and self.read != ReadOptions():
             raise ValueError("read options are for a file; a bundled dataset reads as it ships")
         _non_negative(self, "max_eval")
+        both = sorted(set(self.columns) & {*self.known_covariates, *self.past_covariates})
+        if both:
+            raise ValueError(f"column {both[0]!r} is both a target (columns) and a covariate")
+        CovariateColumns(self.past_covariates, self.known_covariates, self.calendar)  # checks
+
+    @property
+    def covariates(self) -> CovariateColumns:
+        """The covariate columns and calendar features the task names."""
+        return CovariateColumns(self.past_covariates, self.known_covariates, self.calendar)
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,15 @@ Windows = WindowDataset | Subset
 class HorizonSplits:
     """A unit's data: the splits of its horizon (see
     :func:`~titans_sci.data.timeseries.make_splits`), validation and test cut to at most
-    ``data.max_eval`` windows each, the scaler fitted on the training rows and the channels."""
+    ``data.max_eval`` windows each, the scaler fitted on the training rows, the target
+    channels, and the covariates' scaler (``None`` without covariates)."""
 
     train: WindowDataset
     val: Windows
     test: Windows
     scaler: Scaler
     columns: list[str]
+    covariate_scaler: Scaler | None = None
 
 
 def every_kth(windows: Windows, stride: int) -> Windows:
@@ -85,8 +87,10 @@ class SeriesKind:
             yield Unit({"horizon": horizon, "seed": seed}, seed, data)
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
-        """The columns and scaler of the unit's data (a ``.scaler`` and ``.columns``)."""
-        return series_meta(self.task, self.table, unit.data.scaler, unit.data.columns)
+        """The columns and scalers of the unit's data (a ``.scaler``, ``.columns`` and, where
+        it has one, ``.covariate_scaler``)."""
+        covariates = getattr(unit.data, "covariate_scaler", None)
+        return series_meta(self.task, self.table, unit.data.scaler, unit.data.columns, covariates)
 
     def runs_last_value(self, unit: Unit) -> bool:
         """Whether the last-value baseline runs on ``unit``: once per horizon (it has no
@@ -123,8 +127,9 @@ class Forecasting(SeriesKind):
 
     def units(self) -> Iterator[Unit]:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
+        covariates = self.task.data.covariates
         for horizon in self.task.protocol.horizons:
-            splits = make_splits(self.table, self.rule, lookback, horizon)
+            splits = make_splits(self.table, self.rule, lookback, horizon, covariates=covariates)
             assert splits.scaler is not None  # make_splits scales unless told not to
             data = HorizonSplits(
                 splits.train,
@@ -132,8 +137,21 @@ class Forecasting(SeriesKind):
                 at_most(splits.test, limit),
                 splits.scaler,
                 splits.columns,
+                splits.covariate_scaler,
             )
             yield from self.horizon_units(horizon, data)
+
+    def unit_model(self, unit: Unit) -> Any:
+        """The task's model config with the unit's horizon, target channels and covariates."""
+        data = self.task.data
+        return replace(
+            self.task.model,
+            horizon=unit.labels["horizon"],
+            channels=len(self.table.columns) - len(data.covariates.columns),
+            past_covariates=len(data.past_covariates),
+            known_covariates=len(data.known_covariates),
+            calendar=len(data.calendar),
+        )
 
     def models(self, unit: Unit) -> dict[str, Callable[[], TitansForecaster]]:
         config = self.unit_model(unit)
@@ -151,8 +169,9 @@ class Forecasting(SeriesKind):
 
         return batches
 
-    def loss(self, model: TitansForecaster, batch: tuple[Tensor, Tensor]) -> Tensor:
-        return model.loss(*batch, units=self.task.training.loss_units)
+    def loss(self, model: TitansForecaster, batch: tuple[Tensor, ...]) -> Tensor:
+        x, y, *covariates = batch  # (past, known) when the task has covariates
+        return model.loss(x, y, self.task.training.loss_units, None, *covariates)
 
     def score_dev(self, model: TitansForecaster, unit: Unit) -> float:
         val = every_kth(unit.data.val, self.task.training.val_stride)
@@ -166,7 +185,7 @@ class Forecasting(SeriesKind):
         if not self.runs_last_value(unit):
             return []
 
-        def naive(x: Tensor) -> Tensor:
+        def naive(x: Tensor, *covariates: Tensor) -> Tensor:
             return last_value_forecast(x, horizon)
 
         return [
@@ -184,14 +203,15 @@ class Forecasting(SeriesKind):
         columns = list(splits.columns)
         channel = columns.index("OT") if "OT" in columns else len(columns) - 1
         errors = [
-            model.predict(x)[..., channel] - y[..., channel]
-            for x, y in DataLoader(splits.val, batch_size=256)
+            model.predict(x, *covariates)[..., channel] - y[..., channel]
+            for x, y, *covariates in DataLoader(splits.val, batch_size=256)
         ]
         spread = 1.96 * torch.cat(errors).std(dim=0).numpy()
-        x, y = splits.test[len(splits.test) - 1]
-        forecast = model.predict(x[None])[0, :, channel].numpy()
+        x, y, *last = splits.test[len(splits.test) - 1]
+        covariates = [c[None] for c in last]
+        forecast = model.predict(x[None], *covariates)[0, :, channel].numpy()
         name = columns[channel]
-        trace = model.surprise(x[None])[0].numpy()
+        trace = model.surprise(x[None], *covariates)[0].numpy()
         trace = trace[min(channel, trace.shape[0] - 1)]
         return {
             f"Last test window, {name} ({unit.folder})": report.forecast_band(
@@ -222,23 +242,43 @@ def task_series(task: SeriesTask) -> tuple[TimeSeriesTable, str, Path]:
     long enough for every horizon's splits (refused before a run folder is touched)."""
     table, rule, file = _read_task_series(task)
     for horizon in task.protocol.horizons:
-        make_splits(table, rule, task.model.lookback, horizon, scale=False)
+        make_splits(table, rule, task.model.lookback, horizon, scale=False,
+                    covariates=task.data.covariates)  # fmt: skip
     return table, rule, file
 
 
 def series_meta(
-    task: SeriesTask, table: TimeSeriesTable, scaler: Scaler, columns: list[str]
+    task: SeriesTask,
+    table: TimeSeriesTable,
+    scaler: Scaler,
+    columns: list[str],
+    covariate_scaler: Scaler | None = None,
 ) -> dict[str, Any]:
-    """What a saved forecaster needs to read a new series as it was trained."""
-    return {
-        "dataset": task.data.dataset,
+    """What a saved forecaster needs to read a new series as it was trained: its target
+    columns and their scaler, and the covariates it reads (``past_covariates``,
+    ``known_covariates``, ``calendar``) with theirs."""
+    data = task.data
+    meta = {
+        "dataset": data.dataset,
         "columns": list(columns),
-        "date_column": task.data.date_column,
+        "date_column": data.date_column,
         "freq": table.freq,
-        "read": task.data.read.to_dict(),
+        "read": data.read.to_dict(),
         "scaler_mean": scaler.mean.tolist(),
         "scaler_scale": scaler.scale.tolist(),
     }
+    if data.covariates:
+        meta.update(
+            past_covariates=list(data.past_covariates),
+            known_covariates=list(data.known_covariates),
+            calendar=list(data.calendar),
+        )
+    if covariate_scaler is not None:
+        meta.update(
+            covariate_mean=covariate_scaler.mean.tolist(),
+            covariate_scale=covariate_scaler.scale.tolist(),
+        )
+    return meta
 
 
 def summarize_horizons(rows: list[dict[str, Any]], horizons: Sequence[int]) -> dict[str, Any]:
@@ -281,7 +321,7 @@ def format_horizons(result: dict[str, Any]) -> str:
 def _read_task_series(task: SeriesTask) -> tuple[TimeSeriesTable, str, Path]:
     """The task's series (its columns only), its split rule and the file it came from."""
     data = task.data
-    columns = list(data.columns) or None
+    columns = [*data.columns, *data.covariates.columns] if data.columns else None
     if data.dataset is None:
         # SeriesData: a file when there is no dataset, and a file comes with its split rule
         assert data.file is not None and data.split_rule is not None

@@ -54,6 +54,11 @@ class HistoryForecasting(SeriesKind):
     undefined: dict[str, str] = {}
 
     def __init__(self, task: HistoryForecastTask) -> None:
+        if task.data.covariates:
+            raise ValueError(
+                "data: the whole-history forecaster reads no covariates yet (known_covariates, "
+                'past_covariates, calendar); the window forecaster (kind = "forecasting") does'
+            )
         p, stretch = task.model.patch_len, task.training.stretch
         if stretch < p or stretch % p:
             raise ValueError(
