@@ -423,6 +423,108 @@ def _estimator(
     raise ValueError(f"unknown peer {peer!r}")
 
 
+# ----------------------------------------------------------------------------- EPF, GluonTS
+
+
+def epf_gluonts(market: str, models: list[str], args: argparse.Namespace):
+    """GluonTS' protocol on one EPF market with the day-ahead forecasts as
+    ``feat_dynamic_real``: ``TitansEstimator`` and GluonTS' DeepAR (which takes them too)
+    trained on the first 70% of the series, selected on the next 10% (their last window),
+    then asked for the next 24 hours at every day's midnight-aligned origin of the last 20%;
+    ``make_evaluation_predictions`` and ``Evaluator`` (MASE, mean weighted quantile loss,
+    sMAPE). Yields ``(key, entry)`` per model and seed."""
+    from gluonts.dataset.common import ListDataset
+    from gluonts.evaluation import Evaluator, make_evaluation_predictions
+
+    from titans_sci.data.timeseries import split_borders
+    from titans_sci.gluonts import DEFAULT_TRAINING, TitansEstimator
+
+    table = load_dataset(market)
+    task = epf_task(market, "known", parse_overrides(args.set))
+    lookback, horizon = task.model.lookback, 24
+    borders = split_borders(len(table), "ratio_70_10_20", lookback)
+    target = table.columns.index("OT")
+    price = table.values[:, target].astype(np.float64)
+    dynamic = np.delete(table.values, target, axis=1).T.astype(np.float64)
+    start = table.timestamps[0].to_period("h")
+
+    def upto(end: int) -> dict:
+        """The series up to ``end``, the day-ahead forecasts as far."""
+        return {"start": start, "target": price[:end], "feat_dynamic_real": dynamic[:, :end],
+                "item_id": f"{market}@{end}"}  # fmt: skip
+
+    train = ListDataset([upto(borders.train[1])], freq="h")
+    val = ListDataset([upto(borders.val[1])], freq="h")
+    first = borders.test[0] + lookback
+    origins = [o for o in range(first, borders.test[1] - horizon + 1) if o % 24 == first % 24]
+    test = ListDataset([upto(o + horizon) for o in origins], freq="h")  # the last 24 hidden
+    calendar = list(task.data.calendar)
+    for model in models:
+        for seed in args.m4_seeds:
+            began = time.perf_counter()
+            if model == "titans lmm":
+                training = dataclasses.replace(DEFAULT_TRAINING, epochs=args.epochs, batch_size=32,
+                                   patience=3, lr=task.training.lr)  # fmt: skip
+                config = dataclasses.replace(task.model, head="student_t")
+                predictor = TitansEstimator(horizon, "h", context_length=lookback, model=config,
+                                            training=training, batches_per_epoch=args.m4_batches,
+                                            seed=seed, num_feat_dynamic_real=len(dynamic),
+                                            time_features=calendar).train(train, val)  # fmt: skip
+            else:
+                import lightning.pytorch as pl
+
+                pl.seed_everything(seed, workers=True)
+                peer = _estimator(model, lookback, horizon, "h", args, args.m4_batches,
+                                  num_feat_dynamic_real=len(dynamic))  # fmt: skip
+                predictor = peer.train(train, val)
+            forecasts, targets = make_evaluation_predictions(test, predictor, num_samples=100)
+            agg, _ = Evaluator(quantiles=[0.1 * i for i in range(1, 10)], num_workers=None)(
+                targets, forecasts
+            )
+            yield f"{market}-gluonts|{model}|seed{seed}", {
+                "MASE": float(agg["MASE"]),
+                "mean_wQuantileLoss": float(agg["mean_wQuantileLoss"]),
+                "sMAPE": float(agg["sMAPE"]),
+                "seconds": time.perf_counter() - began,
+                "budget": f"{args.epochs} epochs max of {args.m4_batches} batches of 32, context "
+                f"{lookback}, feat_dynamic_real {len(dynamic)}, "
+                + (f"time features {calendar}, patience 3 on the validation window"
+                   if model == "titans lmm" else "DeepAR's defaults (its own time features and "
+                   "lags), lowest validation loss") + f", {len(origins)} daily test origins",
+            }  # fmt: skip
+
+
+def _epf_gluonts_table(store: dict[str, dict]) -> list[str]:
+    """Per market and model, mean +- std over seeds of GluonTS' metrics."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for key, entry in store.items():
+        name, model, _ = key.split("|")
+        if name.endswith("-gluonts"):
+            groups.setdefault((name.removesuffix("-gluonts"), model), []).append(entry)
+    if not groups:
+        return []
+    lines = [
+        "### GluonTS' protocol with `feat_dynamic_real`",
+        "",
+        "`TitansEstimator` and GluonTS' DeepAR, both reading the two day-ahead forecasts as "
+        "`feat_dynamic_real`, trained on the first 70% of the series and validated on its next "
+        "10%, forecast the 24 hours after every daily origin of the last 20%; "
+        "`make_evaluation_predictions` + `Evaluator` (quantiles 0.1..0.9, 100 samples). Mean "
+        "+- std over seeds (n).",
+        "",
+        "| market | model | MASE | mean wQL | sMAPE | seeds |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for (market, model), entries in sorted(groups.items()):
+        cells = []
+        for metric in ("MASE", "mean_wQuantileLoss", "sMAPE"):
+            values = [e[metric] for e in entries]
+            spread = f" +- {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""
+            cells.append(f"{np.mean(values):.3f}{spread}")
+        lines.append(f"| {market} | {model} | " + " | ".join(cells) + f" | {len(entries)} |")
+    return [*lines, ""]
+
+
 # ----------------------------------------------------------------------------- M4 Hourly
 
 
@@ -619,6 +721,7 @@ def render(store: dict[str, dict]) -> str:
         lines += _validation_table(name, long)
     lines += _m4_table(store)
     lines += _epf_table(store)
+    lines += _epf_gluonts_table(store)
     lines += [
         "## Whole history (issue 38)",
         "",
@@ -876,6 +979,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--settings", nargs="*", default=list(EPF_SETTINGS), help="the EPF Titans rows to run"
     )
+    parser.add_argument(
+        "--epf-gluonts",
+        nargs="*",
+        default=None,
+        help="EPF markets for the GluonTS protocol with feat_dynamic_real (default: epf/NP)",
+    )
+    parser.add_argument("--epf-gluonts-models", nargs="+", default=["titans lmm", "deepar"])
     parser.add_argument("--m4", action="store_true")
     parser.add_argument(
         "--m4-models",
@@ -920,11 +1030,17 @@ def main(argv: list[str] | None = None) -> int:
                 entry.update(stamp, seconds=time.perf_counter() - start)
                 print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
             save(entries, args.store, args.out, render)
+    gluonts_markets = ["epf/NP"] if args.epf_gluonts == [] else (args.epf_gluonts or [])
+    for market in gluonts_markets:
+        for key, entry in epf_gluonts(market, args.epf_gluonts_models, args):
+            entry.update(stamp)
+            print(f"{key}: MASE {entry['MASE']:.4f} wQL {entry['mean_wQuantileLoss']:.4f}")
+            save({key: entry}, args.store, args.out, render)
     if args.m4:
         for key, entry in m4_hourly(args.m4_models, args):
             entry.update(stamp)
             save({key: entry}, args.store, args.out, render)
-    if not names and not markets and not args.m4:
+    if not names and not markets and not gluonts_markets and not args.m4:
         parser.error("nothing to run: give --long [DATASET ...], --epf [MARKET ...] and/or --m4")
     return 0
 

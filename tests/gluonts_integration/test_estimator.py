@@ -335,14 +335,14 @@ def test_missing_target_steps_are_masked_out_of_the_loss(m4):
     batches = list(estimator._batches(series, torch.Generator().manual_seed(0)))
     gappy = [b for b in batches if not b[2].all()]
     assert len(gappy) >= 3
-    for x, y, mask, total in gappy[:3]:
+    for x, y, mask, total, *covariates in gappy[:3]:
         assert torch.isfinite(x).all() and torch.isfinite(y).all()
         assert int(total[0]) == int(mask.sum()) < mask.numel()
         results = []
         for garbage in (None, float("nan"), 1e6):
             target = y if garbage is None else torch.where(mask, y, torch.full_like(y, garbage))
             model.zero_grad()
-            loss = estimator._loss(model, (x, target, mask, total))
+            loss = estimator._loss(model, (x, target, mask, total, *covariates))
             loss.backward()
             results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
         (loss, grads), *others = results
@@ -378,9 +378,9 @@ def test_a_series_with_gaps_trains_on_observed_values_only(m4, monkeypatch):
 
     tensors = TitansEstimator._tensors
 
-    def garbage_at_missing_steps(self, values, observed):
-        x, y, mask, total = tensors(self, values, observed)
-        return x, torch.where(mask, y, torch.full_like(y, 1e6)), mask, total
+    def garbage_at_missing_steps(self, values, observed, covariates):
+        x, y, mask, total, *rest = tensors(self, values, observed, covariates)
+        return x, torch.where(mask, y, torch.full_like(y, 1e6)), mask, total, *rest
 
     monkeypatch.setattr(TitansEstimator, "_tensors", garbage_at_missing_steps)
     again = _estimator(**settings).train(gappy).model.state_dict()

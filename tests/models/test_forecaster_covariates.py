@@ -69,6 +69,21 @@ def test_a_constant_covariate_changes_nothing(mode):
         torch.testing.assert_close(other, forecasts[0])
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_static_features_give_each_series_its_own_forecast(mode):
+    model = _model(mode, static_cardinalities=(3, 5), static_real=2)
+    x = _inputs()[0]
+    categories = torch.tensor([[0, 4], [1, 4], [0, 2]])
+    real = torch.zeros(3, 2)
+    same_window = x[:1].expand(3, -1, -1)
+    out = model(same_window, None, None, categories, real)
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[2])
+    other = model(same_window, None, None, categories, real + torch.tensor([1.0, 0.0]))
+    assert not torch.allclose(other, out)
+    with pytest.raises(ValueError, match=r"static_cat feature 1: categories 3..5; .* 0..4"):
+        model(same_window, None, None, categories + torch.tensor([0, 1]), real)
+
+
 def test_covariates_are_refused_where_the_model_does_not_read_them_or_misses_them():
     plain = _model()
     x, past, known = _inputs()

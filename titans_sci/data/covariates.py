@@ -66,8 +66,9 @@ class CovariateColumns:
         return (*self.past, *self.known)
 
 
-def calendar_features(timestamps: pd.DatetimeIndex, names: tuple[str, ...]) -> np.ndarray:
-    """``[N, len(names)]`` float32: GluonTS' time feature of each name at each timestamp."""
+def calendar_features(timestamps: pd.Index, names: tuple[str, ...]) -> np.ndarray:
+    """``[N, len(names)]`` float32: GluonTS' time feature of each name at each timestamp (a
+    ``DatetimeIndex`` or a ``PeriodIndex``)."""
     if not names:
         return np.zeros((len(timestamps), 0), dtype=np.float32)
     return np.stack([CALENDAR[n](timestamps) for n in names], axis=1).astype(np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,12 +18,19 @@ from torch import Tensor
 
 from titans_sci import distributed
 from titans_sci.config import to_dict
+from titans_sci.data.covariates import CovariateColumns
 from titans_sci.data.timeseries import left_pad
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 from titans_sci.train import TrainConfig, Trainer
 from titans_sci.version import code_version
 
-from .entries import item_name, observed_target, start_period, target_for_input
+from .entries import (
+    entry_covariates,
+    item_name,
+    observed_target,
+    start_period,
+    target_for_input,
+)
 from .predictor import TitansPredictor
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TRAINING", "TitansEstimator"]
@@ -42,20 +49,44 @@ the clipping."""
 @dataclass(frozen=True)
 class _Series:
     """Training or validation series ready to cut windows from: per series the network's input
-    values (missing steps forward-filled; left-padded to a full window) and the observed mask
-    (False at missing and padded steps)."""
+    values (missing steps forward-filled; left-padded to a full window), the observed mask
+    (False at missing and padded steps) and its covariates: ``past [T, Cp]`` and ``known [T,
+    Ck + Cc]`` step by step (filled and padded as the values), ``static_cat [S]`` and
+    ``static_real [R]``."""
 
     values: list[np.ndarray]
     observed: list[np.ndarray]
+    past: list[np.ndarray]
+    known: list[np.ndarray]
+    static_cat: list[np.ndarray]
+    static_real: list[np.ndarray]
 
     def digest(self) -> str:
         """A SHA-256 of the series: a checkpoint resumes only on the same data."""
         digest = hashlib.sha256()
-        for values, observed in zip(self.values, self.observed, strict=True):
+        for i, (values, observed) in enumerate(zip(self.values, self.observed, strict=True)):
             digest.update(np.int64(len(values)).tobytes())
             digest.update(values.tobytes())
             digest.update(np.packbits(observed).tobytes())
+            for part in (self.past, self.known, self.static_cat, self.static_real):
+                digest.update(np.ascontiguousarray(part[i]).tobytes())
         return digest.hexdigest()
+
+    def windows(self, at: list[tuple[int, int]], context: int, horizon: int) -> tuple:
+        """The windows starting at ``(series, offset)`` of ``at``: ``(values [B, L + H],
+        observed [B, L + H], (past [B, L, Cp], known [B, L + H, Ck + Cc], static_cat [B, S],
+        static_real [B, R]))``."""
+        window = context + horizon
+        return (
+            np.stack([self.values[i][o : o + window] for i, o in at]),
+            np.stack([self.observed[i][o : o + window] for i, o in at]),
+            (
+                np.stack([self.past[i][o : o + context] for i, o in at]),
+                np.stack([self.known[i][o : o + window] for i, o in at]),
+                np.stack([self.static_cat[i] for i, _ in at]).astype(np.int64),
+                np.stack([self.static_real[i] for i, _ in at]).astype(np.float32),
+            ),
+        )
 
 
 class TitansEstimator(Estimator):
@@ -88,6 +119,19 @@ class TitansEstimator(Estimator):
         resume: continue from ``directory``'s checkpoint if there is one, ending exactly where
             an uninterrupted run would have; a checkpoint of other settings, data or code is
             refused (``ValueError``).
+        num_feat_dynamic_real: how many rows of each entry's ``feat_dynamic_real`` the model
+            reads: covariates known over the horizon too (at prediction an entry's covers the
+            ``prediction_length`` steps after its target, as in GluonTS).
+        num_past_feat_dynamic_real: rows of ``past_feat_dynamic_real``, known up to the
+            forecast start only.
+        cardinality: the number of categories of each ``feat_static_cat`` value.
+        num_feat_static_real: values of ``feat_static_real``.
+        time_features: calendar features derived from each step's period by name
+            (:data:`titans_sci.data.covariates.CALENDAR`: GluonTS' own time features).
+
+    Missing values of a dynamic feature are filled as the target's input is (the last observed
+    value before them); the model instance-normalises the dynamic features per window, so they
+    need no scaling (see :mod:`titans_sci.models.forecaster`).
 
     ``train(training_data, validation_data=None)`` returns a :class:`TitansPredictor`; the
     per-epoch losses are in its ``history``. Which epoch's weights it keeps:
@@ -119,6 +163,11 @@ class TitansEstimator(Estimator):
         device: str | torch.device = "cpu",
         directory: str | os.PathLike[str] | None = None,
         resume: bool = False,
+        num_feat_dynamic_real: int = 0,
+        num_past_feat_dynamic_real: int = 0,
+        cardinality: Sequence[int] = (),
+        num_feat_static_real: int = 0,
+        time_features: Sequence[str] = (),
     ) -> None:
         super().__init__(lead_time=0)
         for name, value in (
@@ -142,10 +191,20 @@ class TitansEstimator(Estimator):
             raise ValueError("TitansEstimator resume=True needs the directory to resume from")
         if context_length is None:
             context_length = max(4 * prediction_length, model.patch_len)
-        # Validates context_length against the patching.
+        CovariateColumns(calendar=tuple(time_features))  # checks the names
+        # Validates context_length against the patching, and the covariate counts.
         self.model_config = replace(
-            model, lookback=context_length, horizon=prediction_length, channels=1
+            model,
+            lookback=context_length,
+            horizon=prediction_length,
+            channels=1,
+            known_covariates=num_feat_dynamic_real,
+            past_covariates=num_past_feat_dynamic_real,
+            calendar=len(time_features),
+            static_cardinalities=tuple(cardinality),
+            static_real=num_feat_static_real,
         )
+        self.time_features = tuple(time_features)
         self.training = training
         self.prediction_length = prediction_length
         self.freq = freq
@@ -163,10 +222,18 @@ class TitansEstimator(Estimator):
         window = self.context_length + self.prediction_length
         need = self.prediction_length + 1
         values, masks = [], []
+        covariates: tuple[list[np.ndarray], ...] = ([], [], [], [])
         for index, entry in enumerate(dataset):
-            start_period(entry, index, self.freq)
+            start = start_period(entry, index, self.freq)
             target, observed = observed_target(entry, index)
             first = int(np.argmax(observed))
+            past, known, static_cat, static_real = entry_covariates(
+                self.model_config, self.time_features, entry, index, start, len(target)
+            )
+            for store, part in zip(covariates, (past[first:], known[first:]), strict=False):
+                store.append(left_pad(part, window))
+            covariates[2].append(static_cat)
+            covariates[3].append(static_real)
             target, observed = target[first:], observed[first:]
             if len(target) < need:
                 since = " from its first observed value on" if first else ""
@@ -179,17 +246,22 @@ class TitansEstimator(Estimator):
             masks.append(left_pad(observed, window, fill=False))
         if not values:
             raise ValueError(f"the {what} data has no series")
-        return _Series(values, masks)
+        return _Series(values, masks, *covariates)
 
-    def _tensors(self, values: np.ndarray, observed: np.ndarray) -> tuple[Tensor, ...]:
-        """Windows ``[B, L + H]`` and their observed masks -> one batch: inputs ``x [B, L, 1]``,
-        targets ``y [B, H, 1]``, their observed mask ``[B, H, 1]`` and, in every row, the
-        number of observed target steps in the whole batch (so a process's share of the batch
-        knows its weight in the batch's loss)."""
+    def _tensors(
+        self, values: np.ndarray, observed: np.ndarray, covariates: tuple[np.ndarray, ...]
+    ) -> tuple[Tensor, ...]:
+        """Windows ``[B, L + H]``, their observed masks and covariates (:meth:`_Series.windows`)
+        -> one batch: inputs ``x [B, L, 1]``, targets ``y [B, H, 1]``, their observed mask
+        ``[B, H, 1]``, in every row the number of observed target steps in the whole batch (so
+        a process's share of the batch knows its weight in the batch's loss), then the
+        covariates as the model takes them."""
         windows = torch.from_numpy(values)[..., None]
         mask = torch.from_numpy(observed[:, self.context_length :])[..., None]
         total = torch.full((len(values),), int(mask.sum()), dtype=torch.int64)
-        return windows[:, : self.context_length], windows[:, self.context_length :], mask, total
+        extra = tuple(torch.from_numpy(np.ascontiguousarray(c)) for c in covariates)
+        context = self.context_length
+        return windows[:, :context], windows[:, context:], mask, total, *extra
 
     def _positions(
         self, counts: Tensor, generator: torch.Generator
@@ -207,56 +279,56 @@ class TitansEstimator(Estimator):
         counts = torch.tensor([len(v) - window + 1 for v in series.values])
         for _ in range(self.batches_per_epoch):
             at = list(zip(*self._positions(counts, generator), strict=True))
-            values = np.stack([series.values[i][o : o + window] for i, o in at])
-            observed = np.stack([series.observed[i][o : o + window] for i, o in at])
-            yield self._tensors(values, observed)
+            yield self._tensors(*series.windows(at, self.context_length, self.prediction_length))
 
-    def _mean_loss(self, model: TitansForecaster, x: Tensor, y: Tensor, observed: Tensor) -> Tensor:
+    def _mean_loss(
+        self, model: TitansForecaster, x: Tensor, y: Tensor, observed: Tensor, *covariates: Tensor
+    ) -> Tensor:
         """The model's loss: the mean over the observed target steps."""
         device = self.device
-        return model.loss(x.to(device), y.to(device), observed=observed.to(device))
+        moved = [c.to(device) for c in covariates]
+        return model.loss(x.to(device), y.to(device), "window", observed.to(device), *moved)
 
     def _loss(self, model: TitansForecaster, batch: tuple[Tensor, ...]) -> Tensor:
         """The loss of (a process's share of) a batch: the mean over its observed target steps,
         scaled so that the trainer's weighting of the shares by their number of windows adds
         up to the mean over the whole batch's observed steps (one process: a factor of 1)."""
-        x, y, observed, total = batch
-        loss = self._mean_loss(model, x, y, observed)
+        x, y, observed, total, *covariates = batch
+        loss = self._mean_loss(model, x, y, observed, *covariates)
         share = int(observed.sum()) / max(int(total[0]), 1)
         return loss * (share * self.training.batch_size / len(x))
 
     @torch.no_grad()
-    def _validation_loss(
-        self, model: TitansForecaster, windows: tuple[np.ndarray, np.ndarray]
-    ) -> float:
+    def _validation_loss(self, model: TitansForecaster, windows: tuple) -> float:
         """The mean loss over the observed target steps of the validation windows."""
-        values, observed = windows
+        values, observed, covariates = windows
         model.eval()
         total, count = 0.0, 0
         for begin in range(0, len(values), self.training.batch_size):
             end = begin + self.training.batch_size
-            x, y, mask, _ = self._tensors(values[begin:end], observed[begin:end])
+            parts = tuple(c[begin:end] for c in covariates)
+            x, y, mask, _, *extra = self._tensors(values[begin:end], observed[begin:end], parts)
             steps = int(mask.sum())
             if steps:
-                total += float(self._mean_loss(model, x, y, mask)) * steps
+                total += float(self._mean_loss(model, x, y, mask, *extra)) * steps
                 count += steps
         model.train()
         return total / count
 
-    def _validation(
-        self, dataset: Iterable[dict[str, Any]]
-    ) -> tuple[_Series, tuple[np.ndarray, np.ndarray]]:
-        """The validation series and their last windows (values, observed masks)."""
+    def _validation(self, dataset: Iterable[dict[str, Any]]) -> tuple[_Series, tuple]:
+        """The validation series and their last windows (values, observed masks,
+        covariates)."""
         series = self._series(dataset, "validation")
         window = self.context_length + self.prediction_length
-        values = np.stack([v[-window:] for v in series.values])
-        observed = np.stack([m[-window:] for m in series.observed])
+        at = [(i, len(v) - window) for i, v in enumerate(series.values)]
+        values, observed, covariates = series.windows(at, self.context_length,
+                                                      self.prediction_length)  # fmt: skip
         if not observed[:, self.context_length :].any():
             raise ValueError(
                 "the validation data has no observed value in its series' last "
                 f"{self.prediction_length} steps (prediction_length): nothing to validate on"
             )
-        return series, (values, observed)
+        return series, (values, observed, covariates)
 
     def _fingerprint(self, train: _Series, validation: _Series | None) -> dict[str, Any]:
         """What determines the run besides the training config and the seed."""
@@ -336,4 +408,5 @@ class TitansEstimator(Estimator):
             seed=self.seed,
             device=self.device,
             history=history,
+            time_features=self.time_features,
         )

@@ -4,7 +4,7 @@ serialized as a model folder (:mod:`titans_sci.modelfolder`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from titans_sci.data.timeseries import left_pad
 from titans_sci.modelfolder import load_module, save_model
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 
-from .entries import observed_target, start_period, target_for_input
+from .entries import entry_covariates, observed_target, start_period, target_for_input
 
 __all__ = ["TitansPredictor"]
 
@@ -45,6 +45,12 @@ class TitansPredictor(Predictor):
             data give the same forecasts.
         device: the torch device to predict on.
         history: the training's per-epoch losses (not serialised).
+        time_features: the calendar features the model reads (as the estimator's).
+
+    The covariates the model reads come from each entry's GluonTS fields:
+    ``feat_dynamic_real`` over its target and the ``prediction_length`` steps after it,
+    ``past_feat_dynamic_real`` over its target, ``feat_static_cat`` and ``feat_static_real``;
+    an entry missing one is refused in one line naming the field.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class TitansPredictor(Predictor):
         seed: int = 0,
         device: str | torch.device = "cpu",
         history: list[dict[str, float]] | None = None,
+        time_features: Sequence[str] = (),
     ) -> None:
         super().__init__(prediction_length=prediction_length, lead_time=0)
         cfg = model.config
@@ -77,6 +84,12 @@ class TitansPredictor(Predictor):
         self.batch_size = batch_size
         self.seed = seed
         self.history = list(history or [])
+        self.time_features = tuple(time_features)
+        if len(self.time_features) != cfg.calendar:
+            raise ValueError(
+                f"the model reads {cfg.calendar} calendar feature(s); time_features names "
+                f"{list(self.time_features)}"
+            )
 
     def predict(
         self, dataset: Iterable[dict[str, Any]], num_samples: int | None = None, **kwargs: Any
@@ -87,12 +100,24 @@ class TitansPredictor(Predictor):
             raise ValueError(f"num_samples={num_samples}; expected >= 1")
         rng = np.random.default_rng(self.seed)
         self.model.eval()
-        pending: list[tuple[pd.Period, Any, np.ndarray]] = []
+        pending: list[tuple[pd.Period, Any, tuple[np.ndarray, ...]]] = []
+        length, horizon = self.context_length, self.prediction_length
         for index, entry in enumerate(dataset):
             start = start_period(entry, index, self.freq)
             values = target_for_input(*observed_target(entry, index))
-            context = left_pad(values[-self.context_length :], self.context_length)
-            pending.append((start + len(values), entry.get("item_id"), context))
+            steps = len(values)
+            past, known, static_cat, static_real = entry_covariates(
+                self.model.config, self.time_features, entry, index, start, steps,
+                steps + horizon,
+            )  # fmt: skip
+            inputs = (
+                left_pad(values[-length:], length),
+                left_pad(past[-length:], length),
+                left_pad(known[-length - horizon :], length + horizon),
+                static_cat.astype(np.int64),
+                static_real.astype(np.float32),
+            )
+            pending.append((start + steps, entry.get("item_id"), inputs))
             if len(pending) == self.batch_size:
                 yield from self._forecast(pending, num_samples, rng)
                 pending = []
@@ -102,12 +127,15 @@ class TitansPredictor(Predictor):
     @torch.no_grad()
     def _forecast(
         self,
-        pending: list[tuple[pd.Period, Any, np.ndarray]],
+        pending: list[tuple[pd.Period, Any, tuple[np.ndarray, ...]]],
         num_samples: int,
         rng: np.random.Generator,
     ) -> Iterator[Forecast]:
-        x = torch.from_numpy(np.stack([context for _, _, context in pending]))[..., None]
-        out = self.model(x.to(self.device))
+        x, *covariates = (
+            torch.from_numpy(np.stack([inputs[k] for _, _, inputs in pending])).to(self.device)
+            for k in range(5)
+        )
+        out = self.model(x[..., None], *covariates)
         head = self.model.config.head
         if head == "student_t":
             df, loc, scale = (
@@ -160,6 +188,7 @@ class TitansPredictor(Predictor):
             "num_samples": self.num_samples,
             "batch_size": self.batch_size,
             "seed": self.seed,
+            "time_features": list(self.time_features),
         }
 
     @classmethod

@@ -34,13 +34,15 @@ horizon by the same statistics); the ``Cc`` calendar features are read as they c
 [-0.5, 0.5]). So a covariate that is constant over the window adds exactly nothing, and a
 known covariate equal to the future target can be copied into the forecast by the head's
 linear map (both tested). The model reads no past covariate after the origin: it is never
-given one.
+given one. Static features of a series (``static_cat [B, S]`` categories, each embedded, and
+``static_real [B, R]`` values, mapped without bias; GluonTS' ``feat_static_cat`` and
+``feat_static_real``) add one vector to every token of the series.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +53,17 @@ from titans_sci.heads.forecasting import HEADS, QuantileHead
 from . import build_backbone
 from .backbones import AfterBlock, BackboneState
 from .config import Backbone, LMMConfig
+
+
+class Covariates(NamedTuple):
+    """A batch's covariates, each ``None`` where the model reads none of that kind (see
+    :meth:`TitansForecaster.forward`)."""
+
+    past: Tensor | None = None
+    known: Tensor | None = None
+    static_cat: Tensor | None = None
+    static_real: Tensor | None = None
+
 
 #: How the channels meet the backbone (see :class:`ForecasterConfig`).
 Mode = Literal["channel_independent", "multivariate", "channel_mixing"]
@@ -84,6 +97,8 @@ class ForecasterConfig(Config):
         past_covariates: ``Cp``, the covariate series known up to the origin only.
         known_covariates: ``Ck``, the covariate series known over the horizon too.
         calendar: ``Cc``, the calendar features (known over the horizon; not normalised).
+        static_cardinalities: the number of categories of each static categorical feature.
+        static_real: ``R``, the static real features.
     """
 
     lookback: int = 96
@@ -101,13 +116,21 @@ class ForecasterConfig(Config):
     past_covariates: int = 0
     known_covariates: int = 0
     calendar: int = 0
+    static_cardinalities: tuple[int, ...] = ()
+    static_real: int = 0
 
     def __post_init__(self) -> None:
         for name in ("lookback", "horizon", "channels", "patch_len", "stride"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 1")
-        for name in ("past_covariates", "known_covariates", "calendar"):
+        if any(not isinstance(c, int) or c < 1 for c in self.static_cardinalities):
+            raise ValueError(
+                f"ForecasterConfig.static_cardinalities={self.static_cardinalities!r}; expected "
+                "ints >= 1"
+            )
+        object.__setattr__(self, "static_cardinalities", tuple(self.static_cardinalities))
+        for name in ("past_covariates", "known_covariates", "calendar", "static_real"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 0")
@@ -171,6 +194,13 @@ class TitansForecaster(nn.Module):
             if config.covariate_width
             else None
         )
+        tables = [nn.Embedding(cardinality, dim) for cardinality in config.static_cardinalities]
+        for table in tables:
+            nn.init.normal_(table.weight, std=0.02)
+        self.static_embeds = nn.ModuleList(tables)
+        self.static_real_embed = (
+            nn.Linear(config.static_real, dim, bias=False) if config.static_real else None
+        )
         head = HEADS[config.head]
         features = (
             config.num_patches * dim
@@ -182,34 +212,54 @@ class TitansForecaster(nn.Module):
         else:
             self.head = head(features, config.horizon, width, config.dropout)
 
-    def _check(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> None:
+    def _check(self, x: Tensor, covariates: tuple[Tensor | None, ...] = ()) -> Covariates:
+        """``x`` and ``covariates`` (``past, known, static_cat, static_real``, the trailing
+        ones optional) checked against the config, one line naming what is wrong."""
         cfg = self.config
         if not isinstance(x, Tensor) or x.dim() != 3 or x.shape[1:] != (cfg.lookback, cfg.channels):
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x has shape {shape}; expected [B, {cfg.lookback}, {cfg.channels}]")
         if not x.is_floating_point():
             raise ValueError(f"x has dtype {x.dtype}; expected a floating dtype")
-        for name, given, steps, width in (
-            ("past", past, cfg.lookback, cfg.past_covariates),
-            ("known", known, cfg.lookback + cfg.horizon, cfg.known_width),
-        ):
-            if width == 0 and given is not None and given.shape[-1] != 0:
+        if len(covariates) > len(Covariates._fields):
+            raise ValueError(f"{len(covariates)} covariate tensors; expected at most 4")
+        given = Covariates(*covariates)
+        batch = x.shape[0]
+        expected = {
+            "past": (cfg.past_covariates, (batch, cfg.lookback, cfg.past_covariates)),
+            "known": (cfg.known_width, (batch, cfg.lookback + cfg.horizon, cfg.known_width)),
+            "static_cat": (len(cfg.static_cardinalities), (batch, len(cfg.static_cardinalities))),
+            "static_real": (cfg.static_real, (batch, cfg.static_real)),
+        }
+        for name, (width, shape) in expected.items():
+            tensor = getattr(given, name)
+            if width == 0 and tensor is not None and tensor.shape[-1] != 0:
                 raise ValueError(f"{name} covariates were given; the model was built without")
-            if width and (given is None or tuple(given.shape) != (x.shape[0], steps, width)):
-                found = "none" if given is None else f"shape {tuple(given.shape)}"
-                raise ValueError(
-                    f"{name} covariates: {found}; expected [{x.shape[0]}, {steps}, {width}]"
-                )
+            if width and (tensor is None or tuple(tensor.shape) != shape):
+                found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
+                raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
+        if given.static_cat is not None:
+            for i, cardinality in enumerate(cfg.static_cardinalities):
+                values = given.static_cat[:, i]
+                if values.numel() and not 0 <= int(values.min()) <= int(values.max()) < cardinality:
+                    raise ValueError(
+                        f"static_cat feature {i}: categories {int(values.min())}.."
+                        f"{int(values.max())}; the model knows 0..{cardinality - 1}"
+                    )
+        return given
 
-    def _covariates(self, past: Tensor | None, known: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _covariates(self, given: Covariates) -> tuple[Tensor, Tensor] | tuple[None, None]:
         """The covariates as the model reads them: over the lookback ``[B, L, Cp + Ck + Cc]``
         and over the horizon ``[B, H, Ck + Cc]``, the data covariates instance-normalised by
-        their lookback's statistics (when ``instance_norm``)."""
+        their lookback's statistics (when ``instance_norm``); ``(None, None)`` without any."""
         cfg = self.config
+        if not cfg.covariate_width:
+            return None, None
+        past, known = given.past, given.known
         lookback, columns = cfg.lookback, []
-        given = past if past is not None else known
-        assert given is not None  # the model reads covariates: _check made sure
-        future = given.new_zeros(given.shape[0], cfg.horizon, 0)
+        some = past if past is not None else known
+        assert some is not None  # the model reads covariates: _check made sure
+        future = some.new_zeros(some.shape[0], cfg.horizon, 0)
         if past is not None and cfg.past_covariates:
             columns.append(instance_norm(past)[0] if cfg.instance_norm else past)
         if known is not None and cfg.known_width:
@@ -221,6 +271,17 @@ class TitansForecaster(nn.Module):
             columns.append(known[:, :lookback])
             future = known[:, lookback:]
         return torch.cat(columns, dim=-1), future
+
+    def _static(self, given: Covariates) -> Tensor | None:
+        """The static features' vector ``[B, D]`` (the sum of each category's embedding and
+        the map of the real ones), or ``None`` without any."""
+        parts = []
+        if given.static_cat is not None:
+            cat = given.static_cat.long()
+            parts += [table(cat[:, i]) for i, table in enumerate(self.static_embeds)]
+        if given.static_real is not None and self.static_real_embed is not None:
+            parts.append(self.static_real_embed(given.static_real))
+        return torch.stack(parts).sum(dim=0) if parts else None
 
     def _normalise(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x [B, L, C]`` -> (normalised x, loc ``[B, 1, C]``, scale ``[B, 1, C]``)."""
@@ -238,21 +299,29 @@ class TitansForecaster(nn.Module):
         patches = x.unfold(1, cfg.patch_len, cfg.stride)  # [B', N, W, P]
         return patches.transpose(2, 3).flatten(2)[:, : cfg.num_patches]
 
-    def tokens(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> Tensor:
-        """The backbone's input for ``x [B, L, C]`` (and its covariates): embedded patches
-        plus their positions, ``[B', N, D]`` (``B' = B*C``, window-major, in the per-channel
-        modes), normalised first (RevIN) when the config says so."""
-        self._check(x, past, known)
-        covariates = self._covariates(past, known)[0] if self.covariate_embed else None
-        return self._embed(self._normalise(x)[0], covariates)
+    def tokens(self, x: Tensor, *covariates: Tensor | None) -> Tensor:
+        """The backbone's input for ``x [B, L, C]`` (and its covariates, as :meth:`forward`
+        takes them): embedded patches plus their positions, ``[B', N, D]`` (``B' = B*C``,
+        window-major, in the per-channel modes), normalised first (RevIN) when the config says
+        so."""
+        given = self._check(x, covariates)
+        return self._embed(self._normalise(x)[0], given, self._covariates(given)[0])
 
-    def _embed(self, normalised: Tensor, covariates: Tensor | None = None) -> Tensor:
+    def _embed(
+        self, normalised: Tensor, given: Covariates | None = None, read: Tensor | None = None
+    ) -> Tensor:
+        """Tokens ``[B', N, D]`` of the normalised window, plus the embedded patches of the
+        covariates as read (``read [B, L, W]``) and the static features' vector."""
         tokens = self.embed(self._patches(normalised)) + self.position
-        if covariates is None:
-            return tokens
-        assert self.covariate_embed is not None
-        extra = self.covariate_embed(self._patches(covariates, per_channel=False))  # [B, N, D]
-        return tokens + _per_sequence(extra, tokens.shape[0] // extra.shape[0])
+        sequences = tokens.shape[0] // normalised.shape[0]
+        if read is not None:
+            assert self.covariate_embed is not None
+            extra = self.covariate_embed(self._patches(read, per_channel=False))  # [B, N, D]
+            tokens = tokens + _per_sequence(extra, sequences)
+        static = None if given is None else self._static(given)
+        if static is not None:
+            tokens = tokens + _per_sequence(static, sequences)[:, None]
+        return tokens
 
     def _mixing(self) -> AfterBlock | None:
         """What runs after each backbone block: the channel mixers (``channel_mixing``)."""
@@ -271,14 +340,16 @@ class TitansForecaster(nn.Module):
         assert state is not None  # the forecaster's backbone is causal (checked at __init__)
         return h, state
 
-    def forward(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None):
-        """The forecast of ``x [B, L, C]``, with the ``past [B, L, Cp]`` and ``known [B, L + H,
-        Ck + Cc]`` covariates the config names (see the module docstring)."""
-        self._check(x, past, known)
+    def forward(self, x: Tensor, *covariates: Tensor | None):
+        """The forecast of ``x [B, L, C]``, with the covariates the config names, in this
+        order (trailing ones may be left out; ``None`` for a kind the model does not read):
+        ``past [B, L, Cp]``, ``known [B, L + H, Ck + Cc]``, ``static_cat [B, S]`` (integer
+        categories) and ``static_real [B, R]`` (see the module docstring)."""
+        given = self._check(x, covariates)
         cfg = self.config
         normalised, loc, scale = self._normalise(x)
-        covariates, future = self._covariates(past, known) if self.covariate_embed else (None, None)
-        h, _ = self.encode(self.dropout(self._embed(normalised, covariates)))  # [B', N, D]
+        read, future = self._covariates(given)
+        h, _ = self.encode(self.dropout(self._embed(normalised, given, read)))  # [B', N, D]
         features = h.flatten(1)
         if cfg.lookback_skip:
             window = _sequences(normalised, cfg.per_channel).flatten(1)  # [B', L * W]
@@ -296,14 +367,12 @@ class TitansForecaster(nn.Module):
         return self.head(features, loc, scale)
 
     @torch.no_grad()
-    def surprise(
-        self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None
-    ) -> Tensor:
+    def surprise(self, x: Tensor, *covariates: Tensor | None) -> Tensor:
         """The backbone memories' surprise at each patch of ``x [B, L, C]`` (with its
         covariates): ``[B, C', N, L', H]`` for ``C'`` patch sequences per window (``C`` in the
         per-channel modes, 1 multivariate), ``N`` patches, ``L'`` memory layers and ``H`` heads
         (see ``TitansBackbone.surprise``)."""
-        tokens = self.tokens(x, past, known)
+        tokens = self.tokens(x, *covariates)
         surprise = self.backbone.surprise(tokens, after_block=self._mixing())
         # surprise: [B * C', N, L', H]
         return surprise.reshape(x.shape[0], -1, *surprise.shape[1:])
@@ -314,8 +383,7 @@ class TitansForecaster(nn.Module):
         y: Tensor,
         units: str = "window",
         observed: Tensor | None = None,
-        past: Tensor | None = None,
-        known: Tensor | None = None,
+        *covariates: Tensor | None,
     ) -> Tensor:
         """The head's training loss of the forecast of ``x`` against ``y [B, H, C]``.
 
@@ -328,8 +396,8 @@ class TitansForecaster(nn.Module):
         observed, as GluonTS' ``observed_values``. The loss is then the mean over the observed
         steps only; a missing step (its ``y`` may be NaN) changes neither the loss nor its
         gradient, and a batch with no observed step has loss 0. ``x`` itself must be finite
-        (impute missing input steps before calling). ``past`` and ``known``: the covariates
-        (see :meth:`forward`)."""
+        (impute missing input steps before calling). ``covariates``: as :meth:`forward` takes
+        them."""
         cfg = self.config
         if y.shape[1:] != (cfg.horizon, cfg.channels) or y.shape[0] != x.shape[0]:
             raise ValueError(
@@ -342,12 +410,12 @@ class TitansForecaster(nn.Module):
             _, loc, scale = self._normalise(x)
         else:
             loc, scale = torch.zeros_like(x[:, :1]), torch.ones_like(x[:, :1])
-        return self.head.loss(self(x, past, known), y, loc, scale, observed)
+        return self.head.loss(self(x, *covariates), y, loc, scale, observed)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, past: Tensor | None = None, known: Tensor | None = None) -> Tensor:
+    def predict(self, x: Tensor, *covariates: Tensor | None) -> Tensor:
         """Point forecast ``[B, H, C]``: the value, the distribution's mean or the median."""
-        return self.head.point(self(x, past, known))
+        return self.head.point(self(x, *covariates))
 
 
 class ChannelMixer(nn.Module):
