@@ -35,6 +35,17 @@ Conventions, for training and prediction alike:
   validation series needs at least ``prediction_length + 1`` values from its first observed
   value on (a full target and one step of context); a shorter one raises a ``ValueError``
   naming the item. Prediction needs one observation.
+- **Covariates**, by GluonTS' field names and semantics (``TitansEstimator``'s
+  ``num_feat_dynamic_real``, ``num_past_feat_dynamic_real``, ``cardinality``,
+  ``num_feat_static_real`` and ``time_features``): ``feat_dynamic_real`` ``[k, T]`` is known
+  over the horizon too, so at prediction an entry's covers its target and the
+  ``prediction_length`` steps after it; ``past_feat_dynamic_real`` ``[k, T]`` covers the target
+  only and is never read after it; ``feat_static_cat`` (integers below each cardinality) and
+  ``feat_static_real`` are per series; ``time_features`` are computed from each step's period.
+  A missing dynamic value is filled as a missing input step of the target is; an entry that
+  lacks a field the model reads, or whose ``feat_dynamic_real`` stops short of the horizon, is
+  refused in one line naming it. No scaling is needed: the model normalises each window of the
+  target and of each dynamic feature.
 - **Time index.** Each entry's ``start`` (a ``pandas.Period``, or anything ``pandas.Period``
   accepts together with the entry's ``freq`` field or the estimator's ``freq``) must have the
   estimator's frequency; otherwise a ``ValueError`` names the item. A forecast starts at the
