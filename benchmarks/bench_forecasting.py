@@ -498,7 +498,7 @@ def _epf_gluonts_table(store: dict[str, dict]) -> list[str]:
     """Per market and model, mean +- std over seeds of GluonTS' metrics."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for key, entry in store.items():
-        name, model, _ = key.split("|")
+        name, model, *_ = key.split("|")
         if name.endswith("-gluonts"):
             groups.setdefault((name.removesuffix("-gluonts"), model), []).append(entry)
     if not groups:
