@@ -7,6 +7,14 @@ training chromosomes of ``tasks/annotate_yeast.toml`` (stretches of 8 kb, AdamW,
     .venv/bin/python benchmarks/probe_annotation_learning.py --mixer memory --no-writes
     .venv/bin/python benchmarks/probe_annotation_learning.py --mixer memory --fresh-states
     .venv/bin/python benchmarks/probe_annotation_learning.py --mixer conv --set model.front=0
+
+``--from-local CHECKPOINT`` probes the second training stage instead: the Titans model from a
+first-stage checkpoint (``.../titans/local/checkpoint.pt`` of a run of the task), every
+parameter trained by a fresh AdamW at ``--lr`` on 25 stretches of the task's size from two whole
+training chromosomes (their states refreshed first, as an epoch starts), printing each loss::
+
+    .venv/bin/python benchmarks/probe_annotation_learning.py --from-local CHECKPOINT --lr 2e-3
+    .venv/bin/python benchmarks/probe_annotation_learning.py --from-local CHECKPOINT --lr 2e-4
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import argparse
 import contextlib
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +43,12 @@ def main() -> None:
     parser.add_argument("--no-writes", action="store_true", help="the memory only reads")
     parser.add_argument("--fresh-states", action="store_true", help="no state carried in")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--from-local", type=Path, default=None, metavar="CHECKPOINT")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.from_local is not None:
+        second_stage(args.from_local, args.lr)
+        return
     overrides = {"data.max_train": 200_000, "data.max_eval": 100_000, **parse_overrides(args.set)}
     task = load_task("tasks/annotate_yeast.toml", overrides)
     unit = next(Annotation(task).units())
@@ -64,6 +77,25 @@ def main() -> None:
             print(f"{args.mixer} epoch {epoch + 1}: {len(losses)} steps, loss (last 50) "
                   f"{np.mean(losses[-50:]):.3f}, dev CDS F1 {f1 or 0:.3f}, "
                   f"{time.time() - started:.0f} s", flush=True)  # fmt: skip
+
+
+def second_stage(checkpoint: Path, lr: float, steps: int = 25) -> None:
+    """The memory stage's first ``steps`` steps from a first-stage checkpoint (see above)."""
+    task = load_task("tasks/annotate_yeast.toml")
+    unit = next(Annotation(task).units())
+    model = GenomeAnnotator(task.model)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    stretches = Stretches(model, unit.data["train"][:2], task.training.stretch)
+    stretches.refresh()
+    optimizer = torch.optim.AdamW(model.parameters(), lr, weight_decay=task.training.weight_decay)
+    order = torch.randperm(len(stretches.items), generator=torch.Generator().manual_seed(0))
+    for step, index in enumerate(order.tolist()[:steps]):
+        loss = stretches.loss(index)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        print(f"lr {lr} step {step}: loss {loss.item():.3f}", flush=True)
 
 
 if __name__ == "__main__":

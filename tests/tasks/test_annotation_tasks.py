@@ -64,6 +64,22 @@ def test_no_test_or_dev_base_reaches_training():
                    for codes in stretches.codes)  # fmt: skip
 
 
+def test_the_memory_stage_trains_at_its_own_learning_rate():
+    """The second stage trains every parameter at ``training.memory_lr``; the first, the
+    parameters outside the memory layers, at ``training.lr``."""
+    from titans_sci.tasks.runner import _stages
+
+    task = load_task("tasks/annotate_yeast.toml", {**SMALL, "training.memory_lr": 3e-4})
+    kind = Annotation(task)
+    model = kind.models(next(kind.units()))["titans"]()
+    stages = _stages(kind, model)
+    assert [(name, changes) for name, _, changes in stages] == [
+        ("local", {}),
+        ("memory", {"lr": 3e-4}),
+    ]
+    assert len(stages[1][1]) == len(list(model.parameters())) > len(stages[0][1])
+
+
 def test_every_model_is_scored_on_the_same_test_chromosomes(yeast_run):
     task, result, folder = yeast_run
     models = [r["model"] for r in result["runs"]]

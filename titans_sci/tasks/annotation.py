@@ -335,12 +335,15 @@ class Annotation:
         configs = {n: dataclasses.replace(self.task.model, mixer=MIXERS[n]) for n in names}
         return {n: _builder(c) for n, c in configs.items()}
 
-    def stages(self, model: GenomeAnnotator) -> list[tuple[str, list]]:
-        """``training.stages``: the Titans model without its memory, then whole (see
-        :meth:`GenomeAnnotator.stages`); or every parameter at once."""
+    def stages(self, model: GenomeAnnotator) -> list[tuple[str, list, dict[str, Any]]]:
+        """``training.stages``: the Titans model without its memory, then whole at
+        ``training.memory_lr`` (see :meth:`GenomeAnnotator.stages`); or every parameter at
+        once."""
         if self.task.training.stages == "joint":
-            return [("", list(model.parameters()))]
-        return model.stages()
+            return [("", list(model.parameters()), {})]
+        local, *rest = model.stages()
+        lr = {"lr": self.task.training.memory_lr}
+        return [(*local, {}), *((name, parameters, lr) for name, parameters in rest)]
 
     def batches(self, unit: Unit, model: GenomeAnnotator):
         # One model trains at a time: its loss reads the stretches (and states) made here.

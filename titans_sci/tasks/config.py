@@ -271,15 +271,23 @@ class AnnotationTraining(TrainConfig):
     every training chromosome once, in a random order. ``stages``: ``"local_then_memory"``
     trains the Titans model without its memory first (the memory layers' output at zero), then
     every parameter, each stage with its own epochs, patience and selection on dev (the
-    baselines train in one stage); ``"joint"`` trains everything at once."""
+    baselines train in one stage); ``"joint"`` trains everything at once. ``memory_lr``: the
+    second stage's learning rate. A fresh AdamW at the first stage's 2e-3 knocked the trained
+    local model off (on two training chromosomes, from its first checkpoint: the loss of 25
+    stretches rose from 0.10 to 0.64, and one whole epoch at that rate fell to dev CDS F1 0.02);
+    at 2e-4 the same stretches stayed at the local model's loss
+    (``benchmarks/probe_annotation_learning.py --from-local``)."""
 
     stretch: int = 32768
     stages: Literal["local_then_memory", "joint"] = "local_then_memory"
+    memory_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.stretch < 1:
             raise ValueError(f"stretch={self.stretch}; expected >= 1")
+        if not self.memory_lr > 0:
+            raise ValueError(f"memory_lr={self.memory_lr}; expected > 0")
 
 
 def _distinct(config: Any, key: str) -> None:

@@ -90,10 +90,11 @@ def run(
                 model = build()
                 writes = distributed.is_main()  # under torchrun, process 0 writes
                 epochs_run = 0
-                for index, (stage, parameters) in enumerate(_stages(kind, model)):
+                for index, (stage, parameters, changes) in enumerate(_stages(kind, model)):
                     seed_stage(unit.seed, index)
+                    training = dataclasses.replace(task.training, **changes)
                     with only(model, parameters):
-                        trainer = Trainer(model, task.training, unit.seed, place / stage,
+                        trainer = Trainer(model, training, unit.seed, place / stage,
                                           progress, marks, writes)  # fmt: skip
                         trained = trainer.fit(
                             kind.batches(unit, model),
@@ -154,12 +155,18 @@ def _write_report(
     )
 
 
-def _stages(kind: TaskKind[Any], model: torch.nn.Module) -> list[tuple[str, list[Any]]]:
-    """The model's training stages, ``(name, parameters)`` in order: the kind's own
-    (``kind.stages(model)``, optional), else one stage of every parameter named ``""`` (its
+def _stages(
+    kind: TaskKind[Any], model: torch.nn.Module
+) -> list[tuple[str, list[Any], dict[str, Any]]]:
+    """The model's training stages, ``(name, parameters, changes)`` in order: the kind's own
+    (``kind.stages(model)``, optional; ``changes`` to the training config for that stage, e.g.
+    its ``lr``, may be left out), else one stage of every parameter named ``""`` (its
     checkpoint in the model's folder itself)."""
     stages = getattr(kind, "stages", None)
-    return stages(model) if stages is not None else [("", list(model.parameters()))]
+    if stages is None:
+        return [("", list(model.parameters()), {})]
+    return [(name, parameters, *rest) if rest else (name, parameters, {})
+            for name, parameters, *rest in stages(model)]  # fmt: skip
 
 
 def _notes(rows: list[dict[str, Any]], undefined: dict[str, str]) -> list[str]:
