@@ -378,12 +378,28 @@ class Forecaster:
             )
         return origin - self.lookback
 
+    @property
+    def reads_covariates(self) -> bool:
+        """Whether the model reads covariates (past, known or calendar)."""
+        return bool(self.past_covariates or self.known_covariates or self.calendar)
+
+    def _scaled_covariates(
+        self, table: TimeSeriesTable, names: list[str], start: int, stop: int
+    ) -> np.ndarray:
+        """The covariates ``names`` of the table's rows ``start..stop`` on their training
+        scale, ``[stop - start, len(names)]`` float64; a missing value is refused."""
+        order = [*self.past_covariates, *self.known_covariates]
+        picked = [order.index(n) for n in names]
+        raw = table.values[start:stop, [table.columns.index(n) for n in names]].astype(np.float64)
+        self._refuse(table, raw, start, "missing or not finite, and the model reads it", names)
+        return (raw - self.covariate_mean[picked]) / self.covariate_scale[picked]
+
     def _covariates(self, table: TimeSeriesTable) -> tuple[np.ndarray, ...]:
         """The scaled covariates the model reads with the last window: ``(past [L, Cp],
         known [L + H, Ck + Cc])``, or ``()`` for a model without any. Refused in one line: a
         missing value in the rows read, or known covariates that stop before the horizon's
         end (naming the column and the last row present)."""
-        if not (self.past_covariates or self.known_covariates or self.calendar):
+        if not self.reads_covariates:
             return ()
         origin, lookback, horizon = self._origin(table), self.lookback, self.horizon
         first, end = origin - lookback, origin + horizon
@@ -397,36 +413,29 @@ class Forecaster:
                     f"{origin}), data rows {origin + 1}..{end}; its values stop at data row "
                     f"{last} of {len(table)} (fill every row up to {end})"
                 )
-        rows = dict.fromkeys(self.past_covariates, (first, origin))
-        rows.update(dict.fromkeys(self.known_covariates, (first, end)))
-        scaled = []
-        for k, (name, (a, b)) in enumerate(rows.items()):
-            column = table.values[a:b, table.columns.index(name)].astype(np.float64)
-            self._refuse(table, column[:, None], a, "missing or not finite, and the model reads "
-                         "it", names=[name])  # fmt: skip
-            scaled.append((column - self.covariate_mean[k]) / self.covariate_scale[k])
-        count = len(self.past_covariates)
-        past = np.stack(scaled[:count], axis=1) if count else np.zeros((lookback, 0))
-        known = scaled[count:]
+        past = self._scaled_covariates(table, self.past_covariates, first, origin)
+        known = (  # no known data covariate: no future rows to read (they may be absent)
+            self._scaled_covariates(table, self.known_covariates, first, end)
+            if self.known_covariates
+            else np.zeros((end - first, 0))
+        )
         stamps = table.timestamps[first:end]
         if len(stamps) < end - first:  # no future rows: the horizon's steps by the frequency
             freq = table.freq or self.meta.get("freq")
             ahead = pd.date_range(table.timestamps[origin - 1], periods=horizon + 1, freq=freq)
             stamps = stamps.append(ahead[1:])
-        columns = [*known, *calendar_features(stamps, self.calendar).T]
-        known_array = np.stack(columns, axis=1) if columns else np.zeros((end - first, 0))
-        return past.astype(np.float32), known_array.astype(np.float32)
+        calendar = calendar_features(stamps, self.calendar)
+        known = np.concatenate([known, calendar], axis=1)
+        return past.astype(np.float32), known.astype(np.float32)
 
     def covariate_columns(self, table: TimeSeriesTable) -> tuple[np.ndarray, np.ndarray]:
         """Every row's scaled covariates, as a window dataset serves them: ``past [N, Cp]``
         and ``known [N, Ck + Cc]`` (calendar features last); a missing value is refused."""
-        names = [*self.past_covariates, *self.known_covariates]
-        raw = table.values[:, [table.columns.index(c) for c in names]].astype(np.float64)
-        self._refuse(table, raw, 0, "missing or not finite, and the model reads it", names)
-        scaled = ((raw - self.covariate_mean) / self.covariate_scale).astype(np.float32)
+        rows = len(table)
+        past = self._scaled_covariates(table, self.past_covariates, 0, rows)
+        known = self._scaled_covariates(table, self.known_covariates, 0, rows)
         calendar = calendar_features(table.timestamps, self.calendar)
-        count = len(self.past_covariates)
-        return scaled[:, :count], np.concatenate([scaled[:, count:], calendar], axis=1)
+        return past.astype(np.float32), np.concatenate([known, calendar], axis=1).astype(np.float32)
 
     def _forecast(self, window: np.ndarray, covariates: tuple[np.ndarray, ...] = ()) -> np.ndarray:
         """The scaled forecast ``[H, C]`` after the scaled rows ``window [N, C]`` it reads

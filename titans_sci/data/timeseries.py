@@ -301,7 +301,7 @@ def _check_header(path: Path, date_column: str, columns: list[str] | None) -> No
     header = [name.strip() for name in header]
     wanted = set(columns) | {date_column} if columns else None
     for i, name in enumerate(header):
-        if name.strip() == "" and wanted is None:
+        if name == "" and wanted is None:
             raise ValueError(
                 f"{path}: column {i + 1} has no name (a row number written by "
                 "DataFrame.to_csv with its index?); write the file with index=False, or name "

@@ -34,7 +34,6 @@ from titans_sci.data.timeseries import (
     TimeSeriesTable,
     WindowDataset,
     load_dataset,
-    make_splits,
     split_borders,
 )
 from titans_sci.evaluation.forecasting import evaluate_windows
@@ -123,30 +122,22 @@ def evaluate_saved(
     if isinstance(model, GenomeAnnotator):
         return _evaluate_annotator(model, data)
     config = model.model.config
-    values: Tensor | np.ndarray
-    if data is None:
+    if data is None:  # the test split's rows, with the lookback rows before it
         name, table, rule = _bundled_series(model)
-        values = make_splits(table, rule, config.lookback, config.horizon, scale=False).test.values
+        start, end = split_borders(len(table), rule, config.lookback).test
+        table = replace(table, values=table.values[start:end],
+                        timestamps=table.timestamps[start:end])  # fmt: skip
         source = f"{name} [test]"
     else:
         table = model.read(data, options)
-        values, source = table.values, str(data)
-    scaled = _scaled(model, _model_columns(model, table, values, source), source)
-    past = known = None
-    if model.past_covariates or model.known_covariates or model.calendar:
-        rows = table if data is not None else _test_rows(table, rule, config.lookback)
-        past, known = model.covariate_columns(rows)
+        source = str(data)
+    scaled = _scaled(model, _model_columns(model, table, table.values, source), source)
+    past, known = model.covariate_columns(table) if model.reads_covariates else (None, None)
     windows = WindowDataset(scaled, config.lookback, config.horizon, source, past=past,
                             known=known)  # fmt: skip
     forecaster = model.model
     assert isinstance(forecaster, TitansForecaster)
     return {"n": len(windows), **_finite(evaluate_windows(forecaster.predict, windows), source)}
-
-
-def _test_rows(table: TimeSeriesTable, rule: str, lookback: int) -> TimeSeriesTable:
-    """The rows of ``table``'s test split (with the ``lookback`` rows before it)."""
-    start, end = split_borders(len(table.values), rule, lookback).test
-    return replace(table, values=table.values[start:end], timestamps=table.timestamps[start:end])
 
 
 def _evaluate_history(

@@ -222,7 +222,7 @@ class TitansEstimator(Estimator):
         window = self.context_length + self.prediction_length
         need = self.prediction_length + 1
         values, masks = [], []
-        covariates: tuple[list[np.ndarray], ...] = ([], [], [], [])
+        pasts, knowns, cats, reals = [], [], [], []
         for index, entry in enumerate(dataset):
             start = start_period(entry, index, self.freq)
             target, observed = observed_target(entry, index)
@@ -230,10 +230,10 @@ class TitansEstimator(Estimator):
             past, known, static_cat, static_real = entry_covariates(
                 self.model_config, self.time_features, entry, index, start, len(target)
             )
-            for store, part in zip(covariates, (past[first:], known[first:]), strict=False):
-                store.append(left_pad(part, window))
-            covariates[2].append(static_cat)
-            covariates[3].append(static_real)
+            pasts.append(left_pad(past[first:], window))
+            knowns.append(left_pad(known[first:], window))
+            cats.append(static_cat)
+            reals.append(static_real)
             target, observed = target[first:], observed[first:]
             if len(target) < need:
                 since = " from its first observed value on" if first else ""
@@ -246,7 +246,7 @@ class TitansEstimator(Estimator):
             masks.append(left_pad(observed, window, fill=False))
         if not values:
             raise ValueError(f"the {what} data has no series")
-        return _Series(values, masks, *covariates)
+        return _Series(values, masks, pasts, knowns, cats, reals)
 
     def _tensors(
         self, values: np.ndarray, observed: np.ndarray, covariates: tuple[np.ndarray, ...]
