@@ -54,7 +54,11 @@ from titans_sci.models.forecaster import TitansForecaster
 from titans_sci.models.gene_structure import STATES, viterbi
 from titans_sci.models.genome_annotator import GenomeAnnotator as AnnotatorModule
 from titans_sci.models.genome_annotator import stream_logits
-from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
+from titans_sci.models.history_forecaster import (
+    HistoryForecaster,
+    series_covariates,
+    stream_forecasts,
+)
 
 #: The longest record :meth:`SequenceClassifier.predict` scores whole. Measured (peak RSS by
 #: ``resource.getrusage`` in a fresh process, 2-core CPU) with the genomics benchmark's
@@ -395,14 +399,15 @@ class Forecaster:
         return (raw - self.covariate_mean[picked]) / self.covariate_scale[picked]
 
     def _covariates(self, table: TimeSeriesTable) -> tuple[np.ndarray, ...]:
-        """The scaled covariates the model reads with the last window: ``(past [L, Cp],
-        known [L + H, Ck + Cc])``, or ``()`` for a model without any. Refused in one line: a
-        missing value in the rows read, or known covariates that stop before the horizon's
-        end (naming the column and the last row present)."""
+        """The scaled covariates the model reads with the rows it reads (from
+        :meth:`_first_row`, ``N`` rows to the origin): ``(past [N, Cp], known [N + H, Ck +
+        Cc])``, or ``()`` for a model without any. Refused in one line: a missing value in the
+        rows read, or known covariates that stop before the horizon's end (naming the column
+        and the last row present)."""
         if not self.reads_covariates:
             return ()
-        origin, lookback, horizon = self._origin(table), self.lookback, self.horizon
-        first, end = origin - lookback, origin + horizon
+        origin, horizon = self._origin(table), self.horizon
+        first, end = self._first_row(table), origin + horizon
         for name in self.known_covariates:
             present = np.flatnonzero(np.isfinite(table.values[:end, table.columns.index(name)]))
             last = int(present[-1]) + 1 if len(present) else 0
@@ -508,7 +513,9 @@ class WholeHistoryForecaster(Forecaster):
     """A trained whole-history forecaster (:mod:`titans_sci.models.history_forecaster`): a
     series file in, streamed from its first row (its memory writing as it reads), the next
     ``horizon`` steps after its last row out, in the data's own units. Every row is read, so
-    every row must be finite (fill missing values with ``nan_policy``)."""
+    every row must be finite (fill missing values with ``nan_policy``). Its covariates are read
+    from the same file as :class:`Forecaster`'s are, over every row (and the known ones over
+    the ``horizon`` rows after the target's last value)."""
 
     def _first_row(self, table: TimeSeriesTable) -> int:
         if len(table) == 0:
@@ -516,9 +523,17 @@ class WholeHistoryForecaster(Forecaster):
         return 0
 
     def _forecast(self, window: np.ndarray, covariates: tuple[np.ndarray, ...] = ()) -> np.ndarray:
-        assert isinstance(self.model, HistoryForecaster) and not covariates
+        """The scaled forecast ``[H, C]`` after every row of ``window [T, C]``, streamed, with
+        the covariates of those rows (``past [T, Cp]``, ``known [T + H, Ck + Cc]``; see
+        :meth:`_covariates`), each channel's stream reading them."""
+        assert isinstance(self.model, HistoryForecaster)
         series = torch.from_numpy(window).T.contiguous()  # [C, T]
-        ((_, forecast),) = stream_forecasts(self.model, series, torch.tensor([len(window)]))
+        streams = None
+        if covariates:
+            past, known = covariates
+            streams = series_covariates(past, known, len(series))
+        origin = torch.tensor([len(window)])
+        ((_, forecast),) = stream_forecasts(self.model, series, origin, covariates=streams)
         return forecast[:, 0].T.numpy()  # [H, C]
 
     def surprise(self, series: str | Path | TimeSeriesTable) -> np.ndarray:

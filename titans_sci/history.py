@@ -23,6 +23,7 @@ from torch import Tensor
 
 from titans_sci import distributed
 from titans_sci.layers import memory_writes
+from titans_sci.models.covariates import Covariates
 from titans_sci.models.history_forecaster import (
     HistoryForecaster,
     HistoryState,
@@ -72,11 +73,13 @@ def score_history(
     origins: Tensor,
     freeze_at: int | None = None,
     piece: int = 8192,
+    covariates: Covariates | None = None,
 ) -> HistoryScore:
     """MSE and MAE of the forecasts at ``origins`` (sorted; each with its whole horizon inside
     ``series [B', T]``) from one streaming pass in eval mode. ``freeze_at``: the memory writes
     for the first ``freeze_at`` steps only and is read as it stood after them (every origin
-    must be at or after ``freeze_at``); None: it writes all the way."""
+    must be at or after ``freeze_at``); None: it writes all the way. ``covariates``: the
+    streams', as :meth:`HistoryForecaster.covariates_at` takes them."""
     horizon = model.config.horizon
     if len(origins) == 0:
         raise ValueError("no origin to score")
@@ -93,7 +96,7 @@ def score_history(
     squares = absolute = 0.0
     steps = torch.arange(horizon, device=series.device)
     with memory_writes(model, freeze_at is None):
-        for at, forecast in stream_forecasts(model, series, origins, piece, state):
+        for at, forecast in stream_forecasts(model, series, origins, piece, state, covariates):
             error = forecast - series[:, at[:, None] + steps]  # [B', n, H]
             squares += float(error.double().square().sum())
             absolute += float(error.double().abs().sum())
@@ -109,7 +112,8 @@ class Stretches:
     one left (detached: gradients reach back to the stretch's start only), afresh at step 0.
 
     ``counts`` (``[B', T]`` bool, optional): the target steps that count in the loss (observed
-    values of streams of several lengths, left-padded to one).
+    values of streams of several lengths, left-padded to one). ``covariates``: the streams',
+    as :meth:`HistoryForecaster.covariates_at` takes them.
 
     The first stretch is cut at a random multiple of ``patch_len`` in ``[patch_len, stretch]``
     (from the trainer's generator), so that the cuts fall elsewhere each epoch; stretches with
@@ -127,6 +131,7 @@ class Stretches:
         stop: int,
         stretch: int,
         counts: Tensor | None = None,
+        covariates: Covariates | None = None,
     ) -> None:
         p, horizon = model.config.patch_len, model.config.horizon
         if distributed.world_size() > 1:
@@ -139,7 +144,7 @@ class Stretches:
                 f"least patch_len + horizon = {p + horizon} steps"
             )
         self.model, self.series, self.stop, self.stretch = model, series, stop, stretch
-        self.counts = counts
+        self.counts, self.covariates = counts, covariates
         self.state: HistoryState | None = None
 
     def batches(self, epoch: int, generator: torch.Generator) -> Iterator[tuple[int, int]]:
@@ -160,7 +165,7 @@ class Stretches:
         begin, end = batch
         state = None if begin == 0 or self.model.silent else self.state
         value, state, _ = stretch_loss(
-            self.model, self.series, begin, end, state, self.stop, self.counts
+            self.model, self.series, begin, end, state, self.stop, self.counts, self.covariates
         )
         self.state = state.detach()
         return value
@@ -228,6 +233,7 @@ def fit_history(
     resume: bool = False,
     stages: str = "window_then_memory",
     first: int = 0,
+    covariates: Covariates | None = None,
 ) -> TrainResult:
     """Train ``model`` on the first ``train_stop`` steps of ``series [B', T]`` and keep the
     epoch with the lowest MSE at ``val_origins`` (streamed from the first step with the
@@ -239,11 +245,13 @@ def fit_history(
     used (a batch is one stretch of every stream); ``directory``, ``fingerprint``, ``writes``
     and ``resume`` are the :class:`~titans_sci.train.Trainer`'s; ``stages``: see
     :func:`training_stages` (each stage runs ``training``'s epochs); ``first``: see
-    :func:`fit_stages`. The last stage's result."""
-    stretches = Stretches(model, series, train_stop, stretch)
+    :func:`fit_stages`; ``covariates``: the series', as
+    :meth:`~titans_sci.models.history_forecaster.HistoryForecaster.covariates_at` takes them.
+    The last stage's result."""
+    stretches = Stretches(model, series, train_stop, stretch, covariates=covariates)
 
     def score_dev() -> float:
-        return -score_history(model, series, val_origins).mse
+        return -score_history(model, series, val_origins, covariates=covariates).mse
 
     results = fit_stages(
         model,

@@ -36,7 +36,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ __all__ = [
     "M4_START",
     "NAN_POLICIES",
     "ReadOptions",
+    "ScaledColumns",
     "SPLIT_RULES",
     "ForecastSplits",
     "Scaler",
@@ -68,6 +69,7 @@ __all__ = [
     "load_dataset",
     "load_m4",
     "make_splits",
+    "scaled_columns",
     "read_m4",
     "read_series",
     "split_borders",
@@ -896,6 +898,50 @@ class ForecastSplits:
     covariate_scaler: Scaler | None = None
 
 
+class ScaledColumns(NamedTuple):
+    """Every row of a table: ``values [N, C]`` (the targets), their names, ``past [N, Cp]``
+    and ``known [N, Ck + Cc]`` covariates (None without covariates), and the scalers."""
+
+    values: np.ndarray
+    columns: list[str]
+    past: np.ndarray | None
+    known: np.ndarray | None
+    scaler: Scaler | None
+    covariate_scaler: Scaler | None
+
+
+def scaled_columns(
+    table: TimeSeriesTable,
+    train: tuple[int, int],
+    covariates: CovariateColumns | None = None,
+    scale: bool = True,
+) -> ScaledColumns:
+    """Every row of ``table`` parted into targets and covariates: with ``scale`` the targets
+    standardised by the mean and std of the training rows ``train`` (``start, end``), and the data
+    covariates by their own (a covariate scaler only where there is one); the known ones
+    followed by the calendar features ``covariates`` names (from the timestamps). Without
+    ``covariates``: every column a target, ``past`` and ``known`` None."""
+    values, columns = table.values, list(table.columns)
+    past = known = None
+    if covariates:
+        values, columns, past, known = split_table(values, columns, covariates, table.source)
+    scaler = covariate_scaler = None
+    if scale:
+        start, end = train
+        scaler = Scaler().fit(values[start:end])
+        values = scaler.transform(values)
+        if past is not None and known is not None and past.shape[1] + known.shape[1]:
+            both = np.concatenate([past, known], axis=1)
+            covariate_scaler = Scaler().fit(both[start:end])
+            both = covariate_scaler.transform(both)
+            past, known = both[:, : past.shape[1]], both[:, past.shape[1] :]
+    if covariates:
+        assert known is not None
+        calendar = calendar_features(table.timestamps, covariates.calendar)
+        known = np.concatenate([known, calendar], axis=1)
+    return ScaledColumns(values, columns, past, known, scaler, covariate_scaler)
+
+
 def make_splits(
     table: TimeSeriesTable,
     rule: str,
@@ -920,24 +966,9 @@ def make_splits(
             ``lookback + horizon`` (naming the file and the split).
     """
     borders = split_borders(len(table.values), rule, lookback)
-    values, columns = table.values, list(table.columns)
-    past = known = None
-    if covariates:
-        values, columns, past, known = split_table(values, columns, covariates, table.source)
-    scaler = covariate_scaler = None
-    if scale:
-        start, end = borders.train
-        scaler = Scaler().fit(values[start:end])
-        values = scaler.transform(values)
-        if past is not None and known is not None and past.shape[1] + known.shape[1]:
-            both = np.concatenate([past, known], axis=1)
-            covariate_scaler = Scaler().fit(both[start:end])
-            both = covariate_scaler.transform(both)
-            past, known = both[:, : past.shape[1]], both[:, past.shape[1] :]
-    if covariates:
-        assert known is not None
-        calendar = calendar_features(table.timestamps, covariates.calendar)
-        known = np.concatenate([known, calendar], axis=1)
+    values, columns, past, known, scaler, covariate_scaler = scaled_columns(
+        table, borders.train, covariates, scale
+    )
     file = Path(table.source).name
     datasets = {
         split: WindowDataset(

@@ -41,7 +41,7 @@ from titans_sci.evaluation.metrics import classification_metrics
 from titans_sci.evaluation.protocol import stratified_folds
 from titans_sci.history import score_history
 from titans_sci.models.forecaster import TitansForecaster
-from titans_sci.models.history_forecaster import HistoryForecaster
+from titans_sci.models.history_forecaster import HistoryForecaster, series_covariates
 from titans_sci.tasks.annotation import (
     Chromosome,
     bundled_genome,
@@ -162,7 +162,11 @@ def _evaluate_history(
         )
     series = torch.from_numpy(_scaled(model, values, source)).T.contiguous()
     assert isinstance(model.model, HistoryForecaster)
-    score = score_history(model.model, series, torch.arange(first, stop - horizon + 1))
+    covariates = None
+    if model.reads_covariates:
+        covariates = series_covariates(*model.covariate_columns(table), len(series))
+    origins = torch.arange(first, stop - horizon + 1)
+    score = score_history(model.model, series, origins, covariates=covariates)
     return {"n": score.origins, **_finite({"mse": score.mse, "mae": score.mae}, source)}
 
 

@@ -11,7 +11,7 @@ from pandas.tseries.frequencies import to_offset
 
 from titans_sci.data.covariates import calendar_features
 from titans_sci.data.timeseries import forward_fill
-from titans_sci.models.forecaster import ForecasterConfig
+from titans_sci.models.covariates import CovariateCounts
 
 __all__ = [
     "dynamic_features",
@@ -148,7 +148,7 @@ def static_features(entry: dict[str, Any], index: int, field: str, count: int) -
 
 
 def entry_covariates(
-    config: ForecasterConfig,
+    config: CovariateCounts,
     time_features: tuple[str, ...],
     entry: dict[str, Any],
     index: int,

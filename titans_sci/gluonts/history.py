@@ -19,13 +19,20 @@ Conventions (those of :mod:`titans_sci.gluonts` where not said):
   never targets (they are forward-filled for the input).
 - **Forecasts** are point forecasts: one sample path per entry (MASE, sMAPE and MSE are
   meaningful; quantile losses reduce to the absolute error).
+- **Covariates** come from GluonTS' fields, as :class:`~titans_sci.gluonts.TitansEstimator`
+  reads them: ``feat_dynamic_real`` over the target (and, to predict, the
+  ``prediction_length`` steps after it), ``past_feat_dynamic_real`` over the target,
+  ``feat_static_cat`` and ``feat_static_real``, and calendar features of each step's period
+  (``time_features``). Each forecast reads them over its window and horizon (see
+  :meth:`~titans_sci.models.history_forecaster.HistoryForecaster.forecast`); they are not
+  scaled (the model normalises each window's data covariates by their own statistics).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,9 +46,11 @@ from gluonts.time_feature import get_seasonality
 from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
+from titans_sci.data.covariates import CovariateColumns
 from titans_sci.data.timeseries import left_pad
 from titans_sci.history import Stretches, fit_stages
 from titans_sci.modelfolder import load_module, save_model
+from titans_sci.models.covariates import Covariates
 from titans_sci.models.history_forecaster import (
     HistoryForecaster,
     HistoryForecasterConfig,
@@ -49,7 +58,13 @@ from titans_sci.models.history_forecaster import (
 )
 from titans_sci.train import TrainConfig
 
-from .entries import item_name, observed_target, start_period, target_for_input
+from .entries import (
+    entry_covariates,
+    item_name,
+    observed_target,
+    start_period,
+    target_for_input,
+)
 
 __all__ = ["TitansHistoryEstimator", "TitansHistoryPredictor"]
 
@@ -60,12 +75,15 @@ _MODEL_FOLDER = "model"
 class Streams:
     """Series side by side: ``values [B', T]`` (scaled, forward-filled, left-padded with their
     first value), ``counts [B', T]`` (observed and not padding: the steps that may be targets),
-    ``scale [B']`` and ``lengths [B']`` (each series' own length)."""
+    ``scale [B']``, ``lengths [B']`` (each series' own length) and their covariates (None for
+    a model without any; ``past [B', T, Cp]``, ``known [B', T + ahead, Ck + Cc]``, left-padded
+    as the values are, and the static features)."""
 
     values: Tensor
     counts: Tensor
     scale: Tensor
     lengths: list[int]
+    covariates: Covariates | None = None
 
 
 #: How :func:`streams` scales each series (see the module docstring).
@@ -96,25 +114,48 @@ def series_scale(values: np.ndarray, observed: np.ndarray, season: int, scaling:
 
 
 def streams(
-    entries: list[dict[str, Any]], freq: str, first: int = 0, scaling: str = "seasonal"
+    entries: list[dict[str, Any]],
+    freq: str,
+    first: int = 0,
+    scaling: str = "seasonal",
+    model: HistoryForecasterConfig | None = None,
+    time_features: Sequence[str] = (),
+    ahead: int = 0,
 ) -> Streams:
     """The streams of ``entries`` (checked; their positions numbered from ``first``), each
-    divided by its :func:`series_scale`."""
+    divided by its :func:`series_scale`; with the covariates ``model`` reads (its counts, and
+    the calendar features ``time_features``), the known ones ``ahead`` steps past the target."""
     season = get_seasonality(freq)
-    targets, masks, scales = [], [], []
+    targets, masks, scales, extras = [], [], [], []
+    reads = model is not None and bool(
+        model.past_covariates or model.known_width or model.has_static
+    )
     for index, entry in enumerate(entries, start=first):
-        start_period(entry, index, freq)
+        start = start_period(entry, index, freq)
         values, observed = observed_target(entry, index)
         targets.append(target_for_input(values, observed))
         masks.append(observed)
         scales.append(series_scale(values, observed, season, scaling))
+        if reads:
+            assert model is not None
+            extras.append(entry_covariates(model, tuple(time_features), entry, index, start,
+                                           len(values), len(values) + ahead))  # fmt: skip
     longest = max(len(t) for t in targets)
     scale = np.array(scales, dtype=np.float32)
     values = np.stack([left_pad(t, longest) for t in targets]) / scale[:, None]
     counts = np.stack([left_pad(m, longest, fill=False) for m in masks])
+    covariates = None
+    if extras:
+        past, known, static_cat, static_real = zip(*extras, strict=True)
+        covariates = Covariates(
+            torch.from_numpy(np.stack([left_pad(c, longest) for c in past])),
+            torch.from_numpy(np.stack([left_pad(c, longest + ahead) for c in known])),
+            torch.from_numpy(np.stack(static_cat).astype(np.int64)),
+            torch.from_numpy(np.stack(static_real).astype(np.float32)),
+        )
     return Streams(
         torch.from_numpy(values), torch.from_numpy(counts), torch.from_numpy(scale),
-        [len(t) for t in targets],
+        [len(t) for t in targets], covariates,
     )  # fmt: skip
 
 
@@ -137,6 +178,9 @@ class TitansHistoryEstimator(Estimator):
         scaling: how each series is scaled, ``"seasonal"`` or ``"mean"`` (see the module
             docstring).
         seed, device, directory, resume: as :class:`~titans_sci.gluonts.TitansEstimator`'s.
+        num_feat_dynamic_real, num_past_feat_dynamic_real, cardinality,
+        num_feat_static_real, time_features: the covariates, as
+            :class:`~titans_sci.gluonts.TitansEstimator` takes them (GluonTS' names).
 
     ``train(training_data, validation_data=None)``: with validation data, the epoch with the
     lowest MSE (scaled) over each validation series' last ``H`` steps is kept, each forecast
@@ -156,6 +200,11 @@ class TitansHistoryEstimator(Estimator):
         device: str | torch.device = "cpu",
         directory: str | os.PathLike[str] | None = None,
         resume: bool = False,
+        num_feat_dynamic_real: int = 0,
+        num_past_feat_dynamic_real: int = 0,
+        cardinality: Sequence[int] = (),
+        num_feat_static_real: int = 0,
+        time_features: Sequence[str] = (),
     ) -> None:
         super().__init__(lead_time=0)
         if not isinstance(prediction_length, int) or prediction_length < 1:
@@ -166,7 +215,18 @@ class TitansHistoryEstimator(Estimator):
             raise ValueError(f"freq={freq!r} is not a pandas frequency") from error
         if model is None:
             model = HistoryForecasterConfig(lookback=4 * prediction_length)
-        self.model_config = replace(model, horizon=prediction_length, channels=1)
+        CovariateColumns(calendar=tuple(time_features))  # checks the names
+        self.model_config = replace(
+            model,
+            horizon=prediction_length,
+            channels=1,
+            known_covariates=num_feat_dynamic_real,
+            past_covariates=num_past_feat_dynamic_real,
+            calendar=len(time_features),
+            static_cardinalities=tuple(cardinality),
+            static_real=num_feat_static_real,
+        )
+        self.time_features = tuple(time_features)
         self.training = training or TrainConfig(clip_norm=1.0)
         self.stretch = stretch or 32 * self.model_config.patch_len
         self.stages = stages
@@ -182,15 +242,19 @@ class TitansHistoryEstimator(Estimator):
     ) -> TitansHistoryPredictor:
         if validation_data is None and self.training.patience is not None:
             raise ValueError(f"training.patience={self.training.patience} needs validation_data")
-        train = streams(list(training_data), self.freq, scaling=self.scaling)
-        val = None
-        if validation_data is not None:
-            val = streams(list(validation_data), self.freq, scaling=self.scaling)
+
+        def read(data: Iterable[dict[str, Any]]) -> Streams:
+            return streams(list(data), self.freq, 0, self.scaling, self.model_config,
+                           self.time_features)  # fmt: skip
+
+        train = read(training_data)
+        val = None if validation_data is None else read(validation_data)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             model = HistoryForecaster(self.model_config).to(self.device)
             series, counts = train.values.to(self.device), train.counts.to(self.device)
-            stretches = Stretches(model, series, series.shape[1], self.stretch, counts)
+            stretches = Stretches(model, series, series.shape[1], self.stretch, counts,
+                                  _on(train.covariates, self.device))  # fmt: skip
             fingerprint = {"config": self.model_config.to_dict(), "stretch": self.stretch}
             calls = itertools.count()
 
@@ -202,8 +266,15 @@ class TitansHistoryEstimator(Estimator):
             fit_stages(model, stretches, self.training, self.seed, score_dev, self.stages,
                        self.directory, fingerprint, resume=self.resume)  # fmt: skip
         return TitansHistoryPredictor(
-            model.eval(), self.prediction_length, self.freq, scaling=self.scaling
-        )
+            model.eval(), self.prediction_length, self.freq, scaling=self.scaling,
+            time_features=self.time_features,
+        )  # fmt: skip
+
+
+def _on(covariates: Covariates | None, device: torch.device) -> Covariates | None:
+    if covariates is None:
+        return None
+    return Covariates(*(None if c is None else c.to(device) for c in covariates))
 
 
 @torch.no_grad()
@@ -213,7 +284,7 @@ def _last_horizon_mse(model: HistoryForecaster, val: Streams, horizon: int) -> f
     model.eval()
     end = val.values.shape[1]
     origin = torch.tensor([end - horizon])
-    ((_, forecast),) = stream_forecasts(model, val.values, origin)
+    ((_, forecast),) = stream_forecasts(model, val.values, origin, covariates=val.covariates)
     error = forecast[:, 0] - val.values[:, end - horizon :]
     weight = val.counts[:, end - horizon :].float()
     model.train()
@@ -231,6 +302,7 @@ class TitansHistoryPredictor(Predictor):
         freq: str,
         batch_size: int = 64,
         scaling: str = "seasonal",
+        time_features: Sequence[str] = (),
     ) -> None:
         super().__init__(prediction_length=prediction_length, lead_time=0)
         if model.config.horizon != prediction_length or model.config.channels != 1:
@@ -240,6 +312,12 @@ class TitansHistoryPredictor(Predictor):
             )
         self.model, self.freq, self.batch_size = model.eval(), freq, batch_size
         self.scaling = _checked(scaling)
+        self.time_features = tuple(time_features)
+        if len(self.time_features) != model.config.calendar:
+            raise ValueError(
+                f"the model reads {model.config.calendar} calendar feature(s); time_features "
+                f"names {list(self.time_features)}"
+            )
 
     def predict(self, dataset: Iterable[dict[str, Any]], **kwargs: Any) -> Iterator[Forecast]:
         entries = list(dataset)
@@ -249,9 +327,11 @@ class TitansHistoryPredictor(Predictor):
 
     @torch.no_grad()
     def _forecast(self, batch: list[dict[str, Any]], first: int) -> Iterator[Forecast]:
-        data = streams(batch, self.freq, first, self.scaling)
+        data = streams(batch, self.freq, first, self.scaling, self.model.config,
+                       self.time_features, ahead=self.prediction_length)  # fmt: skip
         origin = torch.tensor([data.values.shape[1]])
-        ((_, forecast),) = stream_forecasts(self.model, data.values, origin)
+        ((_, forecast),) = stream_forecasts(self.model, data.values, origin,
+                                            covariates=data.covariates)  # fmt: skip
         points = (forecast[:, 0] * data.scale[:, None]).numpy()  # [B', H]
         for row, entry in enumerate(batch):
             if not np.isfinite(points[row]).all():
@@ -269,7 +349,8 @@ class TitansHistoryPredictor(Predictor):
             "columns": ["target"], "scaler_mean": [0.0], "scaler_scale": [1.0],
             "freq": self.freq,
             "predictor": {"prediction_length": self.prediction_length, "freq": self.freq,
-                          "batch_size": self.batch_size, "scaling": self.scaling},
+                          "batch_size": self.batch_size, "scaling": self.scaling,
+                          "time_features": list(self.time_features)},
         }  # fmt: skip
         save_model(path / _MODEL_FOLDER, self.model, meta)
 

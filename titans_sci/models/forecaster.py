@@ -42,7 +42,7 @@ given one. Static features of a series (``static_cat [B, S]`` categories, each e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -53,17 +53,15 @@ from titans_sci.heads.forecasting import HEADS, QuantileHead
 from . import build_backbone
 from .backbones import AfterBlock, BackboneState
 from .config import Backbone, LMMConfig
-
-
-class Covariates(NamedTuple):
-    """A batch's covariates, each ``None`` where the model reads none of that kind (see
-    :meth:`TitansForecaster.forward`)."""
-
-    past: Tensor | None = None
-    known: Tensor | None = None
-    static_cat: Tensor | None = None
-    static_real: Tensor | None = None
-
+from .covariates import (
+    Covariates,
+    check_categories,
+    check_counts,
+    instance_norm,
+    normalise_covariates,
+    static_modules,
+    static_vector,
+)
 
 #: How the channels meet the backbone (see :class:`ForecasterConfig`).
 Mode = Literal["channel_independent", "multivariate", "channel_mixing"]
@@ -124,16 +122,7 @@ class ForecasterConfig(Config):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 1")
-        if any(not isinstance(c, int) or c < 1 for c in self.static_cardinalities):
-            raise ValueError(
-                f"ForecasterConfig.static_cardinalities={self.static_cardinalities!r}; expected "
-                "ints >= 1"
-            )
-        object.__setattr__(self, "static_cardinalities", tuple(self.static_cardinalities))
-        for name in ("past_covariates", "known_covariates", "calendar", "static_real"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"ForecasterConfig.{name}={value!r}; expected an int >= 0")
+        check_counts(self)
         if self.patch_len > self.lookback:
             raise ValueError(
                 f"ForecasterConfig.patch_len={self.patch_len} is longer than lookback="
@@ -194,12 +183,8 @@ class TitansForecaster(nn.Module):
             if config.covariate_width
             else None
         )
-        tables = [nn.Embedding(cardinality, dim) for cardinality in config.static_cardinalities]
-        for table in tables:
-            nn.init.normal_(table.weight, std=0.02)
-        self.static_embeds = nn.ModuleList(tables)
-        self.static_real_embed = (
-            nn.Linear(config.static_real, dim, bias=False) if config.static_real else None
+        self.static_embeds, self.static_real_embed = static_modules(
+            config.static_cardinalities, config.static_real, dim
         )
         head = HEADS[config.head]
         features = (
@@ -238,14 +223,7 @@ class TitansForecaster(nn.Module):
             if width and (tensor is None or tuple(tensor.shape) != shape):
                 found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
                 raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
-        if given.static_cat is not None:
-            for i, cardinality in enumerate(cfg.static_cardinalities):
-                values = given.static_cat[:, i]
-                if values.numel() and not 0 <= int(values.min()) <= int(values.max()) < cardinality:
-                    raise ValueError(
-                        f"static_cat feature {i}: categories {int(values.min())}.."
-                        f"{int(values.max())}; the model knows 0..{cardinality - 1}"
-                    )
+        check_categories(given.static_cat, cfg.static_cardinalities)
         return given
 
     def _covariates(self, given: Covariates) -> tuple[Tensor, Tensor] | tuple[None, None]:
@@ -255,33 +233,16 @@ class TitansForecaster(nn.Module):
         cfg = self.config
         if not cfg.covariate_width:
             return None, None
-        past, known = given.past, given.known
-        lookback, columns = cfg.lookback, []
-        some = past if past is not None else known
-        assert some is not None  # the model reads covariates: _check made sure
-        future = some.new_zeros(some.shape[0], cfg.horizon, 0)
-        if past is not None and cfg.past_covariates:
-            columns.append(instance_norm(past)[0] if cfg.instance_norm else past)
-        if known is not None and cfg.known_width:
-            data, calendar = known[..., : cfg.known_covariates], known[..., cfg.known_covariates :]
-            if cfg.instance_norm and cfg.known_covariates:
-                _, loc, scale = instance_norm(data[:, :lookback])
-                data = (data - loc) / scale
-            known = torch.cat([data, calendar], dim=-1)
-            columns.append(known[:, :lookback])
-            future = known[:, lookback:]
-        return torch.cat(columns, dim=-1), future
+        past = given.past if cfg.past_covariates else None
+        known = given.known if cfg.known_width else None
+        return normalise_covariates(
+            past, known, cfg.lookback, cfg.known_covariates, cfg.instance_norm
+        )
 
     def _static(self, given: Covariates) -> Tensor | None:
         """The static features' vector ``[B, D]`` (the sum of each category's embedding and
         the map of the real ones), or ``None`` without any."""
-        parts = []
-        if given.static_cat is not None:
-            cat = given.static_cat.long()
-            parts += [table(cat[:, i]) for i, table in enumerate(self.static_embeds)]
-        if given.static_real is not None and self.static_real_embed is not None:
-            parts.append(self.static_real_embed(given.static_real))
-        return torch.stack(parts).sum(dim=0) if parts else None
+        return static_vector(self.static_embeds, self.static_real_embed, given)
 
     def _normalise(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``x [B, L, C]`` -> (normalised x, loc ``[B, 1, C]``, scale ``[B, 1, C]``)."""
@@ -446,15 +407,6 @@ class ChannelMixer(nn.Module):
         grouped = self.norm(h).reshape(-1, self.channels, length, dim)  # [B, C, N, D]
         mixed = self.mlp(grouped.movedim(1, -1)).movedim(-1, 1)  # MLP over C
         return h + mixed.reshape(rows, length, dim)
-
-
-def instance_norm(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """RevIN without affine over the time axis (dim 1) of ``x [B, L, ...]``: ``(normalised x,
-    loc [B, 1, ...], scale [B, 1, ...])``, the scale the standard deviation plus 1e-5 under the
-    root."""
-    loc = x.mean(dim=1, keepdim=True)
-    scale = (x.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
-    return (x - loc) / scale, loc, scale
 
 
 def _sequences(x: Tensor, per_channel: bool) -> Tensor:

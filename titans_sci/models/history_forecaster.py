@@ -26,6 +26,13 @@ origins fall at every step, so the recent steps come from the window, which cost
 per origin and nothing per step of history. Training streams the series too (see
 :func:`stretch_loss`), so the memory learns to write what later forecasts need.
 
+Covariates (the config's ``past_covariates``, ``known_covariates``, ``calendar`` and static
+features; the streams' series of them, :meth:`HistoryForecaster.covariates_at`) are read where
+each forecast is made, as the window forecaster's head reads them: every kind over the recent
+window, the known ones over the horizon too, the data ones normalised by their own window
+(:func:`~titans_sci.models.covariates.normalise_covariates`), joining the window in the linear
+map and in the MLP (with the static features' vector). The memory streams the target alone.
+
 With the memory frozen (:func:`~titans_sci.layers.memory_writes` ``False``), the backbone reads
 the memory as it stood when writing stopped: the ablation of test-time learning. With
 ``memory = False`` there is no memory at all: the window alone (the ablation of the memory).
@@ -37,6 +44,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,13 +55,22 @@ from titans_sci.memory import recording_surprise
 from . import build_backbone
 from .backbones import BackboneState
 from .config import Backbone, LMMConfig
-from .forecaster import instance_norm
+from .covariates import (
+    Covariates,
+    check_categories,
+    check_counts,
+    instance_norm,
+    normalise_covariates,
+    static_modules,
+    static_vector,
+)
 
 __all__ = [
     "HistoryForecaster",
     "HistoryForecasterConfig",
     "HistoryState",
     "Forecasts",
+    "series_covariates",
     "stream_forecasts",
     "stretch_loss",
     "windows_before",
@@ -76,6 +93,11 @@ class HistoryForecasterConfig(Config):
         memory: ``False`` leaves the memory out (no backbone, nothing streamed): the forecast
             reads the recent window alone, through the same linear map and MLP (the ablation
             that measures what the memory adds).
+        past_covariates: ``Cp``, covariate series known up to the origin only.
+        known_covariates: ``Ck``, covariate series known over the horizon too.
+        calendar: ``Cc``, calendar features (known over the horizon; not normalised).
+        static_cardinalities: the number of categories of each static categorical feature.
+        static_real: ``R``, the static real features.
     """
 
     horizon: int = 96
@@ -86,6 +108,11 @@ class HistoryForecasterConfig(Config):
     norm_decay: float = 0.99
     dropout: float = 0.0
     memory: bool = True
+    past_covariates: int = 0
+    known_covariates: int = 0
+    calendar: int = 0
+    static_cardinalities: tuple[int, ...] = ()
+    static_real: int = 0
 
     def __post_init__(self) -> None:
         for name in ("horizon", "channels", "lookback", "patch_len"):
@@ -100,6 +127,23 @@ class HistoryForecasterConfig(Config):
             raise ValueError(f"HistoryForecasterConfig.dropout={self.dropout}; expected in [0, 1)")
         if self.backbone.bidirectional:
             raise ValueError("a history forecaster streams its series; use bidirectional=False")
+        check_counts(self)
+
+    @property
+    def known_width(self) -> int:
+        """The columns of ``known``: the known covariates, then the calendar features."""
+        return self.known_covariates + self.calendar
+
+    @property
+    def covariate_inputs(self) -> int:
+        """The covariate values a forecast reads: every covariate over the lookback, and the
+        known ones over the horizon."""
+        lookback, horizon = self.lookback, self.horizon
+        return lookback * (self.past_covariates + self.known_width) + horizon * self.known_width
+
+    @property
+    def has_static(self) -> bool:
+        return bool(self.static_cardinalities or self.static_real)
 
 
 @dataclass
@@ -141,7 +185,7 @@ class HistoryForecaster(nn.Module):
         # First, so that its initialisation depends on the seed alone, whatever else the model
         # holds: the first training stage (this map alone) is then the same for every dropout,
         # and for the window-only ablation.
-        self.linear = nn.Linear(config.lookback, config.horizon)
+        self.linear = nn.Linear(config.lookback + config.covariate_inputs, config.horizon)
         #: The width of the memory's features (0 without a memory).
         self.feature_dim = dim if config.memory else 0
         self.embed = nn.Linear(config.patch_len + 2, dim) if config.memory else None
@@ -150,9 +194,11 @@ class HistoryForecaster(nn.Module):
         last = nn.Linear(dim, config.horizon)
         nn.init.zeros_(last.weight)  # the forecast starts as the window's linear map
         nn.init.zeros_(last.bias)
-        self.memory_head = nn.Sequential(
-            nn.Linear(self.feature_dim + config.lookback, dim), nn.GELU(), last
+        self.static_embeds, self.static_real_embed = static_modules(
+            config.static_cardinalities, config.static_real, dim
         )
+        inputs = self.feature_dim + self.linear.in_features + (dim if config.has_static else 0)
+        self.memory_head = nn.Sequential(nn.Linear(inputs, dim), nn.GELU(), last)
 
     def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
         """The training stages of "window, then memory": first the window's linear map alone
@@ -161,10 +207,13 @@ class HistoryForecaster(nn.Module):
         two stages, the second the MLP alone (``"head"``), so the window-only ablation is
         trained as the model it ablates and differs from it only by the memory."""
         window = ("window", list(self.linear.parameters()))
+        head = [*self.memory_head.parameters(), *self.static_embeds.parameters()]
+        if self.static_real_embed is not None:
+            head += self.static_real_embed.parameters()
         if self.backbone is None or self.embed is None:
-            return [window, ("head", list(self.memory_head.parameters()))]
+            return [window, ("head", head)]
         memory = [*self.embed.parameters(), *self.backbone.parameters()]
-        return [window, ("memory", [*memory, *self.memory_head.parameters()])]
+        return [window, ("memory", [*memory, *head])]
 
     @property
     def silent(self) -> bool:
@@ -261,21 +310,102 @@ class HistoryForecaster(nn.Module):
         stats = torch.stack([mean, std.log()], dim=-1).to(patches.dtype)
         return torch.cat([normalised, stats], dim=-1), (total[:, -1], squares[:, -1], weight[:, -1])
 
-    def forecast(self, features: Tensor | None, window: Tensor) -> Tensor:
+    def forecast(
+        self, features: Tensor | None, window: Tensor, *covariates: Tensor | None
+    ) -> Tensor:
         """The forecast ``[N, H]`` of ``N`` origins from the memory's features there
-        (``[N, D]``; ``None``: before any complete patch, zeros) and their recent windows
-        ``window [N, L]`` (the ``L`` steps just before each origin)."""
+        (``[N, D]``; ``None``: before any complete patch, zeros), their recent windows
+        ``window [N, L]`` (the ``L`` steps just before each origin) and, for a model that reads
+        covariates, theirs in this order (trailing ones may be left out): ``past [N, L, Cp]``,
+        ``known [N, L + H, Ck + Cc]``, ``static_cat [N, S]``, ``static_real [N, R]``.
+
+        The covariates are read as the window forecaster reads them
+        (:func:`~titans_sci.models.covariates.normalise_covariates`): the data ones normalised
+        by their own lookback, the known ones over the horizon too. They join the window both
+        in the linear map (so a known covariate equal to the target can be copied into the
+        forecast) and in the MLP beside the memory's features, with the static features'
+        vector."""
         cfg = self.config
         if window.dim() != 2 or window.shape[1] != cfg.lookback:
             raise ValueError(
                 f"window has shape {tuple(window.shape)}; expected [N, {cfg.lookback}]"
             )
+        given = self._check(window.shape[0], covariates)
         normalised, loc, scale = instance_norm(window)
+        inputs = [normalised]
+        read, future = normalise_covariates(
+            given.past if cfg.past_covariates else None,
+            given.known if cfg.known_width else None,
+            cfg.lookback,
+            cfg.known_covariates,
+            normalise=True,
+        )
+        if read is not None and future is not None:
+            inputs += [read.flatten(1), future.flatten(1)]
+        window_inputs = torch.cat(inputs, dim=1)
         if features is None:
             features = window.new_zeros(window.shape[0], self.feature_dim)
-        memory = torch.cat([self.dropout(features), normalised], dim=1)
-        out = self.linear(normalised) + self.memory_head(memory)
+        beside = [self.dropout(features), window_inputs]
+        static = static_vector(self.static_embeds, self.static_real_embed, given)
+        if static is not None:
+            beside.append(static)
+        out = self.linear(window_inputs) + self.memory_head(torch.cat(beside, dim=1))
         return out * scale + loc
+
+    def _check(self, count: int, covariates: tuple[Tensor | None, ...]) -> Covariates:
+        """The covariates of ``count`` origins checked against the config, one line naming
+        what is wrong."""
+        cfg = self.config
+        if len(covariates) > len(Covariates._fields):
+            raise ValueError(f"{len(covariates)} covariate tensors; expected at most 4")
+        given = Covariates(*covariates)
+        expected = {
+            "past": (cfg.past_covariates, (count, cfg.lookback, cfg.past_covariates)),
+            "known": (cfg.known_width, (count, cfg.lookback + cfg.horizon, cfg.known_width)),
+            "static_cat": (len(cfg.static_cardinalities), (count, len(cfg.static_cardinalities))),
+            "static_real": (cfg.static_real, (count, cfg.static_real)),
+        }
+        for name, (width, shape) in expected.items():
+            tensor = getattr(given, name)
+            if width == 0 and tensor is not None and tensor.shape[-1] != 0:
+                raise ValueError(f"{name} covariates were given; the model was built without")
+            if width and (tensor is None or tuple(tensor.shape) != shape):
+                found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
+                raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
+        check_categories(given.static_cat, cfg.static_cardinalities)
+        return given
+
+    def covariates_at(self, covariates: Covariates, origins: Tensor) -> Covariates:
+        """The covariates the forecasts at ``origins [n]`` read, ``[B' * n, ...]`` (stream-major,
+        as :meth:`forecast` takes them), from the streams' covariates: ``past [B', T_p, Cp]``
+        (``T_p`` at least the last origin: step ``t`` is read by origins after ``t`` only),
+        ``known [B', T_k, Ck + Cc]`` (``T_k`` at least the last origin plus ``H``: the horizon's
+        steps are read), ``static_cat [B', S]``, ``static_real [B', R]``. Near the start of a
+        stream the windows are left-padded with the first step, as the target's are."""
+        cfg = self.config
+        last = int(origins[-1]) if len(origins) else 0
+        n = len(origins)
+        past = known = None
+        if covariates.past is not None:  # one of no columns: _check refuses
+            if covariates.past.shape[1] < last:
+                raise ValueError(
+                    f"past covariates have {covariates.past.shape[1]} steps; the forecast at "
+                    f"origin {last} reads the {cfg.lookback} steps before it"
+                )
+            past = windows_before(covariates.past, origins, cfg.lookback).flatten(0, 1)
+        if covariates.known is not None:
+            if covariates.known.shape[1] < last + cfg.horizon:
+                raise ValueError(
+                    f"known covariates have {covariates.known.shape[1]} steps; the forecast at "
+                    f"origin {last} reads them over its horizon, to step {last + cfg.horizon}"
+                )
+            known = windows_before(covariates.known, origins + cfg.horizon,
+                                   cfg.lookback + cfg.horizon).flatten(0, 1)  # fmt: skip
+
+        def each(static: Tensor | None) -> Tensor | None:
+            return None if static is None else static.repeat_interleave(n, dim=0)
+
+        return Covariates(past, known, each(covariates.static_cat), each(covariates.static_real))
 
 
 def _discounted_sums(
@@ -301,10 +431,28 @@ def _discounted_sums(
     return tuple(torch.cat(parts, dim=1) for parts in out)
 
 
+def series_covariates(
+    past: np.ndarray | Tensor | None, known: np.ndarray | Tensor | None, streams: int
+) -> Covariates | None:
+    """The covariates of one series (``past [T, Cp]``, ``known [T', Ck + Cc]``, as float32)
+    as each of its ``streams`` channels reads them (``[streams, T, Cp]``, ...; views, not
+    copies); None where both are None."""
+    if past is None and known is None:
+        return None
+
+    def each(values: np.ndarray | Tensor | None) -> Tensor | None:
+        if values is None:
+            return None
+        tensor = torch.as_tensor(values, dtype=torch.float32)
+        return tensor[None].expand(streams, -1, -1)
+
+    return Covariates(each(past), each(known))
+
+
 def windows_before(series: Tensor, origins: Tensor, length: int) -> Tensor:
-    """The ``length`` steps before each origin: ``series [B', T]``, ``origins [N]`` (steps of
-    ``series``, ``1 <= origin <= T``) -> ``[B', N, length]``, left-padded with the series' first
-    value where an origin is closer than ``length`` to the start."""
+    """The ``length`` steps before each origin: ``series [B', T, ...]``, ``origins [N]`` (steps
+    of ``series``, ``1 <= origin <= T``) -> ``[B', N, length, ...]``, left-padded with the
+    series' first value where an origin is closer than ``length`` to the start."""
     offsets = torch.arange(-length, 0, device=series.device)
     index = (origins[:, None] + offsets).clamp_min(0)  # [N, length]
     return series[:, index]
@@ -318,6 +466,7 @@ def stretch_loss(
     state: HistoryState | None,
     stop: int,
     counts: Tensor | None = None,
+    covariates: Covariates | None = None,
 ) -> tuple[Tensor, HistoryState, int]:
     """Dense supervision over one stretch of a stream: ``(mean squared error, state, origins)``.
 
@@ -332,7 +481,8 @@ def stretch_loss(
 
     ``counts`` (``[B', T]`` bool, optional): which steps count as targets (observed, and not
     padding before a stream's start); the loss is then the mean over the counted target steps
-    of every origin (0 where none counts).
+    of every origin (0 where none counts). ``covariates``: the streams' covariates, as
+    :meth:`HistoryForecaster.covariates_at` takes them.
     """
     cfg = model.config
     p = cfg.patch_len
@@ -349,9 +499,8 @@ def stretch_loss(
     if len(origins) == 0:
         return series.new_zeros(()), state, 0
     patch = (origins - begin) // p - 1  # the last patch of the stretch ending by each origin
-    window = windows_before(series, origins, cfg.lookback)  # [B', N, L]
     picked = None if features is None else features[:, patch].flatten(0, 1)
-    forecast = _forecast(model, picked, window)  # [B', N, H]
+    forecast = _forecast(model, picked, series, origins, covariates)  # [B', N, H]
     steps = origins[:, None] + torch.arange(cfg.horizon, device=series.device)  # [N, H]
     target = series[:, steps]
     if counts is None:
@@ -372,6 +521,7 @@ def stream_forecasts(
     origins: Tensor,
     piece: int = 8192,
     state: HistoryState | None = None,
+    covariates: Covariates | None = None,
 ) -> Iterator[Forecasts]:
     """Forecasts at ``origins`` (sorted steps of ``series [B', T]``, each in ``[1, T]``; ``T``:
     the forecast after the last step) from one streaming pass over ``series``, read in pieces
@@ -380,7 +530,9 @@ def stream_forecasts(
     Yields them piece by piece; what a forecast reads is only what is before its origin,
     and the pass holds one piece of features at a time, whatever ``T`` (a
     :attr:`~HistoryForecaster.silent` model's, ``piece`` origins' windows at a time, the
-    stream unread)."""
+    stream unread). ``covariates``: the streams' covariates, as
+    :meth:`HistoryForecaster.covariates_at` takes them (the known ones reaching the last
+    origin's horizon)."""
     p = model.config.patch_len
     if len(origins) and (origins[0] < 1 or origins[-1] > series.shape[1]):
         raise ValueError(f"origins run from {int(origins[0])} to {int(origins[-1])}; expected "
@@ -395,19 +547,17 @@ def stream_forecasts(
             f"{start} steps); stream from an earlier state"
         )
     if model.silent:  # the forecasts read their windows alone: the stream is not read
-        lookback = model.config.lookback
         for first in range(0, len(origins), piece):
             chosen = origins[first : first + piece]
-            yield chosen, _forecast(model, None, windows_before(series, chosen, lookback))
+            yield chosen, _forecast(model, None, series, chosen, covariates)
         return
     done = int(torch.searchsorted(origins, torch.tensor((patch + 1) * p, device=origins.device)))
     if done:  # origins whose last complete patch is the state's
         chosen = origins[:done]
-        window = windows_before(series, chosen, model.config.lookback)
         features = None if state is None else state.features
         if features is not None:
             features = features[:, None].expand(-1, done, -1).flatten(0, 1)
-        yield chosen, _forecast(model, features, window)
+        yield chosen, _forecast(model, features, series, chosen, covariates)
     for begin in range(start, series.shape[1], piece):
         features, state = model.read(series[:, begin : begin + piece], state)
         count = features.shape[1]
@@ -416,15 +566,23 @@ def stream_forecasts(
         if upto > done:
             chosen = origins[done:upto]
             picked = features[:, chosen // p - 1 - patch].flatten(0, 1)
-            window = windows_before(series, chosen, model.config.lookback)
-            yield chosen, _forecast(model, picked, window)
+            yield chosen, _forecast(model, picked, series, chosen, covariates)
             done = upto
         patch += count
         if done == len(origins):  # nothing left to forecast: the rest is not read
             break
 
 
-def _forecast(model: HistoryForecaster, features: Tensor | None, window: Tensor) -> Tensor:
-    """``window [B', n, L]`` and features ``[B' * n, D]`` -> forecasts ``[B', n, H]``."""
-    flat = model.forecast(features, window.flatten(0, 1))
+def _forecast(
+    model: HistoryForecaster,
+    features: Tensor | None,
+    series: Tensor,
+    origins: Tensor,
+    covariates: Covariates | None,
+) -> Tensor:
+    """The forecasts ``[B', n, H]`` at ``origins [n]`` of ``series [B', T]`` from the memory's
+    features there (``[B' * n, D]``; None: zeros) and the streams' ``covariates``."""
+    window = windows_before(series, origins, model.config.lookback)  # [B', n, L]
+    given = () if covariates is None else model.covariates_at(covariates, origins)
+    flat = model.forecast(features, window.flatten(0, 1), *given)
     return flat.unflatten(0, window.shape[:2])

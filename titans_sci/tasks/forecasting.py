@@ -98,9 +98,16 @@ class SeriesKind:
         return self.task.baselines.last_value and unit.seed == self.task.protocol.seeds[0]
 
     def unit_model(self, unit: Unit) -> Any:
-        """The task's model config with the unit's horizon and the series' channels."""
-        channels = len(self.table.columns)
-        return replace(self.task.model, horizon=unit.labels["horizon"], channels=channels)
+        """The task's model config with the unit's horizon, target channels and covariates."""
+        data = self.task.data
+        return replace(
+            self.task.model,
+            horizon=unit.labels["horizon"],
+            channels=len(self.table.columns) - len(data.covariates.columns),
+            past_covariates=len(data.past_covariates),
+            known_covariates=len(data.known_covariates),
+            calendar=len(data.calendar),
+        )
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return summarize_horizons(rows, self.task.protocol.horizons)
@@ -140,18 +147,6 @@ class Forecasting(SeriesKind):
                 splits.covariate_scaler,
             )
             yield from self.horizon_units(horizon, data)
-
-    def unit_model(self, unit: Unit) -> Any:
-        """The task's model config with the unit's horizon, target channels and covariates."""
-        data = self.task.data
-        return replace(
-            self.task.model,
-            horizon=unit.labels["horizon"],
-            channels=len(self.table.columns) - len(data.covariates.columns),
-            past_covariates=len(data.past_covariates),
-            known_covariates=len(data.known_covariates),
-            calendar=len(data.calendar),
-        )
 
     def models(self, unit: Unit) -> dict[str, Callable[[], TitansForecaster]]:
         config = self.unit_model(unit)

@@ -10,6 +10,11 @@ the epoch with the lowest validation MSE is kept; the test origins are scored in
 pass with the weights fixed and the memory writing (``mse``, ``mae``), and again with the
 memory frozen at the end of the training range (``frozen_mse``, ``frozen_mae``: the same model
 without test-time learning).
+
+Covariates (``data.known_covariates``, ``past_covariates``, ``calendar``) are scaled by their
+own training rows, as the window task scales them, and read by each forecast over its window
+(and, the known ones, over its horizon): see
+:meth:`~titans_sci.models.history_forecaster.HistoryForecaster.forecast`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ import torch
 from torch import Tensor
 
 from titans_sci import report
-from titans_sci.data.timeseries import Scaler, split_borders
+from titans_sci.data.timeseries import Scaler, scaled_columns, split_borders
 from titans_sci.history import HistoryScore, Stretches, score_history, training_stages
-from titans_sci.models.history_forecaster import HistoryForecaster, stream_forecasts
+from titans_sci.models.covariates import Covariates
+from titans_sci.models.history_forecaster import (
+    HistoryForecaster,
+    series_covariates,
+    stream_forecasts,
+)
 from titans_sci.tasks.config import HistoryForecastTask
 from titans_sci.tasks.forecasting import SeriesKind, task_series
 from titans_sci.tasks.kind import TITANS, Unit
@@ -36,7 +46,8 @@ from titans_sci.tasks.kind import TITANS, Unit
 class HistorySplits:
     """A unit's data: the whole scaled series ``[C, T]``, where its training range stops, the
     validation and test origins (cut to at most ``data.max_eval`` each), the scaler and the
-    channels."""
+    target channels; with covariates, theirs for each channel's stream (``past [C, T, Cp]``,
+    ``known [C, T, Ck + Cc]``) and their scaler."""
 
     series: Tensor
     train_stop: int
@@ -44,6 +55,8 @@ class HistorySplits:
     test: Tensor
     scaler: Scaler
     columns: list[str]
+    covariates: Covariates | None = None
+    covariate_scaler: Scaler | None = None
 
 
 class HistoryForecasting(SeriesKind):
@@ -54,11 +67,6 @@ class HistoryForecasting(SeriesKind):
     undefined: dict[str, str] = {}
 
     def __init__(self, task: HistoryForecastTask) -> None:
-        if task.data.covariates:
-            raise ValueError(
-                "data: the whole-history forecaster reads no covariates yet (known_covariates, "
-                'past_covariates, calendar); the window forecaster (kind = "forecasting") does'
-            )
         p, stretch = task.model.patch_len, task.training.stretch
         if stretch < p or stretch % p:
             raise ValueError(
@@ -80,16 +88,16 @@ class HistoryForecasting(SeriesKind):
     def units(self) -> Iterator[Unit]:
         lookback, limit = self.task.model.lookback, self.task.data.max_eval
         borders = split_borders(len(self.table.values), self.rule, lookback)
-        start, stop = borders.train
-        scaler = Scaler().fit(self.table.values[start:stop])
-        scaled = scaler.transform(self.table.values).astype(np.float32)
-        series = torch.from_numpy(scaled).T.contiguous()  # [C, T]
+        scaled = scaled_columns(self.table, borders.train, self.task.data.covariates)
+        assert scaled.scaler is not None  # scaled_columns scales unless told not to
+        series = torch.from_numpy(scaled.values.astype(np.float32)).T.contiguous()  # [C, T]
+        covariates = series_covariates(scaled.past, scaled.known, len(series))
         for horizon in self.task.protocol.horizons:
             val = torch.arange(borders.val[0] + lookback, borders.val[1] - horizon + 1)
             test = torch.arange(borders.test[0] + lookback, borders.test[1] - horizon + 1)
             data = HistorySplits(
-                series, stop, _at_most(val, limit), _at_most(test, limit), scaler,
-                list(self.table.columns),
+                series, borders.train[1], _at_most(val, limit), _at_most(test, limit),
+                scaled.scaler, scaled.columns, covariates, scaled.covariate_scaler,
             )  # fmt: skip
             yield from self.horizon_units(horizon, data)
 
@@ -105,7 +113,10 @@ class HistoryForecasting(SeriesKind):
     def batches(self, unit: Unit, model: HistoryForecaster):
         data: HistorySplits = unit.data
         # One model trains at a time: its loss reads the stretches (and state) made here.
-        self._stretches = Stretches(model, data.series, data.train_stop, self.task.training.stretch)
+        stretch = self.task.training.stretch
+        self._stretches = Stretches(
+            model, data.series, data.train_stop, stretch, covariates=data.covariates
+        )
         return self._stretches.batches
 
     def loss(self, model: HistoryForecaster, batch: tuple[int, int]) -> Tensor:
@@ -113,14 +124,16 @@ class HistoryForecasting(SeriesKind):
         return self._stretches.loss(batch)
 
     def score_dev(self, model: HistoryForecaster, unit: Unit) -> float:
-        return -score_history(model, unit.data.series, unit.data.val).mse
+        data: HistorySplits = unit.data
+        return -score_history(model, data.series, data.val, covariates=data.covariates).mse
 
     def evaluate(self, model: HistoryForecaster, unit: Unit) -> tuple[dict[str, Any], None]:
         data: HistorySplits = unit.data
-        writes = score_history(model, data.series, data.test)
+        writes = score_history(model, data.series, data.test, covariates=data.covariates)
         metrics = {"mse": writes.mse, "mae": writes.mae}
         if model.config.memory:  # without a memory there is nothing to freeze
-            frozen = score_history(model, data.series, data.test, freeze_at=data.train_stop)
+            frozen = score_history(model, data.series, data.test, freeze_at=data.train_stop,
+                                   covariates=data.covariates)  # fmt: skip
             metrics.update(frozen_mse=frozen.mse, frozen_mae=frozen.mae)
         return metrics, None
 
@@ -144,11 +157,13 @@ class HistoryForecasting(SeriesKind):
         steps = torch.arange(horizon)
         errors = torch.cat([
             forecast[channel] - data.series[channel, at[:, None] + steps]
-            for at, forecast in stream_forecasts(model, data.series, data.val)
+            for at, forecast in stream_forecasts(model, data.series, data.val,
+                                                 covariates=data.covariates)
         ])  # fmt: skip
         spread = 1.96 * errors.std(dim=0).numpy()
         origin = int(data.test[-1])
-        (_, forecast), = stream_forecasts(model, data.series, data.test[-1:])  # fmt: skip
+        (_, forecast), = stream_forecasts(model, data.series, data.test[-1:],
+                                          covariates=data.covariates)  # fmt: skip
         history = data.series[channel, max(0, origin - 4 * horizon) : origin].numpy()
         truth = data.series[channel, origin : origin + horizon].numpy()
         figures = {
