@@ -197,6 +197,83 @@ class SequenceClassifier:
                 bar.update(len(batch))
         return written
 
+    def _target(self, target: int | None) -> int:
+        """The class attributed or scored: ``target``, by default the last class (the positive
+        one of a binary classifier)."""
+        classes = self.model.config.num_classes
+        if target is None:
+            return classes - 1
+        if not 0 <= target < classes:
+            raise ValueError(f"class {target}; the model knows classes 0..{classes - 1}")
+        return target
+
+    def explain(
+        self,
+        sequences: str | Path,
+        output: str | Path,
+        target: int | None = None,
+        max_length: int = 5000,
+        batch_size: int = 512,
+        progress: bool = True,
+        allow_duplicate_ids: bool = False,
+    ) -> pd.DataFrame:
+        """Which bases drive the prediction of class ``target`` (default: the last) for every
+        record of a sequence file: in-silico saturation mutagenesis and gradient x input, both
+        strands averaged as the prediction is (:mod:`titans_sci.explain.attributions`).
+        Writes ``output/attributions.csv`` (a row per record and base, positions 1-based) and a
+        logo PNG per record; returns the CSV's table. ISM costs ``3 x length`` model passes of
+        a record, so records longer than ``max_length`` are refused."""
+        from titans_sci.explain.files import explain_records
+
+        target = self._target(target)
+        records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
+        long = next((r for r in records if len(r.sequence) > max_length), None)
+        if long is not None:
+            raise ValueError(
+                f"{sequences}: record {long.id} has {len(long.sequence):,} bases; explain takes "
+                f"records up to {max_length:,} (ISM scores 3 mutants a base): cut it to the "
+                "stretch to explain"
+            )
+        folder = Path(output)
+        check_output(folder / "attributions.csv", [sequences],
+                     [self.folder] if self.folder else [])  # fmt: skip
+        path = explain_records(self.model, records, folder, target, batch_size, progress)
+        return pd.read_csv(path)
+
+    def variant_effects(
+        self,
+        reference: str | Path,
+        vcf: str | Path,
+        output: str | Path,
+        window: int | None = None,
+        target: int | None = None,
+        batch_size: int = 256,
+        progress: bool = True,
+    ) -> int:
+        """Score every variant of ``vcf`` (each ALT allele) against the indexed FASTA
+        ``reference``: the model's strand-averaged probability of class ``target`` (default:
+        the last) for the ``window`` bases around the variant (default: the median length of
+        the sequences it was trained on) with the reference and with the alternative allele,
+        their difference and log odds ratio, to the CSV ``output`` (see
+        :mod:`titans_sci.explain.variants` for the conventions and what is refused). Returns
+        the rows written."""
+        from titans_sci.explain.files import score_variants
+
+        target = self._target(target)
+        if window is None:
+            window = self.meta.get("sequence_length")
+            if window is None:
+                raise ValueError(
+                    f"{self.folder}: the model does not record its sequences' length; give the "
+                    "window (--window)"
+                )
+        if window < 1:
+            raise ValueError(f"window={window}; expected a positive number of bases")
+        path = self._output(output, vcf)
+        check_output(path, [reference])
+        return score_variants(self.model, reference, vcf, path, int(window), target, batch_size,
+                              progress)  # fmt: skip
+
     def stream_surprise(
         self,
         path: str | Path,

@@ -171,6 +171,33 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classifier(path: str):  # -> SequenceClassifier
+    from titans_sci.api import SequenceClassifier
+
+    model = _load(path)
+    if not isinstance(model, SequenceClassifier):
+        raise UserError(f"{path}: not a DNA classifier (a classification task's model)")
+    return model
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    model = _classifier(args.model)
+    table = model.explain(args.sequences, args.output, args.target, progress=not args.quiet,
+                          allow_duplicate_ids=args.allow_duplicate_ids)  # fmt: skip
+    records = table["record"].nunique()
+    print(f"attributions of {records} record(s) in {Path(args.output) / 'attributions.csv'}, "
+          f"a logo per record beside it")  # fmt: skip
+    return 0
+
+
+def _cmd_variants(args: argparse.Namespace) -> int:
+    model = _classifier(args.model)
+    count = model.variant_effects(args.reference, args.vcf, args.output, args.window,
+                                  args.target, progress=not args.quiet)  # fmt: skip
+    print(f"{count} variant effects in {args.output}")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from titans_sci.evaluation.saved import evaluate_saved
 
@@ -374,6 +401,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept records that share an id (refused by default)",
     )
     annotate.set_defaults(func=_cmd_annotate)
+
+    explain = sub.add_parser(
+        "explain",
+        parents=[common],
+        help="which bases drive a saved DNA classifier (ISM, gradient x input; CSV and logos)",
+        description="In-silico saturation mutagenesis and gradient x input of every record of a "
+        "sequence file, both strands averaged as the classifier predicts: OUTPUT/attributions.csv "
+        "(a row per record and base, 1-based positions) and a logo PNG per record.",
+    )
+    explain.add_argument("model", help="a saved DNA classifier folder (holds model.json)")
+    explain.add_argument("sequences", help="FASTA/FASTQ/GenBank/CSV/TSV (optionally .gz)")
+    explain.add_argument("-o", "--output", required=True, help="the folder to write into")
+    explain.add_argument(
+        "--target", type=int, default=None, help="the class attributed (default: the last)"
+    )
+    explain.add_argument(
+        "--allow-duplicate-ids",
+        action="store_true",
+        help="accept records that share an id (refused by default)",
+    )
+    explain.set_defaults(func=_cmd_explain)
+
+    variants = sub.add_parser(
+        "variants",
+        parents=[common],
+        help="variant effects of a VCF on a saved DNA classifier's score (CSV)",
+        description="For each ALT allele of a VCF, the classifier's strand-averaged probability "
+        "of the window around it with the reference and the alternative allele (read from an "
+        "indexed FASTA, never whole), their difference and log odds ratio. Indels are scored; a "
+        "REF that does not match the reference, a contig the FASTA lacks and a malformed line "
+        "are refused naming the line.",
+    )
+    variants.add_argument("model", help="a saved DNA classifier folder (holds model.json)")
+    variants.add_argument("reference", help="the reference FASTA (plain or bgzip)")
+    variants.add_argument("vcf", help="the variants (VCF, plain or gzip/bgzip)")
+    variants.add_argument("-o", "--output", required=True, help="the CSV to write")
+    variants.add_argument(
+        "--window",
+        type=_positive,
+        default=None,
+        help="bases read around each variant (default: the model's training length)",
+    )
+    variants.add_argument(
+        "--target", type=int, default=None, help="the class scored (default: the last)"
+    )
+    variants.set_defaults(func=_cmd_variants)
 
     tasks = sub.add_parser(
         "tasks",

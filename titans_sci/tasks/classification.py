@@ -176,9 +176,12 @@ class Classification:
         return classification_metrics(test.labels.numpy(), probabilities), probabilities
 
     def model_meta(self, unit: Unit) -> dict[str, Any]:
+        train: Encoded = unit.data["train"]
         meta: dict[str, Any] = {
             "dataset": self.task.data.dataset,
             "classes": list(range(self.num_classes)),
+            # the length variant effects read around each variant (titans-sci variants)
+            "sequence_length": int(np.median([len(r.sequence) for r in train.records])),
         }
         if self.task.protocol.split == "kfold":  # evaluate scores only its held-out fold
             meta["cross_validation"] = {"folds": self.task.protocol.folds, "seed": unit.seed}

@@ -1,0 +1,127 @@
+"""Attributions on real promoters (GUE prom_core_tata): ISM is the brute-force loop over single
+mutations, batched; a linear model's gradients are its weights (both strands averaged, and one
+strand alone) and its ISM their differences; attributions of the reverse complement are the
+mirror image; explain writes a CSV row per base and a logo per record."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from titans_sci.data.dna import read_sequences
+from titans_sci.data.tokens import NucleotideTokenizer, reverse_complement_ids
+from titans_sci.explain import (
+    BASES,
+    gradient_x_input,
+    gradients,
+    ism_track,
+    saturation_mutagenesis,
+    strand_scores,
+)
+from titans_sci.explain.files import ATTRIBUTION_COLUMNS, explain_records
+from titans_sci.layers.embedding import DNAEmbedding
+from titans_sci.memory import MemoryConfig
+from titans_sci.models.config import LMMConfig
+from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+
+TOKENS = NucleotideTokenizer()
+DATA = "datasets/gue/prom/prom_core_tata/test.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def promoters():
+    return read_sequences(DATA)[:4]
+
+
+def classifier() -> DNAClassifier:
+    torch.manual_seed(0)
+    backbone = LMMConfig(dim=16, depth=1, bidirectional=True,
+                         memory=MemoryConfig.preset("titans", num_heads=2, head_dim=8,
+                                                    chunk_size=8))  # fmt: skip
+    return DNAClassifier(ClassifierConfig(backbone=backbone, num_classes=3)).double().eval()
+
+
+class LinearDNA(nn.Module):
+    """``logits_k = sum_t W[t, base_t, k] + b_k``: the embedding is the one-hot of ACGT."""
+
+    def __init__(self, length: int, classes: int = 2) -> None:
+        super().__init__()
+        self.embedding = DNAEmbedding(TOKENS.vocab_size, 4, TOKENS.pad_id)
+        with torch.no_grad():
+            self.embedding.tokens.weight.zero_()
+            for j, base in enumerate(BASES):
+                self.embedding.tokens.weight[TOKENS.encode(base)[0], j] = 1.0
+        self.weight = nn.Parameter(torch.randn(length, 4, classes, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(classes, dtype=torch.float64))
+        self.double()
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = self.embedding(ids)
+        return torch.einsum("btj,tjk->bk", x, self.weight) + self.bias
+
+
+def ids_of(sequence: str) -> Tensor:
+    return torch.tensor(TOKENS.encode(sequence))
+
+
+def test_ism_is_the_brute_force_loop_over_single_mutations(promoters):
+    model = classifier()
+    for record in promoters[:1]:
+        ids = ids_of(record.sequence)
+        ism = saturation_mutagenesis(model, ids, batch_size=37)
+        reference = strand_scores(model, ids[None])[0]
+        for t in range(len(ids)):
+            for j, base in enumerate(BASES):
+                mutant = ids.clone()
+                mutant[t] = TOKENS.encode(base)[0]
+                expected = strand_scores(model, mutant[None])[0] - reference
+                torch.testing.assert_close(ism[t, j], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("both", [True, False])
+def test_a_linear_models_gradients_are_its_weights_and_its_ism_their_differences(promoters, both):
+    record = promoters[0]
+    ids = ids_of(record.sequence)
+    torch.manual_seed(1)
+    model = LinearDNA(len(ids))
+    weight = model.weight.detach()
+    if both:  # the reverse strand reads W at the mirrored position and complemented base
+        weight = (weight + weight.flip(0).flip(1)) / 2
+    expected = weight - weight.mean(dim=-1, keepdim=True)  # centred over the classes
+    gradient = gradients(model, ids, both=both)
+    torch.testing.assert_close(gradient, expected, rtol=0, atol=1e-12)
+    base = torch.tensor([BASES.index(b) for b in record.sequence.upper()])
+    torch.testing.assert_close(gradient_x_input(gradient, ids),
+                               expected[torch.arange(len(ids)), base])  # fmt: skip
+    ism = saturation_mutagenesis(model, ids, both=both)
+    at_reference = expected[torch.arange(len(ids)), base][:, None]
+    torch.testing.assert_close(ism, expected - at_reference, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ism_track(ism, ids),
+                               -(ism.sum(dim=1) / 3))  # fmt: skip
+
+
+def test_attributions_of_the_reverse_complement_are_the_mirror_image(promoters):
+    model = classifier()
+    ids = ids_of(promoters[1].sequence)
+    other = reverse_complement_ids(ids[None], TOKENS)[0]
+    # position t, base j of the sequence is position T-1-t, base 3-j of its reverse complement
+    torch.testing.assert_close(saturation_mutagenesis(model, other),
+                               saturation_mutagenesis(model, ids).flip(0).flip(1),
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(gradients(model, other), gradients(model, ids).flip(0).flip(1),
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
+
+
+def test_explain_writes_a_row_per_base_and_a_logo_per_record(promoters, tmp_path):
+    import csv
+
+    model = classifier().float()
+    path = explain_records(model, promoters[:2], tmp_path, target=2, progress=False)
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == ATTRIBUTION_COLUMNS
+    assert len(rows) == sum(len(r.sequence) for r in promoters[:2])
+    assert [r["position"] for r in rows[:3]] == ["1", "2", "3"]
+    assert rows[0]["base"] == promoters[0].sequence[0].upper()
+    logos = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert len(logos) == 2 and all((tmp_path / n).stat().st_size > 1000 for n in logos)
