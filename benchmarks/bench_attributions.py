@@ -43,7 +43,13 @@ from store import save
 
 from titans_sci import load
 from titans_sci.data.dna import read_sequences
-from titans_sci.explain import gradient_x_input, gradients, ism_track, saturation_mutagenesis
+from titans_sci.explain import (
+    classifier_view,
+    gradient_x_input,
+    gradients,
+    ism_track,
+    saturation_mutagenesis,
+)
 from titans_sci.explain.attributions import strand_scores
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.config import parse_overrides
@@ -111,6 +117,7 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
     """The TATA-box attribution ratios and the variant test of one saved classifier."""
     model = load(folder)
     network, tokenizer = model.model, model.tokenizer
+    view = classifier_view(network)
     inside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
     outside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
     box_effect, random_effect = [], []
@@ -118,8 +125,8 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
     for sequence, start in promoters:
         ids = torch.tensor(tokenizer.encode(sequence))
         tracks = {
-            "ism": ism_track(saturation_mutagenesis(network, ids), ids)[:, 1],
-            "gradient_x_input": gradient_x_input(gradients(network, ids), ids)[:, 1],
+            "ism": ism_track(saturation_mutagenesis(view, ids), ids, view.alphabet)[:, 1],
+            "gradient_x_input": gradient_x_input(gradients(view, ids), ids, view.alphabet)[:, 1],
         }
         box = np.zeros(len(sequence), bool)
         box[start : start + BOX] = True
@@ -219,12 +226,13 @@ def cost(runs: Path, out: Path) -> None:
     torch.set_num_threads(1)
     sequences = [s for s, _ in tata_promoters()[:40]]
     started = time.time()
+    view = classifier_view(model.model)
     for sequence in sequences:
-        saturation_mutagenesis(model.model, torch.tensor(model.tokenizer.encode(sequence)))
+        saturation_mutagenesis(view, view.encode(sequence))
     ism_rate = len(sequences) / (time.time() - started)
     started = time.time()
     for sequence in sequences:
-        gradients(model.model, torch.tensor(model.tokenizer.encode(sequence)))
+        gradients(view, view.encode(sequence))
     gradient_rate = len(sequences) / (time.time() - started)
     lines = [
         "# Attributions and variant effects: cost on CPU (issue 41)",

@@ -33,7 +33,13 @@ from pandas.tseries.frequencies import to_offset
 from torch import nn
 from tqdm.auto import tqdm
 
-from titans_sci.data.annotation import features_from_runs, iter_runs, write_gff3
+from titans_sci.data.annotation import (
+    CDS_PLUS,
+    LABELS,
+    features_from_runs,
+    iter_runs,
+    write_gff3,
+)
 from titans_sci.data.covariates import calendar_features
 from titans_sci.data.dna import base_codes, read_sequences, validate_sequence
 from titans_sci.data.fasta_stream import iter_pieces, iter_windows, with_context
@@ -84,6 +90,47 @@ def load(path: str | Path) -> SequenceClassifier | Forecaster | GenomeAnnotator:
     if predictor is None:
         raise ValueError(f"{Path(path) / CONFIG}: a {type(model).__name__}, not a predictor")
     return predictor(model.eval(), meta, Path(path))
+
+
+def _checked_target(target: int | None, default: int, names: list[str]) -> int:
+    """``target`` (``default`` for None), refused outside ``0..len(names) - 1``."""
+    if target is None:
+        return default
+    if not 0 <= target < len(names):
+        known = ", ".join(f"{k} ({name})" for k, name in enumerate(names))
+        raise ValueError(f"class {target}; the model knows classes {known}")
+    return target
+
+
+def _explain(
+    model: nn.Module,
+    label: str,
+    target: int,
+    sequences: str | Path,
+    output: str | Path,
+    folder: Path | None,
+    max_length: int,
+    batch_size: int,
+    progress: bool,
+    allow_duplicate_ids: bool,
+) -> pd.DataFrame:
+    """Attributions of class ``target`` of every record of ``sequences`` by a DNA model's
+    network (see :meth:`SequenceClassifier.explain`)."""
+    from titans_sci.explain import view_of
+    from titans_sci.explain.files import explain_records
+
+    records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
+    long = next((r for r in records if len(r.sequence) > max_length), None)
+    if long is not None:
+        raise ValueError(
+            f"{sequences}: record {long.id} has {len(long.sequence):,} bases; explain takes "
+            f"records up to {max_length:,} (ISM scores 3 mutants a base): cut it to the "
+            "stretch to explain"
+        )
+    check_output(Path(output) / "attributions.csv", [sequences], [folder] if folder else [])
+    path = explain_records(view_of(model), records, Path(output), target, label, batch_size,
+                           progress)  # fmt: skip
+    return pd.read_csv(path)
 
 
 class SequenceClassifier:
@@ -201,11 +248,7 @@ class SequenceClassifier:
         """The class attributed or scored: ``target``, by default the last class (the positive
         one of a binary classifier)."""
         classes = self.model.config.num_classes
-        if target is None:
-            return classes - 1
-        if not 0 <= target < classes:
-            raise ValueError(f"class {target}; the model knows classes 0..{classes - 1}")
-        return target
+        return _checked_target(target, classes - 1, [f"class {k}" for k in range(classes)])
 
     def explain(
         self,
@@ -223,22 +266,9 @@ class SequenceClassifier:
         Writes ``output/attributions.csv`` (a row per record and base, positions 1-based) and a
         logo PNG per record; returns the CSV's table. ISM costs ``3 x length`` model passes of
         a record, so records longer than ``max_length`` are refused."""
-        from titans_sci.explain.files import explain_records
-
         target = self._target(target)
-        records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
-        long = next((r for r in records if len(r.sequence) > max_length), None)
-        if long is not None:
-            raise ValueError(
-                f"{sequences}: record {long.id} has {len(long.sequence):,} bases; explain takes "
-                f"records up to {max_length:,} (ISM scores 3 mutants a base): cut it to the "
-                "stretch to explain"
-            )
-        folder = Path(output)
-        check_output(folder / "attributions.csv", [sequences],
-                     [self.folder] if self.folder else [])  # fmt: skip
-        path = explain_records(self.model, records, folder, target, batch_size, progress)
-        return pd.read_csv(path)
+        return _explain(self.model, f"class {target}", target, sequences, output, self.folder,
+                        max_length, batch_size, progress, allow_duplicate_ids)  # fmt: skip
 
     def variant_effects(
         self,
@@ -628,6 +658,25 @@ class GenomeAnnotator:
 
     def __init__(self, model: AnnotatorModule, meta: dict[str, Any], folder: Path | None = None):
         self.model, self.meta, self.folder = model, meta, folder
+
+    def explain(
+        self,
+        sequences: str | Path,
+        output: str | Path,
+        target: int | None = None,
+        max_length: int = 5000,
+        batch_size: int = 64,
+        progress: bool = True,
+        allow_duplicate_ids: bool = False,
+    ) -> pd.DataFrame:
+        """Which bases drive the annotation of label ``target`` (default 1, ``CDS+``; the
+        labels of :data:`~titans_sci.data.annotation.LABELS`) over every record of a sequence
+        file: ISM and gradient x input of the label's mean centred logit over the record's
+        bases (both readings, as the annotator combines them). Writes and returns what
+        :meth:`SequenceClassifier.explain` does."""
+        target = _checked_target(target, CDS_PLUS, list(LABELS))
+        return _explain(self.model, LABELS[target], target, sequences, output, self.folder,
+                        max_length, batch_size, progress, allow_duplicate_ids)  # fmt: skip
 
     def annotate(
         self,

@@ -181,7 +181,11 @@ def _classifier(path: str):  # -> SequenceClassifier
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    model = _classifier(args.model)
+    from titans_sci.api import GenomeAnnotator, SequenceClassifier
+
+    model = _load(args.model)
+    if not isinstance(model, (SequenceClassifier, GenomeAnnotator)):
+        raise UserError(f"{args.model}: not a DNA classifier or genome annotator")
     table = model.explain(args.sequences, args.output, args.target, progress=not args.quiet,
                           allow_duplicate_ids=args.allow_duplicate_ids)  # fmt: skip
     records = table["record"].nunique()
@@ -405,16 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser(
         "explain",
         parents=[common],
-        help="which bases drive a saved DNA classifier (ISM, gradient x input; CSV and logos)",
+        help="which bases drive a saved DNA model (ISM, gradient x input; CSV and logos)",
         description="In-silico saturation mutagenesis and gradient x input of every record of a "
-        "sequence file, both strands averaged as the classifier predicts: OUTPUT/attributions.csv "
-        "(a row per record and base, 1-based positions) and a logo PNG per record.",
+        "sequence file, both strands averaged as the model predicts (a classifier's class; a "
+        "genome annotator's label, its mean over the record): OUTPUT/attributions.csv (a row "
+        "per record and base, 1-based positions) and a logo PNG per record.",
     )
-    explain.add_argument("model", help="a saved DNA classifier folder (holds model.json)")
+    explain.add_argument(
+        "model", help="a saved DNA classifier or genome annotator folder (holds model.json)"
+    )
     explain.add_argument("sequences", help="FASTA/FASTQ/GenBank/CSV/TSV (optionally .gz)")
     explain.add_argument("-o", "--output", required=True, help="the folder to write into")
     explain.add_argument(
-        "--target", type=int, default=None, help="the class attributed (default: the last)"
+        "--target",
+        type=int,
+        default=None,
+        help="the class attributed (default: a classifier's last; an annotator's 1, CDS+)",
     )
     explain.add_argument(
         "--allow-duplicate-ids",

@@ -1,7 +1,9 @@
-"""Attributions on real promoters (GUE prom_core_tata): ISM is the brute-force loop over single
-mutations, batched; a linear model's gradients are its weights (both strands averaged, and one
-strand alone) and its ISM their differences; attributions of the reverse complement are the
-mirror image; explain writes a CSV row per base and a logo per record."""
+"""Attributions on real promoters (GUE prom_core_tata) and real yeast sequence: ISM is the
+brute-force loop over single mutations, batched (for a classifier and a genome annotator); a
+linear model's gradients are its weights (both strands averaged, and one strand alone) and its
+ISM their differences; attributions of the reverse complement are the mirror image (an
+annotator's with its strand labels swapped); explain writes a CSV row per base and a logo per
+record."""
 
 from __future__ import annotations
 
@@ -9,21 +11,24 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from titans_sci.data.annotation import CDS_MINUS, CDS_PLUS, read_genbank
 from titans_sci.data.dna import read_sequences
 from titans_sci.data.tokens import NucleotideTokenizer, reverse_complement_ids
 from titans_sci.explain import (
     BASES,
+    annotator_view,
+    classifier_view,
     gradient_x_input,
     gradients,
     ism_track,
     saturation_mutagenesis,
-    strand_scores,
 )
 from titans_sci.explain.files import ATTRIBUTION_COLUMNS, explain_records
 from titans_sci.layers.embedding import DNAEmbedding
 from titans_sci.memory import MemoryConfig
 from titans_sci.models.config import LMMConfig
 from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+from titans_sci.models.genome_annotator import AnnotatorConfig, GenomeAnnotator
 
 TOKENS = NucleotideTokenizer()
 DATA = "datasets/gue/prom/prom_core_tata/test.csv.gz"
@@ -65,17 +70,36 @@ def ids_of(sequence: str) -> Tensor:
     return torch.tensor(TOKENS.encode(sequence))
 
 
+def annotator() -> GenomeAnnotator:
+    torch.manual_seed(0)
+    backbone = LMMConfig(dim=16, depth=1, memory=MemoryConfig(num_heads=2, head_dim=8,
+                                                              chunk_size=4))  # fmt: skip
+    config = AnnotatorConfig(backbone=backbone, patch=4, window=8, conv_kernel=3, stem_kernel=5,
+                             refine_kernel=3)  # fmt: skip
+    model = GenomeAnnotator(config).double().eval()
+    with torch.no_grad():  # the memory's branch starts at zero; give it weight so it shows
+        model.from_token.weight.normal_(std=0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def yeast() -> str:
+    """103 bases of yeast chromosome I, where its first gene starts (odd: a partial patch)."""
+    [record] = read_genbank("datasets/genomes/s_cerevisiae_s288c/chr01.gb.gz")
+    return record.sequence[1800:1903]
+
+
 def test_ism_is_the_brute_force_loop_over_single_mutations(promoters):
-    model = classifier()
+    model = classifier_view(classifier())
     for record in promoters[:1]:
         ids = ids_of(record.sequence)
         ism = saturation_mutagenesis(model, ids, batch_size=37)
-        reference = strand_scores(model, ids[None])[0]
+        reference = model.score(ids[None])[0]
         for t in range(len(ids)):
             for j, base in enumerate(BASES):
                 mutant = ids.clone()
                 mutant[t] = TOKENS.encode(base)[0]
-                expected = strand_scores(model, mutant[None])[0] - reference
+                expected = model.score(mutant[None])[0] - reference
                 torch.testing.assert_close(ism[t, j], expected, rtol=0, atol=1e-12)
 
 
@@ -89,20 +113,21 @@ def test_a_linear_models_gradients_are_its_weights_and_its_ism_their_differences
     if both:  # the reverse strand reads W at the mirrored position and complemented base
         weight = (weight + weight.flip(0).flip(1)) / 2
     expected = weight - weight.mean(dim=-1, keepdim=True)  # centred over the classes
-    gradient = gradients(model, ids, both=both)
+    view = classifier_view(model, both=both)
+    gradient = gradients(view, ids)
     torch.testing.assert_close(gradient, expected, rtol=0, atol=1e-12)
     base = torch.tensor([BASES.index(b) for b in record.sequence.upper()])
-    torch.testing.assert_close(gradient_x_input(gradient, ids),
+    torch.testing.assert_close(gradient_x_input(gradient, ids, view.alphabet),
                                expected[torch.arange(len(ids)), base])  # fmt: skip
-    ism = saturation_mutagenesis(model, ids, both=both)
+    ism = saturation_mutagenesis(view, ids)
     at_reference = expected[torch.arange(len(ids)), base][:, None]
     torch.testing.assert_close(ism, expected - at_reference, rtol=0, atol=1e-12)
-    torch.testing.assert_close(ism_track(ism, ids),
+    torch.testing.assert_close(ism_track(ism, ids, view.alphabet),
                                -(ism.sum(dim=1) / 3))  # fmt: skip
 
 
 def test_attributions_of_the_reverse_complement_are_the_mirror_image(promoters):
-    model = classifier()
+    model = classifier_view(classifier())
     ids = ids_of(promoters[1].sequence)
     other = reverse_complement_ids(ids[None], TOKENS)[0]
     # position t, base j of the sequence is position T-1-t, base 3-j of its reverse complement
@@ -113,11 +138,32 @@ def test_attributions_of_the_reverse_complement_are_the_mirror_image(promoters):
                                rtol=1e-9, atol=1e-12)  # fmt: skip
 
 
+def test_an_annotators_ism_is_the_brute_force_loop_and_its_strands_mirror(yeast):
+    """The per-base annotator's score of a label is its mean centred logit over the bases;
+    on the reverse complement, CDS+ and CDS- swap."""
+    model = annotator_view(annotator())
+    ids = model.encode(yeast)
+    ism = saturation_mutagenesis(model, ids, batch_size=50)
+    reference = model.score(ids[None])[0]
+    for t in (0, 51, 102):
+        for j in range(4):
+            mutant = ids.clone()
+            mutant[t] = j
+            expected = model.score(mutant[None])[0] - reference
+            torch.testing.assert_close(ism[t, j], expected, rtol=0, atol=1e-12)
+    other = model.encode(yeast[::-1].translate(str.maketrans("ACGT", "TGCA")))
+    swap = [0, CDS_MINUS, CDS_PLUS, 3, 4]
+    mirrored = gradients(model, ids).flip(0).flip(1)[..., swap]
+    torch.testing.assert_close(gradients(model, other), mirrored, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(saturation_mutagenesis(model, other),
+                               ism.flip(0).flip(1)[..., swap], rtol=1e-8, atol=1e-12)  # fmt: skip
+
+
 def test_explain_writes_a_row_per_base_and_a_logo_per_record(promoters, tmp_path):
     import csv
 
-    model = classifier().float()
-    path = explain_records(model, promoters[:2], tmp_path, target=2, progress=False)
+    model = classifier_view(classifier().float())
+    path = explain_records(model, promoters[:2], tmp_path, 2, "class 2", progress=False)
     rows = list(csv.DictReader(path.open()))
     assert list(rows[0]) == ATTRIBUTION_COLUMNS
     assert len(rows) == sum(len(r.sequence) for r in promoters[:2])

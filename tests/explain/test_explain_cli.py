@@ -47,7 +47,7 @@ def test_explain_writes_attributions_and_logos(saved, tmp_path, capsys):
     assert len(rows) == 3 * 70 and {r["record"] for r in rows} == {r.id for r in records}
     assert sorted(p.name for p in out.glob("*.png")) == ["row1.png", "row2.png", "row3.png"]
     assert main(["explain", str(saved), str(fasta), "-o", str(out), "--target", "5"]) == 2
-    assert "class 5; the model knows classes 0..1" in capsys.readouterr().err
+    assert "class 5; the model knows classes 0 (class 0), 1 (class 1)" in capsys.readouterr().err
 
 
 def test_variants_scores_a_vcf_against_a_reference(saved, tmp_path, capsys):
@@ -67,3 +67,29 @@ def test_variants_scores_a_vcf_against_a_reference(saved, tmp_path, capsys):
     vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\nchrQ\t5\t.\tA\tC\n")
     assert main(["variants", str(saved), str(reference), str(vcf), "-o", str(out), "-q"]) == 2
     assert "line 2: contig 'chrQ' is not in" in capsys.readouterr().err
+
+
+def test_explain_attributes_a_genome_annotators_label(tmp_path, capsys):
+    """An annotator's attributions: its CDS+ label (the default) over a stretch of yeast
+    chromosome I holding the start of a gene."""
+    import torch
+
+    from titans_sci.data.annotation import read_genbank
+    from titans_sci.memory import MemoryConfig
+    from titans_sci.modelfolder import save_model
+    from titans_sci.models.config import LMMConfig
+    from titans_sci.models.genome_annotator import AnnotatorConfig, GenomeAnnotator
+
+    torch.manual_seed(0)
+    memory = MemoryConfig(num_heads=2, head_dim=8, chunk_size=8)
+    model = GenomeAnnotator(AnnotatorConfig(backbone=LMMConfig(dim=16, memory=memory)))
+    save_model(tmp_path / "annotator", model, {"labels": []})
+    [chromosome] = read_genbank("datasets/genomes/s_cerevisiae_s288c/chr01.gb.gz")
+    (tmp_path / "stretch.fa").write_text(f">chrI_1800\n{chromosome.sequence[1800:1950]}\n")
+    out = tmp_path / "explained"
+    args = ["explain", str(tmp_path / "annotator"), str(tmp_path / "stretch.fa"), "-o", str(out)]
+    assert main([*args, "-q"]) == 0
+    rows = list(csv.DictReader((out / "attributions.csv").open()))
+    assert len(rows) == 150 and (out / "chrI_1800.png").exists()
+    assert main([*args, "--target", "7"]) == 2
+    assert "class 7; the model knows classes 0 (intergenic), 1 (CDS+)" in capsys.readouterr().err

@@ -4,17 +4,25 @@ indexed reference (see each module)."""
 
 from .attributions import (
     BASES,
+    DNAModel,
+    annotator_view,
+    classifier_view,
     gradient_x_input,
     gradients,
     ism_track,
     saturation_mutagenesis,
     strand_scores,
+    view_of,
 )
 from .logo import attribution_logo
 from .variants import Reference, Variant, log_odds, read_vcf, variant_windows
 
 __all__ = [
     "BASES",
+    "DNAModel",
+    "annotator_view",
+    "classifier_view",
+    "view_of",
     "Reference",
     "Variant",
     "attribution_logo",

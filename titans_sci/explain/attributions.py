@@ -23,26 +23,40 @@ strand alone (for models that do not average strands).
 
 Bases other than ``ACGT`` (``N``) are left as they are: their ISM row holds the four bases'
 changes, their gradient x input is 0.
+
+Every function takes a :class:`DNAModel`: how attributions see a model (its score, its
+embedding, its encoding). :func:`classifier_view` is a DNA classifier's (the scores above);
+:func:`annotator_view` is a per-base genome annotator's, whose score of label ``k`` is the mean
+over the sequence's bases of its centred logit (the annotator reads both strands itself).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from titans_sci.data.dna import base_codes
 from titans_sci.data.tokens import NucleotideTokenizer, reverse_complement_ids
+from titans_sci.models.dna_classifier import DNAClassifier
+from titans_sci.models.genome_annotator import GenomeAnnotator
 
 __all__ = [
     "BASES",
+    "DNAModel",
+    "annotator_view",
     "base_ids",
+    "classifier_view",
     "gradient_x_input",
     "gradients",
     "ism_track",
     "saturation_mutagenesis",
     "strand_scores",
+    "view_of",
 ]
 
 #: The bases mutated and attributed, in the order of the last-but-one axis.
@@ -51,8 +65,31 @@ BASES = "ACGT"
 Model = Callable[..., Tensor]
 
 
+@dataclass(frozen=True)
+class DNAModel:
+    """A DNA model as attributions see it.
+
+    Attributes:
+        score: ``ids [B, T] -> [B, K]``, the quantity attributed, per class.
+        embedding: the lookup that embeds ``ids`` (its output is where gradients are taken);
+            called once per strand the score reads, the sequence first, then its reverse
+            complement, each from position 0.
+        alphabet: the ids of ``A, C, G, T`` (``[4]``).
+        encode: a sequence's ids ``[T]``.
+        strands: 2 where the score reads the reverse complement too, else 1.
+        module: the model (put in eval mode while attributing).
+    """
+
+    score: Callable[[Tensor], Tensor]
+    embedding: nn.Embedding
+    alphabet: Tensor
+    encode: Callable[[str], Tensor]
+    strands: int
+    module: nn.Module
+
+
 def base_ids() -> Tensor:
-    """The token ids of ``A, C, G, T``: ``[4]``."""
+    """The classifier's token ids of ``A, C, G, T``: ``[4]``."""
     tokenizer = NucleotideTokenizer()
     return torch.tensor([tokenizer.encode(b)[0] for b in BASES])
 
@@ -69,18 +106,61 @@ def strand_scores(
     return logits - logits.mean(dim=-1, keepdim=True)
 
 
+def classifier_view(model: nn.Module, both: bool = True) -> DNAModel:
+    """A sequence classifier ``model(ids, mask) -> logits`` (embedding its ids with
+    ``model.embedding.tokens``: every DNA classifier here) scored by :func:`strand_scores`."""
+    tokenizer = NucleotideTokenizer()
+    tokens = model.embedding.tokens  # type: ignore[union-attr]
+    assert isinstance(tokens, nn.Embedding)
+    return DNAModel(
+        score=lambda ids: strand_scores(model, ids, both=both),
+        embedding=tokens,
+        alphabet=base_ids(),
+        encode=lambda sequence: torch.tensor(tokenizer.encode(sequence)),
+        strands=2 if both else 1,
+        module=model,
+    )
+
+
+def annotator_view(model: GenomeAnnotator) -> DNAModel:
+    """A per-base genome annotator: the score of label ``k`` is the mean over the bases of
+    its centred logit (both readings, as the annotator combines them)."""
+
+    def score(codes: Tensor) -> Tensor:
+        logits = model(codes)  # [B, T, K]
+        return (logits - logits.mean(dim=-1, keepdim=True)).mean(dim=1)
+
+    return DNAModel(
+        score=score,
+        embedding=model.embedding,
+        alphabet=torch.arange(4),
+        encode=lambda sequence: torch.from_numpy(base_codes(sequence).astype(np.int64)),
+        strands=2,
+        module=model,
+    )
+
+
+def view_of(model: nn.Module) -> DNAModel:
+    """The :class:`DNAModel` of a saved DNA model's network."""
+    if isinstance(model, GenomeAnnotator):
+        return annotator_view(model)
+    if isinstance(model, DNAClassifier):
+        return classifier_view(model)
+    raise TypeError(f"a {type(model).__name__} is not a DNA model to attribute")
+
+
 @torch.no_grad()
-def saturation_mutagenesis(
-    model: Model, ids: Tensor, batch_size: int = 512, both: bool = True
-) -> Tensor:
+def saturation_mutagenesis(model: DNAModel, ids: Tensor, batch_size: int = 512) -> Tensor:
     """``ism [T, 4, K]`` of one sequence ``ids [T]``: the score of each single-base mutant
     minus the sequence's (see the module docstring), the ``3 T`` mutants scored
     ``batch_size`` at a time; exactly 0 at each reference base."""
     if ids.dim() != 1:
         raise ValueError(f"ids has shape {tuple(ids.shape)}; expected one sequence [T]")
-    bases = base_ids().to(ids.device)
+    bases = model.alphabet.to(ids.device)
     length = ids.shape[0]
-    reference = strand_scores(model, ids[None], both=both)[0]  # [K]
+    was_training = model.module.training
+    model.module.eval()
+    reference = model.score(ids[None])[0]  # [K]
     positions = torch.arange(length, device=ids.device).repeat_interleave(4)
     letters = bases.repeat(length)
     changed = letters != ids[positions]  # the mutants (not the reference base itself)
@@ -91,15 +171,15 @@ def saturation_mutagenesis(
         at, to = positions[first : first + batch_size], letters[first : first + batch_size]
         mutants = ids.repeat(len(at), 1)
         mutants[torch.arange(len(at)), at] = to
-        scores = strand_scores(model, mutants, both=both) - reference
-        ism[at, column[first : first + batch_size]] = scores
+        ism[at, column[first : first + batch_size]] = model.score(mutants) - reference
+    model.module.train(was_training)
     return ism
 
 
-def ism_track(ism: Tensor, ids: Tensor) -> Tensor:
+def ism_track(ism: Tensor, ids: Tensor, alphabet: Tensor) -> Tensor:
     """The per-base ISM attribution ``[T, K]`` of ``ism [T, 4, K]`` for ``ids [T]``: minus the
     mean change over the three alternatives (over the four, at a base that is not ``ACGT``)."""
-    alternative = ids[:, None] != base_ids().to(ids.device)  # [T, 4]
+    alternative = ids[:, None] != alphabet.to(ids.device)  # [T, 4]
     count = alternative.sum(dim=1, keepdim=True)
     return -(ism * alternative[..., None]).sum(dim=1) / count
 
@@ -127,33 +207,34 @@ class _OneHotEmbedding:
         self.handle.remove()
 
 
-def gradients(model: nn.Module, ids: Tensor, both: bool = True) -> Tensor:
+def gradients(model: DNAModel, ids: Tensor) -> Tensor:
     """``d s_k / d onehot [T, 4, K]`` of one sequence ``ids [T]``: the gradient of each
     class's score (see the module docstring) with respect to the one-hot of ``ACGT`` at each
-    position. ``model`` embeds its ids with ``model.embedding.tokens`` (an ``nn.Embedding``:
-    every DNA model here)."""
+    position, through both strands where the score reads both."""
     if ids.dim() != 1:
         raise ValueError(f"ids has shape {tuple(ids.shape)}; expected one sequence [T]")
-    tokens = model.embedding.tokens  # type: ignore[union-attr]
-    assert isinstance(tokens, nn.Embedding)
-    table = tokens.weight.detach()[base_ids().to(ids.device)]  # [4, D]: the bases' embeddings
-    was_training = model.training
-    model.eval()
-    with torch.enable_grad(), _OneHotEmbedding(tokens) as outputs:
-        scores = strand_scores(model, ids[None], both=both)[0]  # [K]
+    length = ids.shape[0]
+    table = model.embedding.weight.detach()[model.alphabet.to(ids.device)]  # [4, D]
+    was_training = model.module.training
+    model.module.eval()
+    with torch.enable_grad(), _OneHotEmbedding(model.embedding) as outputs:
+        scores = model.score(ids[None])[0]  # [K]
+        if len(outputs) != model.strands:
+            raise RuntimeError(f"the score embedded {len(outputs)} time(s); expected "
+                               f"{model.strands} (one per strand)")  # fmt: skip
         per_class = []
         for k in range(scores.shape[0]):
             grads = torch.autograd.grad(scores[k], outputs, retain_graph=True)
-            forward = grads[0][0] @ table.T  # [T, 4]
-            if both:  # the reverse strand: position T-1-t, base complemented (ACGT -> TGCA)
-                forward = forward + (grads[1][0] @ table.T).flip(0).flip(1)
+            forward = grads[0][0, :length] @ table.T  # [T, 4]
+            if model.strands == 2:  # the reverse strand: position T-1-t, base complemented
+                forward = forward + (grads[1][0, :length] @ table.T).flip(0).flip(1)
             per_class.append(forward)
-    model.train(was_training)
+    model.module.train(was_training)
     return torch.stack(per_class, dim=-1)
 
 
-def gradient_x_input(gradient: Tensor, ids: Tensor) -> Tensor:
+def gradient_x_input(gradient: Tensor, ids: Tensor, alphabet: Tensor) -> Tensor:
     """Gradient x input ``[T, K]``: the gradient ``[T, 4, K]`` at each position's base (0
     where the base is not ``ACGT``)."""
-    match = ids[:, None] == base_ids().to(ids.device)  # [T, 4]
+    match = ids[:, None] == alphabet.to(ids.device)  # [T, 4]
     return (gradient * match[..., None]).sum(dim=1)

@@ -20,6 +20,7 @@ from titans_sci.models.dna_classifier import DNAClassifier
 
 from .attributions import (
     BASES,
+    DNAModel,
     gradient_x_input,
     gradients,
     ism_track,
@@ -53,18 +54,17 @@ def _file_name(record: str, taken: set[str]) -> str:
 
 
 def explain_records(
-    model: DNAClassifier,
+    model: DNAModel,
     records: Sequence[SequenceRecord],
     folder: Path,
     target: int,
+    label: str,
     batch_size: int = 512,
     progress: bool = True,
 ) -> Path:
-    """ISM and gradient x input of class ``target`` for every record (both strands averaged,
-    as the classifier predicts): ``folder/attributions.csv`` (:data:`ATTRIBUTION_COLUMNS`,
-    positions 1-based) and ``folder/<record>.png`` (the logo of both tracks). Returns the
-    CSV's path."""
-    tokenizer = NucleotideTokenizer()
+    """ISM and gradient x input of class ``target`` (named ``label`` in the plots) for every
+    record: ``folder/attributions.csv`` (:data:`ATTRIBUTION_COLUMNS`, positions 1-based) and
+    ``folder/<record>.png`` (the logo of both tracks). Returns the CSV's path."""
     folder.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     path = folder / "attributions.csv"
@@ -72,11 +72,11 @@ def explain_records(
         writer = csv.writer(handle)
         writer.writerow(ATTRIBUTION_COLUMNS)
         for record in tqdm(records, desc="explain", unit="seq", disable=not progress):
-            ids = torch.tensor(tokenizer.encode(record.sequence))
+            ids = model.encode(record.sequence)
             ism = saturation_mutagenesis(model, ids, batch_size)[..., target]  # [T, 4]
-            track = ism_track(ism[..., None], ids)[:, 0]
+            track = ism_track(ism[..., None], ids, model.alphabet)[:, 0]
             grad = gradients(model, ids)[..., target]  # [T, 4]
-            times_input = gradient_x_input(grad[..., None], ids)[:, 0]
+            times_input = gradient_x_input(grad[..., None], ids, model.alphabet)[:, 0]
             table = torch.cat([ism, track[:, None], grad, times_input[:, None]], 1).numpy()
             if not np.isfinite(table).all():
                 raise FloatingPointError(
@@ -88,7 +88,7 @@ def explain_records(
                 writer.writerow([record.id, position + 1, upper[position],
                                  *(f"{v:.6g}" for v in row)])  # fmt: skip
             tracks = {"ISM": track.numpy(), "gradient x input": times_input.numpy()}
-            title = f"{record.id}: attributions to class {target}"
+            title = f"{record.id}: attributions to {label}"
             attribution_logo(record.sequence, tracks, title, folder / _file_name(record.id, taken))
     return path
 
