@@ -102,39 +102,59 @@ def _checked_target(target: int | None, default: int, names: list[str]) -> int:
     return target
 
 
-def _explain(
-    model: nn.Module,
-    label: str,
-    target: int,
-    sequences: str | Path,
-    output: str | Path,
-    folder: Path | None,
-    max_length: int,
-    batch_size: int,
-    progress: bool,
-    allow_duplicate_ids: bool,
-) -> pd.DataFrame:
-    """Attributions of class ``target`` of every record of ``sequences`` by a DNA model's
-    network (see :meth:`SequenceClassifier.explain`)."""
-    from titans_sci.explain import view_of
-    from titans_sci.explain.files import explain_records
+class _Explains:
+    """What the DNA models' facades share: :meth:`explain`, the attributions of one of the
+    model's classes (``labels``, ``default_target``) to every base of a record."""
 
-    records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
-    long = next((r for r in records if len(r.sequence) > max_length), None)
-    if long is not None:
-        raise ValueError(
-            f"{sequences}: record {long.id} has {len(long.sequence):,} bases; explain takes "
-            f"records up to {max_length:,} (ISM scores 3 mutants a base): cut it to the "
-            "stretch to explain"
-        )
-    check_output(Path(output) / "attributions.csv", [sequences], [folder] if folder else [])
-    path = explain_records(view_of(model), records, Path(output), target, label, batch_size,
-                           progress)  # fmt: skip
-    return pd.read_csv(path)
+    model: nn.Module
+    folder: Path | None
+
+    def _labels(self) -> tuple[list[str], int]:
+        """The names of the model's classes, and the one attributed by default."""
+        raise NotImplementedError
+
+    def explain(
+        self,
+        sequences: str | Path,
+        output: str | Path,
+        target: int | None = None,
+        max_length: int = 5000,
+        batch_size: int = 256,
+        progress: bool = True,
+        allow_duplicate_ids: bool = False,
+    ) -> pd.DataFrame:
+        """Which bases drive class ``target`` for every record of a sequence file (a
+        classifier's class, by default the last; an annotator's label, by default 1,
+        ``CDS+``, its mean over the record's bases): in-silico saturation mutagenesis and
+        gradient x input, both strands read as the model reads them
+        (:mod:`titans_sci.explain.attributions`). Writes ``output/attributions.csv`` (a row per
+        record and base, positions 1-based) and a logo PNG per record; returns the CSV's table.
+        ISM costs ``3 x length`` model passes of a record, so records longer than
+        ``max_length`` are refused."""
+        from titans_sci.explain import view_of
+        from titans_sci.explain.files import explain_records
+
+        labels, default = self._labels()
+        target = _checked_target(target, default, labels)
+        records = read_sequences(sequences, allow_duplicate_ids=allow_duplicate_ids)
+        long = next((r for r in records if len(r.sequence) > max_length), None)
+        if long is not None:
+            raise ValueError(
+                f"{sequences}: record {long.id} has {len(long.sequence):,} bases; explain takes "
+                f"records up to {max_length:,} (ISM scores 3 mutants a base): cut it to the "
+                "stretch to explain"
+            )
+        protected = [self.folder] if self.folder else []
+        check_output(Path(output) / "attributions.csv", [sequences], protected)
+        path = explain_records(view_of(self.model), records, Path(output), target,
+                               labels[target], batch_size, progress)  # fmt: skip
+        return pd.read_csv(path)
 
 
-class SequenceClassifier:
+class SequenceClassifier(_Explains):
     """A trained DNA classifier: sequences in, class probabilities (both strands) out."""
+
+    model: DNAClassifier
 
     def __init__(
         self, model: DNAClassifier, meta: dict[str, Any], folder: Path | None = None
@@ -244,31 +264,9 @@ class SequenceClassifier:
                 bar.update(len(batch))
         return written
 
-    def _target(self, target: int | None) -> int:
-        """The class attributed or scored: ``target``, by default the last class (the positive
-        one of a binary classifier)."""
+    def _labels(self) -> tuple[list[str], int]:
         classes = self.model.config.num_classes
-        return _checked_target(target, classes - 1, [f"class {k}" for k in range(classes)])
-
-    def explain(
-        self,
-        sequences: str | Path,
-        output: str | Path,
-        target: int | None = None,
-        max_length: int = 5000,
-        batch_size: int = 512,
-        progress: bool = True,
-        allow_duplicate_ids: bool = False,
-    ) -> pd.DataFrame:
-        """Which bases drive the prediction of class ``target`` (default: the last) for every
-        record of a sequence file: in-silico saturation mutagenesis and gradient x input, both
-        strands averaged as the prediction is (:mod:`titans_sci.explain.attributions`).
-        Writes ``output/attributions.csv`` (a row per record and base, positions 1-based) and a
-        logo PNG per record; returns the CSV's table. ISM costs ``3 x length`` model passes of
-        a record, so records longer than ``max_length`` are refused."""
-        target = self._target(target)
-        return _explain(self.model, f"class {target}", target, sequences, output, self.folder,
-                        max_length, batch_size, progress, allow_duplicate_ids)  # fmt: skip
+        return [f"class {k}" for k in range(classes)], classes - 1
 
     def variant_effects(
         self,
@@ -289,7 +287,8 @@ class SequenceClassifier:
         the rows written."""
         from titans_sci.explain.files import score_variants
 
-        target = self._target(target)
+        labels, default = self._labels()
+        target = _checked_target(target, default, labels)
         if window is None:
             window = self.meta.get("sequence_length")
             if window is None:
@@ -652,31 +651,17 @@ class WholeHistoryForecaster(Forecaster):
         return _finite(trace.numpy(), f"{table.source}: the surprise along the series")
 
 
-class GenomeAnnotator:
+class GenomeAnnotator(_Explains):
     """A trained genome annotator (:mod:`titans_sci.models.genome_annotator`): a genome in,
     its genes out as GFF3."""
+
+    model: AnnotatorModule
 
     def __init__(self, model: AnnotatorModule, meta: dict[str, Any], folder: Path | None = None):
         self.model, self.meta, self.folder = model, meta, folder
 
-    def explain(
-        self,
-        sequences: str | Path,
-        output: str | Path,
-        target: int | None = None,
-        max_length: int = 5000,
-        batch_size: int = 64,
-        progress: bool = True,
-        allow_duplicate_ids: bool = False,
-    ) -> pd.DataFrame:
-        """Which bases drive the annotation of label ``target`` (default 1, ``CDS+``; the
-        labels of :data:`~titans_sci.data.annotation.LABELS`) over every record of a sequence
-        file: ISM and gradient x input of the label's mean centred logit over the record's
-        bases (both readings, as the annotator combines them). Writes and returns what
-        :meth:`SequenceClassifier.explain` does."""
-        target = _checked_target(target, CDS_PLUS, list(LABELS))
-        return _explain(self.model, LABELS[target], target, sequences, output, self.folder,
-                        max_length, batch_size, progress, allow_duplicate_ids)  # fmt: skip
+    def _labels(self) -> tuple[list[str], int]:
+        return list(LABELS), CDS_PLUS
 
     def annotate(
         self,

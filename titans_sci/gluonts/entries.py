@@ -3,17 +3,19 @@ checked, or a ``ValueError`` naming the item (its ``item_id``, else its position
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from titans_sci.data.covariates import calendar_features
+from titans_sci.data.covariates import CovariateColumns, calendar_features
 from titans_sci.data.timeseries import forward_fill
 from titans_sci.models.covariates import CovariateCounts
 
 __all__ = [
+    "covariate_counts",
     "dynamic_features",
     "entry_covariates",
     "item_name",
@@ -170,3 +172,22 @@ def entry_covariates(
     static_cat = static_features(entry, index, "feat_static_cat", len(config.static_cardinalities))
     static_real = static_features(entry, index, "feat_static_real", config.static_real)
     return past, np.concatenate([known, calendar], axis=1), static_cat, static_real
+
+
+def covariate_counts(
+    num_feat_dynamic_real: int,
+    num_past_feat_dynamic_real: int,
+    cardinality: Sequence[int],
+    num_feat_static_real: int,
+    time_features: Sequence[str],
+) -> dict[str, Any]:
+    """GluonTS' covariate counts as a forecaster config's fields (the calendar features'
+    names checked)."""
+    CovariateColumns(calendar=tuple(time_features))  # checks the names
+    return {
+        "known_covariates": num_feat_dynamic_real,
+        "past_covariates": num_past_feat_dynamic_real,
+        "calendar": len(time_features),
+        "static_cardinalities": tuple(cardinality),
+        "static_real": num_feat_static_real,
+    }

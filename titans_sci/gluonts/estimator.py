@@ -18,13 +18,13 @@ from torch import Tensor
 
 from titans_sci import distributed
 from titans_sci.config import to_dict
-from titans_sci.data.covariates import CovariateColumns
 from titans_sci.data.timeseries import left_pad
 from titans_sci.models.forecaster import ForecasterConfig, TitansForecaster
 from titans_sci.train import TrainConfig, Trainer
 from titans_sci.version import code_version
 
 from .entries import (
+    covariate_counts,
     entry_covariates,
     item_name,
     observed_target,
@@ -191,18 +191,11 @@ class TitansEstimator(Estimator):
             raise ValueError("TitansEstimator resume=True needs the directory to resume from")
         if context_length is None:
             context_length = max(4 * prediction_length, model.patch_len)
-        CovariateColumns(calendar=tuple(time_features))  # checks the names
+        counts = covariate_counts(num_feat_dynamic_real, num_past_feat_dynamic_real, cardinality,
+                                  num_feat_static_real, time_features)  # fmt: skip
         # Validates context_length against the patching, and the covariate counts.
         self.model_config = replace(
-            model,
-            lookback=context_length,
-            horizon=prediction_length,
-            channels=1,
-            known_covariates=num_feat_dynamic_real,
-            past_covariates=num_past_feat_dynamic_real,
-            calendar=len(time_features),
-            static_cardinalities=tuple(cardinality),
-            static_real=num_feat_static_real,
+            model, lookback=context_length, horizon=prediction_length, channels=1, **counts
         )
         self.time_features = tuple(time_features)
         self.training = training

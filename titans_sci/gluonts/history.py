@@ -46,7 +46,6 @@ from gluonts.time_feature import get_seasonality
 from pandas.tseries.frequencies import to_offset
 from torch import Tensor
 
-from titans_sci.data.covariates import CovariateColumns
 from titans_sci.data.timeseries import left_pad
 from titans_sci.history import Stretches, fit_stages
 from titans_sci.modelfolder import load_module, save_model
@@ -59,6 +58,7 @@ from titans_sci.models.history_forecaster import (
 from titans_sci.train import TrainConfig
 
 from .entries import (
+    covariate_counts,
     entry_covariates,
     item_name,
     observed_target,
@@ -215,17 +215,9 @@ class TitansHistoryEstimator(Estimator):
             raise ValueError(f"freq={freq!r} is not a pandas frequency") from error
         if model is None:
             model = HistoryForecasterConfig(lookback=4 * prediction_length)
-        CovariateColumns(calendar=tuple(time_features))  # checks the names
-        self.model_config = replace(
-            model,
-            horizon=prediction_length,
-            channels=1,
-            known_covariates=num_feat_dynamic_real,
-            past_covariates=num_past_feat_dynamic_real,
-            calendar=len(time_features),
-            static_cardinalities=tuple(cardinality),
-            static_real=num_feat_static_real,
-        )
+        counts = covariate_counts(num_feat_dynamic_real, num_past_feat_dynamic_real, cardinality,
+                                  num_feat_static_real, time_features)  # fmt: skip
+        self.model_config = replace(model, horizon=prediction_length, channels=1, **counts)
         self.time_features = tuple(time_features)
         self.training = training or TrainConfig(clip_norm=1.0)
         self.stretch = stretch or 32 * self.model_config.patch_len

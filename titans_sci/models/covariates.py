@@ -18,6 +18,7 @@ __all__ = [
     "CovariateCounts",
     "check_categories",
     "check_counts",
+    "checked_covariates",
     "instance_norm",
     "normalise_covariates",
     "static_modules",
@@ -35,7 +36,14 @@ class Covariates(NamedTuple):
 
 
 class CovariateCounts(Protocol):
-    """The covariate fields of a forecaster's config."""
+    """The covariate fields of a forecaster's config (and its window)."""
+
+    @property
+    def lookback(self) -> int: ...
+    @property
+    def horizon(self) -> int: ...
+    @property
+    def known_width(self) -> int: ...
 
     @property
     def past_covariates(self) -> int: ...
@@ -137,3 +145,29 @@ def check_categories(static_cat: Tensor | None, cardinalities: tuple[int, ...]) 
                 f"static_cat feature {i}: categories {int(values.min())}..{int(values.max())}; "
                 f"the model knows 0..{cardinality - 1}"
             )
+
+
+def checked_covariates(
+    config: CovariateCounts, count: int, covariates: tuple[Tensor | None, ...]
+) -> Covariates:
+    """The covariates of ``count`` windows (``past, known, static_cat, static_real``, the
+    trailing ones optional) checked against ``config``, one line naming what is wrong."""
+    cfg = config
+    if len(covariates) > len(Covariates._fields):
+        raise ValueError(f"{len(covariates)} covariate tensors; expected at most 4")
+    given = Covariates(*covariates)
+    expected = {
+        "past": (cfg.past_covariates, (count, cfg.lookback, cfg.past_covariates)),
+        "known": (cfg.known_width, (count, cfg.lookback + cfg.horizon, cfg.known_width)),
+        "static_cat": (len(cfg.static_cardinalities), (count, len(cfg.static_cardinalities))),
+        "static_real": (cfg.static_real, (count, cfg.static_real)),
+    }
+    for name, (width, shape) in expected.items():
+        tensor = getattr(given, name)
+        if width == 0 and tensor is not None and tensor.shape[-1] != 0:
+            raise ValueError(f"{name} covariates were given; the model was built without")
+        if width and (tensor is None or tuple(tensor.shape) != shape):
+            found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
+            raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
+    check_categories(given.static_cat, cfg.static_cardinalities)
+    return given

@@ -55,8 +55,8 @@ from .backbones import AfterBlock, BackboneState
 from .config import Backbone, LMMConfig
 from .covariates import (
     Covariates,
-    check_categories,
     check_counts,
+    checked_covariates,
     instance_norm,
     normalise_covariates,
     static_modules,
@@ -206,25 +206,7 @@ class TitansForecaster(nn.Module):
             raise ValueError(f"x has shape {shape}; expected [B, {cfg.lookback}, {cfg.channels}]")
         if not x.is_floating_point():
             raise ValueError(f"x has dtype {x.dtype}; expected a floating dtype")
-        if len(covariates) > len(Covariates._fields):
-            raise ValueError(f"{len(covariates)} covariate tensors; expected at most 4")
-        given = Covariates(*covariates)
-        batch = x.shape[0]
-        expected = {
-            "past": (cfg.past_covariates, (batch, cfg.lookback, cfg.past_covariates)),
-            "known": (cfg.known_width, (batch, cfg.lookback + cfg.horizon, cfg.known_width)),
-            "static_cat": (len(cfg.static_cardinalities), (batch, len(cfg.static_cardinalities))),
-            "static_real": (cfg.static_real, (batch, cfg.static_real)),
-        }
-        for name, (width, shape) in expected.items():
-            tensor = getattr(given, name)
-            if width == 0 and tensor is not None and tensor.shape[-1] != 0:
-                raise ValueError(f"{name} covariates were given; the model was built without")
-            if width and (tensor is None or tuple(tensor.shape) != shape):
-                found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
-                raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
-        check_categories(given.static_cat, cfg.static_cardinalities)
-        return given
+        return checked_covariates(cfg, x.shape[0], covariates)
 
     def _covariates(self, given: Covariates) -> tuple[Tensor, Tensor] | tuple[None, None]:
         """The covariates as the model reads them: over the lookback ``[B, L, Cp + Ck + Cc]``

@@ -57,8 +57,8 @@ from .backbones import BackboneState
 from .config import Backbone, LMMConfig
 from .covariates import (
     Covariates,
-    check_categories,
     check_counts,
+    checked_covariates,
     instance_norm,
     normalise_covariates,
     static_modules,
@@ -330,7 +330,7 @@ class HistoryForecaster(nn.Module):
             raise ValueError(
                 f"window has shape {tuple(window.shape)}; expected [N, {cfg.lookback}]"
             )
-        given = self._check(window.shape[0], covariates)
+        given = checked_covariates(cfg, window.shape[0], covariates)
         normalised, loc, scale = instance_norm(window)
         inputs = [normalised]
         read, future = normalise_covariates(
@@ -351,29 +351,6 @@ class HistoryForecaster(nn.Module):
             beside.append(static)
         out = self.linear(window_inputs) + self.memory_head(torch.cat(beside, dim=1))
         return out * scale + loc
-
-    def _check(self, count: int, covariates: tuple[Tensor | None, ...]) -> Covariates:
-        """The covariates of ``count`` origins checked against the config, one line naming
-        what is wrong."""
-        cfg = self.config
-        if len(covariates) > len(Covariates._fields):
-            raise ValueError(f"{len(covariates)} covariate tensors; expected at most 4")
-        given = Covariates(*covariates)
-        expected = {
-            "past": (cfg.past_covariates, (count, cfg.lookback, cfg.past_covariates)),
-            "known": (cfg.known_width, (count, cfg.lookback + cfg.horizon, cfg.known_width)),
-            "static_cat": (len(cfg.static_cardinalities), (count, len(cfg.static_cardinalities))),
-            "static_real": (cfg.static_real, (count, cfg.static_real)),
-        }
-        for name, (width, shape) in expected.items():
-            tensor = getattr(given, name)
-            if width == 0 and tensor is not None and tensor.shape[-1] != 0:
-                raise ValueError(f"{name} covariates were given; the model was built without")
-            if width and (tensor is None or tuple(tensor.shape) != shape):
-                found = "none" if tensor is None else f"shape {tuple(tensor.shape)}"
-                raise ValueError(f"{name} covariates: {found}; expected {list(shape)}")
-        check_categories(given.static_cat, cfg.static_cardinalities)
-        return given
 
     def covariates_at(self, covariates: Covariates, origins: Tensor) -> Covariates:
         """The covariates the forecasts at ``origins [n]`` read, ``[B' * n, ...]`` (stream-major,
