@@ -74,6 +74,7 @@ def test_windows_carry_each_allele_at_the_centre(chr1, tmp_path):
         ("chrI 12x x A C", r"line 3: POS '12x' is not a positive integer"),
         ("chrI 1001", r"line 3: 2 tab-separated column\(s\)"),
         ("chrI 1001 x {b} <DEL>", r"line 3: ALT '<DEL>' is not a run of A, C, G, T, N"),
+        ("chrI 1001 x {b} .", r"line 3: ALT '.' \(no alternative allele\): nothing to score"),
         ("chrI 999999 x A C", r"line 3: chrI:999999 \(REF A\) runs past the contig's 230,218"),
     ],
 )
@@ -116,3 +117,14 @@ def test_the_effects_csv_scores_both_alleles_of_every_variant(chr1, tmp_path):
     assert float(table[0]["p_alt"]) == pytest.approx(float(p[1]), rel=1e-5)
     expected = log_odds(float(p[1])) - log_odds(float(p[0]))
     assert float(table[0]["log_odds_ratio"]) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def test_a_missing_reference_or_vcf_is_one_line(chr1, tmp_path):
+    path, _ = chr1
+    model = SequenceClassifier(tiny_classifier(), {"sequence_length": W})
+    with pytest.raises(ValueError, match=r"missing.fa: no such file"):
+        model.variant_effects(tmp_path / "missing.fa", vcf(tmp_path, "chrI 5 x A C"),
+                              tmp_path / "out.csv", progress=False)  # fmt: skip
+    with pytest.raises(FileNotFoundError):
+        model.variant_effects(path, tmp_path / "missing.vcf", tmp_path / "out.csv",
+                              progress=False)  # fmt: skip

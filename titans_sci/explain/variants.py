@@ -84,6 +84,11 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
             ref = ref.upper()
             if not ref or set(ref) - _ALLELE:
                 raise ValueError(f"{where}: REF {ref!r} is not a run of A, C, G, T, N")
+            if alts == ".":
+                raise ValueError(
+                    f"{where}: ALT '.' (no alternative allele): nothing to score; keep the lines "
+                    "with one (e.g. bcftools view --min-ac 1)"
+                )
             for alt in alts.split(","):
                 alt = alt.upper()
                 if not alt or set(alt) - _ALLELE:
@@ -102,9 +107,10 @@ class Reference:
         import pyfaidx
 
         self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"{path}: no such file")
         try:
-            self.fasta = pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=True,
-                                       rebuild=False)  # fmt: skip
+            self.fasta = pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=True)
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat) as error:
             raise ValueError(f"{path}: cannot index this FASTA ({error})") from None
 
