@@ -375,8 +375,8 @@ class Forecaster:
     ) -> None:
         self.model, self.meta, self.folder = model, meta, folder
         self.columns: list[str] = meta["columns"]
-        self.mean = np.asarray(meta["scaler_mean"], dtype=np.float32)
-        self.scale = np.asarray(meta["scaler_scale"], dtype=np.float32)
+        self.mean = np.asarray(meta["scaler_mean"], dtype=np.float64)
+        self.scale = np.asarray(meta["scaler_scale"], dtype=np.float64)
         self.past_covariates: list[str] = list(meta.get("past_covariates", []))
         self.known_covariates: list[str] = list(meta.get("known_covariates", []))
         self.calendar: tuple[str, ...] = tuple(meta.get("calendar", []))
