@@ -70,7 +70,7 @@ from titans_sci.data.registry import load_manifest
 from titans_sci.data.timeseries import load_dataset, make_splits
 from titans_sci.evaluation.forecasting import error_sums, point_errors
 from titans_sci.tasks import ForecastTask, load_task, run
-from titans_sci.tasks.config import parse_overrides
+from titans_sci.tasks.config import HistoryForecastTask, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,6 +121,7 @@ EPF_SETTINGS = {
     "none": "no covariates",
     "past": "covariates over the input",
     "known": "covariates known over the horizon",
+    "history": "whole history, covariates known over the horizon",
 }
 #: TimeXer (NeurIPS 2024) Table 2: MSE / MAE on the scaled price, 168 in, 24 out.
 TIMEXER = {
@@ -151,18 +152,23 @@ def long_task(name: str, overrides: dict[str, Any] | None = None) -> ForecastTas
     return load_task(REPO / "tasks" / f"forecast_{LONG[name]}.toml", overrides)
 
 
-def epf_task(market: str, setting: str, overrides: dict[str, Any] | None = None) -> ForecastTask:
+def epf_task(
+    market: str, setting: str, overrides: dict[str, Any] | None = None
+) -> ForecastTask | HistoryForecastTask:
     """``tasks/forecast_epf.toml`` on ``market`` with its two day-ahead forecasts read as
-    ``setting`` says (:data:`EPF_SETTINGS`; calendar features with either)."""
+    ``setting`` says (:data:`EPF_SETTINGS`; calendar features with either); ``"history"``:
+    ``tasks/history_epf.toml``, the whole-history forecaster reading them over the horizon."""
     covariates = [c for c in load_dataset(market).columns if c != "OT"]
     reads = {
         "none": {"data.known_covariates": [], "data.past_covariates": [], "data.calendar": []},
         "past": {"data.known_covariates": [], "data.past_covariates": covariates},
         "known": {"data.known_covariates": covariates, "data.past_covariates": []},
+        "history": {"data.known_covariates": covariates, "data.past_covariates": []},
     }[setting]
     name = f"forecast_{market.replace('/', '_').lower()}_{setting}"
     settings = {"name": name, **(overrides or {}), "data.dataset": market, **reads}
-    return load_task(REPO / "tasks" / "forecast_epf.toml", settings)
+    file = "history_epf.toml" if setting == "history" else "forecast_epf.toml"
+    return load_task(REPO / "tasks" / file, settings)
 
 
 def titans_epf(market: str, setting: str, horizon: int, args: argparse.Namespace) -> dict:
@@ -170,9 +176,19 @@ def titans_epf(market: str, setting: str, horizon: int, args: argparse.Namespace
     seed of the task file; the last-value baseline comes from the same run."""
     task = epf_task(market, setting, {**parse_overrides(args.set), "protocol.horizons": [horizon]})
     result = run(task, args.runs, resume=args.resume, overwrite=not args.resume)
-    return _titans_entries(
-        result, f"{market}|titans {setting}|{horizon}", titans_budget(task, args)
-    )
+    if isinstance(task, HistoryForecastTask):
+        model, training = task.model, task.training
+        budget = (
+            f"whole history (tasks/history_epf.toml): window {model.lookback}, patch "
+            f"{model.patch_len}, dim {model.backbone.dim}, depth {model.backbone.depth}, "
+            f"stretch {training.stretch}, {training.stages}, {training.epochs} epochs max a "
+            f"stage (patience {training.patience}), lr {training.lr}, seeds "
+            f"{list(task.protocol.seeds)}, covariates known {list(task.data.known_covariates)} "
+            f"calendar {list(task.data.calendar)}"
+        )
+    else:
+        budget = titans_budget(task, args)
+    return _titans_entries(result, f"{market}|titans {setting}|{horizon}", budget)
 
 
 def titans_long(name: str, variant: str, horizon: int, args: argparse.Namespace) -> dict:
@@ -775,7 +791,10 @@ def _epf_table(store: dict[str, dict]) -> list[str]:
         "window (`tasks/forecast_epf.toml`). Titans reads the market's two day-ahead forecasts "
         "not at all, over the input window only (TimeXer's setting), or also over the 24 hours "
         "it forecasts (they are published before the price); with either it reads hour of day "
-        "and day of week. GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
+        "and day of week. The whole-history row is `tasks/history_epf.toml`: the memory "
+        "streams every hour of the price before the origin (writing at test time), and each "
+        "forecast reads the day-ahead forecasts over its window and horizon. "
+        "GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
         "seeds (n). Published: TimeXer (NeurIPS 2024) Table 2, whose models read the "
         "covariates over the input window.",
         "",
