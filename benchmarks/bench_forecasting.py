@@ -122,6 +122,7 @@ EPF_SETTINGS = {
     "past": "covariates over the input",
     "known": "covariates known over the horizon",
     "history": "whole history, covariates known over the horizon",
+    "window": "the same without its memory",
 }
 #: TimeXer (NeurIPS 2024) Table 2: MSE / MAE on the scaled price, 168 in, 24 out.
 TIMEXER = {
@@ -157,17 +158,23 @@ def epf_task(
 ) -> ForecastTask | HistoryForecastTask:
     """``tasks/forecast_epf.toml`` on ``market`` with its two day-ahead forecasts read as
     ``setting`` says (:data:`EPF_SETTINGS`; calendar features with either); ``"history"``:
-    ``tasks/history_epf.toml``, the whole-history forecaster reading them over the horizon."""
+    ``tasks/history_epf.toml``, the whole-history forecaster reading them over the horizon;
+    ``"window"``: the same without its memory (``model.memory = false``), its ablation."""
     covariates = [c for c in load_dataset(market).columns if c != "OT"]
     reads = {
         "none": {"data.known_covariates": [], "data.past_covariates": [], "data.calendar": []},
         "past": {"data.known_covariates": [], "data.past_covariates": covariates},
         "known": {"data.known_covariates": covariates, "data.past_covariates": []},
         "history": {"data.known_covariates": covariates, "data.past_covariates": []},
+        "window": {
+            "data.known_covariates": covariates,
+            "data.past_covariates": [],
+            "model.memory": False,
+        },
     }[setting]
     name = f"forecast_{market.replace('/', '_').lower()}_{setting}"
     settings = {"name": name, **(overrides or {}), "data.dataset": market, **reads}
-    file = "history_epf.toml" if setting == "history" else "forecast_epf.toml"
+    file = "history_epf.toml" if setting in ("history", "window") else "forecast_epf.toml"
     return load_task(REPO / "tasks" / file, settings)
 
 
@@ -179,7 +186,8 @@ def titans_epf(market: str, setting: str, horizon: int, args: argparse.Namespace
     if isinstance(task, HistoryForecastTask):
         model, training = task.model, task.training
         budget = (
-            f"whole history (tasks/history_epf.toml): window {model.lookback}, patch "
+            f"whole history (tasks/history_epf.toml{'' if model.memory else ', no memory'}): "
+            f"window {model.lookback}, patch "
             f"{model.patch_len}, dim {model.backbone.dim}, depth {model.backbone.depth}, "
             f"stretch {training.stretch}, {training.stages}, {training.epochs} epochs max a "
             f"stage (patience {training.patience}), lr {training.lr}, seeds "
@@ -793,7 +801,9 @@ def _epf_table(store: dict[str, dict]) -> list[str]:
         "it forecasts (they are published before the price); with either it reads hour of day "
         "and day of week. The whole-history row is `tasks/history_epf.toml`: the memory "
         "streams every hour of the price before the origin (writing at test time), and each "
-        "forecast reads the day-ahead forecasts over its window and horizon. "
+        "forecast reads the day-ahead forecasts over its window and horizon; its ablation "
+        "(the same model without a memory: the window, the covariates and the MLP alone) "
+        "beside it. "
         "GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
         "seeds (n). Published: TimeXer (NeurIPS 2024) Table 2, whose models read the "
         "covariates over the input window.",
