@@ -83,11 +83,14 @@ def _shuffled_files(folder: Path, seed: int) -> dict[str, str]:
 
 
 def train(seed: int, runs: Path, control: bool, overrides: dict[str, Any]) -> Path:
-    """The task's classifier at ``seed`` (the control: shuffled labels), resumed if started;
-    its run folder (the model in ``checkpoints/seed<seed>/titans/model``)."""
+    """The task's classifier at ``seed`` (the control: shuffled labels), without the task's
+    baselines, resumed if started (a finished run is reused as it is); its run folder (the
+    model in ``checkpoints/seed<seed>/titans/model``)."""
     name = f"attributions_{'control' if control else 'tata'}_seed{seed}"
+    if (runs / name / "results.json").exists():  # finished: reused as it is
+        return runs / name
     settings: dict[str, Any] = {**overrides, "name": name, "protocol.seeds": [seed],
-                                "baselines.kmer_lr": False}  # fmt: skip
+                                "baselines.kmer_lr": False, "baselines.cnn": False}  # fmt: skip
     if control:
         settings |= {"data.dataset": None, **_shuffled_files(runs / f"{name}_data", seed)}
     task = load_task(TASK, settings)
@@ -246,51 +249,59 @@ def cost(runs: Path, out: Path) -> None:
         "",
         "`titans-sci variants` in a fresh process (peak RSS: ru_maxrss), 70-base windows:",
         "",
-        "| reference | variants | seconds | variants/s | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| reference | variants | seconds | variants/s | RSS before MiB | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for bases in (250_000, 1_000_000):
-        seconds, peak = _variants_process(folder, bases, 10_000)
+        seconds, before, peak = _variants_process(folder, bases, 10_000)
+        rate, before_mib, peak_mib = 10_000 / seconds, before / 1024, peak / 1024
         lines.append(f"| yeast chrIV, first {bases:,} bases | 10,000 | {seconds:.0f} | "
-                     f"{10_000 / seconds:.0f} | {peak / 1024:.0f} |")  # fmt: skip
+                     f"{rate:.0f} | {before_mib:.0f} | {peak_mib:.0f} |")  # fmt: skip
     text = "\n".join(lines) + "\n"
     (out / "attributions_cost_cpu.md").write_text(text)
     print(text)
 
 
-def _variants_process(model: Path, bases: int, count: int) -> tuple[float, int]:
+def _variants_files(folder: Path, bases: int, count: int) -> None:
+    """``folder/ref.fa``: the first ``bases`` bases of yeast chromosome IV; ``folder/v.vcf``:
+    ``count`` single-base changes at random positions of it (seeded)."""
+    from Bio import SeqIO
+
+    with gzip.open("datasets/genomes/s_cerevisiae_s288c/chr04.gb.gz", "rt") as handle:
+        sequence = str(next(SeqIO.parse(handle, "genbank")).seq).upper()[:bases]
+    lines = [sequence[i : i + 60] for i in range(0, len(sequence), 60)]
+    (folder / "ref.fa").write_text(">chrIV\n" + "\n".join(lines) + "\n")
+    positions = np.sort(np.random.default_rng(0).choice(np.arange(100, bases - 100), count,
+                                                        replace=False))  # fmt: skip
+    swap = {**SWAP, "N": "A"}
+    rows = [f"chrIV\t{p + 1}\t.\t{sequence[p]}\t{swap[sequence[p]]}" for p in positions]
+    (folder / "v.vcf").write_text("#CHROM\tPOS\tID\tREF\tALT\n" + "\n".join(rows) + "\n")
+
+
+def _variants_process(model: Path, bases: int, count: int) -> tuple[float, int, int]:
+    """``titans-sci variants`` on :func:`_variants_files` in a fresh process that does nothing
+    else: ``(seconds, RSS before it in KiB, peak RSS in KiB)``."""
     code = (
-        "import sys, time, resource, gzip\n"
-        "from Bio import SeqIO\n"
-        "import numpy as np\n"
+        "import sys, time, resource\n"
+        "import torch\n"
         "from titans_sci.cli import main\n"
-        "model, folder, bases, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), "
-        "int(sys.argv[4])\n"
-        "with gzip.open('datasets/genomes/s_cerevisiae_s288c/chr04.gb.gz', 'rt') as h:\n"
-        "    seq = str(next(SeqIO.parse(h, 'genbank')).seq).upper()[:bases]\n"
-        "open(f'{folder}/ref.fa', 'w').write('>chrIV\\n' + '\\n'.join(seq[i:i + 60] "
-        "for i in range(0, len(seq), 60)) + '\\n')\n"
-        "rng = np.random.default_rng(0)\n"
-        "positions = np.sort(rng.choice(np.arange(100, bases - 100), count, replace=False))\n"
-        "swap = {'A': 'G', 'C': 'T', 'G': 'A', 'T': 'C', 'N': 'A'}\n"
-        "lines = [f'chrIV\\t{p + 1}\\t.\\t{seq[p]}\\t{swap[seq[p]]}' for p in positions]\n"
-        "open(f'{folder}/v.vcf', 'w').write('#CHROM\\tPOS\\tID\\tREF\\tALT\\n' + "
-        "'\\n'.join(lines) + '\\n')\n"
-        "del seq, lines\n"
-        "import torch; torch.set_num_threads(1)\n"
+        "torch.set_num_threads(1)\n"
+        "model, folder = sys.argv[1], sys.argv[2]\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "t = time.time()\n"
         "main(['variants', model, f'{folder}/ref.fa', f'{folder}/v.vcf', '-o', "
         "f'{folder}/out.csv', '-q'])\n"
-        "print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(time.time() - t, before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     with tempfile.TemporaryDirectory() as folder:
+        _variants_files(Path(folder), bases, count)
         done = subprocess.run(
-            [sys.executable, "-c", code, str(model), folder, str(bases), str(count)],
+            [sys.executable, "-c", code, str(model), folder],
             capture_output=True, text=True, check=True,
             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
-    seconds, peak = done.stdout.split()[-2:]
-    return float(seconds), int(peak)
+    seconds, before, peak = done.stdout.split()[-3:]
+    return float(seconds), int(before), int(peak)
 
 
 def main() -> None:
