@@ -19,6 +19,11 @@ constant in the chromosome's length).
 
     .venv/bin/python benchmarks/bench_attributions.py --seeds 1 2 3 --runs runs/attributions
     .venv/bin/python benchmarks/bench_attributions.py --cost --runs runs/attributions
+    .venv/bin/python benchmarks/bench_attributions.py --profile 1 --runs runs/attributions
+
+``--profile SEED`` draws ``attributions_tata_profile.png``: the ISM attribution (signed, class
+1) of every TATA-box promoter aligned at its box's first base and averaged, for the classifier
+and its control of that seed.
 """
 
 from __future__ import annotations
@@ -304,6 +309,41 @@ def _variants_process(model: Path, bases: int, count: int) -> tuple[float, int, 
     return float(seconds), int(before), int(peak)
 
 
+def profile(seed: int, runs: Path, out: Path) -> Path:
+    """The mean ISM track of the TATA-box promoters, aligned at the box (see the docstring)."""
+    from matplotlib.figure import Figure
+
+    promoters = tata_promoters()
+    figure = Figure(figsize=(8, 3.2))
+    axis = figure.subplots()
+    offsets = np.arange(-30, 41)
+    for control, style in ((False, "-"), (True, "--")):
+        folder = _model(runs / f"attributions_{'control' if control else 'tata'}_seed{seed}",
+                        seed)  # fmt: skip
+        view = classifier_view(load(folder).model)
+        sums, counts = np.zeros(len(offsets)), np.zeros(len(offsets))
+        for sequence, start in promoters:
+            ids = view.encode(sequence)
+            track = ism_track(saturation_mutagenesis(view, ids), ids, view.alphabet)[:, 1]
+            at = offsets + start
+            inside = (at >= 0) & (at < len(sequence))
+            sums[inside] += track.numpy()[at[inside]]
+            counts[inside] += 1
+        label = "shuffled-label control" if control else "TATA classifier"
+        mean = np.where(counts >= 10, sums / np.maximum(counts, 1), np.nan)  # 10+ promoters
+        axis.plot(offsets, mean, style, label=label)
+    axis.axvspan(-0.5, BOX - 0.5, color="grey", alpha=0.2, label="TATA box (7 bases)")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_xlabel("position relative to the box's first base")
+    axis.set_ylabel("mean ISM attribution (class 1)")
+    axis.set_title(f"{len(promoters)} test promoters with a TATA box, seed {seed}")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    path = out / "attributions_tata_profile.png"
+    figure.savefig(path, dpi=100)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
@@ -311,6 +351,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cost", action="store_true")
+    parser.add_argument("--profile", type=int, default=None, metavar="SEED")
     parser.add_argument(
         "--set",
         action="append",
@@ -324,6 +365,8 @@ def main() -> None:
         known_answers(args.seeds, args.runs, args.out, parse_overrides(args.set))
     if args.cost:
         cost(args.runs, args.out)
+    if args.profile is not None:
+        print(profile(args.profile, args.runs, args.out))
 
 
 if __name__ == "__main__":
