@@ -8,6 +8,17 @@ import pandas as pd
 
 from titans_sci.data.registry import load_manifest
 
+#: ``load_task`` overrides that shrink a shipped task's backbone to a tiny one.
+TINY_BACKBONE = {
+    "model.backbone.dim": 16,
+    "model.backbone.memory": {
+        "preset": "titans",
+        "num_heads": 2,
+        "head_dim": 8,
+        "chunk_size": 16,
+    },  # fmt: skip
+}
+
 TINY_CLASSIFIER = """
 [model.backbone]
 dim = 16

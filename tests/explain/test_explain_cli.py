@@ -9,6 +9,7 @@ import csv
 
 import pytest
 
+from tiny_tasks import TINY_BACKBONE
 from titans_sci.cli import main
 from titans_sci.data.dna import read_sequences
 from titans_sci.tasks import load_task, run
@@ -18,13 +19,7 @@ TINY = {
     "data.max_train": 512,
     "data.max_eval": 64,
     "protocol.seeds": [1],
-    "model.backbone.dim": 16,
-    "model.backbone.memory": {
-        "preset": "titans",
-        "num_heads": 2,
-        "head_dim": 8,
-        "chunk_size": 16,
-    },  # fmt: skip
+    **TINY_BACKBONE,
 }
 
 

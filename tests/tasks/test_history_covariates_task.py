@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tiny_tasks import TINY_BACKBONE
 from titans_sci import load
 from titans_sci.api import WholeHistoryForecaster
 from titans_sci.cli import main
@@ -28,13 +29,7 @@ LOAD, WIND = "Grid load forecast", "Wind power forecast"
 SMALL = {
     "training.epochs": 1,
     "protocol.seeds": [1],
-    "model.backbone.dim": 16,
-    "model.backbone.memory": {
-        "preset": "titans",
-        "num_heads": 2,
-        "head_dim": 8,
-        "chunk_size": 16,
-    },  # fmt: skip
+    **TINY_BACKBONE,
 }
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tiny_tasks import TINY_BACKBONE
 from titans_sci import load
 from titans_sci.api import WholeHistoryForecaster
 from titans_sci.data.timeseries import load_dataset, make_splits
@@ -20,13 +21,7 @@ SMALL = {
     "training.epochs": 2,
     "protocol.horizons": [24],
     "protocol.seeds": [1],
-    "model.backbone.dim": 16,
-    "model.backbone.memory": {
-        "preset": "titans",
-        "num_heads": 2,
-        "head_dim": 8,
-        "chunk_size": 16,
-    },  # fmt: skip
+    **TINY_BACKBONE,
 }
 
 
