@@ -587,7 +587,7 @@ class Forecaster:
         table, window = self._window(series, options)
         with np.errstate(over="ignore", invalid="ignore"):
             forecast = self._forecast(window, self._covariates(table)) * self.scale + self.mean
-        bad = ~np.isfinite(forecast).all(axis=0)
+        bad = np.asarray(~np.isfinite(forecast).all(axis=0), dtype=bool)
         if bad.any():
             names = ", ".join(repr(c) for c, b in zip(self.columns, bad, strict=True) if b)
             column = int(np.flatnonzero(bad)[0])
