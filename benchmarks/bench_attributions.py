@@ -55,7 +55,6 @@ from titans_sci.explain import (
     ism_track,
     saturation_mutagenesis,
 )
-from titans_sci.explain.attributions import strand_scores
 from titans_sci.tasks import load_task, run
 from titans_sci.tasks.config import parse_overrides
 from titans_sci.version import code_version
@@ -123,15 +122,13 @@ def tata_promoters() -> list[tuple[str, int]]:
 
 def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> dict[str, float]:
     """The TATA-box attribution ratios and the variant test of one saved classifier."""
-    model = load(folder)
-    network, tokenizer = model.model, model.tokenizer
-    view = classifier_view(network)
+    view = classifier_view(load(folder).model)
     inside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
     outside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
     box_effect, random_effect = [], []
     rng = np.random.default_rng(seed)
     for sequence, start in promoters:
-        ids = torch.tensor(tokenizer.encode(sequence))
+        ids = view.encode(sequence)
         tracks = {
             "ism": ism_track(saturation_mutagenesis(view, ids), ids, view.alphabet)[:, 1],
             "gradient_x_input": gradient_x_input(gradients(view, ids), ids, view.alphabet)[:, 1],
@@ -148,9 +145,9 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
         for position in changes:
             mutant = list(sequence)
             mutant[position] = SWAP[sequence[position]]
-            mutants.append(tokenizer.encode("".join(mutant)))
+            mutants.append(view.encode("".join(mutant)))
         with torch.no_grad():
-            scores = strand_scores(network, torch.tensor([tokenizer.encode(sequence), *mutants]))
+            scores = view.score(torch.stack([ids, *mutants]))
         odds = (scores[:, 1] - scores[:, 0]).numpy()  # the strand-averaged log-odds of class 1
         effects = np.abs(odds[1:] - odds[0])
         box_effect.append(float(effects[:BOX].mean()))

@@ -104,7 +104,7 @@ def _checked_target(target: int | None, default: int, names: list[str]) -> int:
 
 class _Explains:
     """What the DNA models' facades share: :meth:`explain`, the attributions of one of the
-    model's classes (``labels``, ``default_target``) to every base of a record."""
+    model's classes (named, with the default, by :meth:`_labels`) to every base of a record."""
 
     model: nn.Module
     folder: Path | None
@@ -298,8 +298,7 @@ class SequenceClassifier(_Explains):
                 )
         if window < 1:
             raise ValueError(f"window={window}; expected a positive number of bases")
-        path = self._output(output, vcf)
-        check_output(path, [reference])
+        path = check_output(output, [vcf, reference], [self.folder] if self.folder else [])
         return score_variants(self.model, reference, vcf, path, int(window), target, batch_size,
                               progress)  # fmt: skip
 
