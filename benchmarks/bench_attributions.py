@@ -4,12 +4,16 @@ cost.
 **Known answer** (``--seeds``): the shipped TATA-promoter classifier (``tasks/
 gue_prom_core_tata.toml``, its full budget) is trained per seed, and beside it a control with
 the same budget on the same sequences with their training and dev labels shuffled (seeded). On
-every test promoter (label 1) holding a TATA box (the first match of ``TATA[AT]A[AT]``), ISM
-and gradient x input of class 1 are taken; the figure is the mean absolute attribution at the
-box's 7 positions over the mean at the other positions (each averaged over the promoters).
+every test promoter (label 1) holding a TATA box (the first match of ``TATA[AT]A[AT]``), ISM,
+gradient x input and integrated gradients (64 steps) of class 1 are taken; the figure is the
+mean absolute attribution at the box's 7 positions over the mean at the other positions (each
+averaged over the promoters).
 The variant test: every base of each box changed (to the base two steps on in ACGT: A->G,
 T->C, breaking the A/T run), and as many changes at random positions outside the box (seeded);
 the mean absolute change of the strand-averaged log-odds of class 1, box over random.
+Integrated gradients' completeness gap (how far their sum is from the score's change from the
+baseline, over that change, the median over the promoters) says how smooth the score is along
+the path.
 
 **Cost** (``--cost``, run alone on the machine): ISM and gradient sequences/s of the trained
 seed-1 classifier on 70-base test promoters, variants/s of ``titans-sci variants`` against a
@@ -45,13 +49,16 @@ import numpy as np
 import torch
 from machine import describe
 from store import save
+from torch import Tensor
 
 from titans_sci import load
 from titans_sci.data.dna import read_sequences
 from titans_sci.explain import (
+    DNAModel,
     classifier_view,
     gradient_x_input,
     gradients,
+    integrated_gradients,
     ism_track,
     saturation_mutagenesis,
 )
@@ -65,6 +72,9 @@ DATA = Path("datasets/gue/prom/prom_core_tata")
 TATA = re.compile("TATA[AT]A[AT]")
 BOX = 7
 SWAP = {"A": "G", "C": "T", "G": "A", "T": "C"}  # two steps on in ACGT
+STEPS = 64  # integrated gradients' points on the path
+METHODS = {"ism": "ISM", "gradient_x_input": "gradient x input",
+           "integrated_gradients": "integrated gradients"}  # fmt: skip
 
 
 def _shuffled_files(folder: Path, seed: int) -> dict[str, str]:
@@ -120,18 +130,40 @@ def tata_promoters() -> list[tuple[str, int]]:
     return found
 
 
+def _baseline_score(view: DNAModel, ids: Tensor) -> Tensor:
+    """The class scores ``[K]`` at integrated gradients' baseline (every base's embedding the
+    mean of the four)."""
+    table, alphabet = view.embedding.weight.detach(), view.alphabet
+
+    def hook(module: torch.nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        return torch.where(torch.isin(inputs[0], alphabet)[..., None], table[alphabet].mean(0),
+                           output)  # fmt: skip
+
+    handle = view.embedding.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return view.score(ids[None])[0]
+    finally:
+        handle.remove()
+
+
 def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> dict[str, float]:
     """The TATA-box attribution ratios and the variant test of one saved classifier."""
     view = classifier_view(load(folder).model)
-    inside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
-    outside: dict[str, list[float]] = {"ism": [], "gradient_x_input": []}
-    box_effect, random_effect = [], []
+    inside: dict[str, list[float]] = {name: [] for name in METHODS}
+    outside: dict[str, list[float]] = {name: [] for name in METHODS}
+    box_effect, random_effect, gaps = [], [], []
     rng = np.random.default_rng(seed)
     for sequence, start in promoters:
         ids = view.encode(sequence)
+        integrated = integrated_gradients(view, ids, steps=STEPS)[:, 1]
+        with torch.no_grad():
+            change = float(view.score(ids[None])[0, 1] - _baseline_score(view, ids)[1])
+        gaps.append(abs(float(integrated.sum()) - change) / max(abs(change), 1e-12))
         tracks = {
             "ism": ism_track(saturation_mutagenesis(view, ids), ids, view.alphabet)[:, 1],
             "gradient_x_input": gradient_x_input(gradients(view, ids), ids, view.alphabet)[:, 1],
+            "integrated_gradients": integrated,
         }
         box = np.zeros(len(sequence), bool)
         box[start : start + BOX] = True
@@ -155,6 +187,7 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
     ratios = {f"{k}_ratio": float(np.mean(inside[k]) / np.mean(outside[k])) for k in inside}
     return {
         **ratios,
+        "completeness_gap": float(np.median(gaps)),
         "variant_box": float(np.mean(box_effect)),
         "variant_random": float(np.mean(random_effect)),
         "variant_ratio": float(np.mean(box_effect) / np.mean(random_effect)),
@@ -175,26 +208,32 @@ def render(store: dict[str, dict]) -> str:
         "changes outside the box; mean |change of the strand-averaged log-odds|, box over "
         "random. Goal: the box carries at least 3x.",
         "",
-        "| model | seed | promoters | ISM ratio | gradient x input ratio | variant: box | "
-        "variant: random | variant ratio | test MCC |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"Integrated gradients: {STEPS} steps from the uniform-base baseline; their "
+        "completeness gap is |sum - change of the score from the baseline| / |change|, the "
+        "median over the promoters (small: the score is smooth along the path).",
+        "",
+        "| model | seed | promoters | ISM ratio | gradient x input ratio | integrated gradients "
+        "ratio | IG completeness gap | variant: box | variant: random | variant ratio | test "
+        "MCC |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key in sorted(store):
         e = store[key]
         lines.append(
             f"| {e['model']} | {e['seed']} | {e['promoters']} | {e['ism_ratio']:.2f} | "
-            f"{e['gradient_x_input_ratio']:.2f} | {e['variant_box']:.3f} | "
+            f"{e['gradient_x_input_ratio']:.2f} | {e['integrated_gradients_ratio']:.2f} | "
+            f"{e['completeness_gap']:.3f} | {e['variant_box']:.3f} | "
             f"{e['variant_random']:.3f} | {e['variant_ratio']:.2f} | {e['mcc']:.3f} |"
         )
     for model in ("TATA classifier", "shuffled-label control"):
         rows = [e for e in store.values() if e["model"] == model]
         if len(rows) > 1:
+            fields = [(f"{k}_ratio", name) for k, name in METHODS.items()]
             parts = [
                 f"{name} {np.mean([r[field] for r in rows]):.2f} +- "
                 f"{np.std([r[field] for r in rows]):.2f}"
-                for field, name in (("ism_ratio", "ISM"), ("gradient_x_input_ratio",
-                                    "gradient x input"), ("variant_ratio", "variants"))
-            ]  # fmt: skip
+                for field, name in [*fields, ("variant_ratio", "variants")]
+            ]
             lines.append(f"\n{model}, {len(rows)} seeds (mean +- std): " + ", ".join(parts) + ".")
     lines += ["", "## Budgets", ""]
     lines += [f"- {k}: {store[k]['budget']}" for k in sorted(store)]
@@ -239,6 +278,10 @@ def cost(runs: Path, out: Path) -> None:
     for sequence in sequences:
         gradients(view, view.encode(sequence))
     gradient_rate = len(sequences) / (time.time() - started)
+    started = time.time()
+    for sequence in sequences:
+        integrated_gradients(view, view.encode(sequence), steps=STEPS)
+    integrated_rate = len(sequences) / (time.time() - started)
     lines = [
         "# Attributions and variant effects: cost on CPU (issue 41)",
         "",
@@ -248,6 +291,8 @@ def cost(runs: Path, out: Path) -> None:
         "",
         f"- ISM of 70-base promoters (210 mutants each, both strands): {ism_rate:.2f} sequences/s",
         f"- gradients (two classes, both strands): {gradient_rate:.2f} sequences/s",
+        f"- integrated gradients ({STEPS} steps, two classes, both strands): "
+        f"{integrated_rate:.2f} sequences/s",
         "",
         "`titans-sci variants` in a fresh process that does nothing else (peak RSS: VmHWM), "
         "70-base windows, 256 variants (512 windows) a batch:",

@@ -409,11 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser(
         "explain",
         parents=[common],
-        help="which bases drive a saved DNA model (ISM, gradient x input; CSV and logos)",
-        description="In-silico saturation mutagenesis and gradient x input of every record of a "
-        "sequence file, both strands averaged as the model predicts (a classifier's class; a "
-        "genome annotator's label, its mean over the record): OUTPUT/attributions.csv (a row "
-        "per record and base, 1-based positions) and a logo PNG per record.",
+        help="which bases drive a saved DNA model (ISM, gradients; CSV and logos)",
+        description="In-silico saturation mutagenesis, gradient x input and integrated gradients "
+        "(32 steps from the uniform-base baseline) of every record of a sequence file, both "
+        "strands averaged as the model predicts (a classifier's class; a genome annotator's "
+        "label, its mean over the record): OUTPUT/attributions.csv (a row per record and base, "
+        "1-based positions) and a logo PNG per record.",
     )
     explain.add_argument(
         "model", help="a saved DNA classifier or genome annotator folder (holds model.json)"

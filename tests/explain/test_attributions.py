@@ -1,9 +1,10 @@
 """Attributions on real promoters (GUE prom_core_tata) and real yeast sequence: ISM is the
 brute-force loop over single mutations, batched (for a classifier and a genome annotator); a
 linear model's gradients are its weights (both strands averaged, and one strand alone) and its
-ISM their differences; attributions of the reverse complement are the mirror image (an
-annotator's with its strand labels swapped); explain writes a CSV row per base and a logo per
-record."""
+ISM their differences, and its integrated gradients each base's weight less the mean of the
+four; integrated gradients add up to the score's change from the baseline (completeness), in
+any batching; attributions of the reverse complement are the mirror image (an annotator's with
+its strand labels swapped); explain writes a CSV row per base and a logo per record."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from titans_sci.data.dna import read_sequences
 from titans_sci.data.tokens import NucleotideTokenizer, reverse_complement_ids
 from titans_sci.explain import (
     BASES,
+    DNAModel,
     annotator_view,
     classifier_view,
     gradient_x_input,
     gradients,
+    integrated_gradients,
     ism_track,
     saturation_mutagenesis,
 )
@@ -124,6 +127,48 @@ def test_a_linear_models_gradients_are_its_weights_and_its_ism_their_differences
     torch.testing.assert_close(ism, expected - at_reference, rtol=0, atol=1e-12)
     torch.testing.assert_close(ism_track(ism, ids, view.alphabet),
                                -(ism.sum(dim=1) / 3))  # fmt: skip
+    # the baseline is the one-hot's uniform mix: the base's weight less the mean of the four
+    expected_ig = at_reference[:, 0] - expected.mean(dim=1)
+    torch.testing.assert_close(integrated_gradients(view, ids, steps=3), expected_ig,
+                               rtol=0, atol=1e-12)  # fmt: skip
+
+
+def baseline_score(model: DNAModel, ids: Tensor) -> Tensor:
+    """``s(baseline) [K]``: the score with every ``ACGT`` embedding replaced by the mean of
+    the four (the baseline of integrated gradients), by a hook of the test's own."""
+    table = model.embedding.weight.detach()
+    alphabet = model.alphabet
+
+    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+        bases = torch.isin(inputs[0], alphabet)[..., None]
+        return torch.where(bases, table[alphabet].mean(dim=0), output)
+
+    handle = model.embedding.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            return model.score(ids[None])[0]
+    finally:
+        handle.remove()
+
+
+def test_integrated_gradients_add_up_to_the_change_from_the_baseline(yeast):
+    """On the annotator, whose score is smooth along the path. (The tiny untrained
+    classifiers' are not: their memories' random gates make the score jump along it, total
+    variation ~100x its net change, and no midpoint rule converges there.)"""
+    view = annotator_view(annotator())
+    ids = view.encode(yeast)
+    with torch.no_grad():
+        change = view.score(ids[None])[0] - baseline_score(view, ids)  # [K]
+    coarse = integrated_gradients(view, ids, steps=64, batch_size=64)
+    fine = integrated_gradients(view, ids, steps=512, batch_size=100)  # 6 passes, one partial
+    assert coarse.shape == (len(ids), len(change))
+    # the midpoint rule's error falls as 1/steps^2: 8x the steps, ~64x closer
+    coarse_gap = (coarse.sum(dim=0) - change).abs().max()
+    fine_gap = (fine.sum(dim=0) - change).abs().max()
+    assert fine_gap < 1e-4 * change.abs().max() and fine_gap < coarse_gap / 20
+    # batching changes nothing
+    torch.testing.assert_close(integrated_gradients(view, ids, steps=64, batch_size=7), coarse,
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
 
 
 def test_attributions_of_the_reverse_complement_are_the_mirror_image(promoters):
@@ -135,6 +180,9 @@ def test_attributions_of_the_reverse_complement_are_the_mirror_image(promoters):
                                saturation_mutagenesis(model, ids).flip(0).flip(1),
                                rtol=1e-9, atol=1e-12)  # fmt: skip
     torch.testing.assert_close(gradients(model, other), gradients(model, ids).flip(0).flip(1),
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
+    torch.testing.assert_close(integrated_gradients(model, other, steps=8),
+                               integrated_gradients(model, ids, steps=8).flip(0),
                                rtol=1e-9, atol=1e-12)  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """What a trained DNA model says about bases and variants: attributions (in-silico saturation
-mutagenesis, gradient x input) drawn as logos, and variant effects from a VCF against an
-indexed reference (see each module)."""
+mutagenesis, gradient x input, integrated gradients) drawn as logos, and variant effects from a
+VCF against an indexed reference (see each module)."""
 
 from .attributions import (
     BASES,
@@ -9,6 +9,7 @@ from .attributions import (
     classifier_view,
     gradient_x_input,
     gradients,
+    integrated_gradients,
     ism_track,
     saturation_mutagenesis,
     strand_scores,
@@ -28,6 +29,7 @@ __all__ = [
     "attribution_logo",
     "gradient_x_input",
     "gradients",
+    "integrated_gradients",
     "ism_track",
     "log_odds",
     "read_vcf",

@@ -1,5 +1,5 @@
-"""Which bases drive a DNA model's prediction: in-silico saturation mutagenesis (ISM) and
-gradient x input, per base and class.
+"""Which bases drive a DNA model's prediction: in-silico saturation mutagenesis (ISM),
+gradient x input and integrated gradients, per base and class.
 
 The score attributed, for class ``k`` of a classifier ``model(ids [B, T], mask) -> logits [B,
 K]``, is its *centred logit averaged over both strands*::
@@ -20,6 +20,13 @@ strand alone (for models that do not average strands).
   the reference base (:func:`gradient_x_input`). The gradients are taken at the embedding's
   output with torch's autograd (a hook, one backward pass per class): a library such as
   captum would wrap the same two lines and adds a dependency.
+- :func:`integrated_gradients`: ``ig [T, K]``, the gradient averaged along the straight path
+  from a baseline to the sequence, times the difference (Sundararajan et al. 2017). The
+  baseline holds, at each ``ACGT`` position, the mean of the four bases' embeddings (the
+  one-hot's uniform mix ``0.25``: no base preferred), so the attributions sum to ``s(x) -
+  s(baseline)`` (completeness, up to the ``steps``-point midpoint rule) and a base whose four
+  letters score alike carries none: the flaw of gradient x input on one-hot DNA, whose
+  gradient keeps a part common to the four letters (Majdandzic et al. 2023).
 
 Bases other than ``ACGT`` (``N``) are left as they are: their ISM row holds the four bases'
 changes, their gradient x input is 0.
@@ -53,6 +60,7 @@ __all__ = [
     "classifier_view",
     "gradient_x_input",
     "gradients",
+    "integrated_gradients",
     "ism_track",
     "saturation_mutagenesis",
     "strand_scores",
@@ -184,27 +192,46 @@ def ism_track(ism: Tensor, ids: Tensor, alphabet: Tensor) -> Tensor:
     return -(ism * alternative[..., None]).sum(dim=1) / count
 
 
-class _OneHotEmbedding:
+class _CapturedEmbedding:
     """Captures the embedding's output on each call as a leaf that requires grad, so the
-    gradient of a score reaches it; restores the model on exit."""
+    gradient of a score reaches it; restores the model on exit.
 
-    def __init__(self, tokens: nn.Embedding) -> None:
-        self.tokens = tokens
+    With ``alphas [B]``, each batch row's output at the ``alphabet`` ids is moved onto the
+    straight path from the baseline (the mean of the four bases' embeddings) to itself:
+    ``baseline + alpha (output - baseline)``; ``differences`` keeps each call's ``output -
+    baseline`` (0 at other ids)."""
+
+    def __init__(
+        self, tokens: nn.Embedding, alphabet: Tensor, alphas: Tensor | None = None
+    ) -> None:
+        self.tokens, self.alphabet, self.alphas = tokens, alphabet, alphas
         self.outputs: list[Tensor] = []
+        self.differences: list[Tensor] = []
         self.handle: RemovableHandle | None = None
 
-    def __enter__(self) -> list[Tensor]:
+    def __enter__(self) -> _CapturedEmbedding:
         def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+            if self.alphas is not None:
+                bases = torch.isin(inputs[0], self.alphabet)[..., None]  # [B, T, 1]
+                mean = self.tokens.weight[self.alphabet].mean(dim=0)  # [D]
+                difference = torch.where(bases, output - mean, 0.0).detach()
+                output = output - difference + self.alphas.view(-1, 1, 1) * difference
+                self.differences.append(difference)
             leaf = output.detach().requires_grad_(True)
             self.outputs.append(leaf)
             return leaf
 
         self.handle = self.tokens.register_forward_hook(hook)
-        return self.outputs
+        return self
 
     def __exit__(self, *exc: object) -> None:
         assert self.handle is not None
         self.handle.remove()
+
+    def check(self, strands: int) -> None:
+        if len(self.outputs) != strands:
+            raise RuntimeError(f"the score embedded {len(self.outputs)} time(s); expected "
+                               f"{strands} (one per strand)")  # fmt: skip
 
 
 def gradients(model: DNAModel, ids: Tensor) -> Tensor:
@@ -217,14 +244,13 @@ def gradients(model: DNAModel, ids: Tensor) -> Tensor:
     table = model.embedding.weight.detach()[model.alphabet.to(ids.device)]  # [4, D]
     was_training = model.module.training
     model.module.eval()
-    with torch.enable_grad(), _OneHotEmbedding(model.embedding) as outputs:
+    alphabet = model.alphabet.to(ids.device)
+    with torch.enable_grad(), _CapturedEmbedding(model.embedding, alphabet) as captured:
         scores = model.score(ids[None])[0]  # [K]
-        if len(outputs) != model.strands:
-            raise RuntimeError(f"the score embedded {len(outputs)} time(s); expected "
-                               f"{model.strands} (one per strand)")  # fmt: skip
+        captured.check(model.strands)
         per_class = []
         for k in range(scores.shape[0]):
-            grads = torch.autograd.grad(scores[k], outputs, retain_graph=True)
+            grads = torch.autograd.grad(scores[k], captured.outputs, retain_graph=True)
             forward = grads[0][0, :length] @ table.T  # [T, 4]
             if model.strands == 2:  # the reverse strand: position T-1-t, base complemented
                 forward = forward + (grads[1][0, :length] @ table.T).flip(0).flip(1)
@@ -238,3 +264,47 @@ def gradient_x_input(gradient: Tensor, ids: Tensor, alphabet: Tensor) -> Tensor:
     where the base is not ``ACGT``)."""
     match = ids[:, None] == alphabet.to(ids.device)  # [T, 4]
     return (gradient * match[..., None]).sum(dim=1)
+
+
+def integrated_gradients(
+    model: DNAModel, ids: Tensor, steps: int = 32, batch_size: int = 32
+) -> Tensor:
+    """``ig [T, K]`` of one sequence ``ids [T]``: each position's integrated gradients of each
+    class's score from the baseline of the module docstring (the mean base embedding at every
+    ``ACGT`` position; other ids as they are, so they carry 0), by the midpoint rule at
+    ``steps`` points of the path, ``batch_size`` points a forward pass. Both strands where the
+    score reads both, the reverse strand's position ``T-1-t`` credited to ``t``."""
+    if ids.dim() != 1:
+        raise ValueError(f"ids has shape {tuple(ids.shape)}; expected one sequence [T]")
+    if steps < 1:
+        raise ValueError(f"steps is {steps}; expected at least 1")
+    length = ids.shape[0]
+    alphas = (torch.arange(steps, device=ids.device, dtype=torch.float64) + 0.5) / steps
+    alphabet = model.alphabet.to(ids.device)
+    was_training = model.module.training
+    model.module.eval()
+    total: Tensor | None = None
+    for first in range(0, steps, batch_size):
+        chunk = alphas[first : first + batch_size].to(model.embedding.weight.dtype)
+        with (
+            torch.enable_grad(),
+            _CapturedEmbedding(model.embedding, alphabet, chunk) as captured,
+        ):
+            scores = model.score(ids.repeat(len(chunk), 1))  # [n, K]
+            captured.check(model.strands)
+            per_class = []
+            for k in range(scores.shape[1]):
+                grads = torch.autograd.grad(scores[:, k].sum(), captured.outputs,
+                                            retain_graph=True)  # fmt: skip
+                strands = [
+                    (grad * difference).sum(dim=(0, 2))[:length]  # [T]
+                    for grad, difference in zip(grads, captured.differences, strict=True)
+                ]
+                if model.strands == 2:
+                    strands[1] = strands[1].flip(0)
+                per_class.append(torch.stack(strands).sum(dim=0))
+        part = torch.stack(per_class, dim=-1).detach()  # [T, K]
+        total = part if total is None else total + part
+    model.module.train(was_training)
+    assert total is not None
+    return total / steps

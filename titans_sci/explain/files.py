@@ -23,6 +23,7 @@ from .attributions import (
     DNAModel,
     gradient_x_input,
     gradients,
+    integrated_gradients,
     ism_track,
     saturation_mutagenesis,
 )
@@ -34,7 +35,7 @@ __all__ = ["ATTRIBUTION_COLUMNS", "EFFECT_COLUMNS", "explain_records", "score_va
 #: The attribution CSV's columns (one row per record and base).
 ATTRIBUTION_COLUMNS = [
     "record", "position", "base", *(f"ism_{b}" for b in BASES), "ism",
-    *(f"gradient_{b}" for b in BASES), "gradient_x_input",
+    *(f"gradient_{b}" for b in BASES), "gradient_x_input", "integrated_gradients",
 ]  # fmt: skip
 #: The variant-effect CSV's columns (one row per ALT allele).
 EFFECT_COLUMNS = ["line", "chrom", "pos", "id", "ref", "alt", "p_ref", "p_alt", "diff",
@@ -62,9 +63,10 @@ def explain_records(
     batch_size: int = 512,
     progress: bool = True,
 ) -> Path:
-    """ISM and gradient x input of class ``target`` (named ``label`` in the plots) for every
-    record: ``folder/attributions.csv`` (:data:`ATTRIBUTION_COLUMNS`, positions 1-based) and
-    ``folder/<record>.png`` (the logo of both tracks). Returns the CSV's path."""
+    """ISM, gradient x input and integrated gradients of class ``target`` (named ``label`` in
+    the plots) for every record: ``folder/attributions.csv`` (:data:`ATTRIBUTION_COLUMNS`,
+    positions 1-based) and ``folder/<record>.png`` (the logo of the three tracks). Returns the
+    CSV's path."""
     folder.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()
     path = folder / "attributions.csv"
@@ -77,7 +79,9 @@ def explain_records(
             track = ism_track(ism[..., None], ids, model.alphabet)[:, 0]
             grad = gradients(model, ids)[..., target]  # [T, 4]
             times_input = gradient_x_input(grad[..., None], ids, model.alphabet)[:, 0]
-            table = torch.cat([ism, track[:, None], grad, times_input[:, None]], 1).numpy()
+            integrated = integrated_gradients(model, ids)[:, target]
+            columns = [ism, track[:, None], grad, times_input[:, None], integrated[:, None]]
+            table = torch.cat(columns, 1).numpy()
             if not np.isfinite(table).all():
                 raise FloatingPointError(
                     f"record {record.id}: the attributions are not finite; the model's weights "
@@ -87,7 +91,8 @@ def explain_records(
             for position, row in enumerate(table):
                 writer.writerow([record.id, position + 1, upper[position],
                                  *(f"{v:.6g}" for v in row)])  # fmt: skip
-            tracks = {"ISM": track.numpy(), "gradient x input": times_input.numpy()}
+            tracks = {"ISM": track.numpy(), "gradient x input": times_input.numpy(),
+                      "integrated gradients": integrated.numpy()}  # fmt: skip
             title = f"{record.id}: attributions to {label}"
             attribution_logo(record.sequence, tracks, title, folder / _file_name(record.id, taken))
     return path
