@@ -195,6 +195,11 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
     }
 
 
+def _figure(entry: dict[str, Any], field: str, digits: int = 2) -> str:
+    """``entry[field]`` to ``digits``; "-" in a row measured before the field existed."""
+    return f"{entry[field]:.{digits}f}" if field in entry else "-"
+
+
 def render(store: dict[str, dict]) -> str:
     lines = [
         "# Attributions and variant effects on real promoters (issue 41)",
@@ -221,14 +226,15 @@ def render(store: dict[str, dict]) -> str:
         e = store[key]
         lines.append(
             f"| {e['model']} | {e['seed']} | {e['promoters']} | {e['ism_ratio']:.2f} | "
-            f"{e['gradient_x_input_ratio']:.2f} | {e['integrated_gradients_ratio']:.2f} | "
-            f"{e['completeness_gap']:.3f} | {e['variant_box']:.3f} | "
+            f"{e['gradient_x_input_ratio']:.2f} | {_figure(e, 'integrated_gradients_ratio')} | "
+            f"{_figure(e, 'completeness_gap', 3)} | {e['variant_box']:.3f} | "
             f"{e['variant_random']:.3f} | {e['variant_ratio']:.2f} | {e['mcc']:.3f} |"
         )
     for model in ("TATA classifier", "shuffled-label control"):
         rows = [e for e in store.values() if e["model"] == model]
         if len(rows) > 1:
-            fields = [(f"{k}_ratio", name) for k, name in METHODS.items()]
+            fields = [(f"{k}_ratio", name) for k, name in METHODS.items()
+                      if all(f"{k}_ratio" in r for r in rows)]  # fmt: skip
             parts = [
                 f"{name} {np.mean([r[field] for r in rows]):.2f} +- "
                 f"{np.std([r[field] for r in rows]):.2f}"
