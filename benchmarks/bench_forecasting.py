@@ -123,7 +123,11 @@ EPF_SETTINGS = {
     "known": "covariates known over the horizon",
     "history": "whole history, covariates known over the horizon",
     "window": "the same without its memory",
+    "history-past": "whole history, covariates over the input",
+    "window-past": "the same without its memory",
 }
+#: The settings run with ``tasks/history_epf.toml``, and whether each keeps its memory.
+HISTORY_SETTINGS = {"history": True, "window": False, "history-past": True, "window-past": False}
 #: TimeXer (NeurIPS 2024) Table 2: MSE / MAE on the scaled price, 168 in, 24 out.
 TIMEXER = {
     "epf/NP": {"TimeXer": (0.236, 0.268), "iTransformer": (0.265, 0.300),
@@ -159,22 +163,25 @@ def epf_task(
     """``tasks/forecast_epf.toml`` on ``market`` with its two day-ahead forecasts read as
     ``setting`` says (:data:`EPF_SETTINGS`; calendar features with either); ``"history"``:
     ``tasks/history_epf.toml``, the whole-history forecaster reading them over the horizon;
-    ``"window"``: the same without its memory (``model.memory = false``), its ablation."""
+    ``"window"``: the same without its memory (``model.memory = false``), its ablation;
+    ``"history-past"`` and ``"window-past"``: both reading them over the input window only."""
     covariates = [c for c in load_dataset(market).columns if c != "OT"]
+    known = {"data.known_covariates": covariates, "data.past_covariates": []}
+    past = {"data.known_covariates": [], "data.past_covariates": covariates}
     reads = {
         "none": {"data.known_covariates": [], "data.past_covariates": [], "data.calendar": []},
-        "past": {"data.known_covariates": [], "data.past_covariates": covariates},
-        "known": {"data.known_covariates": covariates, "data.past_covariates": []},
-        "history": {"data.known_covariates": covariates, "data.past_covariates": []},
-        "window": {
-            "data.known_covariates": covariates,
-            "data.past_covariates": [],
-            "model.memory": False,
-        },
+        "past": past,
+        "known": known,
+        "history": known,
+        "window": known,
+        "history-past": past,
+        "window-past": past,
     }[setting]
+    if setting in HISTORY_SETTINGS:
+        reads = {**reads, "model.memory": HISTORY_SETTINGS[setting]}
     name = f"forecast_{market.replace('/', '_').lower()}_{setting}"
     settings = {"name": name, **(overrides or {}), "data.dataset": market, **reads}
-    file = "history_epf.toml" if setting in ("history", "window") else "forecast_epf.toml"
+    file = "history_epf.toml" if setting in HISTORY_SETTINGS else "forecast_epf.toml"
     return load_task(REPO / "tasks" / file, settings)
 
 
@@ -191,8 +198,8 @@ def titans_epf(market: str, setting: str, horizon: int, args: argparse.Namespace
             f"{model.patch_len}, dim {model.backbone.dim}, depth {model.backbone.depth}, "
             f"stretch {training.stretch}, {training.stages}, {training.epochs} epochs max a "
             f"stage (patience {training.patience}), lr {training.lr}, seeds "
-            f"{list(task.protocol.seeds)}, covariates known {list(task.data.known_covariates)} "
-            f"calendar {list(task.data.calendar)}"
+            f"{list(task.protocol.seeds)}, covariates past {list(task.data.past_covariates)} "
+            f"known {list(task.data.known_covariates)} calendar {list(task.data.calendar)}"
         )
     else:
         budget = titans_budget(task, args)
@@ -799,11 +806,12 @@ def _epf_table(store: dict[str, dict]) -> list[str]:
         "window (`tasks/forecast_epf.toml`). Titans reads the market's two day-ahead forecasts "
         "not at all, over the input window only (TimeXer's setting), or also over the 24 hours "
         "it forecasts (they are published before the price); with either it reads hour of day "
-        "and day of week. The whole-history row is `tasks/history_epf.toml`: the memory "
+        "and day of week. The whole-history rows are `tasks/history_epf.toml`: the memory "
         "streams every hour of the price before the origin (writing at test time), and each "
-        "forecast reads the day-ahead forecasts over its window and horizon; its ablation "
-        "(the same model without a memory: the window, the covariates and the MLP alone) "
-        "beside it. "
+        "forecast reads the day-ahead forecasts over its 168-hour window and its horizon, or "
+        "(past) over its window only, TimeXer's setting; each with its ablation beside it (the "
+        "same model without a memory: the 168-hour window, the covariates and the MLP alone, "
+        "so TimeXer's inputs exactly). "
         "GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
         "seeds (n). Published: TimeXer (NeurIPS 2024) Table 2, whose models read the "
         "covariates over the input window.",
