@@ -811,7 +811,10 @@ def _epf_table(store: dict[str, dict]) -> list[str]:
         "forecast reads the day-ahead forecasts over its 168-hour window and its horizon, or "
         "(past) over its window only, TimeXer's setting; each with its ablation beside it (the "
         "same model without a memory: the 168-hour window, the covariates and the MLP alone, "
-        "so TimeXer's inputs exactly). "
+        "so TimeXer's inputs exactly). The past rows' stretch (steps per gradient step) is "
+        "chosen per market and row on the validation MSE among 768, 192 and 96 "
+        "(`epf_validation.md`; their budget lines name it); the known rows keep the task "
+        "file's 768. "
         "GluonTS' DLinear and PatchTST read the price alone. Mean +- std over "
         "seeds (n). Published: TimeXer (NeurIPS 2024) Table 2, whose models read the "
         "covariates over the input window.",
