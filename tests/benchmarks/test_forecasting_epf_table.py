@@ -21,6 +21,7 @@ STORE = {
     "epf/NP|titans none|24": _seeded(0.30, 0.32),
     "epf/NP|titans known|24": _seeded(0.20),
     "epf/NP|titans history|24": _seeded(0.22, 0.24),
+    "epf/NP|titans window-past|24": _seeded(0.25),
     "epf/NP|dlinear|24": {"mse": 0.31, "mae": 0.33},
     "epf/NP-gluonts|titans lmm|seed1": {"MASE": 1.0, "mean_wQuantileLoss": 0.1, "sMAPE": 0.2},
     "epf/NP-gluonts|titans lmm|seed2": {"MASE": 2.0, "mean_wQuantileLoss": 0.2, "sMAPE": 0.2},
@@ -38,7 +39,8 @@ def test_the_epf_table_shows_each_reading_and_the_published_numbers():
     assert cells[3] == "-" and cells[4] == "0.200 / 0.100"  # past not run; known, one seed
     assert cells[5] == "0.230 +- 0.014 / 0.115 +- 0.007 (2)"  # the whole-history forecaster
     assert cells[6] == "-"  # its window-only ablation, not run
-    assert cells[7] == "0.310 / 0.330" and cells[-1] == "0.267 / 0.284 ; 0.309 / 0.321"
+    assert cells[7] == "-" and cells[8] == "0.250 / 0.125"  # the past-only pair: one run
+    assert cells[9] == "0.310 / 0.330" and cells[-1] == "0.267 / 0.284 ; 0.309 / 0.321"
     assert "| epf/PJM | 0.093 / 0.192 | - |" in text
 
 
