@@ -437,7 +437,10 @@ FIXTURE = ROOT / "tests" / "fixtures" / "gluonts_predictor_2026-12-06"
 
 def test_a_predictor_serialized_before_the_model_folder_still_loads_and_forecasts_the_same():
     """The fixture was serialized by the code of 85463d3 (three files beside GluonTS' config),
-    with its forecasts of three M4 series; it loads and forecasts them again to the bit."""
+    with its forecasts of three M4 series; it loads and forecasts them again. The stored
+    forecasts were made on another CPU, whose float32 kernels may round an ulp or two apart
+    (an Intel Xeon differs from the AMD EPYC that wrote them by 1e-7 relative), so they are
+    compared to 1e-6; a changed weight or setting moves them far more."""
     loaded = Predictor.deserialize(FIXTURE)
     assert type(loaded) is TitansPredictor
     expected = json.loads((FIXTURE / "expected_forecasts.json").read_text())
@@ -445,7 +448,8 @@ def test_a_predictor_serialized_before_the_model_folder_still_loads_and_forecast
     data = ListDataset([{"start": s["start"], "target": s["target"][: expected["length"]]}
                         for s in series], freq="h")  # fmt: skip
     for forecast, samples in zip(loaded.predict(data), expected["samples"], strict=True):
-        np.testing.assert_array_equal(forecast.samples, np.array(samples, dtype=np.float32))
+        np.testing.assert_allclose(forecast.samples, np.array(samples, dtype=np.float32),
+                                   rtol=1e-6, atol=0)  # fmt: skip
 
 
 def test_a_predictor_is_serialized_as_a_checked_model_folder(tmp_path):
@@ -464,8 +468,10 @@ def test_a_predictor_is_serialized_as_a_checked_model_folder(tmp_path):
     data = ListDataset([{"start": s["start"], "target": s["target"][: expected["length"]]}
                         for s in series], freq="h")  # fmt: skip
     reloaded = Predictor.deserialize(tmp_path / "new")
-    for forecast, samples in zip(reloaded.predict(data), expected["samples"], strict=True):
-        np.testing.assert_array_equal(forecast.samples, np.array(samples, dtype=np.float32))
+    old = Predictor.deserialize(tmp_path / "old")
+    # on one machine, the re-serialized predictor forecasts as the old one to the bit
+    for a, b in zip(reloaded.predict(data), old.predict(data), strict=True):
+        np.testing.assert_array_equal(a.samples, b.samples)
     weights = tmp_path / "new" / "model" / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # one flipped bit in the weights
