@@ -49,12 +49,11 @@ import numpy as np
 import torch
 from machine import describe
 from store import save
-from torch import Tensor
 
 from titans_sci import load
 from titans_sci.data.dna import read_sequences
 from titans_sci.explain import (
-    DNAModel,
+    baseline_scores,
     classifier_view,
     gradient_x_input,
     gradients,
@@ -130,23 +129,6 @@ def tata_promoters() -> list[tuple[str, int]]:
     return found
 
 
-def _baseline_score(view: DNAModel, ids: Tensor) -> Tensor:
-    """The class scores ``[K]`` at integrated gradients' baseline (every base's embedding the
-    mean of the four)."""
-    table, alphabet = view.embedding.weight.detach(), view.alphabet
-
-    def hook(module: torch.nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
-        return torch.where(torch.isin(inputs[0], alphabet)[..., None], table[alphabet].mean(0),
-                           output)  # fmt: skip
-
-    handle = view.embedding.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            return view.score(ids[None])[0]
-    finally:
-        handle.remove()
-
-
 def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> dict[str, float]:
     """The TATA-box attribution ratios and the variant test of one saved classifier."""
     view = classifier_view(load(folder).model)
@@ -158,7 +140,7 @@ def known_answer(folder: Path, promoters: list[tuple[str, int]], seed: int) -> d
         ids = view.encode(sequence)
         integrated = integrated_gradients(view, ids, steps=STEPS)[:, 1]
         with torch.no_grad():
-            change = float(view.score(ids[None])[0, 1] - _baseline_score(view, ids)[1])
+            change = float(view.score(ids[None])[0, 1] - baseline_scores(view, ids)[1])
         gaps.append(abs(float(integrated.sum()) - change) / max(abs(change), 1e-12))
         tracks = {
             "ism": ism_track(saturation_mutagenesis(view, ids), ids, view.alphabet)[:, 1],

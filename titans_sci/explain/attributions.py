@@ -57,6 +57,7 @@ __all__ = [
     "DNAModel",
     "annotator_view",
     "base_ids",
+    "baseline_scores",
     "classifier_view",
     "gradient_x_input",
     "gradients",
@@ -308,3 +309,17 @@ def integrated_gradients(
     model.module.train(was_training)
     assert total is not None
     return total / steps
+
+
+@torch.no_grad()
+def baseline_scores(model: DNAModel, ids: Tensor) -> Tensor:
+    """``s(baseline) [K]``: the scores at :func:`integrated_gradients`' baseline of ``ids
+    [T]`` (the start of its path), so that ``s(x) - s(baseline)`` is what they add up to."""
+    alphabet = model.alphabet.to(ids.device)
+    start = torch.zeros(1, dtype=model.embedding.weight.dtype, device=ids.device)
+    was_training = model.module.training
+    model.module.eval()
+    with _CapturedEmbedding(model.embedding, alphabet, start):
+        scores = model.score(ids[None])[0]
+    model.module.train(was_training)
+    return scores
