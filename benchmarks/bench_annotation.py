@@ -1,13 +1,18 @@
-"""Genome annotation over whole chromosomes (issue 39): ``tasks/annotate_yeast.toml`` run once
-per seed (a run folder each, resumable), every row of every finished seed stored in
-``annotation.json`` and the table ``annotation.md`` rebuilt.
+"""Genome annotation over whole chromosomes (issue 39): ``tasks/annotate_yeast.toml`` run in
+parts, one per seed and model (a run folder each, resumable), every finished part's rows
+stored in ``annotation.json`` and the table ``annotation.md`` rebuilt.
 
-Each seed's run trains the Titans annotator, the CNN and the sliding-window-attention annotator
-on the twelve training chromosomes, selects each on chromosome 9 and scores it once on
-chromosomes 14-16, with the Titans memory also reset every 1, 4, 16 and 64 kb (the context
-curve); the first seed's run also scores AUGUSTUS.
+The parts: the Titans annotator (``titans``: trained on the twelve training chromosomes,
+selected on chromosome 9, scored once on chromosomes 14-16, also with its memory reset every 1,
+4, 16 and 64 kb: the context curve), the CNN (``cnn``) and the sliding-window-attention
+annotator (``attention``), each trained and scored the same way, and AUGUSTUS (``augustus``,
+once: it has no seed). A part is the task with only that model (``run(models=...)``) and that
+baseline switched on, so the parts of one seed are the rows of the task's own run with the same
+settings; they run apart so that each fits in a working session (a whole seed takes several
+hours on one core), its rows committed when it finishes.
 
     .venv/bin/python benchmarks/bench_annotation.py --seeds 1 2 3 --runs runs/annotation
+    .venv/bin/python benchmarks/bench_annotation.py --seeds 1 --parts augustus cnn
     .venv/bin/python benchmarks/bench_annotation.py --render
     .venv/bin/python benchmarks/bench_annotation.py --cost        # bases/s and peak RSS
 
@@ -53,16 +58,21 @@ NAMES = {"titans": "Titans (memory)", "cnn": "CNN", "attention": "sliding-window
          "augustus": "AUGUSTUS"}  # fmt: skip
 
 
-def run_seed(seed: int, runs: Path, overrides: dict[str, Any], first: bool) -> dict[str, Any]:
-    """The task at ``seed`` into ``runs/annotate_yeast_seed<seed>`` (resumed if started)."""
-    name = f"annotate_yeast_seed{seed}"
-    settings = {**overrides, "name": name, "protocol.seeds": [seed]}
-    settings.setdefault("baselines.augustus", first)
-    task = load_task(TASK, settings)
+PARTS = ("titans", "cnn", "attention", "augustus")
+
+
+def run_part(seed: int, part: str, runs: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The task at ``seed`` with ``part`` alone (its model, or AUGUSTUS) into
+    ``runs/annotate_yeast_seed<seed>_<part>`` (resumed if started)."""
+    name = f"annotate_yeast_seed{seed}_{part}"
+    baselines = {f"baselines.{b}": b == part for b in PARTS[1:]}
+    task = load_task(TASK, {**overrides, **baselines, "name": name, "protocol.seeds": [seed]})
     started = time.time()
-    result = run(task, runs, resume=(runs / name / "run.json").exists(), progress=False)
+    models = [] if part == "augustus" else [part]
+    result = run(task, runs, resume=(runs / name / "run.json").exists(), models=models)
     return {
         "seed": seed,
+        "part": part,
         "result": result,
         "seconds": round(time.time() - started),
         "date": datetime.date.today().isoformat(),
@@ -82,16 +92,19 @@ def _cell(values: list[float | None]) -> str:
 
 def render(store: dict[str, Any]) -> str:
     """The markdown table of every stored seed."""
-    seeds = sorted(store.values(), key=lambda s: s["seed"])
-    if not seeds:
-        return "# Genome annotation (issue 39)\n\nNo seed has finished yet.\n"
-    rows = [r for s in seeds for r in s["result"]["runs"]]
-    task = seeds[0]["result"]["task"]
+    parts = sorted(store.values(), key=lambda s: (s["seed"], PARTS.index(s["part"])))
+    if not parts:
+        return "# Genome annotation (issue 39)\n\nNo part has finished yet.\n"
+    rows = [r for s in parts for r in s["result"]["runs"]]
+    first = next((s for s in parts if s["part"] == "titans"), parts[0])
+    task = first["result"]["task"]
     lines = [
         "# Genome annotation over whole chromosomes (issue 39)",
         "",
-        f"Written by `benchmarks/bench_annotation.py` from `{TASK}` (one run per seed). "
-        f"Protocol: {seeds[0]['result']['protocol']}.",
+        f"Written by `benchmarks/bench_annotation.py` from `{TASK}`, one run per seed and model "
+        "(the task with that model alone: the same settings, data and code as the task's "
+        f"whole run). Protocol (as the seed {first['seed']} {first['part']} run states it): "
+        f"{first['result']['protocol']}.",
         "",
         "Every base of the three test chromosomes (2.83 Mb) is scored. `CDS base F1`: coding "
         "bases on the right strand. `exon F1` and `exact CDS F1`: exons and whole CDS whose "
@@ -146,10 +159,10 @@ def render(store: dict[str, Any]) -> str:
         f"{training['patience']} epochs on dev CDS base F1; the model as the task file gives it "
         f"(`{json.dumps(task['model'], sort_keys=True)}`)."
     )
-    for s in seeds:
+    for s in parts:
         extra = f", overrides {s['overrides']}" if s["overrides"] else ""
         lines.append(
-            f"- seed {s['seed']}: {s['seconds'] / 3600:.1f} h for the whole run, {s['date']}, "
+            f"- seed {s['seed']}, {NAMES[s['part']]}: {s['seconds'] / 60:.0f} min, {s['date']}, "
             f"{s['machine']}, code {s['result']['fingerprint']['code']}{extra}"
         )
     return "\n".join(lines) + "\n"
@@ -255,6 +268,7 @@ def _training_speed(steps: int = 6) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--runs", type=Path, default=Path("runs/annotation"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=1)
@@ -270,8 +284,11 @@ def main() -> None:
     stem = "annotation" if not overrides else "annotation_smoke"
     store_path = args.out / f"{stem}.json"
     for seed in args.seeds:
-        cell = run_seed(seed, args.runs, overrides, first=seed == min(args.seeds + [1]))
-        save({str(seed): cell}, store_path, args.out / f"{stem}.md", render)
+        for part in args.parts:
+            if part == "augustus" and seed != 1:
+                continue  # a program without a seed: once
+            cell = run_part(seed, part, args.runs, overrides)
+            save({f"{seed}|{part}": cell}, store_path, args.out / f"{stem}.md", render)
     if args.render:
         store = json.loads(store_path.read_text()) if store_path.exists() else {}
         (args.out / f"{stem}.md").write_text(render(store))

@@ -36,13 +36,16 @@ def _run_one(path: str | Path, args: argparse.Namespace, titans_only: bool = Fal
     task = load_task(path, parse_overrides(args.set))
     if titans_only:
         task = without_baselines(task)
-    result = run(task, args.out, args.resume, args.overwrite, not args.quiet)
+    models = getattr(args, "models", None)
+    result = run(task, args.out, args.resume, args.overwrite, not args.quiet, models)
     print(kind_of(task).format_summary(result))
     print(f"results in {Path(args.out) / task.name}")
     return result
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.task is None and args.models is not None:
+        raise UserError("--models chooses among a task file's models: name the task file")
     if args.task is not None:
         _run_one(args.task, args)
         return 0
@@ -306,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("task", nargs="?", default=None, help="a task file (tasks/*.toml)")
     _task_options(run)
+    run.add_argument(
+        "--models",
+        nargs="*",
+        metavar="NAME",
+        help="train only these of the task's models (e.g. --models cnn to run one baseline "
+        "model again; --models with no name: the baselines that train nothing); the task's "
+        "other baselines run as it says",
+    )
     run.add_argument("--tokens", type=_positive_even, default=2048, help="demo stream length")
     run.add_argument("--batch", type=_positive, default=4, help="demo streams to average")
     run.add_argument("--seed", type=int, default=0, help="demo random seed (default 0)")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from titans_sci.cli import main
 from titans_sci.config import Config
 from titans_sci.modelfolder import MODEL_KINDS, ModelKind, load_module, register
 from titans_sci.tasks import load_task, register_task_kind, run
@@ -156,3 +157,26 @@ def test_a_titans_model_that_could_not_be_saved_is_refused_before_it_trains(tmp_
         assert not (tmp_path / "runs").exists()
     finally:
         del TASK_KINDS["toy"]
+
+
+def test_models_chooses_which_of_the_tasks_models_train(registered, tmp_path, capsys):
+    """``run(models=...)`` trains only the models named (none: the baselines alone), records the
+    choice in the run's fingerprint (a resume under another choice is refused) and refuses a
+    name the task does not train, in one line from the CLI."""
+    path = tmp_path / "toy.toml"
+    path.write_text('format = 2\nkind = "toy"\nname = "toy"\n[training]\nepochs = 3\n')
+    result = run(load_task(path), tmp_path / "runs", models=[])
+    assert [r["model"] for r in result["runs"]] == ["mean"]
+    assert not (tmp_path / "runs" / "toy" / "checkpoints" / "seed1" / TITANS).exists()
+    with pytest.raises(ValueError, match="models"):  # the fingerprint names what changed
+        run(load_task(path), tmp_path / "runs", resume=True, models=[TITANS])
+    again = run(load_task(path), tmp_path / "runs", overwrite=True, models=[TITANS])
+    assert [r["model"] for r in again["runs"]] == [TITANS, "mean"]
+    with pytest.raises(ValueError, match=r"'cnn' is not one of this task's models \['titans'\]"):
+        run(load_task(path), tmp_path / "other", models=["cnn"])
+    assert not (tmp_path / "other").exists()
+    code = main(["run", str(path), "--out", str(tmp_path / "cli"), "--models", "cnn", "-q"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "'cnn' is not one of" in lines[0]
+    assert main(["run", "--models", "cnn"]) == 2
+    assert "name the task file" in capsys.readouterr().err

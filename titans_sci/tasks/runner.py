@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import importlib
 import itertools
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +44,33 @@ def kind_of(task: AnyTask) -> TaskKind[Any]:
     return getattr(importlib.import_module(module), name)(task)
 
 
-def fingerprint(kind: TaskKind[Any]) -> dict[str, Any]:
-    """What determines the run: the resolved task, the data's checksums, the code version."""
+def fingerprint(kind: TaskKind[Any], models: Collection[str] | None = None) -> dict[str, Any]:
+    """What determines the run: the resolved task, the data's checksums, the code version (and
+    the models chosen, where not all of the task's train)."""
     files = kind.data_files()
-    return {
+    marks = {
         "task": to_dict(kind.task),
         "data": {role: {"file": str(f), "sha256": sha256_of(f)} for role, f in files.items()},
         "code": code_version(),
     }
+    return marks if models is None else {**marks, "models": sorted(models)}
+
+
+def chosen_models(
+    kind: TaskKind[Any], unit: Unit, models: Collection[str] | None = None
+) -> dict[str, Callable[[], torch.nn.Module]]:
+    """The builders of the kind's models on ``unit``, only those named in ``models`` (all if
+    None; a name the task does not train is refused, naming those it does)."""
+    builders = kind.models(unit)
+    if models is None:
+        return builders
+    unknown = sorted(set(models) - set(builders))
+    if unknown:
+        raise ValueError(
+            f"models: {unknown[0]!r} is not one of this task's models {sorted(builders)} (a "
+            "baseline model is trained only where the task's [baselines] turn it on)"
+        )
+    return {name: build for name, build in builders.items() if name in models}
 
 
 def without_baselines(task: AnyTask) -> AnyTask:
@@ -67,16 +87,22 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    models: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Run ``task`` into ``<out>/<name>/`` (see :mod:`titans_sci.tasks.run_folder`) and return
     its results. ``resume`` continues an interrupted run of the same task, data and code and
-    reaches the numbers of an uninterrupted one; ``overwrite`` replaces what the folder holds."""
+    reaches the numbers of an uninterrupted one; ``overwrite`` replaces what the folder holds.
+    ``models``: train only these of the task's models (e.g. ``["cnn"]`` to run one baseline
+    model again, or none: the baselines without a model to train); its baselines run as the
+    task says."""
     kind = kind_of(task)  # reads and checks the data
-    marks = fingerprint(kind)
+    marks = fingerprint(kind, models)
     units = kind.units()
-    opening = next(units)  # the first unit's data and models built: a bad config or data set
-    for name, build in kind.models(opening).items():  # is refused before the folder is
-        model = build()  # touched, and a Titans model that could not be saved before it trains
+    # The first unit's data and models are built before the folder is touched, so a bad config
+    # or data set, or a Titans model that could not be saved, is refused before anything trains.
+    opening = next(units)
+    for name, build in chosen_models(kind, opening, models).items():
+        model = build()
         if name == TITANS:
             kind_of_module(model)
     with RunFolder(Path(out) / task.name, marks, resume, overwrite) as folder:
@@ -84,7 +110,7 @@ def run(
         curves: dict[str, TrainResult] = {}
         first = None
         for unit in itertools.chain([opening], units):
-            for name, build in kind.models(unit).items():
+            for name, build in chosen_models(kind, unit, models).items():
                 place = folder.checkpoints / unit.folder / name
                 torch.manual_seed(unit.seed)  # each model's initialisation: the seed alone
                 model = build()
