@@ -7,8 +7,11 @@ never printed or stored here.
 
     .venv/bin/python benchmarks/epf_validation.py --markets epf/NP epf/FR \\
         --settings window-past --stretches 768 192 96 --runs runs/epf_validation
+    .venv/bin/python benchmarks/epf_validation.py --settings window-past --stretches 192 \\
+        --set model.backbone.dim=128          # a further point of the grid: any task key
 
-Writes ``results/epf_validation.json`` and ``.md`` (one row per market, setting and stretch).
+Writes ``results/epf_validation.json`` and ``.md`` (one row per market, setting, stretch and
+further settings).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from machine import describe
 from store import save
 
 from titans_sci.tasks import run
+from titans_sci.tasks.config import parse_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -37,12 +41,13 @@ def render(store: dict[str, dict]) -> str:
         "MSE each run selects its epochs on (scaled price, mean +- std over the seeds). No "
         "test figure is read here.",
         "",
-        "| market | setting | stretch | validation MSE | seeds |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| market | setting | stretch | further settings | validation MSE | seeds |",
+        "| --- | --- | ---: | --- | ---: | ---: |",
     ]
-    for key in sorted(store, key=lambda k: (*k.split("|")[:2], -int(k.split("|")[2]))):
+    for key in sorted(store, key=lambda k: (*k.split("|")[:2], -int(k.split("|")[2]), k)):
         e = store[key]
-        lines.append(f"| {e['market']} | {e['setting']} | {e['stretch']} | "
+        further = ", ".join(f"{k} = {v}" for k, v in e.get("overrides", {}).items()) or "-"
+        lines.append(f"| {e['market']} | {e['setting']} | {e['stretch']} | {further} | "
                      f"{np.mean(e['validation']):.5f} +- {np.std(e['validation']):.5f} | "
                      f"{len(e['validation'])} |")  # fmt: skip
     lines += ["", "## Budgets", ""]
@@ -58,27 +63,38 @@ def main() -> None:
     parser.add_argument("--stretches", nargs="+", type=int, default=[768, 192, 96])
     parser.add_argument("--runs", type=Path, default=Path("runs/epf_validation"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further task key for every run (part of each row's key)",
+    )
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+    further = "".join(f"_{k.rsplit('.', 1)[-1]}{v}" for k, v in overrides.items())
     torch.set_num_threads(1)
     for market in args.markets:
         for setting in args.settings:
             for stretch in args.stretches:
                 started = time.time()
-                name = f"epf_validation_{market.replace('/', '_')}_{setting}_{stretch}"
-                task = epf_task(market, setting, {"training.stretch": stretch, "name": name})
+                name = f"epf_validation_{market.replace('/', '_')}_{setting}_{stretch}{further}"
+                settings = {**overrides, "training.stretch": stretch, "name": name}
+                task = epf_task(market, setting, settings)
                 result = run(task, args.runs, resume=True, progress=False)
                 validation = [-r["dev_score"] for r in result["runs"] if r["model"] == "titans"]
                 entry = {
                     "market": market, "setting": setting, "stretch": stretch,
-                    "validation": validation,
+                    "overrides": overrides, "validation": validation,
                     "budget": f"{name}: seeds {list(task.protocol.seeds)}, "
                     f"{time.time() - started:.0f} s wall (reused where done); "
                     f"{describe(1)}",
                 }  # fmt: skip
-                save({f"{market}|{setting}|{stretch}": entry}, args.out / "epf_validation.json",
+                key = "|".join([market, setting, str(stretch), *map(str, overrides.items())])
+                save({key: entry}, args.out / "epf_validation.json",
                      args.out / "epf_validation.md", render)  # fmt: skip
-                print(market, setting, stretch, f"validation MSE {np.mean(validation):.5f}",
-                      flush=True)  # fmt: skip
+                score = f"validation MSE {np.mean(validation):.5f}"
+                print(market, setting, stretch, overrides, score, flush=True)
 
 
 if __name__ == "__main__":
