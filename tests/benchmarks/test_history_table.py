@@ -89,3 +89,20 @@ def test_longer_horizons_train_the_first_horizons_choice_alone(tmp_path: Path):
     assert grid(path, "ett/ETTh1", 720, 96, "dlinear", [(96, 0.0), (720, 0.0)]) == [(720, 0.0)]
     assert grid(path, "ett/ETTh1", 192, 96, "window only", full) == full
     assert grid(path, "ett/ETTh2", 192, 96, "memory", full) == full
+
+
+def test_a_peer_chosen_before_all_its_windows_ran_says_so():
+    """A peer's window is chosen on validation from three lengths; until all three have run,
+    its cell names those it was chosen from."""
+    store = {
+        "ett/ETTh1|96|memory|L336|d0.3|1": entry(0.20, 0.4),
+        "ett/ETTh1|96|patchtst|L96|d0|1": entry(0.60, 0.39),
+        "ett/ETTh1|96|patchtst|L336|d0|1": entry(0.70, 0.30),
+        "ett/ETTh1|96|dlinear|L96|d0|1": entry(0.60, 0.40),
+        "ett/ETTh1|96|dlinear|L336|d0|1": entry(0.50, 0.37),
+        "ett/ETTh1|96|dlinear|L720|d0|1": entry(0.55, 0.30),
+    }
+    (row,) = [line for line in render(store).splitlines() if line.startswith("| ett/ETTh1")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[-2] == "0.370 +- 0.000 / 0.185 +- 0.000 (L336)"
+    assert cells[-1] == "0.390 +- 0.000 / 0.195 +- 0.000 (L96, of L96/L336 so far)"
