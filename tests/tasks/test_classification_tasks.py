@@ -67,6 +67,19 @@ def test_runs_are_reproducible(tmp_path):
     assert first["runs"] == second["runs"]
 
 
+def test_a_model_run_alone_gives_its_rows_of_the_whole_run(tmp_path):
+    """``run(models=[...])`` (how the annotation benchmark runs a seed in parts) trains each
+    model as the whole run does: its rows are the whole run's, to the bit."""
+    text = classification_task(
+        "parts", _user_files(tmp_path, (("train", 40), ("dev", 40), ("test", 40)))
+    )
+    whole = run(load_task(write(tmp_path / "a.toml", text)), tmp_path / "whole")
+    cnn = run(load_task(write(tmp_path / "b.toml", text)), tmp_path / "cnn", models=["cnn"])
+    titans = run(load_task(write(tmp_path / "c.toml", text)), tmp_path / "t", models=["titans"])
+    assert [r["model"] for r in cnn["runs"]] == ["cnn", "kmer_lr"]
+    assert whole["runs"] == [titans["runs"][0], *cnn["runs"]]
+
+
 def test_cli_runs_a_task_and_reports_bad_ones(tmp_path, capsys):
     text = classification_task(
         "cli", _user_files(tmp_path, (("train", 40), ("dev", 40), ("test", 40)))
