@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,10 @@ NAMES = {"titans": "Titans (memory)", "cnn": "CNN", "attention": "sliding-window
 
 
 PARTS = ("titans", "cnn", "attention", "augustus")
+#: The Titans run's report figures: predicted against true labels along 20 kb of the first test
+#: chromosome, and the memory's surprise there; kept beside the table as
+#: ``annotation_seed<seed>_<figure>``.
+FIGURES = ("annotation.png", "surprise.png")
 
 
 def run_part(seed: int, part: str, runs: Path, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +76,7 @@ def run_part(seed: int, part: str, runs: Path, overrides: dict[str, Any]) -> dic
     models = [] if part == "augustus" else [part]
     result = run(task, runs, resume=(runs / name / "run.json").exists(), models=models)
     return {
+        "figures": {f: str(runs / name / f) for f in FIGURES if (runs / name / f).exists()},
         "seed": seed,
         "part": part,
         "result": result,
@@ -149,6 +155,15 @@ def render(store: dict[str, Any]) -> str:
             lines.append(f"| {every:,} bases | " + " | ".join(cells) + " |")
         whole = [_cell([r.get(k) for r in titans]) for k in list(COLUMNS)[:3]]
         lines.append("| never (whole chromosome) | " + " | ".join(whole) + " |")
+    titans_seeds = sorted({s["seed"] for s in parts if s["part"] == "titans"})
+    if titans_seeds:
+        lines += [
+            "",
+            "Each Titans run's report figures, beside this table: its predicted against true "
+            "labels along 20 kb of the first test chromosome (`annotation_seed<N>_annotation.png`)"
+            " and its memory's surprise there (`annotation_seed<N>_surprise.png`), for seeds "
+            f"{', '.join(map(str, titans_seeds))}.",
+        ]
     lines += ["", "## Budgets and runs", ""]
     training = task["training"]
     lines.append(
@@ -288,6 +303,8 @@ def main() -> None:
             if part == "augustus" and seed != 1:
                 continue  # a program without a seed: once
             cell = run_part(seed, part, args.runs, overrides)
+            for figure, path in cell.pop("figures").items():
+                shutil.copyfile(path, args.out / f"{stem}_seed{seed}_{figure}")
             save({f"{seed}|{part}": cell}, store_path, args.out / f"{stem}.md", render)
     if args.render:
         store = json.loads(store_path.read_text()) if store_path.exists() else {}
