@@ -74,9 +74,14 @@ def test_a_killed_suite_resumes_without_training_finished_seeds_again(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
-    # seed 1 is a finished part, in the store; seed 2 is not
-    (finished,) = out.glob("runs/*/results.json")
-    assert finished.parent.name.endswith("_seed1")
+    # seed 1 is a finished part, in the store, in two pieces (Titans alone, then the baselines
+    # with the CNN alone); seed 2 is not
+    finished = sorted(p.parent.name for p in out.glob("runs/*/results.json"))
+    assert [f.rsplit("_", 2)[1:] for f in finished] == [["seed1", "baselines"], ["seed1", "titans"]]
+    trained = {p.parent.name for p in out.glob("runs/*_seed1_*/checkpoints/seed1/*/model")}
+    assert trained == {"titans"}  # only the Titans piece saves a model; the CNN piece trained
+    assert list(out.glob("runs/*_seed1_baselines/checkpoints/seed1/cnn/train.log"))
+    assert not list(out.glob("runs/*_seed1_baselines/checkpoints/seed1/titans"))
     stored = json.loads((out / "genomics.json").read_text())
     assert {k: list(v["parts"]) for k, v in stored.items()} == {
         "gue/mouse/3|titans lmm dim16 depth1 heads2": ["seed1"],
@@ -251,7 +256,7 @@ def test_a_part_interrupted_under_other_code_is_started_again(tmp_path, capsys):
     task = build_task("gue/mouse/3", Entrant.parse("lmm"), args, baselines=True)
     label = label_of(Entrant.parse("lmm"), args)
     folder = tmp_path / "suite" / "runs" / f"{task.name}_{label.replace(' ', '_')}_"
-    folder = folder.with_name(folder.name + f"{config_hash(task)}_seed1")
+    folder = folder.with_name(folder.name + f"{config_hash(task)}_seed1_titans")
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({"code": {"source_sha256": "older"}}))
     assert main(argv) == 0

@@ -5,12 +5,16 @@ The suite is a queue of parts: a part is one seed of a GUE task (train, select o
 once) or one fold of a Genomic Benchmarks set (5-fold cross-validation), for one entrant. The
 queue runs in passes, so the table fills early: pass 1 is the first seed (or fold) of every
 task, smallest training set first, then pass 2 the second, and so on. Each part is one
-classification task of the task system, run into ``<runs>/<task>_<entrant>_<config>_<part>/``
-with ``resume`` on: a killed suite, started again with the same settings, skips every part
-already in ``<out>/genomics.json`` and continues the interrupted part from its last epoch
-checkpoint. A cell (task, model) keeps every part's test and dev score, its time, machine, date
-and code version, and its mean and spread are over the parts it holds. Changed settings give a
-new config hash, and a part of the new config replaces the cell.
+classification task of the task system, run in two pieces, the Titans model alone
+(``<runs>/<task>_<entrant>_<config>_<part>_titans/``) and then, beside the first entrant, the
+baselines (``..._baselines/``: the CNN, with the k-mer model), each stored when it finishes (a
+model run alone gives its rows of the whole task's run, so the pieces change no number and each
+fits in a shorter working session). Every piece runs with ``resume`` on: a killed suite, started
+again with the same settings, skips every piece already in ``<out>/genomics.json`` and continues
+the interrupted one from its last epoch checkpoint. A cell (task, model) keeps every part's test
+and dev score, its time, machine, date and code version, and its mean and spread are over the
+parts it holds. Changed settings give a new config hash, and a part of the new config replaces
+the cell.
 
 Entrants: a backbone variant (``lmm``, ``mag``, ``mac``, ``mal``) from scratch, or with
 ``:pretrained``, its trunk started from a pretrained DNA language model (``--pretrained``,
@@ -50,7 +54,8 @@ from titans_sci.modelfolder import WEIGHTS
 from titans_sci.resources import tasks_dir
 from titans_sci.suites import describe_machine
 from titans_sci.suites.store import save
-from titans_sci.tasks import ClassificationTask, parse_task, run
+from titans_sci.tasks import ClassificationTask, parse_task, run, without_baselines
+from titans_sci.tasks.kind import TITANS
 from titans_sci.tasks.run_folder import AnotherRun
 from titans_sci.version import code_version
 
@@ -432,45 +437,52 @@ def run_suite(suite: GenomicsSuite) -> dict[str, dict]:
     for name, i, part in order[shard - 1 :: shards]:
         baselines = suite.baselines and i == 0
         task = build_task(name, entrants[i], suite, baselines)
-        digest = config_hash(task)
+        digest = config_hash(task)  # of the whole task: its pieces are one cell's
         label = label_of(entrants[i], suite)
-        labels = [label] + (list(BASELINES) if baselines else [])
-        stored = _read(store_path)
-        if all(
-            stored.get(f"{name}|{m}", {}).get("config") == digest
-            and part in stored[f"{name}|{m}"].get("parts", {})
-            for m in labels
-        ):
-            print(f"{name} | {label} | {part}: done ({digest}), skipped", flush=True)
-            continue
-        start = time.perf_counter()
-        folder = f"{task.name}_{label.replace(' ', '_')}_{digest}_{part}"
-        one = replace(part_task(task, part), name=folder)
-        try:
-            result = run(one, runs, resume=True, progress=not suite.quiet)
-        except AnotherRun as refused:  # an interrupted part of older code: this suite's own
-            print(f"{name} | {label} | {part}: {refused}; started again", flush=True)
-            result = run(one, runs, overwrite=True, progress=not suite.quiet)
-        cell = {
-            "config": digest,
-            "metric": metric_of(name),
-            "budget": budget(task),
-            "protocol": cell_protocol(result["protocol"], part),
-            "planned": len(parts_of(name, suite)),
-        }
-        facts = {
-            "seconds": time.perf_counter() - start,
-            "machine": machine + (", torch.compile" if suite.compile else ""),
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
-            "code": code,
-        }
-        entries = part_entries(name, label, result, part, cell, facts)
-        save(entries, store_path, table_path, table, merge=merge_parts)
-        stored = _read(store_path)
-        for key in entries:
-            entry = stored[key]
-            print(f"{key} {part}: {entry['parts'][part]['test']:.2f}; cell {entry['mean']:.2f} "
-                  f"+- {entry['std']:.2f} (n={entry['n']})", flush=True)  # fmt: skip
+        alone = without_baselines(task)
+        assert isinstance(alone, ClassificationTask)
+        pieces = [("titans", alone, [TITANS], [label])]
+        if baselines:
+            pieces.append(("baselines", task, ["cnn"], list(BASELINES)))
+        for piece, piece_task, models, labels in pieces:
+            stored = _read(store_path)
+            if all(
+                stored.get(f"{name}|{m}", {}).get("config") == digest
+                and part in stored[f"{name}|{m}"].get("parts", {})
+                for m in labels
+            ):
+                print(f"{name} | {' + '.join(labels)} | {part}: done ({digest}), skipped",
+                      flush=True)  # fmt: skip
+                continue
+            folder = f"{task.name}_{label.replace(' ', '_')}_{digest}_{part}_{piece}"
+            one = replace(part_task(piece_task, part), name=folder)
+            start = time.perf_counter()
+            try:
+                result = run(one, runs, resume=True, progress=not suite.quiet, models=models)
+            except AnotherRun as refused:  # an interrupted piece of older code: the suite's own
+                print(f"{name} | {label} | {part}: {refused}; started again", flush=True)
+                result = run(one, runs, overwrite=True, progress=not suite.quiet, models=models)
+            cell = {
+                "config": digest,
+                "metric": metric_of(name),
+                "budget": budget(task),
+                "protocol": cell_protocol(result["protocol"], part),
+                "planned": len(parts_of(name, suite)),
+            }
+            facts = {
+                "seconds": time.perf_counter() - start,
+                "machine": machine + (", torch.compile" if suite.compile else ""),
+                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),
+                "code": code,
+            }
+            entries = part_entries(name, label, result, part, cell, facts)
+            save(entries, store_path, table_path, table, merge=merge_parts)
+            stored = _read(store_path)
+            for key in entries:
+                entry = stored[key]
+                print(f"{key} {part}: {entry['parts'][part]['test']:.2f}; cell "
+                      f"{entry['mean']:.2f} +- {entry['std']:.2f} (n={entry['n']})",
+                      flush=True)  # fmt: skip
     store = _read(store_path)
     save({}, store_path, table_path, table)  # the table of the whole store, even if nothing ran
     plot_margins(store, out / "genomics_margins.png")
