@@ -66,17 +66,21 @@ PARTS = ("titans", "cnn", "attention", "augustus")
 FIGURES = ("annotation.png", "surprise.png")
 
 
+def part_name(seed: int, part: str) -> str:
+    """The run folder's (and the task's) name of ``part`` at ``seed``."""
+    return f"annotate_yeast_seed{seed}_{part}"
+
+
 def run_part(seed: int, part: str, runs: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """The task at ``seed`` with ``part`` alone (its model, or AUGUSTUS) into
-    ``runs/annotate_yeast_seed<seed>_<part>`` (resumed if started)."""
-    name = f"annotate_yeast_seed{seed}_{part}"
+    ``runs/<part_name>`` (resumed if started)."""
+    name = part_name(seed, part)
     baselines = {f"baselines.{b}": b == part for b in PARTS[1:]}
     task = load_task(TASK, {**overrides, **baselines, "name": name, "protocol.seeds": [seed]})
     started = time.time()
     models = [] if part == "augustus" else [part]
     result = run(task, runs, resume=(runs / name / "run.json").exists(), models=models)
     return {
-        "figures": {f: str(runs / name / f) for f in FIGURES if (runs / name / f).exists()},
         "seed": seed,
         "part": part,
         "result": result,
@@ -303,8 +307,9 @@ def main() -> None:
             if part == "augustus" and seed != 1:
                 continue  # a program without a seed: once
             cell = run_part(seed, part, args.runs, overrides)
-            for figure, path in cell.pop("figures").items():
-                shutil.copyfile(path, args.out / f"{stem}_seed{seed}_{figure}")
+            folder = args.runs / part_name(seed, part)
+            for figure in (f for f in FIGURES if (folder / f).exists()):  # a Titans part's
+                shutil.copyfile(folder / figure, args.out / f"{stem}_seed{seed}_{figure}")
             save({f"{seed}|{part}": cell}, store_path, args.out / f"{stem}.md", render)
     if args.render:
         store = json.loads(store_path.read_text()) if store_path.exists() else {}

@@ -378,8 +378,8 @@ def render(store: dict[str, dict]) -> str:
         if not entries:
             return "-"
         where = "" if kind in (LOOKBACK_96, NEVER_WRITES) else f" ({setting.split()[0]})"
-        tried = sorted((s.split()[0] for s in kinds[kind]), key=lambda w: int(w[1:]))
-        if kind in PEERS and len(tried) < 3:  # a peer's window not yet run at every length
+        if kind in PEERS and len(kinds[kind]) < 3:  # a peer's window not yet run at every length
+            tried = sorted((s.split()[0] for s in kinds[kind]), key=lambda w: int(w[1:]))
             where = f" ({setting.split()[0]}, of {'/'.join(tried)} so far)"
         return f"{stat(entries, 'test_mse')} / {stat(entries, 'test_mae')}{where}"
 
