@@ -90,7 +90,9 @@ def main() -> None:
                     f"{time.time() - started:.0f} s wall (reused where done); "
                     f"{describe(1)}",
                 }  # fmt: skip
-                key = "|".join([market, setting, str(stretch), *map(str, overrides.items())])
+                key = "|".join(
+                    [market, setting, str(stretch), *(f"{k}={v}" for k, v in overrides.items())]
+                )
                 save({key: entry}, args.out / "epf_validation.json",
                      args.out / "epf_validation.md", render)  # fmt: skip
                 score = f"validation MSE {np.mean(validation):.5f}"
