@@ -144,3 +144,35 @@ def test_compile_runs_the_same_module_through_torch_compile():
     with torch.no_grad():
         torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-5, atol=1e-6)
     assert list(compiled.state_dict()) == list(eager.state_dict())
+
+
+def test_compiled_training_step_gives_the_eager_outputs_and_gradients():
+    """The genomics queue trains through ``torch.compile``: in training mode (the memory's lean
+    path, its explicit backward inside the compiled graph) the compiled model's outputs and
+    every parameter's gradient are the eager model's, at an odd length with a padded row."""
+    from titans_sci.models.config import LMMConfig
+    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
+
+    memory = {"preset": "titans", "num_heads": 2, "head_dim": 8, "chunk_size": 16}
+    backbone = LMMConfig.from_dict({"dim": 16, "depth": 1, "bidirectional": True, "memory": memory})
+    torch.manual_seed(0)
+    eager = DNAClassifier(ClassifierConfig(backbone))
+    compiled = DNAClassifier(ClassifierConfig(backbone))
+    compiled.load_state_dict(eager.state_dict())
+    Trainer(compiled, TrainConfig(epochs=1, compile=True), seed=1)
+    ids = torch.randint(5, 9, (4, 37))
+    mask = torch.ones(4, 37, dtype=torch.bool)
+    mask[1, 30:] = False
+    outputs = []
+    for model in (eager, compiled):
+        model.train()
+        out = model(ids, mask)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    for (name, a), (_, b) in zip(
+        eager.named_parameters(), compiled.named_parameters(), strict=True
+    ):
+        assert a.grad is not None and b.grad is not None, name
+        assert a.grad.abs().max() > 0, name  # every parameter takes part
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
