@@ -1041,6 +1041,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stamp(entries: dict[str, dict], stamp: dict[str, str], seconds: float) -> None:
+    """Stamp a job's entries with the machine and date, and each with the job's wall time but
+    the last-value baseline's (it comes out of the Titans run and takes no time of its own);
+    print each."""
+    for key, entry in entries.items():
+        entry.update(stamp)
+        if "|last value|" not in key:
+            entry["seconds"] = seconds
+        print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1053,12 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
             for job, label in jobs:
                 start = time.perf_counter()
                 entries = job(name, label, horizon, args)
-                seconds = time.perf_counter() - start
-                for key, entry in entries.items():
-                    entry.update(stamp)
-                    if "last value" not in key:  # it comes out of the Titans run
-                        entry["seconds"] = seconds
-                    print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
+                _stamp(entries, stamp, time.perf_counter() - start)
                 save(entries, args.store, args.out, render, merge_seeds if args.add_seeds else None)
     markets = list(EPF) if args.epf == [] else (args.epf or [])
     for market in markets:
@@ -1066,9 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         for job, label in jobs:
             start = time.perf_counter()
             entries = job(market, label, 24, args)
-            for key, entry in entries.items():
-                entry.update(stamp, seconds=time.perf_counter() - start)
-                print(f"{key}: MSE {entry['mse']:.4f} MAE {entry['mae']:.4f}", flush=True)
+            _stamp(entries, stamp, time.perf_counter() - start)
             save(entries, args.store, args.out, render)
     gluonts_markets = ["epf/NP"] if args.epf_gluonts == [] else (args.epf_gluonts or [])
     for market in gluonts_markets:

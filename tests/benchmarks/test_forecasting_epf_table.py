@@ -47,3 +47,16 @@ def test_the_epf_table_shows_each_reading_and_the_published_numbers():
 def test_the_gluonts_protocol_table_averages_seeds():
     text = "\n".join(_epf_gluonts_table(STORE))
     assert "| epf/NP | titans lmm | 1.500 +- 0.707 | 0.150 +- 0.071 | 0.200 +- 0.000 | 2 |" in text
+
+
+def test_a_jobs_wall_time_is_not_stamped_on_the_last_value_it_yields():
+    """The last-value baseline comes out of a Titans run and takes no time of its own: its
+    budget line must not show that run's wall time as its own."""
+    from bench_forecasting import _stamp
+
+    entries = {"epf/PJM|titans known|24": {"mse": 0.1, "mae": 0.2},
+               "epf/PJM|last value|24": {"mse": 0.3, "mae": 0.4}}  # fmt: skip
+    _stamp(entries, {"machine": "m", "date": "d"}, 974.0)
+    assert entries["epf/PJM|titans known|24"]["seconds"] == 974.0
+    assert "seconds" not in entries["epf/PJM|last value|24"]
+    assert all(e["machine"] == "m" and e["date"] == "d" for e in entries.values())
