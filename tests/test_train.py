@@ -126,19 +126,27 @@ def test_a_non_finite_loss_stops_training():
         TrainConfig(epochs=0, lr=1e-3)
 
 
-def test_compile_runs_the_same_module_through_torch_compile():
-    """``compile = true`` (the suite's ``--compile``): the model's calls are compiled in place,
-    its forward gives the eager one's numbers, and its state dict (what is saved) is the plain
-    module's."""
+def _eager_and_compiled() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A small bidirectional LMM classifier and a copy of it compiled by the trainer
+    (``compile = true``), with the same weights."""
     from titans_sci.models.config import LMMConfig
     from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
 
     memory = {"preset": "titans", "num_heads": 2, "head_dim": 8, "chunk_size": 16}
     backbone = LMMConfig.from_dict({"dim": 16, "depth": 1, "bidirectional": True, "memory": memory})
+    torch.manual_seed(0)
     eager = DNAClassifier(ClassifierConfig(backbone))
     compiled = DNAClassifier(ClassifierConfig(backbone))
     compiled.load_state_dict(eager.state_dict())
     Trainer(compiled, TrainConfig(epochs=1, compile=True), seed=1)
+    return eager, compiled
+
+
+def test_compile_runs_the_same_module_through_torch_compile():
+    """``compile = true`` (the suite's ``--compile``): the model's calls are compiled in place,
+    its forward gives the eager one's numbers, and its state dict (what is saved) is the plain
+    module's."""
+    eager, compiled = _eager_and_compiled()
     ids = torch.randint(5, 9, (4, 37))
     mask = torch.ones(4, 37, dtype=torch.bool)
     with torch.no_grad():
@@ -150,16 +158,7 @@ def test_compiled_training_step_gives_the_eager_outputs_and_gradients():
     """The genomics queue trains through ``torch.compile``: in training mode (the memory's lean
     path, its explicit backward inside the compiled graph) the compiled model's outputs and
     every parameter's gradient are the eager model's, at an odd length with a padded row."""
-    from titans_sci.models.config import LMMConfig
-    from titans_sci.models.dna_classifier import ClassifierConfig, DNAClassifier
-
-    memory = {"preset": "titans", "num_heads": 2, "head_dim": 8, "chunk_size": 16}
-    backbone = LMMConfig.from_dict({"dim": 16, "depth": 1, "bidirectional": True, "memory": memory})
-    torch.manual_seed(0)
-    eager = DNAClassifier(ClassifierConfig(backbone))
-    compiled = DNAClassifier(ClassifierConfig(backbone))
-    compiled.load_state_dict(eager.state_dict())
-    Trainer(compiled, TrainConfig(epochs=1, compile=True), seed=1)
+    eager, compiled = _eager_and_compiled()
     ids = torch.randint(5, 9, (4, 37))
     mask = torch.ones(4, 37, dtype=torch.bool)
     mask[1, 30:] = False
