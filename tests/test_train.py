@@ -156,8 +156,9 @@ def test_compile_runs_the_same_module_through_torch_compile():
 
 def test_compiled_training_step_gives_the_eager_outputs_and_gradients():
     """The genomics queue trains through ``torch.compile``: in training mode (the memory's lean
-    path, its explicit backward inside the compiled graph) the compiled model's outputs and
-    every parameter's gradient are the eager model's, at an odd length with a padded row."""
+    path with its explicit backward, which Dynamo leaves to run eagerly between the compiled
+    graphs) the compiled model's outputs and every parameter's gradient are the eager model's,
+    at an odd length with a padded row."""
     eager, compiled = _eager_and_compiled()
     ids = torch.randint(5, 9, (4, 37))
     mask = torch.ones(4, 37, dtype=torch.bool)
